@@ -1,0 +1,3 @@
+/** token-shadow: the public face of the library. */
+export * from './errors.js';
+export * from './generations/index.js';
