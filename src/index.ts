@@ -1,3 +1,4 @@
 /** token-shadow: the public face of the library. */
 export * from './errors.js';
 export * from './generations/index.js';
+export * from './ids.js';

@@ -1,0 +1,131 @@
+/**
+ * User ids (`NAME@REALM`) and token ids (`NAME@REALM!TOKEN`), with the grammar
+ * Proxmox uses. An id is split at the last '@', then at the last '!' after it,
+ * so a user name may itself contain '@' or '!'.
+ */
+import { InvalidIdError } from './errors.js';
+
+const REALM = /^[A-Za-z][A-Za-z0-9.\-_]{1,31}$/;
+// No whitespace, ':', '/' or control characters (C0, DEL, C1).
+const USER_NAME = /^[^\s:/\p{Cc}]+$/u;
+const TOKEN_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+const MIN_ID = 3;
+const MAX_ID = 64;
+
+export interface Userid {
+  /** The whole id, `NAME@REALM`. */
+  readonly userid: string;
+  readonly name: string;
+  readonly realm: string;
+}
+
+export interface Authid {
+  /** The whole id: `NAME@REALM` or `NAME@REALM!TOKEN`. */
+  readonly authid: string;
+  readonly userid: string;
+  readonly name: string;
+  readonly realm: string;
+  /** The token name, or null when the id names a user. */
+  readonly tokenName: string | null;
+}
+
+export interface Tokenid extends Authid {
+  readonly tokenName: string;
+}
+
+function checkLength(kind: string, value: string): void {
+  if (value.length < MIN_ID || value.length > MAX_ID) {
+    throw new InvalidIdError(kind, value, `length must be ${MIN_ID}-${MAX_ID} characters`);
+  }
+}
+
+function checkUserParts(kind: string, value: string, name: string, realm: string): void {
+  if (!USER_NAME.test(name)) {
+    throw new InvalidIdError(
+      kind,
+      value,
+      'user name must be non-empty, without whitespace, ":", "/" or control characters',
+    );
+  }
+  if (!REALM.test(realm)) {
+    throw new InvalidIdError(kind, value, 'realm must match [A-Za-z][A-Za-z0-9.-_]+ (2-32)');
+  }
+}
+
+/** Throws InvalidIdError unless `name` is a valid token name. */
+export function checkTokenName(name: string, kind = 'token name', value = name): string {
+  if (!TOKEN_NAME.test(name)) {
+    throw new InvalidIdError(kind, value, 'token name must match [A-Za-z0-9_][A-Za-z0-9._-]*');
+  }
+  return name;
+}
+
+/** Parses `USER@REALM` or `USER@REALM!TOKEN`. */
+export function parseAuthid(value: string): Authid {
+  if (typeof value !== 'string') throw new InvalidIdError('id', String(value), 'not a string');
+  checkLength('id', value);
+  const at = value.lastIndexOf('@');
+  if (at < 0) throw new InvalidIdError('id', value, 'missing "@REALM"');
+  const bang = value.indexOf('!', at);
+  const lastBang = value.lastIndexOf('!');
+  const name = value.slice(0, at);
+  const realm = bang < 0 ? value.slice(at + 1) : value.slice(at + 1, bang);
+  let tokenName: string | null = null;
+  if (bang >= 0) {
+    if (bang !== lastBang) throw new InvalidIdError('id', value, 'more than one "!" after "@"');
+    tokenName = checkTokenName(value.slice(bang + 1), 'token id', value);
+  }
+  checkUserParts('id', value, name, realm);
+  const userid = bang < 0 ? value : value.slice(0, bang);
+  return Object.freeze({ authid: value, userid, name, realm, tokenName });
+}
+
+/** Parses `USER@REALM`; a token id is an error. */
+export function parseUserid(value: string): Userid {
+  const id = parseAuthid(value);
+  if (id.tokenName !== null) throw new InvalidIdError('user id', value, 'is a token id');
+  return Object.freeze({ userid: id.userid, name: id.name, realm: id.realm });
+}
+
+/** Parses `USER@REALM!TOKEN`; a plain user id is an error. */
+export function parseTokenid(value: string): Tokenid {
+  const id = parseAuthid(value);
+  if (id.tokenName === null) throw new InvalidIdError('token id', value, 'missing "!TOKEN"');
+  return id as Tokenid;
+}
+
+/** True when `value` is a valid token id. Never throws. */
+export function isTokenid(value: string): boolean {
+  try {
+    return parseAuthid(value).tokenName !== null;
+  } catch {
+    return false;
+  }
+}
+
+/** True when `value` is a valid user or token id. Never throws. */
+export function isAuthid(value: string): boolean {
+  try {
+    parseAuthid(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `NAME@REALM` from its parts, validated. */
+export function formatUserid(name: string, realm: string): string {
+  return parseUserid(`${name}@${realm}`).userid;
+}
+
+/** `USERID!TOKEN` from a user id and a token name, validated. */
+export function joinTokenid(userid: string, tokenName: string): string {
+  parseUserid(userid);
+  return parseTokenid(`${userid}!${tokenName}`).authid;
+}
+
+/** `[userid, tokenName]` of a token id. */
+export function splitTokenid(tokenid: string): [userid: string, tokenName: string] {
+  const id = parseTokenid(tokenid);
+  return [id.userid, id.tokenName];
+}
