@@ -50,3 +50,83 @@ export class InvalidIdError extends TokenShadowError {
     super('ERR_INVALID_ID', `invalid ${kind} ${quote(value)}: ${reason}`);
   }
 }
+
+/** The hashing queue is full: fail fast (HTTP 503) rather than pile up work. */
+export class BusyError extends TokenShadowError {
+  constructor(message = 'hashing queue is full, try again later') {
+    super('ERR_BUSY', message);
+  }
+}
+
+export type ShadowFileProblem = 'unreadable' | 'bad-json' | 'bad-shape';
+
+/**
+ * token.shadow cannot be used. The message names the path and the problem,
+ * never the content: the file holds hashes.
+ */
+export class ShadowFileError extends TokenShadowError {
+  readonly path: string;
+  readonly problem: ShadowFileProblem;
+  constructor(path: string, problem: ShadowFileProblem, detail: string) {
+    super('ERR_SHADOW_FILE', `${path}: ${detail}`);
+    this.path = path;
+    this.problem = problem;
+  }
+}
+
+export type LockProblem = 'timeout' | 'compromised' | 'io';
+
+/** A file lock could not be taken, or was lost while held (the change was not made). */
+export class LockError extends TokenShadowError {
+  readonly path: string;
+  readonly problem: LockProblem;
+  constructor(path: string, problem: LockProblem, detail: string, options?: { cause?: unknown }) {
+    super('ERR_LOCK', `${path}: ${detail}`, options);
+    this.path = path;
+    this.problem = problem;
+  }
+}
+
+export type ConfigProblem = 'exists' | 'not-found' | 'invalid';
+
+/**
+ * A request to change the user configuration that cannot be carried out: the
+ * thing exists already, is missing, or the request itself is invalid. `code` is
+ * `ERR_CONFIG_EXISTS`, `ERR_CONFIG_NOT_FOUND` or `ERR_CONFIG_INVALID`.
+ */
+export class ConfigError extends TokenShadowError {
+  readonly problem: ConfigProblem;
+  constructor(problem: ConfigProblem, message: string, options?: { cause?: unknown }) {
+    super(`ERR_CONFIG_${problem.toUpperCase().replace(/-/g, '_')}`, message, options);
+    this.problem = problem;
+  }
+}
+
+/** The access-control configuration or backend was used before `init()`. */
+export class AccessControlNotInitialisedError extends TokenShadowError {
+  constructor(what: string) {
+    super('ERR_ACCESS_CONTROL_NOT_INITIALISED', `access control ${what} used before init()`);
+  }
+}
+
+export type AuthenticationFailure =
+  | 'missing-header'
+  | 'malformed-header'
+  | 'too-long'
+  | 'unknown-scheme'
+  | 'disabled-scheme'
+  | 'invalid-id'
+  | 'inactive'
+  | 'bad-secret';
+
+/**
+ * A request could not be authenticated. The message is the same for every
+ * failure so that it tells a client nothing; `reason` is for the server's logs.
+ */
+export class AuthenticationError extends TokenShadowError {
+  readonly reason: AuthenticationFailure;
+  constructor(reason: AuthenticationFailure) {
+    super('ERR_AUTHENTICATION', 'authentication failed');
+    this.reason = reason;
+  }
+}

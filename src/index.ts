@@ -2,3 +2,5 @@
 export * from './errors.js';
 export * from './generations/index.js';
 export * from './ids.js';
+export * from './hashing/index.js';
+export * from './shadow/index.js';

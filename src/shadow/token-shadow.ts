@@ -1,0 +1,427 @@
+/**
+ * TokenShadow: token.shadow plus this process's verified-secret cache, kept
+ * exact across processes through the TOKEN_SHADOW slot of the generation page.
+ * The semantics follow Proxmox's token_shadow.rs; where it drops the whole
+ * cache, we revalidate entry by entry (see #revalidate).
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { BusyError, GenerationPageError } from '../errors.js';
+import { removeStrayTemps, writeFileAtomic } from '../files/atomic.js';
+import { type LockOptions, withFileLock } from '../files/lock.js';
+import { isRacy, sameStamp, stampPath } from '../files/stamp.js';
+import type { GenerationPage } from '../generations/page.js';
+import { Slot } from '../generations/slots.js';
+import { isLegacyHash } from '../hashing/params.js';
+import type { HashPool } from '../hashing/pool.js';
+import { parseTokenid } from '../ids.js';
+import { loadAddon } from '../native.js';
+import { readShadow, type ShadowSnapshot, serializeShadow } from './file.js';
+import { VerifiedSecretCache } from './verified-cache.js';
+
+export interface TokenShadowOptions {
+  /** Path of token.shadow. */
+  path: string;
+  /** The shared generation page, or null: then nothing is cached (correct, slower). */
+  page: GenerationPage | null;
+  pool: HashPool;
+  /** How long a stat of the file is trusted, in ms (default 60 s). */
+  ttlMs?: number;
+  /** Most secrets cached at once (default 100,000). */
+  maxEntries?: number;
+  /** Group that may read the file; the mode then defaults to 0640 instead of 0600. */
+  gid?: number;
+  mode?: number;
+  lock?: LockOptions;
+  /** Rehash a legacy crypt hash as argon2id after it verified (default false). */
+  upgradeLegacyHashes?: boolean;
+  /** Monotonic milliseconds; tests substitute a clock they control. */
+  clock?: () => number;
+  /** Test hooks to make interleavings deterministic. */
+  hooks?: TokenShadowHooks;
+  onWarning?: (message: string) => void;
+}
+
+export interface TokenShadowHooks {
+  /** Awaited after a hash verify returned, before its result is used. */
+  afterHashVerify?: (tokenid: string) => Promise<void>;
+}
+
+export interface TokenShadowStats {
+  hits: number;
+  misses: number;
+  slowVerifies: number;
+  dummyVerifies: number;
+  coalescedWaits: number;
+  invalidationsByGeneration: number;
+  invalidationsByFileChange: number;
+  revalidations: number;
+  busyRejections: number;
+  evictions: number;
+  entries: number;
+  generation: number | null;
+}
+
+/** Longest secret we hash; longer ones are refused without work. */
+export const MAX_SECRET_LENGTH = 1024;
+const MAX_ATTEMPTS = 3;
+
+type Reason = 'generation' | 'file';
+
+export class TokenShadow {
+  readonly path: string;
+  readonly ttlMs: number;
+  #page: GenerationPage | null;
+  #pool: HashPool;
+  #cache: VerifiedSecretCache;
+  #mode: number;
+  #gid: number | undefined;
+  #lock: LockOptions;
+  #upgrade: boolean;
+  #clock: () => number;
+  #hooks: TokenShadowHooks;
+  #warn: (message: string) => void;
+
+  /** Generation the cache is consistent with; null until first synced. */
+  #generation: number | null = null;
+  /** Last parsed file, reused while its stamp is unchanged and not racy. */
+  #snapshot: ShadowSnapshot | null = null;
+  /** Wall-clock ns when #snapshot was read (decides whether its stamp is racy). */
+  #readAtNs = 0n;
+  /** #clock() when the file was last stat'ed or read. */
+  #checkedAt = Number.NEGATIVE_INFINITY;
+  #syncing: Promise<void> | null = null;
+  #inflight = new Map<string, Promise<boolean>>();
+  #dummyHash: Promise<string> | null = null;
+  #scratch: Uint8Array;
+  #upgrades = new Set<Promise<void>>();
+  #stats = {
+    hits: 0,
+    misses: 0,
+    slowVerifies: 0,
+    dummyVerifies: 0,
+    coalescedWaits: 0,
+    invalidationsByGeneration: 0,
+    invalidationsByFileChange: 0,
+    revalidations: 0,
+    busyRejections: 0,
+  };
+
+  constructor(options: TokenShadowOptions) {
+    this.path = options.path;
+    this.#page = options.page;
+    this.#pool = options.pool;
+    this.ttlMs = options.ttlMs ?? 60_000;
+    this.#cache = new VerifiedSecretCache(options.maxEntries ?? 100_000);
+    this.#gid = options.gid;
+    this.#mode = options.mode ?? (options.gid === undefined ? 0o600 : 0o640);
+    this.#lock = options.lock ?? {};
+    this.#upgrade = options.upgradeLegacyHashes ?? false;
+    this.#clock = options.clock ?? (() => performance.now());
+    this.#hooks = options.hooks ?? {};
+    this.#warn = options.onWarning ?? ((m) => process.emitWarning(m, { code: 'TOKEN_SHADOW' }));
+    this.#scratch = new Uint8Array(loadAddon().digestSize);
+  }
+
+  /** Whether verified secrets are cached at all (only with a generation page). */
+  get caching(): boolean {
+    return this.#page !== null;
+  }
+
+  /**
+   * The fast path alone: true when the cache proves `secret` right for
+   * `tokenid` right now, undefined when only the slow path can tell.
+   */
+  verifyCached(tokenid: string, secret: string): true | undefined {
+    const page = this.#page;
+    if (page === null || page.load(Slot.TOKEN_SHADOW) !== this.#generation) return undefined;
+    if (this.#clock() - this.#checkedAt >= this.ttlMs) return undefined;
+    if (this.#cache.matches(tokenid, secret) !== true) return undefined;
+    this.#stats.hits++;
+    return true;
+  }
+
+  /**
+   * Whether `secret` is the current secret of `tokenid`. Throws BusyError when
+   * the hashing queue is full and ShadowFileError when the file is corrupt.
+   */
+  async verifySecret(tokenid: string, secret: string): Promise<boolean> {
+    if (this.verifyCached(tokenid, secret)) return true;
+    if (typeof secret !== 'string' || secret.length === 0 || secret.length > MAX_SECRET_LENGTH) {
+      return false;
+    }
+    await this.#refresh();
+    if (this.#page !== null && this.#cache.matches(tokenid, secret) === true) {
+      this.#stats.hits++;
+      return true;
+    }
+    this.#stats.misses++;
+    return this.#coalesced(tokenid, secret);
+  }
+
+  /** Makes a new random secret (a lowercase UUID v4, as Proxmox does), stores its hash, returns it once. */
+  async generateAndSetSecret(tokenid: string): Promise<string> {
+    const secret = randomUUID();
+    await this.setSecret(tokenid, secret);
+    return secret;
+  }
+
+  /** Stores the hash of a given secret (imports, tests). */
+  async setSecret(tokenid: string, secret: string): Promise<void> {
+    parseTokenid(tokenid);
+    const hash = await this.#pool.hash(secret);
+    await this.#mutate(
+      (entries) => {
+        entries.set(tokenid, hash);
+        return true;
+      },
+      () => this.#cache.set(tokenid, hash, secret),
+    );
+  }
+
+  /** Removes the token's secret; true when there was one. */
+  async deleteSecret(tokenid: string): Promise<boolean> {
+    let existed = false;
+    await this.#mutate((entries) => {
+      existed = entries.delete(tokenid);
+      return existed;
+    });
+    return existed;
+  }
+
+  stats(): TokenShadowStats {
+    return {
+      ...this.#stats,
+      evictions: this.#cache.evictions,
+      entries: this.#cache.size,
+      generation: this.#generation,
+    };
+  }
+
+  // --- keeping the cache current -------------------------------------------
+
+  /** Brings the cache to the current generation, and stats the file once per TTL. */
+  async #refresh(): Promise<void> {
+    const page = this.#page;
+    if (page === null) return;
+    while (this.#syncing) await this.#syncing;
+    const generationMoved = page.load(Slot.TOKEN_SHADOW) !== this.#generation;
+    const ttlPassed = this.#clock() - this.#checkedAt >= this.ttlMs;
+    if (!generationMoved && !ttlPassed) return;
+    this.#syncing = (generationMoved ? this.#revalidate('generation') : this.#checkFile(page))
+      .then(() => undefined)
+      .finally(() => {
+        this.#syncing = null;
+      });
+    await this.#syncing;
+  }
+
+  /**
+   * TTL passed: stat the file. Unchanged (and not racy): trust it for another
+   * TTL. Otherwise revalidate, and if the content really changed behind our
+   * back (a hand edit), bump the generation so every process revalidates.
+   */
+  async #checkFile(page: GenerationPage): Promise<void> {
+    const before = this.#snapshot;
+    const stamp = await stampPath(this.path);
+    if (before !== null && sameStamp(stamp, before.stamp) && !isRacy(stamp, this.#readAtNs)) {
+      this.#checkedAt = this.#clock();
+      return;
+    }
+    await this.#revalidate('file');
+    const after = this.#snapshot;
+    if (before !== null && after !== null && !sameEntries(before.entries, after.entries)) {
+      if (page.readOnly) return;
+      page.increment(Slot.TOKEN_SHADOW);
+    }
+  }
+
+  /**
+   * Load the generation first, then re-read the file, keep exactly the entries
+   * whose hash is still the one they were verified against, and adopt the
+   * generation loaded first: a writer that bumps after our load makes us
+   * revalidate again, so we can never adopt a generation newer than our read.
+   */
+  async #revalidate(reason: Reason): Promise<void> {
+    const page = this.#page;
+    if (page === null) return;
+    const generation = page.load(Slot.TOKEN_SHADOW);
+    const snapshot = await this.#currentSnapshot();
+    const dropped = this.#cache.retainMatching(snapshot.entries);
+    this.#stats.revalidations++;
+    if (reason === 'generation') this.#stats.invalidationsByGeneration += dropped;
+    else this.#stats.invalidationsByFileChange += dropped;
+    this.#generation = generation;
+  }
+
+  /** The parsed file, reusing the last parse while its stamp is unchanged and trustworthy. */
+  async #currentSnapshot(): Promise<ShadowSnapshot> {
+    const previous = this.#snapshot;
+    if (previous !== null) {
+      const stamp = await stampPath(this.path);
+      if (sameStamp(stamp, previous.stamp) && !isRacy(stamp, this.#readAtNs)) {
+        this.#checkedAt = this.#clock();
+        return previous;
+      }
+    }
+    const readAtNs = BigInt(Date.now()) * 1_000_000n;
+    const snapshot = await readShadow(this.path);
+    this.#adopt(snapshot, readAtNs);
+    return snapshot;
+  }
+
+  #adopt(snapshot: ShadowSnapshot, readAtNs: bigint): void {
+    this.#snapshot = snapshot;
+    this.#readAtNs = readAtNs;
+    this.#checkedAt = this.#clock();
+  }
+
+  // --- the slow path ---------------------------------------------------------
+
+  /** Concurrent verifies of one (tokenid, secret) share one hash verify. */
+  #coalesced(tokenid: string, secret: string): Promise<boolean> {
+    const addon = loadAddon();
+    addon.digestInto(this.#scratch, 0, secret);
+    const key = `${tokenid}\n${Buffer.from(this.#scratch).toString('base64')}`;
+    const running = this.#inflight.get(key);
+    if (running !== undefined) {
+      this.#stats.coalescedWaits++;
+      return running;
+    }
+    const task = this.#verifyFresh(tokenid, secret).finally(() => {
+      this.#inflight.delete(key);
+    });
+    this.#inflight.set(key, task);
+    return task;
+  }
+
+  /**
+   * Verify against the file as it is now. A result is only used if nothing
+   * changed while hashing; otherwise, if the token's hash changed meanwhile,
+   * verify again against the new one (invariant I1: a mutation that returned
+   * is never overruled by a verify that was still running).
+   */
+  async #verifyFresh(tokenid: string, secret: string): Promise<boolean> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const page = this.#page;
+      const before = page?.load(Slot.TOKEN_SHADOW) ?? null;
+      const snapshot = await this.#currentSnapshot();
+      const hash = snapshot.entries.get(tokenid);
+      if (hash === undefined) {
+        await this.#dummyVerify(secret);
+        return false;
+      }
+      const ok = await this.#hashVerify(hash, secret);
+      await this.#hooks.afterHashVerify?.(tokenid);
+      const unchanged =
+        page === null
+          ? sameStamp(await stampPath(this.path), snapshot.stamp)
+          : page.load(Slot.TOKEN_SHADOW) === before;
+      if (unchanged) {
+        if (ok && page !== null && before === this.#generation) {
+          this.#cache.set(tokenid, hash, secret);
+        }
+        if (ok && this.#upgrade && isLegacyHash(hash)) this.#upgradeLater(tokenid, hash, secret);
+        return ok;
+      }
+      // Something changed while we hashed: does our answer still stand?
+      const now = await readShadow(this.path);
+      if (now.entries.get(tokenid) === hash) return ok;
+    }
+    throw new BusyError('token changed during every verification attempt');
+  }
+
+  async #hashVerify(hash: string, secret: string): Promise<boolean> {
+    this.#stats.slowVerifies++;
+    try {
+      return await this.#pool.verify(hash, secret);
+    } catch (error) {
+      if (error instanceof BusyError) this.#stats.busyRejections++;
+      throw error;
+    }
+  }
+
+  /** An unknown id costs one verify against a throwaway hash, so timing shows nothing. */
+  async #dummyVerify(secret: string): Promise<void> {
+    this.#stats.dummyVerifies++;
+    this.#dummyHash ??= this.#pool.hash(randomUUID());
+    await this.#hashVerify(await this.#dummyHash, secret);
+  }
+
+  /** Prepares the dummy hash now rather than on the first unknown id. */
+  async warmUp(): Promise<void> {
+    this.#dummyHash ??= this.#pool.hash(randomUUID());
+    await this.#dummyHash;
+  }
+
+  #upgradeLater(tokenid: string, legacy: string, secret: string): void {
+    const run = async () => {
+      const hash = await this.#pool.hash(secret);
+      await this.#mutate(
+        (entries) => {
+          const still = entries.get(tokenid) === legacy;
+          if (still) entries.set(tokenid, hash);
+          return still;
+        },
+        () => this.#cache.set(tokenid, hash, secret),
+      );
+    };
+    const task = run()
+      .catch((error) => this.#warn(`upgrading the hash of ${tokenid} failed: ${error}`))
+      .finally(() => this.#upgrades.delete(task));
+    this.#upgrades.add(task);
+  }
+
+  /** Resolves when background hash upgrades have finished (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.#upgrades.size > 0) await Promise.all(this.#upgrades);
+  }
+
+  // --- mutations ---------------------------------------------------------------
+
+  /**
+   * lock -> read -> change -> write temp, fsync, rename, fsync dir -> bump ->
+   * update own cache -> unlock. `change` returns false to write nothing;
+   * `cached` updates this process's cache after the bump, still under the lock.
+   */
+  async #mutate(
+    change: (entries: Map<string, string>) => boolean,
+    cached?: () => void,
+  ): Promise<void> {
+    const page = this.#page;
+    if (page?.readOnly) {
+      throw new GenerationPageError(page.path, 'read-only', 'cannot publish a change');
+    }
+    await withFileLock(
+      this.path,
+      async (assertHeld) => {
+        await removeStrayTemps(this.path);
+        const current = await readShadow(this.path); // corrupt: throws, never overwritten
+        const entries = new Map(current.entries);
+        if (!change(entries)) return;
+        assertHeld();
+        const readAtNs = BigInt(Date.now()) * 1_000_000n;
+        await writeFileAtomic(this.path, serializeShadow(entries), {
+          mode: this.#mode,
+          gid: this.#gid,
+        });
+        const stamp = await stampPath(this.path);
+        if (page === null) return;
+        const generation = page.increment(Slot.TOKEN_SHADOW);
+        // Whatever changed behind our back since our last look is in `current`:
+        // keep only what it confirms, then what we wrote is the whole truth.
+        this.#cache.retainMatching(entries);
+        this.#adopt({ entries, stamp }, readAtNs);
+        this.#generation = generation;
+        cached?.();
+      },
+      this.#lock,
+    );
+  }
+}
+
+function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [key, value] of a) if (b.get(key) !== value) return false;
+  return true;
+}
