@@ -1,4 +1,5 @@
 /** Drives a test/fixtures/shadow-child process: request/response plus events. */
+import type { HashPoolStats, TokenShadowStats } from '../../src/index.js';
 import { type Child, fixture, startChild } from './children.js';
 
 export class ShadowClient {
@@ -58,10 +59,7 @@ export class ShadowClient {
     return new Promise((resolve) => this.#eventWaiters.push(resolve));
   }
 
-  async stats(): Promise<{
-    shadow: Record<string, number>;
-    pool: Record<string, number>;
-  }> {
+  async stats(): Promise<{ shadow: TokenShadowStats; pool: HashPoolStats }> {
     return (await this.request('stats')) as never;
   }
 
