@@ -9,7 +9,9 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <cstring>
 #include <mutex>
+#include <string>
 
 namespace token_shadow {
 
@@ -22,8 +24,10 @@ SHA256_CTX keyed_prefix;  // state after absorbing the key; copied per call
 std::once_flag key_once;
 bool key_ok = false;
 
+// A key of one full SHA-256 block: the prefix state then has the key already
+// compressed, and a UUID secret costs a single compression per call.
 void InitKey() {
-  unsigned char key[32];
+  unsigned char key[SHA256_CBLOCK];
   key_ok = RAND_bytes(key, sizeof key) == 1;
   SHA256_Init(&keyed_prefix);
   SHA256_Update(&keyed_prefix, key, sizeof key);
@@ -41,18 +45,20 @@ bool Compute(const Napi::CallbackInfo& info, uint8_t** slice,
         .ThrowAsJavaScriptException();
     return false;
   }
-  if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsNumber() ||
-      !info[2].IsString()) {
+  // Type checks come from the status of each N-API call: one call per
+  // argument on the hot path instead of a typeof call and then a getter.
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  double offset = -1;
+  if (info.Length() < 3 ||
+      napi_get_typedarray_info(env, info[0], &type, &length, &data, nullptr,
+                               nullptr) != napi_ok ||
+      napi_get_value_double(env, info[1], &offset) != napi_ok) {
     Napi::TypeError::New(env, "(slab: Uint8Array, offset: number, secret)")
         .ThrowAsJavaScriptException();
     return false;
   }
-  napi_typedarray_type type;
-  size_t length;
-  void* data;
-  napi_get_typedarray_info(env, info[0], &type, &length, &data, nullptr,
-                           nullptr);
-  double offset = info[1].As<Napi::Number>().DoubleValue();
   if (type != napi_uint8_array || !(offset >= 0) ||
       offset + kDigestSize > static_cast<double>(length) ||
       offset != static_cast<double>(static_cast<size_t>(offset))) {
@@ -64,7 +70,12 @@ bool Compute(const Napi::CallbackInfo& info, uint8_t** slice,
 
   char inline_buf[kInlineSecret];
   size_t len = 0;
-  napi_get_value_string_utf8(env, info[2], inline_buf, sizeof inline_buf, &len);
+  if (napi_get_value_string_utf8(env, info[2], inline_buf, sizeof inline_buf,
+                                 &len) != napi_ok) {
+    Napi::TypeError::New(env, "secret must be a string")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
   SHA256_CTX ctx = keyed_prefix;
   if (len < kInlineSecret - 1) {
     SHA256_Update(&ctx, inline_buf, len);
@@ -76,7 +87,8 @@ bool Compute(const Napi::CallbackInfo& info, uint8_t** slice,
     OPENSSL_cleanse(&whole[0], whole.size());
   }
   SHA256_Final(out, &ctx);
-  OPENSSL_cleanse(inline_buf, sizeof inline_buf);
+  OPENSSL_cleanse(inline_buf,
+                  len < sizeof inline_buf ? len : sizeof inline_buf);
   OPENSSL_cleanse(&ctx, sizeof ctx);
   return true;
 }

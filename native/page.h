@@ -29,12 +29,14 @@ class Page : public Napi::ObjectWrap<Page> {
   Napi::Value Increment(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Fd(const Napi::CallbackInfo& info);
+  Napi::Value Buffer(const Napi::CallbackInfo& info);
   uint64_t* SlotPointer(const Napi::CallbackInfo& info);
-  void Unmap();
+  void Unmap(bool detach);
 
   uint8_t* base_ = nullptr;
   int fd_ = -1;
   bool writable_ = false;
+  Napi::Reference<Napi::ArrayBuffer> buffer_;
 };
 
 }  // namespace token_shadow

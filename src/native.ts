@@ -19,6 +19,8 @@ export interface NativePage {
   increment(slot: number): number;
   close(): void;
   fd(): number;
+  /** The mapped page as an external ArrayBuffer; detached by close(). */
+  buffer(): ArrayBuffer;
 }
 
 export interface Addon {

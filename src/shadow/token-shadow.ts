@@ -5,7 +5,6 @@
  * cache, we revalidate entry by entry (see #revalidate).
  */
 import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import { BusyError, GenerationPageError } from '../errors.js';
 import { removeStrayTemps, writeFileAtomic } from '../files/atomic.js';
 import { type LockOptions, withFileLock } from '../files/lock.js';
@@ -35,7 +34,10 @@ export interface TokenShadowOptions {
   lock?: LockOptions;
   /** Rehash a legacy crypt hash as argon2id after it verified (default false). */
   upgradeLegacyHashes?: boolean;
-  /** Monotonic milliseconds; tests substitute a clock they control. */
+  /**
+   * Monotonic milliseconds, for tests that control time. Without it, an unref'd
+   * timer marks the TTL as passed, so the fast path reads no clock at all.
+   */
   clock?: () => number;
   /** Test hooks to make interleavings deterministic. */
   hooks?: TokenShadowHooks;
@@ -78,7 +80,7 @@ export class TokenShadow {
   #gid: number | undefined;
   #lock: LockOptions;
   #upgrade: boolean;
-  #clock: () => number;
+  #clock: (() => number) | null;
   #hooks: TokenShadowHooks;
   #warn: (message: string) => void;
 
@@ -88,8 +90,11 @@ export class TokenShadow {
   #snapshot: ShadowSnapshot | null = null;
   /** Wall-clock ns when #snapshot was read (decides whether its stamp is racy). */
   #readAtNs = 0n;
-  /** #clock() when the file was last stat'ed or read. */
+  /** #clock() when the file was last stat'ed or read (injected clocks only). */
   #checkedAt = Number.NEGATIVE_INFINITY;
+  /** Without an injected clock an unref'd timer marks the TTL as passed (no clock read per request). */
+  #ttlPassed = true;
+  #ttlTimer: NodeJS.Timeout | null = null;
   #syncing: Promise<void> | null = null;
   #inflight = new Map<string, Promise<boolean>>();
   #dummyHash: Promise<string> | null = null;
@@ -117,7 +122,7 @@ export class TokenShadow {
     this.#mode = options.mode ?? (options.gid === undefined ? 0o600 : 0o640);
     this.#lock = options.lock ?? {};
     this.#upgrade = options.upgradeLegacyHashes ?? false;
-    this.#clock = options.clock ?? (() => performance.now());
+    this.#clock = options.clock ?? null;
     this.#hooks = options.hooks ?? {};
     this.#warn = options.onWarning ?? ((m) => process.emitWarning(m, { code: 'TOKEN_SHADOW' }));
     this.#scratch = new Uint8Array(loadAddon().digestSize);
@@ -135,7 +140,7 @@ export class TokenShadow {
   verifyCached(tokenid: string, secret: string): true | undefined {
     const page = this.#page;
     if (page === null || page.load(Slot.TOKEN_SHADOW) !== this.#generation) return undefined;
-    if (this.#clock() - this.#checkedAt >= this.ttlMs) return undefined;
+    if (this.#ttlExpired()) return undefined;
     if (this.#cache.matches(tokenid, secret) !== true) return undefined;
     this.#stats.hits++;
     return true;
@@ -200,13 +205,31 @@ export class TokenShadow {
 
   // --- keeping the cache current -------------------------------------------
 
+  #ttlExpired(): boolean {
+    return this.#clock === null ? this.#ttlPassed : this.#clock() - this.#checkedAt >= this.ttlMs;
+  }
+
+  #markChecked(): void {
+    if (this.#clock !== null) {
+      this.#checkedAt = this.#clock();
+      return;
+    }
+    this.#ttlPassed = false;
+    if (this.#ttlTimer !== null) clearTimeout(this.#ttlTimer);
+    this.#ttlTimer = setTimeout(() => {
+      this.#ttlPassed = true;
+      this.#ttlTimer = null;
+    }, this.ttlMs);
+    this.#ttlTimer.unref();
+  }
+
   /** Brings the cache to the current generation, and stats the file once per TTL. */
   async #refresh(): Promise<void> {
     const page = this.#page;
     if (page === null) return;
     while (this.#syncing) await this.#syncing;
     const generationMoved = page.load(Slot.TOKEN_SHADOW) !== this.#generation;
-    const ttlPassed = this.#clock() - this.#checkedAt >= this.ttlMs;
+    const ttlPassed = this.#ttlExpired();
     if (!generationMoved && !ttlPassed) return;
     this.#syncing = (generationMoved ? this.#revalidate('generation') : this.#checkFile(page))
       .then(() => undefined)
@@ -225,7 +248,7 @@ export class TokenShadow {
     const before = this.#snapshot;
     const stamp = await stampPath(this.path);
     if (before !== null && sameStamp(stamp, before.stamp) && !isRacy(stamp, this.#readAtNs)) {
-      this.#checkedAt = this.#clock();
+      this.#markChecked();
       return;
     }
     await this.#revalidate('file');
@@ -260,7 +283,7 @@ export class TokenShadow {
     if (previous !== null) {
       const stamp = await stampPath(this.path);
       if (sameStamp(stamp, previous.stamp) && !isRacy(stamp, this.#readAtNs)) {
-        this.#checkedAt = this.#clock();
+        this.#markChecked();
         return previous;
       }
     }
@@ -273,7 +296,7 @@ export class TokenShadow {
   #adopt(snapshot: ShadowSnapshot, readAtNs: bigint): void {
     this.#snapshot = snapshot;
     this.#readAtNs = readAtNs;
-    this.#checkedAt = this.#clock();
+    this.#markChecked();
   }
 
   // --- the slow path ---------------------------------------------------------

@@ -1,0 +1,181 @@
+/**
+ * What a verify costs: the cached fast path and each of its steps, an uncached
+ * argon2id verify with the default parameters, and legacy crypt verifies, in
+ * one run so the ratios are fair. Also argon2 throughput for combinations of
+ * pool threads and UV_THREADPOOL_SIZE (node-argon2 runs on libuv's pool).
+ *
+ *   npx tsc -p . && node dist/bench/verify.js
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import {
+  DEFAULT_ARGON2,
+  GenerationPage,
+  HashPool,
+  makeLegacyHash,
+  Slot,
+  TokenShadow,
+} from '../src/index.js';
+import { loadAddon } from '../src/native.js';
+import { machineLine, median, nsPerOp, writeResults } from './lib/stats.js';
+import { printTable } from './lib/table.js';
+
+const OPS = 1_000_000;
+let sink = 0;
+
+async function timeAsync(n: number, fn: () => Promise<unknown>): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const start = performance.now();
+    await fn();
+    samples.push(performance.now() - start);
+  }
+  return samples;
+}
+
+/** Child mode: argon2 verifies/s with `threads` pool threads under this process's UV_THREADPOOL_SIZE. */
+async function poolChild(threads: number, count: number): Promise<void> {
+  const pool = new HashPool({ threads, maxQueue: count });
+  const hash = await pool.hash('benchmark-secret');
+  await Promise.all(Array.from({ length: threads }, () => pool.verify(hash, 'x'))); // warm
+  const start = performance.now();
+  await Promise.all(Array.from({ length: count }, () => pool.verify(hash, 'benchmark-secret')));
+  const seconds = (performance.now() - start) / 1000;
+  process.stdout.write(`${JSON.stringify({ perSecond: count / seconds })}\n`);
+  await pool.close();
+}
+
+async function poolScenario(threads: number, uv: number, count: number): Promise<number> {
+  const script = fileURLToPath(import.meta.url);
+  const child = spawn(process.execPath, [script, 'pool-child', String(threads), String(count)], {
+    env: { ...process.env, UV_THREADPOOL_SIZE: String(uv) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  await once(child, 'exit');
+  return JSON.parse(out).perSecond as number;
+}
+
+async function main(): Promise<void> {
+  const quick = !process.argv.includes('--full');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-verify-'));
+  const page = GenerationPage.open(path.join(dir, 'config-versions'));
+  const pool = new HashPool({ threads: os.availableParallelism() });
+  const shadow = new TokenShadow({ path: path.join(dir, 'token.shadow'), page, pool });
+  const id = 'bench@pve!cached';
+  const secret = await shadow.generateAndSetSecret(id);
+  if ((await shadow.verifySecret(id, secret)) !== true) throw new Error('setup failed');
+
+  const addon = loadAddon();
+  const slab = new Uint8Array(32);
+  addon.digestInto(slab, 0, secret);
+  const map = new Map([[id, { hash: 'h', slot: 0, used: false }]]);
+
+  const steps: Array<[string, number]> = [
+    ['generation load (page.load)', nsPerOp(() => (sink += page.load(Slot.TOKEN_SHADOW)), OPS)],
+    ['cache lookup (Map.get)', nsPerOp(() => (sink += map.get(id)?.slot ?? 0), OPS)],
+    ['keyed digest + compare (addon)', nsPerOp(() => addon.digestEquals(slab, 0, secret), OPS)],
+  ];
+  const cachedSync = nsPerOp(() => shadow.verifyCached(id, secret), OPS);
+  const asyncOps = OPS / 4;
+  const asyncSamples: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < asyncOps; i++) await shadow.verifySecret(id, secret);
+    asyncSamples.push(Number(process.hrtime.bigint() - start) / asyncOps);
+  }
+  const cachedAsync = median(asyncSamples);
+
+  const n = quick ? 15 : 60;
+  const argonHash = JSON.parse(
+    (await import('node:fs')).readFileSync(path.join(dir, 'token.shadow'), 'utf8'),
+  )[id] as string;
+  const argonMs = median(await timeAsync(n, () => pool.verify(argonHash, secret)));
+  const legacy: Array<[string, number]> = [];
+  for (const kind of ['sha256-crypt', 'sha512-crypt', 'yescrypt'] as const) {
+    const hash = makeLegacyHash('legacy-secret', kind);
+    legacy.push([kind, median(await timeAsync(n, () => pool.verify(hash, 'legacy-secret')))]);
+  }
+  await pool.close();
+  page.close();
+  rmSync(dir, { recursive: true, force: true });
+
+  const rows: Array<Array<string | number>> = [
+    ...steps.map(([name, ns]) => [`  step: ${name}`, ns.toFixed(1), '']),
+    ['cached verify, sync (verifyCached)', cachedSync.toFixed(1), '1'],
+    [
+      'cached verify, async (await verifySecret)',
+      cachedAsync.toFixed(1),
+      (cachedAsync / cachedSync).toFixed(1),
+    ],
+    [
+      `uncached argon2id verify (m=${DEFAULT_ARGON2.memoryCost} KiB, t=${DEFAULT_ARGON2.timeCost}, p=${DEFAULT_ARGON2.parallelism})`,
+      (argonMs * 1e6).toFixed(0),
+      ((argonMs * 1e6) / cachedSync).toFixed(0),
+    ],
+    ...legacy.map(([kind, ms]) => [
+      `legacy ${kind} verify`,
+      (ms * 1e6).toFixed(0),
+      ((ms * 1e6) / cachedSync).toFixed(0),
+    ]),
+  ];
+  console.log(machineLine());
+  printTable(
+    'Verify cost (median ns per operation; ratio to the cached sync verify)',
+    ['operation', 'ns/op', 'x cached'],
+    rows,
+  );
+
+  const combos: Array<[number, number]> = quick
+    ? [
+        [2, 1],
+        [2, 2],
+        [2, 4],
+        [4, 2],
+      ]
+    : [
+        [1, 1],
+        [2, 1],
+        [2, 2],
+        [2, 4],
+        [4, 2],
+        [4, 4],
+        [8, 4],
+      ];
+  const poolRows: Array<Array<string | number>> = [];
+  for (const [threads, uv] of combos) {
+    const perSecond = await poolScenario(threads, uv, quick ? 40 : 120);
+    poolRows.push([threads, uv, Math.min(threads, uv), perSecond.toFixed(1)]);
+  }
+  printTable(
+    'argon2id verifies/s by pool threads and UV_THREADPOOL_SIZE',
+    ['pool threads', 'UV_THREADPOOL_SIZE', 'effective', 'verifies/s'],
+    poolRows,
+  );
+  writeResults('verify', {
+    machine: machineLine(),
+    date: new Date().toISOString(),
+    steps,
+    cachedSyncNs: cachedSync,
+    cachedAsyncNs: cachedAsync,
+    argon2Ms: argonMs,
+    argon2: DEFAULT_ARGON2,
+    legacyMs: Object.fromEntries(legacy),
+    pool: poolRows,
+  });
+  void sink;
+}
+
+if (process.argv[2] === 'pool-child') {
+  await poolChild(Number(process.argv[3]), Number(process.argv[4]));
+} else {
+  await main();
+}
