@@ -1,0 +1,305 @@
+/**
+ * Reads user.cfg. Like PVE, a bad line never makes the whole file unusable: it
+ * is skipped (or the bad part of it is) and a warning names the line, so one
+ * typo cannot lock every user out. Warnings are returned, not logged.
+ */
+import type { AccessControlConfig } from '../access/control.js';
+import { accessConfigOrDefault } from '../access/control.js';
+import { ConfigError, quote } from '../errors.js';
+import { isAuthid, isTokenid, parseAuthid, parseTokenid, parseUserid } from '../ids.js';
+import { decodeText } from './encoding.js';
+import {
+  isGroupId,
+  isRawField,
+  isRoleId,
+  normalizeAclPath,
+  parseExpire,
+  parseFlag,
+  splitList,
+} from './syntax.js';
+import {
+  type AclNode,
+  aclEntryOf,
+  type ConfigWarning,
+  createUserConfig,
+  newUserEntry,
+  type UserConfig,
+} from './types.js';
+
+/**
+ * 'token-shadow': `token:ID:ENABLE:EXPIRE:PRIVSEP:COMMENT:`.
+ * 'pve': Proxmox VE's `token:ID:EXPIRE:PRIVSEP:COMMENT:` (tokens are enabled), and
+ * PVE's reading of an empty user ENABLE field (disabled).
+ */
+export type UserConfigDialect = 'token-shadow' | 'pve';
+
+export interface ParseUserConfigOptions {
+  dialect?: UserConfigDialect;
+  /** Which privileges and built-in roles exist; default: the initialised one, or PVE's. */
+  access?: AccessControlConfig;
+}
+
+export interface ParsedUserConfig {
+  config: UserConfig;
+  warnings: ConfigWarning[];
+}
+
+const FIELD_COUNTS = { user: 9, group: 4, role: 3, acl: 5 } as const;
+const TOKEN_FIELDS = { 'token-shadow': 6, pve: 5 } as const;
+
+/** Why the whole line was skipped; undefined when it was used (perhaps in part). */
+type Problem = string | undefined;
+
+interface LineContext {
+  readonly config: UserConfig;
+  readonly access: AccessControlConfig;
+  readonly dialect: UserConfigDialect;
+  readonly fields: string[];
+  /** Warns about this line; `detail` must already quote untrusted values. */
+  warn(detail: string): void;
+}
+
+function field(fields: readonly string[], index: number): string {
+  return fields[index] ?? '';
+}
+
+/** Splits at ':', trims every field and drops trailing empty ones, like Perl's split. */
+function splitFields(line: string): string[] {
+  const fields = line.split(':').map((part) => part.trim());
+  while (fields.length > 0 && fields[fields.length - 1] === '') fields.pop();
+  return fields;
+}
+
+/** The line for a warning, with the key list of a user line hidden: it may hold OTP secrets. */
+function safeLine(fields: readonly string[], line: string): string {
+  if (fields[0] === 'user' && field(fields, 8) !== '') {
+    return `${fields.slice(0, 8).join(':')}:***:`;
+  }
+  return line;
+}
+
+export function parseUserConfig(
+  text: string,
+  options: ParseUserConfigOptions = {},
+): ParsedUserConfig {
+  if (typeof text !== 'string') throw new ConfigError('invalid', 'user.cfg text must be a string');
+  const dialect = options.dialect ?? 'token-shadow';
+  if (dialect !== 'token-shadow' && dialect !== 'pve') {
+    throw new ConfigError('invalid', `unknown user.cfg dialect ${quote(String(dialect))}`);
+  }
+  const access = options.access ?? accessConfigOrDefault();
+  const config = createUserConfig();
+  const warnings: ConfigWarning[] = [];
+  const lines = text.split('\n');
+  for (let index = 0; index < lines.length; index++) {
+    const line = (lines[index] ?? '').trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const lineNumber = index + 1;
+    const fields = splitFields(line);
+    const context: LineContext = {
+      config,
+      access,
+      dialect,
+      fields,
+      warn(detail) {
+        const shown = quote(safeLine(fields, line), 80);
+        warnings.push({ line: lineNumber, message: `line ${lineNumber}: ${detail}: ${shown}` });
+      },
+    };
+    const problem = parseLine(context);
+    if (problem !== undefined) context.warn(problem);
+  }
+  return { config, warnings };
+}
+
+function parseLine(context: LineContext): Problem {
+  const type = field(context.fields, 0);
+  switch (type) {
+    case 'user':
+      return parseUserLine(context);
+    case 'token':
+      return parseTokenLine(context);
+    case 'group':
+      return parseGroupLine(context);
+    case 'role':
+      return parseRoleLine(context);
+    case 'acl':
+      return parseAclLine(context);
+    case 'pool':
+      return 'ignoring pool entry (pools are not supported)';
+    default:
+      return `ignoring line of unknown type ${quote(type, 16)}`;
+  }
+}
+
+function tooManyFields(context: LineContext, expected: number): Problem {
+  if (context.fields.length <= expected) return undefined;
+  return `ignoring ${field(context.fields, 0)} entry with too many fields`;
+}
+
+function parseUserLine(context: LineContext): Problem {
+  const { fields, config } = context;
+  const extra = tooManyFields(context, FIELD_COUNTS.user);
+  if (extra) return extra;
+  const userid = field(fields, 1);
+  try {
+    parseUserid(userid);
+  } catch {
+    return `ignoring user ${quote(userid)}: invalid user id`;
+  }
+  if (config.users.has(userid)) return `ignoring duplicate user ${quote(userid)}`;
+  // PVE reads an empty ENABLE as disabled; our own files treat it as enabled.
+  const enable = parseFlag(field(fields, 2), context.dialect !== 'pve');
+  if (enable === null) return `ignoring user ${quote(userid)}: invalid enable flag`;
+  const expire = parseExpire(field(fields, 3));
+  if (expire === null) return `ignoring user ${quote(userid)}: invalid expire`;
+  const email = field(fields, 6);
+  const keys = field(fields, 8);
+  if (!isRawField(email)) return `ignoring user ${quote(userid)}: invalid email`;
+  if (!isRawField(keys)) return `ignoring user ${quote(userid)}: invalid keys`;
+  config.users.set(
+    userid,
+    newUserEntry({
+      enable,
+      expire,
+      firstname: decodeText(field(fields, 4)),
+      lastname: decodeText(field(fields, 5)),
+      email,
+      comment: decodeText(field(fields, 7)),
+      keys,
+    }),
+  );
+}
+
+function parseTokenLine(context: LineContext): Problem {
+  const { fields, config } = context;
+  const extra = tooManyFields(context, TOKEN_FIELDS[context.dialect]);
+  if (extra) return extra;
+  const tokenid = field(fields, 1);
+  let userid: string;
+  let tokenName: string;
+  try {
+    ({ userid, tokenName } = parseTokenid(tokenid));
+  } catch {
+    return `ignoring token ${quote(tokenid)}: invalid token id`;
+  }
+  const user = config.users.get(userid);
+  if (!user) return `ignoring token ${quote(tokenid)}: user does not exist (yet)`;
+  if (user.tokens.has(tokenName)) return `ignoring duplicate token ${quote(tokenid)}`;
+  // PVE's form has no ENABLE field: every token there is enabled.
+  const rest = context.dialect === 'pve' ? ['1', ...fields.slice(2)] : fields.slice(2);
+  const enable = parseFlag(field(rest, 0), true);
+  const expire = parseExpire(field(rest, 1));
+  const privsep = parseFlag(field(rest, 2), false);
+  if (enable === null) return `ignoring token ${quote(tokenid)}: invalid enable flag`;
+  if (expire === null) return `ignoring token ${quote(tokenid)}: invalid expire`;
+  if (privsep === null) return `ignoring token ${quote(tokenid)}: invalid privsep`;
+  user.tokens.set(tokenName, { enable, expire, privsep, comment: decodeText(field(rest, 3)) });
+}
+
+function parseGroupLine(context: LineContext): Problem {
+  const { fields, config } = context;
+  const extra = tooManyFields(context, FIELD_COUNTS.group);
+  if (extra) return extra;
+  const groupid = field(fields, 1);
+  if (!isGroupId(groupid)) return `ignoring group ${quote(groupid)}: invalid group id`;
+  if (config.groups.has(groupid)) return `ignoring duplicate group ${quote(groupid)}`;
+  const members = new Set<string>();
+  for (const member of splitList(field(fields, 2))) {
+    if (!isUserid(member)) {
+      context.warn(`ignoring member ${quote(member)} of group ${quote(groupid)}: invalid user id`);
+    } else if (!config.users.has(member)) {
+      context.warn(`ignoring member ${quote(member)} of group ${quote(groupid)}: no such user`);
+    } else {
+      members.add(member);
+    }
+  }
+  config.groups.set(groupid, { comment: decodeText(field(fields, 3)), members });
+}
+
+function parseRoleLine(context: LineContext): Problem {
+  const { fields, config, access } = context;
+  const extra = tooManyFields(context, FIELD_COUNTS.role);
+  if (extra) return extra;
+  const roleid = field(fields, 1);
+  if (!isRoleId(roleid)) return `ignoring role ${quote(roleid)}: invalid role id`;
+  if (access.roles.has(roleid)) {
+    return `ignoring role ${quote(roleid)}: a built-in role cannot be redefined`;
+  }
+  if (config.roles.has(roleid)) return `ignoring duplicate role ${quote(roleid)}`;
+  const privileges = new Set<string>();
+  for (const privilege of splitList(field(fields, 2))) {
+    if (access.privileges.has(privilege)) {
+      privileges.add(privilege);
+    } else {
+      context.warn(`ignoring unknown privilege ${quote(privilege)} of role ${quote(roleid)}`);
+    }
+  }
+  config.roles.set(roleid, privileges);
+}
+
+function parseAclLine(context: LineContext): Problem {
+  const { fields, config, access } = context;
+  const extra = tooManyFields(context, FIELD_COUNTS.acl);
+  if (extra) return extra;
+  const propagate = parseFlag(field(fields, 1), false);
+  if (propagate === null) return 'ignoring acl entry: invalid propagate flag';
+  const pathText = field(fields, 2);
+  const path = normalizeAclPath(pathText);
+  if (path === null) return `ignoring acl entry: invalid path ${quote(pathText)}`;
+  const ugids = splitList(field(fields, 3));
+  const roleNames = splitList(field(fields, 4));
+  if (ugids.length === 0) context.warn('ignoring acl entry without users, groups or tokens');
+  if (roleNames.length === 0) context.warn('ignoring acl entry without roles');
+  const roles: string[] = [];
+  for (const role of roleNames) {
+    if (!isRoleId(role)) {
+      context.warn(`ignoring invalid role name ${quote(role)} in acl`);
+    } else if (!access.roles.has(role) && !config.roles.has(role)) {
+      context.warn(`ignoring unknown role ${quote(role)} in acl`);
+    } else {
+      roles.push(role);
+    }
+  }
+  const targets: Array<[keyof AclNode, string]> = [];
+  for (const ugid of ugids) {
+    const target = resolveUgid(context, ugid);
+    if (target) targets.push(target);
+  }
+  if (roles.length === 0 || targets.length === 0) return;
+  for (const [kind, id] of targets) {
+    const entry = aclEntryOf(config, path, kind, id);
+    for (const role of roles) entry.set(role, propagate);
+  }
+}
+
+/** `@group`, a user id or a token id, which must exist; null (after a warning) otherwise. */
+function resolveUgid(context: LineContext, ugid: string): [keyof AclNode, string] | null {
+  const { config } = context;
+  if (ugid.startsWith('@')) {
+    const groupid = ugid.slice(1);
+    if (!isGroupId(groupid)) context.warn(`ignoring invalid group ${quote(ugid)} in acl`);
+    else if (!config.groups.has(groupid))
+      context.warn(`ignoring unknown group ${quote(ugid)} in acl`);
+    else return ['groups', groupid];
+    return null;
+  }
+  if (!isAuthid(ugid)) {
+    context.warn(`ignoring invalid user or token ${quote(ugid)} in acl`);
+    return null;
+  }
+  const id = parseAuthid(ugid);
+  const user = config.users.get(id.userid);
+  if (id.tokenName === null) {
+    if (user) return ['users', ugid];
+    context.warn(`ignoring unknown user ${quote(ugid)} in acl`);
+  } else {
+    if (user?.tokens.has(id.tokenName)) return ['tokens', ugid];
+    context.warn(`ignoring unknown token ${quote(ugid)} in acl`);
+  }
+  return null;
+}
+
+function isUserid(value: string): boolean {
+  return isAuthid(value) && !isTokenid(value);
+}

@@ -1,0 +1,96 @@
+/**
+ * The in-memory shape of user.cfg. Plain data with Maps, so that callers can
+ * read it directly; changes should go through the helpers in this folder, which
+ * keep references (tokens, group members, ACL entries) consistent.
+ */
+
+export interface UserEntry {
+  enable: boolean;
+  /** Epoch seconds; 0 means never. */
+  expire: number;
+  firstname: string;
+  lastname: string;
+  email: string;
+  comment: string;
+  /** Two-factor key ids of the old format, kept verbatim. */
+  keys: string;
+  /** Keyed by token name (the part after '!'). */
+  tokens: Map<string, TokenEntry>;
+}
+
+export interface TokenEntry {
+  enable: boolean;
+  /** Epoch seconds; 0 means never. */
+  expire: number;
+  /** Privilege separation: true limits the token to its own ACL entries. */
+  privsep: boolean;
+  comment: string;
+}
+
+export interface GroupEntry {
+  comment: string;
+  /** User ids. A user's groups are derived from here, as PVE does. */
+  members: Set<string>;
+}
+
+/** Role id -> propagate flag, for one user, group or token at one path. */
+export type AclRoles = Map<string, boolean>;
+
+export interface AclNode {
+  users: Map<string, AclRoles>;
+  /** Keyed by group id, without the '@'. */
+  groups: Map<string, AclRoles>;
+  tokens: Map<string, AclRoles>;
+}
+
+export interface UserConfig {
+  users: Map<string, UserEntry>;
+  groups: Map<string, GroupEntry>;
+  /** Custom roles only; built-in roles come from the access-control configuration. */
+  roles: Map<string, Set<string>>;
+  /** Keyed by normalized path. */
+  acl: Map<string, AclNode>;
+}
+
+export type ConfigWarning = { line: number; message: string };
+
+export function createUserConfig(): UserConfig {
+  return { users: new Map(), groups: new Map(), roles: new Map(), acl: new Map() };
+}
+
+export function newUserEntry(fields: Partial<Omit<UserEntry, 'tokens'>> = {}): UserEntry {
+  return {
+    enable: fields.enable ?? true,
+    expire: fields.expire ?? 0,
+    firstname: fields.firstname ?? '',
+    lastname: fields.lastname ?? '',
+    email: fields.email ?? '',
+    comment: fields.comment ?? '',
+    keys: fields.keys ?? '',
+    tokens: new Map(),
+  };
+}
+
+export function newAclNode(): AclNode {
+  return { users: new Map(), groups: new Map(), tokens: new Map() };
+}
+
+/** The roles of one user, group or token at one path, created empty when missing. */
+export function aclEntryOf(
+  config: UserConfig,
+  path: string,
+  kind: keyof AclNode,
+  id: string,
+): AclRoles {
+  let node = config.acl.get(path);
+  if (!node) {
+    node = newAclNode();
+    config.acl.set(path, node);
+  }
+  let entry = node[kind].get(id);
+  if (!entry) {
+    entry = new Map();
+    node[kind].set(id, entry);
+  }
+  return entry;
+}

@@ -1,0 +1,117 @@
+/**
+ * The Authorization header of an API token request, in the three forms the
+ * Proxmox products use:
+ *
+ *   PVEAPIToken=USER@REALM!TOKEN=SECRET   (the last '=' ends the token id)
+ *   PBSAPIToken USER@REALM!TOKEN:SECRET   (the first ':' ends the token id,
+ *   PDMAPIToken USER@REALM!TOKEN:SECRET    the secret is percent-decoded)
+ *
+ * Each scheme may be followed by a space or '=', and scheme names are matched
+ * case-sensitively, as Proxmox does. Every failure is one AuthenticationError
+ * with a generic message; only its `reason` tells what went wrong.
+ */
+import { AuthenticationError } from '../errors.js';
+import { parseTokenid } from '../ids.js';
+
+export type TokenScheme = 'PVEAPIToken' | 'PBSAPIToken' | 'PDMAPIToken';
+
+export const TOKEN_SCHEMES: readonly TokenScheme[] = Object.freeze([
+  'PVEAPIToken',
+  'PBSAPIToken',
+  'PDMAPIToken',
+]);
+
+export interface AuthorizationOptions {
+  /** The schemes to accept; default all three. */
+  schemes?: readonly TokenScheme[];
+  /** Longest header accepted, in UTF-16 code units; default 4096. */
+  maxHeaderLength?: number;
+  /** Longest secret accepted, in UTF-8 bytes after decoding; default 512. */
+  maxSecretBytes?: number;
+}
+
+export interface TokenCredentials {
+  scheme: TokenScheme;
+  tokenid: string;
+  secret: string;
+}
+
+export const DEFAULT_MAX_HEADER_LENGTH = 4096;
+export const DEFAULT_MAX_SECRET_BYTES = 512;
+
+// Nothing a credential may contain: whitespace, control characters, non-ASCII.
+const CREDENTIALS = /^[\x21-\x7e]+$/;
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function fail(reason: ConstructorParameters<typeof AuthenticationError>[0]): never {
+  throw new AuthenticationError(reason);
+}
+
+/** %XX escapes to bytes, then UTF-8; a stray '%' or invalid UTF-8 is an error. */
+function percentDecode(text: string): string {
+  if (!text.includes('%')) return text;
+  const bytes: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code !== 0x25) {
+      bytes.push(code);
+      continue;
+    }
+    const hex = text.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) fail('malformed-header');
+    bytes.push(Number.parseInt(hex, 16));
+    i += 2;
+  }
+  try {
+    return strictUtf8.decode(Uint8Array.from(bytes));
+  } catch {
+    return fail('malformed-header');
+  }
+}
+
+function single(value: string | string[] | undefined): string {
+  if (Array.isArray(value)) {
+    if (value.length === 0) fail('missing-header');
+    if (value.length > 1) fail('malformed-header');
+    return single(value[0]);
+  }
+  if (typeof value !== 'string' || value === '') fail('missing-header');
+  return value;
+}
+
+function splitCredentials(scheme: TokenScheme, credentials: string): [string, string] {
+  const at = scheme === 'PVEAPIToken' ? credentials.lastIndexOf('=') : credentials.indexOf(':');
+  if (at <= 0 || at === credentials.length - 1) fail('malformed-header');
+  const tokenid = credentials.slice(0, at);
+  const secret = credentials.slice(at + 1);
+  return [tokenid, scheme === 'PVEAPIToken' ? secret : percentDecode(secret)];
+}
+
+/**
+ * Reads the token id and secret from an Authorization header value (or the
+ * array some frameworks give; more than one value is refused). Throws
+ * AuthenticationError; nothing here checks that the token exists.
+ */
+export function parseAuthorizationHeader(
+  value: string | string[] | undefined,
+  options: AuthorizationOptions = {},
+): TokenCredentials {
+  const header = single(value);
+  if (header.length > (options.maxHeaderLength ?? DEFAULT_MAX_HEADER_LENGTH)) fail('too-long');
+  const scheme = TOKEN_SCHEMES.find((name) => header.startsWith(name));
+  const separator = scheme === undefined ? undefined : header[scheme.length];
+  if (scheme === undefined || (separator !== ' ' && separator !== '=')) fail('unknown-scheme');
+  if (!(options.schemes ?? TOKEN_SCHEMES).includes(scheme)) fail('disabled-scheme');
+  const credentials = header.slice(scheme.length + 1);
+  if (!CREDENTIALS.test(credentials)) fail('malformed-header');
+  const [tokenid, secret] = splitCredentials(scheme, credentials);
+  const maxSecret = options.maxSecretBytes ?? DEFAULT_MAX_SECRET_BYTES;
+  if (Buffer.byteLength(secret, 'utf8') > maxSecret) fail('too-long');
+  if (secret === '') fail('malformed-header');
+  try {
+    parseTokenid(tokenid);
+  } catch {
+    fail('invalid-id');
+  }
+  return { scheme, tokenid, secret };
+}

@@ -1,0 +1,9 @@
+export {
+  type AuthorizationOptions,
+  DEFAULT_MAX_HEADER_LENGTH,
+  DEFAULT_MAX_SECRET_BYTES,
+  parseAuthorizationHeader,
+  TOKEN_SCHEMES,
+  type TokenCredentials,
+  type TokenScheme,
+} from './authorization.js';
