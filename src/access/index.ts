@@ -21,3 +21,4 @@ export {
   rolesAt,
 } from './permissions.js';
 export { PVE_BUILTIN_ROLES, PVE_PRIVILEGES } from './privileges.js';
+export { pageBackend, UserConfigStore, type UserConfigStoreOptions } from './user-info.js';

@@ -1,3 +1,4 @@
+export { Authenticator, type AuthenticatorOptions, type Identity } from './authenticate.js';
 export {
   type AuthorizationOptions,
   DEFAULT_MAX_HEADER_LENGTH,

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { BusyError, GenerationPageError } from '../errors.js';
 import { removeStrayTemps, writeFileAtomic } from '../files/atomic.js';
+import { Freshness } from '../files/freshness.js';
 import { type LockOptions, withFileLock } from '../files/lock.js';
 import { isRacy, sameStamp, stampPath } from '../files/stamp.js';
 import type { GenerationPage } from '../generations/page.js';
@@ -80,7 +81,7 @@ export class TokenShadow {
   #gid: number | undefined;
   #lock: LockOptions;
   #upgrade: boolean;
-  #clock: (() => number) | null;
+  #freshness: Freshness;
   #hooks: TokenShadowHooks;
   #warn: (message: string) => void;
 
@@ -90,11 +91,6 @@ export class TokenShadow {
   #snapshot: ShadowSnapshot | null = null;
   /** Wall-clock ns when #snapshot was read (decides whether its stamp is racy). */
   #readAtNs = 0n;
-  /** #clock() when the file was last stat'ed or read (injected clocks only). */
-  #checkedAt = Number.NEGATIVE_INFINITY;
-  /** Without an injected clock an unref'd timer marks the TTL as passed (no clock read per request). */
-  #ttlPassed = true;
-  #ttlTimer: NodeJS.Timeout | null = null;
   #syncing: Promise<void> | null = null;
   #inflight = new Map<string, Promise<boolean>>();
   #dummyHash: Promise<string> | null = null;
@@ -122,7 +118,7 @@ export class TokenShadow {
     this.#mode = options.mode ?? (options.gid === undefined ? 0o600 : 0o640);
     this.#lock = options.lock ?? {};
     this.#upgrade = options.upgradeLegacyHashes ?? false;
-    this.#clock = options.clock ?? null;
+    this.#freshness = new Freshness(this.ttlMs, options.clock ?? null);
     this.#hooks = options.hooks ?? {};
     this.#warn = options.onWarning ?? ((m) => process.emitWarning(m, { code: 'TOKEN_SHADOW' }));
     this.#scratch = new Uint8Array(loadAddon().digestSize);
@@ -140,7 +136,7 @@ export class TokenShadow {
   verifyCached(tokenid: string, secret: string): true | undefined {
     const page = this.#page;
     if (page === null || page.load(Slot.TOKEN_SHADOW) !== this.#generation) return undefined;
-    if (this.#ttlExpired()) return undefined;
+    if (this.#freshness.expired()) return undefined;
     if (this.#cache.matches(tokenid, secret) !== true) return undefined;
     this.#stats.hits++;
     return true;
@@ -205,31 +201,13 @@ export class TokenShadow {
 
   // --- keeping the cache current -------------------------------------------
 
-  #ttlExpired(): boolean {
-    return this.#clock === null ? this.#ttlPassed : this.#clock() - this.#checkedAt >= this.ttlMs;
-  }
-
-  #markChecked(): void {
-    if (this.#clock !== null) {
-      this.#checkedAt = this.#clock();
-      return;
-    }
-    this.#ttlPassed = false;
-    if (this.#ttlTimer !== null) clearTimeout(this.#ttlTimer);
-    this.#ttlTimer = setTimeout(() => {
-      this.#ttlPassed = true;
-      this.#ttlTimer = null;
-    }, this.ttlMs);
-    this.#ttlTimer.unref();
-  }
-
   /** Brings the cache to the current generation, and stats the file once per TTL. */
   async #refresh(): Promise<void> {
     const page = this.#page;
     if (page === null) return;
     while (this.#syncing) await this.#syncing;
     const generationMoved = page.load(Slot.TOKEN_SHADOW) !== this.#generation;
-    const ttlPassed = this.#ttlExpired();
+    const ttlPassed = this.#freshness.expired();
     if (!generationMoved && !ttlPassed) return;
     this.#syncing = (generationMoved ? this.#revalidate('generation') : this.#checkFile(page))
       .then(() => undefined)
@@ -248,7 +226,7 @@ export class TokenShadow {
     const before = this.#snapshot;
     const stamp = await stampPath(this.path);
     if (before !== null && sameStamp(stamp, before.stamp) && !isRacy(stamp, this.#readAtNs)) {
-      this.#markChecked();
+      this.#freshness.touch();
       return;
     }
     await this.#revalidate('file');
@@ -283,7 +261,7 @@ export class TokenShadow {
     if (previous !== null) {
       const stamp = await stampPath(this.path);
       if (sameStamp(stamp, previous.stamp) && !isRacy(stamp, this.#readAtNs)) {
-        this.#markChecked();
+        this.#freshness.touch();
         return previous;
       }
     }
@@ -296,7 +274,7 @@ export class TokenShadow {
   #adopt(snapshot: ShadowSnapshot, readAtNs: bigint): void {
     this.#snapshot = snapshot;
     this.#readAtNs = readAtNs;
-    this.#markChecked();
+    this.#freshness.touch();
   }
 
   // --- the slow path ---------------------------------------------------------

@@ -34,7 +34,12 @@ export class ShadowClient {
   }
 
   static async start(shadowPath: string, pagePath: string | null, ttlMs = 1000) {
-    const child = startChild(fixture('shadow-child'), [shadowPath, pagePath ?? '-', String(ttlMs)]);
+    return ShadowClient.spawn('shadow-child', [shadowPath, pagePath ?? '-', String(ttlMs)]);
+  }
+
+  /** Any fixture speaking the same protocol: "ready", then {seq, op} lines. */
+  static async spawn(name: string, args: string[]): Promise<ShadowClient> {
+    const child = startChild(fixture(name), args);
     const line = await child.nextLine();
     if (line !== 'ready') throw new Error(`child said ${line}: ${child.stderr()}`);
     return new ShadowClient(child);

@@ -1,0 +1,184 @@
+/**
+ * Cached user info: this process's parsed user.cfg, rebuilt when the
+ * USER_AND_ACL generation moves or, at most once per TTL, when the file's
+ * stamp changes (a hand edit, which then bumps the generation for everyone).
+ * Saving takes the lock, replaces the file atomically and bumps the generation,
+ * so every process sees a new, disabled or changed token on its next request.
+ */
+import { promises as fsp } from 'node:fs';
+import { parseUserConfig, type UserConfigDialect } from '../config/parse.js';
+import type { UserConfig } from '../config/types.js';
+import { writeUserConfig } from '../config/write.js';
+import { GenerationPageError } from '../errors.js';
+import { removeStrayTemps, writeFileAtomic } from '../files/atomic.js';
+import { Freshness } from '../files/freshness.js';
+import { type LockOptions, withFileLock } from '../files/lock.js';
+import { ABSENT, type FileStamp, isRacy, sameStamp, stampOf, stampPath } from '../files/stamp.js';
+import type { GenerationPage } from '../generations/page.js';
+import { Slot } from '../generations/slots.js';
+import { type AccessControlBackend, DEFAULT_ACCESS_BACKEND } from './control.js';
+
+export interface UserConfigStoreOptions {
+  path: string;
+  page: GenerationPage | null;
+  ttlMs?: number;
+  /** Group that may read user.cfg (mode 0640 either way). */
+  gid?: number;
+  lock?: LockOptions;
+  dialect?: UserConfigDialect;
+  /** initUserConfig runs on every parse (re-adds root@pam by default). */
+  backend?: AccessControlBackend;
+  clock?: () => number;
+  onWarning?: (message: string) => void;
+}
+
+interface Loaded {
+  config: UserConfig;
+  text: string;
+  stamp: FileStamp;
+  readAtNs: bigint;
+}
+
+function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+export class UserConfigStore {
+  readonly path: string;
+  readonly ttlMs: number;
+  #page: GenerationPage | null;
+  #gid: number | undefined;
+  #lock: LockOptions;
+  #dialect: UserConfigDialect;
+  #backend: AccessControlBackend;
+  #freshness: Freshness;
+  #warn: (message: string) => void;
+  #loaded: Loaded | null = null;
+  #generation: number | null = null;
+  #refreshing: Promise<UserConfig> | null = null;
+  #reloads = 0;
+
+  constructor(options: UserConfigStoreOptions) {
+    this.path = options.path;
+    this.#page = options.page;
+    this.ttlMs = options.ttlMs ?? 60_000;
+    this.#gid = options.gid;
+    this.#lock = options.lock ?? {};
+    this.#dialect = options.dialect ?? 'token-shadow';
+    this.#backend = options.backend ?? DEFAULT_ACCESS_BACKEND;
+    this.#freshness = new Freshness(this.ttlMs, options.clock ?? null);
+    this.#warn =
+      options.onWarning ?? ((m) => process.emitWarning(m, { code: 'TOKEN_SHADOW_USER_CFG' }));
+  }
+
+  /** How often the file was parsed (tests, stats). */
+  get reloads(): number {
+    return this.#reloads;
+  }
+
+  /** The cached config when it is provably current, else null (then call get()). */
+  current(): UserConfig | null {
+    const page = this.#page;
+    if (page === null || this.#loaded === null) return null;
+    if (page.load(Slot.USER_AND_ACL) !== this.#generation || this.#freshness.expired()) return null;
+    return this.#loaded.config;
+  }
+
+  /** The current config, re-reading the file when the generation or the file moved. */
+  async get(): Promise<UserConfig> {
+    const cached = this.current();
+    if (cached !== null) return cached;
+    this.#refreshing ??= this.#refresh().finally(() => {
+      this.#refreshing = null;
+    });
+    return this.#refreshing;
+  }
+
+  /**
+   * Changes the config under the lock: read fresh, apply `change`, write
+   * canonically, bump USER_AND_ACL, adopt. `change` may throw to abort
+   * (nothing is written). Returns what `change` returned.
+   */
+  async mutate<T>(change: (config: UserConfig) => T): Promise<T> {
+    const page = this.#page;
+    if (page?.readOnly) {
+      throw new GenerationPageError(page.path, 'read-only', 'cannot publish a change');
+    }
+    return withFileLock(
+      this.path,
+      async (assertHeld) => {
+        await removeStrayTemps(this.path);
+        const fresh = await this.#read();
+        const result = change(fresh.config);
+        const text = writeUserConfig(fresh.config);
+        if (text === fresh.text) return result;
+        assertHeld();
+        const readAtNs = nowNs();
+        await writeFileAtomic(this.path, text, { mode: 0o640, gid: this.#gid });
+        const stamp = await stampPath(this.path);
+        const generation = page?.increment(Slot.USER_AND_ACL) ?? null;
+        this.#adopt({ config: fresh.config, text, stamp, readAtNs }, generation);
+        return result;
+      },
+      this.#lock,
+    );
+  }
+
+  async #refresh(): Promise<UserConfig> {
+    const page = this.#page;
+    const generation = page?.load(Slot.USER_AND_ACL) ?? null;
+    const before = this.#loaded;
+    const ttlCheck = generation === this.#generation && this.#freshness.expired();
+    const stamp = await stampPath(this.path);
+    if (before !== null && sameStamp(stamp, before.stamp) && !isRacy(stamp, before.readAtNs)) {
+      this.#adopt(before, generation);
+      return before.config;
+    }
+    const loaded = await this.#read();
+    this.#adopt(loaded, generation);
+    // A TTL check found a change nobody announced: a hand edit. Tell everyone.
+    if (ttlCheck && before !== null && loaded.text !== before.text && page && !page.readOnly) {
+      page.increment(Slot.USER_AND_ACL);
+    }
+    return loaded.config;
+  }
+
+  async #read(): Promise<Loaded> {
+    const readAtNs = nowNs();
+    let text = '';
+    let stamp: FileStamp = ABSENT;
+    try {
+      const handle = await fsp.open(this.path, 'r');
+      try {
+        stamp = stampOf(await handle.stat({ bigint: true }));
+        text = await handle.readFile('utf8');
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    const { config, warnings } = parseUserConfig(text, { dialect: this.#dialect });
+    for (const w of warnings) this.#warn(`${this.path}:${w.line}: ${w.message}`);
+    this.#backend.initUserConfig(config);
+    this.#reloads++;
+    return { config, text, stamp, readAtNs };
+  }
+
+  #adopt(loaded: Loaded, generation: number | null): void {
+    this.#loaded = loaded;
+    this.#generation = generation;
+    this.#freshness.touch();
+  }
+}
+
+/** An AccessControlBackend whose generations live on the shared page. */
+export function pageBackend(page: GenerationPage | null): AccessControlBackend {
+  return {
+    initUserConfig: DEFAULT_ACCESS_BACKEND.initUserConfig,
+    userAndAclGeneration: () => page?.load(Slot.USER_AND_ACL) ?? null,
+    incrementUserAndAclGeneration: () => page?.increment(Slot.USER_AND_ACL) ?? null,
+    tokenShadowGeneration: () => page?.load(Slot.TOKEN_SHADOW) ?? null,
+    incrementTokenShadowGeneration: () => page?.increment(Slot.TOKEN_SHADOW) ?? null,
+  };
+}

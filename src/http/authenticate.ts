@@ -1,0 +1,61 @@
+/**
+ * authenticate(headers): the whole check of a token request. Syntax, then
+ * whether the token is active (user and token enabled, not expired), then the
+ * secret through the token.shadow cache. Every failure is the same
+ * AuthenticationError (a bare 401); the secret is checked even for an
+ * inactive or unknown token, so the work done does not tell them apart.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { UserConfigStore } from '../access/user-info.js';
+import { currentEpochSeconds, isTokenActive } from '../config/active.js';
+import { AuthenticationError } from '../errors.js';
+import type { TokenShadow } from '../shadow/token-shadow.js';
+import { type AuthorizationOptions, parseAuthorizationHeader } from './authorization.js';
+
+export interface Identity {
+  /** The token id, `USER@REALM!TOKEN`. */
+  authid: string;
+  userid: string;
+  tokenName: string;
+}
+
+export interface AuthenticatorOptions extends AuthorizationOptions {
+  users: UserConfigStore;
+  shadow: TokenShadow;
+  /** Epoch seconds, for expiry; tests substitute their own. */
+  now?: () => number;
+}
+
+export class Authenticator {
+  #users: UserConfigStore;
+  #shadow: TokenShadow;
+  #now: () => number;
+  #header: AuthorizationOptions;
+
+  constructor(options: AuthenticatorOptions) {
+    this.#users = options.users;
+    this.#shadow = options.shadow;
+    this.#now = options.now ?? currentEpochSeconds;
+    this.#header = {
+      ...(options.schemes ? { schemes: options.schemes } : {}),
+      ...(options.maxHeaderLength ? { maxHeaderLength: options.maxHeaderLength } : {}),
+      ...(options.maxSecretBytes ? { maxSecretBytes: options.maxSecretBytes } : {}),
+    };
+  }
+
+  /** The identity behind the request, or AuthenticationError (BusyError when hashing is saturated). */
+  async authenticate(headers: IncomingHttpHeaders | string | undefined): Promise<Identity> {
+    const value = typeof headers === 'object' ? headers.authorization : headers;
+    const { tokenid, secret } = parseAuthorizationHeader(value, this.#header);
+    const config = this.#users.current() ?? (await this.#users.get());
+    const active = isTokenActive(config, tokenid, this.#now());
+    const verified =
+      this.#shadow.verifyCached(tokenid, secret) ??
+      (await this.#shadow.verifySecret(tokenid, secret));
+    if (!verified) throw new AuthenticationError('bad-secret');
+    if (!active) throw new AuthenticationError('inactive');
+    // The header parser validated the id; a token name never contains '!'.
+    const bang = tokenid.lastIndexOf('!');
+    return { authid: tokenid, userid: tokenid.slice(0, bang), tokenName: tokenid.slice(bang + 1) };
+  }
+}
