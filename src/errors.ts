@@ -130,3 +130,17 @@ export class AuthenticationError extends TokenShadowError {
     this.reason = reason;
   }
 }
+
+/**
+ * An API request that cannot be served, with its HTTP status (400, 403, 404,
+ * 503...) and, for 400, per-parameter messages as Proxmox VE reports them.
+ */
+export class ApiError extends TokenShadowError {
+  readonly status: number;
+  readonly errors: Record<string, string> | undefined;
+  constructor(status: number, message: string, errors?: Record<string, string>) {
+    super(`ERR_API_${status}`, message);
+    this.status = status;
+    this.errors = errors;
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Where a deployment keeps its files and how it listens, resolved once from
+ * options (command line) with defaults, so every process of one deployment
+ * agrees on every path.
+ */
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { defaultPagePath } from '../generations/paths.js';
+
+export interface Settings {
+  configDir: string;
+  userCfgPath: string;
+  shadowPath: string;
+  runtimeDir: string;
+  pagePath: string;
+  socketPath: string;
+  certPath: string;
+  keyPath: string;
+  host: string;
+  port: number;
+  /** Plain HTTP instead of HTTPS: only on loopback, for benchmarks. */
+  plainHttp: boolean;
+  workers: number;
+  metricsHost: string;
+  /** 0 turns the metrics endpoint off. */
+  metricsPort: number;
+  /** Group sharing user.cfg, token.shadow, the page and the socket with the API daemon. */
+  gid: number | undefined;
+  ttlMs: number;
+  hashThreads: number;
+  hashQueue: number;
+  /** Generation page caching; off means every verify hashes (for comparison). */
+  caching: boolean;
+}
+
+export interface SettingsInput {
+  configDir?: string;
+  runtimeDir?: string;
+  pagePath?: string;
+  socketPath?: string;
+  certPath?: string;
+  keyPath?: string;
+  host?: string;
+  port?: number;
+  plainHttp?: boolean;
+  workers?: number;
+  metricsHost?: string;
+  metricsPort?: number;
+  gid?: number;
+  ttlMs?: number;
+  hashThreads?: number;
+  hashQueue?: number;
+  caching?: boolean;
+}
+
+export const DEFAULT_CONFIG_DIR = '/etc/token-shadow';
+export const DEFAULT_RUNTIME_DIR = '/run/token-shadow';
+export const DEFAULT_PORT = 8006;
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith('127.');
+}
+
+export function resolveSettings(input: SettingsInput = {}): Settings {
+  const configDir = path.resolve(input.configDir ?? DEFAULT_CONFIG_DIR);
+  const runtimeDir = path.resolve(
+    input.runtimeDir ?? process.env.RUNTIME_DIRECTORY?.split(':')[0] ?? DEFAULT_RUNTIME_DIR,
+  );
+  const workers = Math.max(1, input.workers ?? availableParallelism());
+  const host = input.host ?? '0.0.0.0';
+  const plainHttp = input.plainHttp ?? false;
+  if (plainHttp && !isLoopback(host)) {
+    throw new Error(`plain HTTP is only allowed on loopback, not on ${host}`);
+  }
+  return {
+    configDir,
+    userCfgPath: path.join(configDir, 'user.cfg'),
+    shadowPath: path.join(configDir, 'token.shadow'),
+    runtimeDir,
+    pagePath:
+      input.pagePath ??
+      (input.runtimeDir
+        ? path.join(runtimeDir, 'shmem', 'config-versions')
+        : defaultPagePath(configDir)),
+    socketPath: input.socketPath ?? path.join(runtimeDir, 'manager.sock'),
+    certPath: input.certPath ?? path.join(configDir, 'api-ssl.pem'),
+    keyPath: input.keyPath ?? path.join(configDir, 'api-ssl.key'),
+    host,
+    port: input.port ?? DEFAULT_PORT,
+    plainHttp,
+    workers,
+    metricsHost: input.metricsHost ?? '127.0.0.1',
+    metricsPort: input.metricsPort ?? 9106,
+    gid: input.gid,
+    ttlMs: input.ttlMs ?? 60_000,
+    hashThreads: Math.max(1, input.hashThreads ?? Math.floor(availableParallelism() / workers)),
+    hashQueue: input.hashQueue ?? 16,
+    caching: input.caching ?? true,
+  };
+}
+
+/** Settings to argv, so the primary can hand them to the processes it starts. */
+export function settingsToArgs(settings: Settings): string[] {
+  return ['--settings', JSON.stringify(settings)];
+}
