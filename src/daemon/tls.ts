@@ -22,7 +22,12 @@ async function readIfPresent(file: string): Promise<string | null> {
   }
 }
 
-export async function ensureCertificate(certPath: string, keyPath: string): Promise<TlsMaterial> {
+/** The key is 0600, or 0640 for `gid` so the unprivileged API daemon can read it. */
+export async function ensureCertificate(
+  certPath: string,
+  keyPath: string,
+  gid?: number,
+): Promise<TlsMaterial> {
   const [cert, key] = await Promise.all([readIfPresent(certPath), readIfPresent(keyPath)]);
   if (cert !== null && key !== null) return { cert, key, created: false };
   if (cert !== null || key !== null) {
@@ -50,7 +55,11 @@ export async function ensureCertificate(certPath: string, keyPath: string): Prom
       },
     ],
   });
-  await writeFileAtomic(keyPath, pems.private, { mode: 0o600 });
+  await writeFileAtomic(
+    keyPath,
+    pems.private,
+    gid === undefined ? { mode: 0o600 } : { mode: 0o640, gid },
+  );
   await writeFileAtomic(certPath, pems.cert, { mode: 0o644 });
   return { cert: pems.cert, key: pems.private, created: true };
 }
