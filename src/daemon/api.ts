@@ -71,6 +71,7 @@ async function runPrimary(argv: string[]): Promise<void> {
     worker.on('message', (message: FromWorker) => {
       if (message?.type !== 'listening') return;
       listening.set(worker.id, message.port);
+      log.info({ worker: worker.process.pid, port: message.port }, 'worker listening');
       if (!announced && listening.size >= settings.workers) {
         announced = true;
         const scheme = settings.plainHttp ? 'http' : 'https';

@@ -87,6 +87,10 @@ function parameterErrors(error: FastifyError): Record<string, string> {
 
 export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
   app.decorateRequest('identity', null);
+  // PVE clients POST without a body when every parameter is optional.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined || request.body === null) request.body = {};
+  });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error.validation) {

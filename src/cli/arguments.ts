@@ -1,0 +1,51 @@
+/**
+ * Parsers for commander arguments and options. A bad value is a usage error
+ * (exit 2) reported before anything is opened, with the id grammar's own
+ * message, which never contains a secret.
+ */
+import { InvalidArgumentError } from 'commander';
+import { isGroupId, normalizeAclPath, splitList } from '../config/syntax.js';
+import { quote } from '../errors.js';
+import { parseTokenid, parseUserid, type Tokenid } from '../ids.js';
+import { parseExpire } from './dates.js';
+
+function asUsageError<T>(parse: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return parse(value);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
+
+export const tokenidArgument: (value: string) => Tokenid = asUsageError(parseTokenid);
+
+export const useridArgument: (value: string) => string = asUsageError(
+  (value) => parseUserid(value).userid,
+);
+
+export const groupidArgument = asUsageError((value: string): string => {
+  if (!isGroupId(value)) throw new Error(`invalid group id ${quote(value)}`);
+  return value;
+});
+
+export const aclPathArgument = asUsageError((value: string): string => {
+  const path = normalizeAclPath(value);
+  if (path === null) throw new Error(`invalid ACL path ${quote(value)}: must start with '/'`);
+  return path;
+});
+
+export const expireArgument: (value: string) => number = asUsageError(parseExpire);
+
+/** `0` or `1`, as the API takes flags. */
+export const flagArgument = asUsageError((value: string): boolean => {
+  if (value === '1') return true;
+  if (value === '0') return false;
+  throw new Error(`expected 0 or 1, not ${quote(value)}`);
+});
+
+/** `a,b c;d`: PVE's list syntax. */
+export function listArgument(value: string): string[] {
+  return splitList(value);
+}

@@ -1,0 +1,69 @@
+/** `tokenctl acl ...`: ACL entries, with the semantics of PVE's PUT /access/acl, as root@pam. */
+import { type Command, Option } from 'commander';
+import { readAcl } from '../../daemon/operations.js';
+import { aclPathArgument, listArgument } from '../arguments.js';
+import { CLI_AUTHID, type Cli } from '../context.js';
+import { yesNo } from '../output.js';
+
+interface AclOptions {
+  roles: string[];
+  users?: string[];
+  groups?: string[];
+  tokens?: string[];
+  propagate: boolean;
+  delete?: boolean;
+}
+
+export function registerAclCommands(program: Command, cli: Cli): void {
+  const acl = program.command('acl').description('access control list');
+
+  acl
+    .command('set')
+    .description('grant roles at a path to users, groups and tokens (or take them with --delete)')
+    .argument('<path>', 'ACL path, e.g. / or /vms/100', aclPathArgument)
+    .addOption(
+      new Option('--roles <list>', 'roles, comma separated')
+        .argParser(listArgument)
+        .makeOptionMandatory(),
+    )
+    .addOption(new Option('--users <list>', 'user ids, comma separated').argParser(listArgument))
+    .addOption(new Option('--groups <list>', 'group ids, comma separated').argParser(listArgument))
+    .addOption(new Option('--tokens <list>', 'token ids, comma separated').argParser(listArgument))
+    .option('--no-propagate', 'apply at this path only, not below it')
+    .option('--delete', 'take the roles away instead of granting them')
+    .action(
+      cli.action(async (ctx, path: string, options: AclOptions) => {
+        const targets = [options.users, options.groups, options.tokens];
+        if (targets.every((list) => list === undefined || list.length === 0)) {
+          ctx.usageError('give at least one of --users, --groups, --tokens');
+        }
+        if (options.roles.length === 0) ctx.usageError('--roles is empty');
+        const mutations = await ctx.writer();
+        const result = await mutations.updateAcl(CLI_AUTHID, {
+          path,
+          roles: options.roles,
+          propagate: options.propagate,
+          delete: options.delete ?? false,
+          ...(options.users ? { users: options.users } : {}),
+          ...(options.groups ? { groups: options.groups } : {}),
+          ...(options.tokens ? { tokens: options.tokens } : {}),
+        });
+        ctx.printDone(result, `updated the ACL at ${path}`);
+      }),
+    );
+
+  acl
+    .command('list')
+    .description('list ACL entries')
+    .action(
+      cli.action(async (ctx) => {
+        ctx.printList(readAcl(await ctx.config(), CLI_AUTHID), [
+          { header: 'PATH', cell: (e) => e.path },
+          { header: 'TYPE', cell: (e) => e.type },
+          { header: 'UGID', cell: (e) => e.ugid },
+          { header: 'ROLE', cell: (e) => e.roleid },
+          { header: 'PROPAGATE', cell: (e) => yesNo(e.propagate) },
+        ]);
+      }),
+    );
+}

@@ -1,0 +1,37 @@
+/** `tokenctl group ...`: groups, as root@pam. */
+import type { Command } from 'commander';
+import { listGroups } from '../../daemon/operations.js';
+import { groupidArgument } from '../arguments.js';
+import { CLI_AUTHID, type Cli } from '../context.js';
+
+export function registerGroupCommands(program: Command, cli: Cli): void {
+  const group = program.command('group').description('groups');
+
+  group
+    .command('add')
+    .description('create a group')
+    .argument('<groupid>', 'group name', groupidArgument)
+    .option('--comment <text>', 'free text')
+    .action(
+      cli.action(async (ctx, groupid: string, options: { comment?: string }) => {
+        const mutations = await ctx.writer();
+        ctx.printDone(
+          await mutations.createGroup(CLI_AUTHID, groupid, options.comment),
+          `added group ${groupid}`,
+        );
+      }),
+    );
+
+  group
+    .command('list')
+    .description('list groups and their members')
+    .action(
+      cli.action(async (ctx) => {
+        ctx.printList(listGroups(await ctx.config(), CLI_AUTHID), [
+          { header: 'GROUPID', cell: (g) => g.groupid },
+          { header: 'USERS', cell: (g) => g.users },
+          { header: 'COMMENT', cell: (g) => g.comment },
+        ]);
+      }),
+    );
+}

@@ -1,0 +1,181 @@
+/** `tokenctl token ...`: API tokens, with the API's semantics, as root@pam. */
+import { type Command, Option } from 'commander';
+import { currentEpochSeconds } from '../../config/active.js';
+import type { TokenFields } from '../../config/users.js';
+import { type CreatedToken, listTokens, listUsers } from '../../daemon/operations.js';
+import type { Tokenid } from '../../ids.js';
+import { readShadow } from '../../shadow/file.js';
+import { expireArgument, flagArgument, tokenidArgument, useridArgument } from '../arguments.js';
+import { CLI_AUTHID, type Cli, type CliContext } from '../context.js';
+import { formatExpire } from '../dates.js';
+import { type Column, yesNo } from '../output.js';
+
+interface TokenOptions {
+  privsep?: boolean;
+  expire?: number;
+  comment?: string;
+  disabled?: boolean;
+  enable?: boolean;
+  disable?: boolean;
+}
+
+export interface TokenRow {
+  'full-tokenid': string;
+  userid: string;
+  tokenid: string;
+  enable: 0 | 1;
+  expire: number;
+  privsep: 0 | 1;
+  comment: string;
+  /** Whether token.shadow holds a secret for it (not after import-pve until rotated). */
+  'has-secret': boolean;
+}
+
+function tokenColumns(now: number): Column<TokenRow>[] {
+  return [
+    { header: 'TOKENID', cell: (t) => t['full-tokenid'] },
+    { header: 'ENABLED', cell: (t) => yesNo(t.enable) },
+    { header: 'EXPIRE', cell: (t) => formatExpire(t.expire, now) },
+    { header: 'PRIVSEP', cell: (t) => yesNo(t.privsep) },
+    { header: 'SECRET', cell: (t) => yesNo(t['has-secret']) },
+    { header: 'COMMENT', cell: (t) => t.comment },
+  ];
+}
+
+/** The secret is printed here and nowhere else: there is no way to show it again. */
+function printSecret(ctx: CliContext, created: CreatedToken): void {
+  ctx.printRecord(created, [
+    ['full-tokenid', created['full-tokenid']],
+    ['value', created.value],
+  ]);
+  if (ctx.format === 'table') {
+    ctx.io.stderr('Store the value now: it is shown only once.\n');
+  }
+}
+
+function fieldsOf(options: TokenOptions): TokenFields {
+  let enable: boolean | undefined;
+  if (options.disabled || options.disable) enable = false;
+  else if (options.enable) enable = true;
+  const fields: TokenFields = {};
+  if (enable !== undefined) fields.enable = enable;
+  if (options.expire !== undefined) fields.expire = options.expire;
+  if (options.privsep !== undefined) fields.privsep = options.privsep;
+  if (options.comment !== undefined) fields.comment = options.comment;
+  return fields;
+}
+
+async function list(ctx: CliContext, userid: string | undefined): Promise<void> {
+  const config = await ctx.config();
+  const perUser =
+    userid === undefined
+      ? listUsers(config, CLI_AUTHID, { full: true }).map(
+          (u) => [u.userid, u.tokens ?? []] as const,
+        )
+      : [[userid, listTokens(config, CLI_AUTHID, userid)] as const];
+  const secrets = (await readShadow(ctx.settings.shadowPath)).entries;
+  const rows: TokenRow[] = perUser.flatMap(([owner, tokens]) =>
+    tokens.map((t) => {
+      const full = `${owner}!${t.tokenid}`;
+      return {
+        'full-tokenid': full,
+        userid: owner,
+        ...t,
+        'has-secret': secrets.has(full),
+      };
+    }),
+  );
+  ctx.printList(rows, tokenColumns(currentEpochSeconds()));
+}
+
+const privsepOption = (extra = '') =>
+  new Option(
+    '--privsep <0|1>',
+    `privilege separation: 1 limits the token to its own ACL entries${extra}`,
+  ).argParser(flagArgument);
+const expireOption = () =>
+  new Option('--expire <date>', 'YYYY-MM-DD (00:00 UTC), epoch seconds, or 0 for never').argParser(
+    expireArgument,
+  );
+
+export function registerTokenCommands(program: Command, cli: Cli): void {
+  const token = program.command('token').description('API tokens');
+
+  token
+    .command('add')
+    .description('create a token and print its secret, once')
+    .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
+    .addOption(privsepOption(' (default 1)'))
+    .addOption(expireOption())
+    .option('--comment <text>', 'free text')
+    .option('--disabled', 'create it disabled')
+    .action(
+      cli.action(async (ctx, id: Tokenid, options: TokenOptions) => {
+        const mutations = await ctx.writer();
+        const created = await mutations.createToken(
+          CLI_AUTHID,
+          id.userid,
+          id.tokenName,
+          fieldsOf(options),
+        );
+        printSecret(ctx, created);
+      }),
+    );
+
+  token
+    .command('list')
+    .description("list every user's tokens, or one user's")
+    .argument('[userid]', 'USER@REALM', useridArgument)
+    .action(cli.action(async (ctx, userid: string | undefined) => list(ctx, userid)));
+
+  token
+    .command('update')
+    .description('change a token')
+    .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
+    .addOption(privsepOption())
+    .addOption(expireOption())
+    .option('--comment <text>', 'free text')
+    .addOption(new Option('--enable', 'enable the token').conflicts('disable'))
+    .addOption(new Option('--disable', 'disable the token'))
+    .action(
+      cli.action(async (ctx, id: Tokenid, options: TokenOptions) => {
+        const changes = fieldsOf(options);
+        if (Object.keys(changes).length === 0) ctx.usageError('nothing to change');
+        const mutations = await ctx.writer();
+        const info = await mutations.updateToken(CLI_AUTHID, id.userid, id.tokenName, changes);
+        const now = currentEpochSeconds();
+        ctx.printRecord(info, [
+          ['full-tokenid', id.authid],
+          ['enabled', yesNo(info.enable)],
+          ['expire', formatExpire(info.expire, now)],
+          ['privsep', yesNo(info.privsep)],
+          ['comment', info.comment],
+        ]);
+      }),
+    );
+
+  token
+    .command('rotate')
+    .description('give a token a new secret and print it, once; the old one stops working')
+    .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
+    .action(
+      cli.action(async (ctx, id: Tokenid) => {
+        const mutations = await ctx.writer();
+        printSecret(ctx, await mutations.rotateToken(CLI_AUTHID, id.userid, id.tokenName));
+      }),
+    );
+
+  token
+    .command('remove')
+    .description('remove a token and its secret')
+    .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
+    .action(
+      cli.action(async (ctx, id: Tokenid) => {
+        const mutations = await ctx.writer();
+        ctx.printDone(
+          await mutations.deleteToken(CLI_AUTHID, id.userid, id.tokenName),
+          `removed token ${id.authid}`,
+        );
+      }),
+    );
+}

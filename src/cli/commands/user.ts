@@ -1,0 +1,129 @@
+/** `tokenctl user ...`: users, with the API's semantics, as root@pam. */
+import { type Command, Option } from 'commander';
+import { currentEpochSeconds } from '../../config/active.js';
+import type { UserFields } from '../../config/users.js';
+import { listUsers } from '../../daemon/operations.js';
+import { expireArgument, listArgument, useridArgument } from '../arguments.js';
+import { CLI_AUTHID, type Cli } from '../context.js';
+import { formatExpire } from '../dates.js';
+import { yesNo } from '../output.js';
+
+interface UserOptions {
+  email?: string;
+  firstname?: string;
+  lastname?: string;
+  comment?: string;
+  expire?: number;
+  groups?: string[];
+  append?: boolean;
+  disabled?: boolean;
+  enable?: boolean;
+  disable?: boolean;
+}
+
+type UserChanges = UserFields & { groups?: string[]; append?: boolean };
+
+function changesOf(options: UserOptions): UserChanges {
+  const changes: UserChanges = {};
+  if (options.disabled || options.disable) changes.enable = false;
+  else if (options.enable) changes.enable = true;
+  for (const name of ['email', 'firstname', 'lastname', 'comment'] as const) {
+    const value = options[name];
+    if (value !== undefined) changes[name] = value;
+  }
+  if (options.expire !== undefined) changes.expire = options.expire;
+  if (options.groups !== undefined) changes.groups = options.groups;
+  if (options.append) changes.append = true;
+  return changes;
+}
+
+function withUserFieldOptions(command: Command): Command {
+  return command
+    .option('--email <address>', 'e-mail address')
+    .option('--firstname <text>', 'first name')
+    .option('--lastname <text>', 'last name')
+    .option('--comment <text>', 'free text')
+    .addOption(
+      new Option(
+        '--expire <date>',
+        'YYYY-MM-DD (00:00 UTC), epoch seconds, or 0 for never',
+      ).argParser(expireArgument),
+    )
+    .addOption(new Option('--groups <list>', 'groups, comma separated').argParser(listArgument));
+}
+
+export function registerUserCommands(program: Command, cli: Cli): void {
+  const user = program.command('user').description('users');
+
+  withUserFieldOptions(
+    user
+      .command('add')
+      .description('create a user')
+      .argument('<userid>', 'USER@REALM', useridArgument),
+  )
+    .option('--disabled', 'create it disabled')
+    .action(
+      cli.action(async (ctx, userid: string, options: UserOptions) => {
+        const mutations = await ctx.writer();
+        ctx.printDone(
+          await mutations.createUser(CLI_AUTHID, userid, changesOf(options)),
+          `added user ${userid}`,
+        );
+      }),
+    );
+
+  user
+    .command('list')
+    .description('list users')
+    .action(
+      cli.action(async (ctx) => {
+        const users = listUsers(await ctx.config(), CLI_AUTHID, { full: true });
+        const now = currentEpochSeconds();
+        ctx.printList(users, [
+          { header: 'USERID', cell: (u) => u.userid },
+          { header: 'ENABLED', cell: (u) => yesNo(u.enable) },
+          { header: 'EXPIRE', cell: (u) => formatExpire(u.expire, now) },
+          { header: 'NAME', cell: (u) => [u.firstname, u.lastname].filter(Boolean).join(' ') },
+          { header: 'EMAIL', cell: (u) => u.email },
+          { header: 'GROUPS', cell: (u) => u.groups },
+          { header: 'TOKENS', cell: (u) => String(u.tokens?.length ?? 0) },
+          { header: 'COMMENT', cell: (u) => u.comment },
+        ]);
+      }),
+    );
+
+  withUserFieldOptions(
+    user
+      .command('update')
+      .description('change a user')
+      .argument('<userid>', 'USER@REALM', useridArgument),
+  )
+    .option('--append', 'add --groups to the current groups instead of replacing them')
+    .addOption(new Option('--enable', 'enable the user').conflicts('disable'))
+    .addOption(new Option('--disable', 'disable the user'))
+    .action(
+      cli.action(async (ctx, userid: string, options: UserOptions) => {
+        const changes = changesOf(options);
+        if (changes.append && changes.groups === undefined) {
+          ctx.usageError('--append needs --groups');
+        }
+        if (Object.keys(changes).length === 0) ctx.usageError('nothing to change');
+        const mutations = await ctx.writer();
+        ctx.printDone(
+          await mutations.updateUser(CLI_AUTHID, userid, changes),
+          `updated user ${userid}`,
+        );
+      }),
+    );
+
+  user
+    .command('remove')
+    .description('remove a user with its tokens, their secrets and its ACL entries')
+    .argument('<userid>', 'USER@REALM', useridArgument)
+    .action(
+      cli.action(async (ctx, userid: string) => {
+        const mutations = await ctx.writer();
+        ctx.printDone(await mutations.deleteUser(CLI_AUTHID, userid), `removed user ${userid}`);
+      }),
+    );
+}

@@ -1,0 +1,196 @@
+/**
+ * What one tokenctl command runs with: the settings from the global options,
+ * the deployment (opened on first use, closed when the command ends, since the
+ * hash pool keeps the process alive) and where output goes.
+ */
+import { statSync } from 'node:fs';
+import type { Command } from 'commander';
+import { SUPERUSER } from '../access/control.js';
+import type { UserConfig } from '../config/types.js';
+import { type Deployment, ensureDirectories, openDeployment } from '../daemon/deployment.js';
+import { resolveGroupId } from '../daemon/group.js';
+import { Mutations } from '../daemon/operations.js';
+import { resolveSettings, type Settings } from '../daemon/settings.js';
+import { GenerationPageError } from '../errors.js';
+import { GenerationPage } from '../generations/page.js';
+import { ExitCode } from './exit.js';
+import { type Column, type OutputFormat, renderJson, renderRecord, renderTable } from './output.js';
+
+/** tokenctl acts for the administrator on the host, with every privilege. */
+export const CLI_AUTHID = SUPERUSER;
+
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+export const PROCESS_IO: CliIo = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+export interface GlobalOptions {
+  configDir: string;
+  runtimeDir: string;
+  group?: string;
+  output: OutputFormat;
+}
+
+/**
+ * The group shared with the API daemon: --group, else the group of the config
+ * directory when it is not root's (the manager gives it the deployment's group).
+ * Without it, a file tokenctl rewrites would lose the group the API reads it by.
+ */
+export function deploymentGid(configDir: string, group: string | undefined): number | undefined {
+  if (group !== undefined) return resolveGroupId(group);
+  try {
+    const gid = statSync(configDir).gid;
+    return gid === 0 ? undefined : gid;
+  } catch {
+    return undefined;
+  }
+}
+
+export function settingsFromOptions(options: GlobalOptions): Settings {
+  const gid = deploymentGid(options.configDir, options.group);
+  return resolveSettings({
+    configDir: options.configDir,
+    runtimeDir: options.runtimeDir,
+    workers: 1,
+    hashThreads: 1,
+    ...(gid === undefined ? {} : { gid }),
+  });
+}
+
+/** Why a page that openDeployment could not open is unusable, as a GenerationPageError. */
+function pageFailure(path: string, warning: string | undefined): GenerationPageError {
+  const refusal =
+    'refusing to change anything: running daemons would not notice the change before their caches expire';
+  try {
+    GenerationPage.open(path, { create: false, readOnly: true }).close();
+    return new GenerationPageError(
+      path,
+      'permission-denied',
+      `readable but not writable; ${refusal}`,
+    );
+  } catch (error) {
+    if (error instanceof GenerationPageError) {
+      const detail = error.message.startsWith(`${path}: `)
+        ? error.message.slice(path.length + 2)
+        : error.message;
+      return new GenerationPageError(path, error.problem, `${detail}; ${refusal}`);
+    }
+    return new GenerationPageError(path, 'io', `${warning ?? String(error)}; ${refusal}`);
+  }
+}
+
+export class CliContext {
+  readonly io: CliIo;
+  readonly format: OutputFormat;
+  readonly settings: Settings;
+  readonly command: Command;
+  exitCode: number = ExitCode.OK;
+  #deployment: Deployment | null = null;
+  #pageWarning: string | undefined;
+
+  constructor(io: CliIo, command: Command) {
+    const options = command.optsWithGlobals<GlobalOptions>();
+    this.io = io;
+    this.command = command;
+    this.format = options.output;
+    this.settings = settingsFromOptions(options);
+  }
+
+  warn(message: string): void {
+    this.io.stderr(`tokenctl: warning: ${message}\n`);
+  }
+
+  /** The deployment for reading. */
+  reader(): Deployment {
+    this.#deployment ??= openDeployment(this.settings, 'cli', {
+      warn: (message) => {
+        if (message.startsWith('generation page')) this.#pageWarning = message;
+        this.warn(message);
+      },
+    });
+    return this.#deployment;
+  }
+
+  /**
+   * The mutations, acting as root@pam. Call it before reading anything: it
+   * creates missing directories first (as the manager would) and refuses to
+   * work without the generation page, because a change nobody announces would
+   * leave removed or rotated tokens working in the daemons' caches.
+   */
+  async writer(): Promise<Mutations> {
+    if (this.#deployment === null) await ensureDirectories(this.settings);
+    const deployment = this.reader();
+    if (this.settings.caching && deployment.page === null) {
+      throw pageFailure(this.settings.pagePath, this.#pageWarning);
+    }
+    return new Mutations(deployment.users, deployment.shadow);
+  }
+
+  async config(): Promise<UserConfig> {
+    return this.reader().users.get();
+  }
+
+  /** A list: a table for people, the rows themselves for scripts. */
+  printList<T>(rows: readonly T[], columns: readonly Column<T>[]): void {
+    this.io.stdout(this.format === 'json' ? renderJson(rows) : renderTable(rows, columns));
+  }
+
+  /** One object: `name  value` lines for people, `json` for scripts. */
+  printRecord(json: unknown, fields: ReadonlyArray<readonly [string, string]>): void {
+    this.io.stdout(this.format === 'json' ? renderJson(json) : renderRecord(fields));
+  }
+
+  /** The API's answer (often null) for scripts, a sentence for people. */
+  printDone(json: unknown, sentence: string): void {
+    this.io.stdout(this.format === 'json' ? renderJson(json) : `${sentence}\n`);
+  }
+
+  /** A usage error (exit 2) found after parsing, e.g. nothing to change. */
+  usageError(message: string): never {
+    this.command.error(`error: ${message}`, {
+      exitCode: ExitCode.USAGE,
+      code: 'tokenctl.usage',
+    });
+    throw new Error('unreachable: commander.error returned');
+  }
+
+  async close(): Promise<void> {
+    const deployment = this.#deployment;
+    this.#deployment = null;
+    await deployment?.close();
+  }
+}
+
+/** The shared state of one tokenctl run: where output goes and the exit code. */
+export class Cli {
+  readonly io: CliIo;
+  exitCode: number = ExitCode.OK;
+
+  constructor(io: CliIo) {
+    this.io = io;
+  }
+
+  /**
+   * A commander action running `fn` with a context for the invoked command,
+   * always closing the deployment afterwards.
+   */
+  action<A extends unknown[]>(
+    fn: (ctx: CliContext, ...args: A) => Promise<void>,
+  ): (...args: unknown[]) => Promise<void> {
+    return async (...args) => {
+      const command = args[args.length - 1] as Command;
+      const ctx = new CliContext(this.io, command);
+      try {
+        await fn(ctx, ...(args.slice(0, -1) as A));
+        this.exitCode = ctx.exitCode;
+      } finally {
+        await ctx.close();
+      }
+    };
+  }
+}

@@ -1,0 +1,282 @@
+/**
+ * `tokenctl doctor`: are the deployment's files where the processes expect
+ * them, with modes and owners that keep them safe? The dangerous mistakes are
+ * writable ones: whoever can write token.shadow or user.cfg can let themselves
+ * in, and whoever can write the generation page can hold a counter still (or
+ * set it back) so that removed or rotated tokens stay in the daemons' caches.
+ */
+import type { Stats } from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { Settings } from '../daemon/settings.js';
+import { GenerationPageError } from '../errors.js';
+import { DEFAULT_STALE_MS } from '../files/lock.js';
+import { GenerationPage } from '../generations/page.js';
+import { PAGE_SIZE } from '../generations/slots.js';
+import { groupName, userName } from './names.js';
+
+export type CheckStatus = 'OK' | 'WARN' | 'FAIL';
+
+export interface CheckResult {
+  status: CheckStatus;
+  name: string;
+  path: string;
+  detail: string;
+}
+
+type Finding = readonly [CheckStatus, string];
+
+/** Mode bits that must not be set, and how bad it is when they are. */
+interface Rule {
+  bits: number;
+  status: CheckStatus;
+  why: string;
+}
+
+interface Target {
+  name: string;
+  path: string;
+  type: 'directory' | 'file' | 'socket';
+  mode: number;
+  rules: Rule[];
+  /** Bits the deployment's group needs (the API daemon runs in it). */
+  groupNeeds: number;
+  missing: Finding;
+  size?: number;
+  /** A deeper look, once the metadata is fine. */
+  validate?: (path: string) => Finding;
+}
+
+const RANK: Record<CheckStatus, number> = { OK: 0, WARN: 1, FAIL: 2 };
+
+export function worst(statuses: Iterable<CheckStatus>): CheckStatus {
+  let result: CheckStatus = 'OK';
+  for (const status of statuses) if (RANK[status] > RANK[result]) result = status;
+  return result;
+}
+
+const octal = (mode: number) => `0${mode.toString(8).padStart(3, '0')}`;
+
+function hasType(stats: Stats, type: Target['type']): boolean {
+  if (type === 'directory') return stats.isDirectory();
+  if (type === 'socket') return stats.isSocket();
+  return stats.isFile();
+}
+
+const worldWritable = (what: string): Rule => ({
+  bits: 0o002,
+  status: 'FAIL',
+  why: `world-writable: ${what}`,
+});
+
+/** Opens the page read-only, as a reader would, to check its size and magic. */
+function validatePage(pagePath: string): Finding {
+  try {
+    GenerationPage.open(pagePath, { create: false, readOnly: true }).close();
+    return ['OK', 'magic ok'];
+  } catch (error) {
+    if (error instanceof GenerationPageError && error.problem === 'permission-denied') {
+      return ['WARN', 'cannot open it as this user to check the magic'];
+    }
+    return ['FAIL', `unusable: ${(error as Error).message}`];
+  }
+}
+
+function targets(settings: Settings): Target[] {
+  const shared = settings.gid !== undefined;
+  const pageDir = path.dirname(settings.pagePath);
+  const list: Target[] = [
+    {
+      name: 'config dir',
+      path: settings.configDir,
+      type: 'directory',
+      mode: 0o750,
+      rules: [
+        worldWritable('anyone can replace user.cfg and token.shadow'),
+        { bits: 0o020, status: 'FAIL', why: 'group-writable: the API group can replace files' },
+        { bits: 0o005, status: 'WARN', why: 'others can look inside' },
+      ],
+      groupNeeds: 0o050,
+      missing: ['FAIL', 'missing'],
+    },
+    {
+      name: 'user.cfg',
+      path: settings.userCfgPath,
+      type: 'file',
+      mode: 0o640,
+      rules: [
+        worldWritable('anyone can grant themselves every privilege'),
+        { bits: 0o020, status: 'FAIL', why: 'group-writable: the API group can change privileges' },
+        { bits: 0o004, status: 'WARN', why: 'world-readable: users and ACLs are visible to all' },
+      ],
+      groupNeeds: 0o040,
+      missing: ['WARN', 'absent: nothing configured yet'],
+    },
+    {
+      name: 'token.shadow',
+      path: settings.shadowPath,
+      type: 'file',
+      mode: shared ? 0o640 : 0o600,
+      rules: [
+        worldWritable('anyone can replace token hashes'),
+        { bits: 0o020, status: 'FAIL', why: 'group-writable: the API group can replace hashes' },
+        { bits: 0o004, status: 'FAIL', why: 'world-readable: anyone can read the token hashes' },
+      ],
+      groupNeeds: 0o040,
+      missing: ['WARN', 'absent: no token secrets yet'],
+    },
+    {
+      name: 'runtime dir',
+      path: settings.runtimeDir,
+      type: 'directory',
+      mode: 0o750,
+      rules: [worldWritable('anyone can replace the socket and the page directory')],
+      groupNeeds: 0o010,
+      missing: ['WARN', 'absent: the manager creates it'],
+    },
+  ];
+  if (pageDir !== settings.configDir && pageDir !== settings.runtimeDir) {
+    list.push({
+      name: 'page dir',
+      path: pageDir,
+      type: 'directory',
+      mode: 0o770,
+      rules: [worldWritable('anyone can replace the generation page')],
+      groupNeeds: 0o010,
+      missing: ['WARN', 'absent: created with the page'],
+    });
+  }
+  list.push(
+    {
+      name: 'generation page',
+      path: settings.pagePath,
+      type: 'file',
+      mode: 0o660,
+      rules: [
+        worldWritable('anyone can hold generations still and keep stale cache entries alive'),
+        { bits: 0o004, status: 'WARN', why: 'world-readable' },
+      ],
+      groupNeeds: 0o060,
+      missing: ['WARN', 'absent: processes run without caching until the manager creates it'],
+      size: PAGE_SIZE,
+      validate: validatePage,
+    },
+    {
+      name: 'manager socket',
+      path: settings.socketPath,
+      type: 'socket',
+      mode: shared ? 0o660 : 0o600,
+      rules: [
+        worldWritable('anyone can connect and ask the manager for changes'),
+        { bits: 0o004, status: 'WARN', why: 'world-readable' },
+      ],
+      groupNeeds: 0o060,
+      missing: ['WARN', 'absent: is the manager running?'],
+    },
+    {
+      name: 'TLS key',
+      path: settings.keyPath,
+      type: 'file',
+      mode: shared ? 0o640 : 0o600,
+      rules: [
+        { bits: 0o022, status: 'FAIL', why: 'writable by others than its owner' },
+        { bits: 0o004, status: 'FAIL', why: 'world-readable: anyone can read the private key' },
+      ],
+      groupNeeds: 0o040,
+      missing: ['OK', 'absent: the manager makes a self-signed one on first start'],
+    },
+  );
+  return list;
+}
+
+async function checkTarget(target: Target, gid: number | undefined): Promise<CheckResult> {
+  const report = (findings: Finding[]): CheckResult => ({
+    status: worst(findings.map(([status]) => status)),
+    name: target.name,
+    path: target.path,
+    detail: findings.map(([, text]) => text).join('; '),
+  });
+  let stats: Stats;
+  try {
+    stats =
+      target.type === 'directory' ? await fsp.stat(target.path) : await fsp.lstat(target.path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    if (code === 'ENOENT') return report([target.missing]);
+    return report([['FAIL', `cannot check it: ${code} (run doctor as root)`]]);
+  }
+  const mode = stats.mode & 0o7777;
+  const findings: Finding[] = [
+    ['OK', `${octal(mode)} ${userName(stats.uid)}:${groupName(stats.gid)}`],
+  ];
+  if (!hasType(stats, target.type)) {
+    const what = target.type === 'file' ? 'regular file' : target.type;
+    const link = stats.isSymbolicLink() ? ' (a symlink)' : '';
+    return report([...findings, ['FAIL', `not a ${what}${link}`]]);
+  }
+  const broken = target.rules.filter((rule) => (mode & rule.bits) !== 0);
+  for (const rule of broken) findings.push([rule.status, rule.why]);
+  if (gid !== undefined) {
+    if (stats.gid !== gid) {
+      findings.push(['FAIL', `group is not ${groupName(gid)}: the API daemon cannot use it`]);
+    } else if ((mode & target.groupNeeds) !== target.groupNeeds) {
+      findings.push(['FAIL', `group ${groupName(gid)} lacks ${octal(target.groupNeeds)}`]);
+    }
+  }
+  if (stats.uid !== 0) findings.push(['WARN', `owned by ${userName(stats.uid)}, not root`]);
+  if (mode !== target.mode && broken.length === 0) {
+    findings.push(['WARN', `expected ${octal(target.mode)}`]);
+  }
+  if (target.size !== undefined && stats.size !== target.size) {
+    findings.push(['FAIL', `size is ${stats.size} bytes, expected ${target.size}`]);
+  } else if (target.validate && worst(findings.map(([s]) => s)) !== 'FAIL') {
+    findings.push(target.validate(target.path));
+  }
+  return report(findings);
+}
+
+/** A `<file>.lock` directory older than the stale time was left by a writer that crashed. */
+async function checkLock(file: string, now: number, staleMs: number): Promise<CheckResult> {
+  const lock = `${file}.lock`;
+  const result = (status: CheckStatus, detail: string): CheckResult => ({
+    status,
+    name: `${path.basename(file)} lock`,
+    path: lock,
+    detail,
+  });
+  let stats: Stats;
+  try {
+    stats = await fsp.stat(lock);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    if (code === 'ENOENT') return result('OK', 'not held');
+    return result('FAIL', `cannot check it: ${code} (run doctor as root)`);
+  }
+  const age = now - stats.mtimeMs;
+  if (age > staleMs) {
+    return result(
+      'WARN',
+      `stale for ${Math.round(age / 1000)} s: a writer crashed holding it; the next writer takes it over`,
+    );
+  }
+  return result('OK', 'held by a writer right now');
+}
+
+export interface DoctorOptions {
+  now?: number;
+  staleMs?: number;
+}
+
+export async function runDoctor(
+  settings: Settings,
+  options: DoctorOptions = {},
+): Promise<CheckResult[]> {
+  const now = options.now ?? Date.now();
+  const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
+  const results: CheckResult[] = [];
+  for (const target of targets(settings)) results.push(await checkTarget(target, settings.gid));
+  for (const file of [settings.userCfgPath, settings.shadowPath]) {
+    results.push(await checkLock(file, now, staleMs));
+  }
+  return results;
+}

@@ -1,0 +1,58 @@
+/**
+ * The tokenctl command line: global options, then one module per command
+ * group. Commander reports usage errors; main() turns them into exit code 2.
+ */
+import { Command, Option } from 'commander';
+import { DEFAULT_CONFIG_DIR, DEFAULT_RUNTIME_DIR } from '../daemon/settings.js';
+import { registerAclCommands } from './commands/acl.js';
+import { registerDoctorCommand } from './commands/doctor.js';
+import { registerGenerationsCommand } from './commands/generations.js';
+import { registerGroupCommands } from './commands/group.js';
+import { registerImportCommand } from './commands/import-pve.js';
+import { registerTokenCommands } from './commands/token.js';
+import { registerUserCommands } from './commands/user.js';
+import type { Cli } from './context.js';
+import { OUTPUT_FORMATS } from './output.js';
+
+export function buildProgram(cli: Cli): Command {
+  const program = new Command('tokenctl')
+    .description(
+      'Manage token-shadow users, API tokens, groups and ACLs on this host, as root@pam.',
+    )
+    .addOption(
+      new Option('--config-dir <dir>', 'directory of user.cfg and token.shadow')
+        .env('TOKEN_SHADOW_CONFIG_DIR')
+        .default(DEFAULT_CONFIG_DIR),
+    )
+    .addOption(
+      new Option('--runtime-dir <dir>', 'directory of the generation page and the manager socket')
+        .env('TOKEN_SHADOW_RUNTIME_DIR')
+        .default(DEFAULT_RUNTIME_DIR),
+    )
+    .addOption(
+      new Option(
+        '--group <group>',
+        "group shared with the API daemon (default: the config directory's group unless root)",
+      ).env('TOKEN_SHADOW_GROUP'),
+    )
+    .addOption(
+      new Option('--output <format>', 'table for people, json for scripts')
+        .choices(OUTPUT_FORMATS)
+        .default('table'),
+    )
+    .showSuggestionAfterError()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => cli.io.stdout(text),
+      writeErr: (text) => cli.io.stderr(text),
+      outputError: (text, write) => write(`tokenctl: ${text.replace(/^error: /, '')}`),
+    });
+  registerTokenCommands(program, cli);
+  registerUserCommands(program, cli);
+  registerGroupCommands(program, cli);
+  registerAclCommands(program, cli);
+  registerImportCommand(program, cli);
+  registerGenerationsCommand(program, cli);
+  registerDoctorCommand(program, cli);
+  return program;
+}

@@ -1,0 +1,617 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+} from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { formatExpire, parseExpire } from '../src/cli/dates.js';
+import { groupName } from '../src/cli/names.js';
+import { renderTable } from '../src/cli/output.js';
+import { main } from '../src/cli/tokenctl.js';
+import { openDeployment } from '../src/daemon/deployment.js';
+import { resolveSettings } from '../src/daemon/settings.js';
+import { runChild } from './helpers/children.js';
+import { tempDir } from './helpers/tmp.js';
+
+const TOKENCTL = fileURLToPath(new URL('../src/cli/tokenctl.js', import.meta.url));
+const PVE_USER_CFG = fileURLToPath(
+  new URL('../../test/fixtures/cli-pve-user.cfg', import.meta.url),
+);
+
+interface Dirs {
+  root: string;
+  config: string;
+  run: string;
+  page: string;
+  /** The global options pointing tokenctl at this deployment. */
+  args: string[];
+}
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function deploymentDirs(): Dirs {
+  const root = tempDir('token-shadow-cli-');
+  const config = path.join(root, 'etc');
+  const run = path.join(root, 'run');
+  return {
+    root,
+    config,
+    run,
+    page: path.join(run, 'shmem', 'config-versions'),
+    args: ['--config-dir', config, '--runtime-dir', run],
+  };
+}
+
+/** tokenctl in this process, output captured. */
+async function tokenctl(dirs: Dirs, ...args: string[]): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main([...dirs.args, ...args], {
+    stdout: (text) => {
+      stdout += text;
+    },
+    stderr: (text) => {
+      stderr += text;
+    },
+  });
+  return { code, stdout, stderr };
+}
+
+/** tokenctl that must succeed, its stdout parsed as JSON. */
+async function tokenctlJson<T>(dirs: Dirs, ...args: string[]): Promise<T> {
+  const result = await tokenctl(dirs, '--output', 'json', ...args);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout) as T;
+}
+
+/** tokenctl as a real process. */
+function spawnTokenctl(args: string[], prefix: string[] = []) {
+  return runChild(TOKENCTL, args, { prefix });
+}
+
+function secretOf(tableOutput: string): string {
+  const match = /^value\s+(\S+)$/m.exec(tableOutput);
+  assert.ok(match?.[1], `no value line in ${tableOutput}`);
+  return match[1];
+}
+
+/** What a daemon would answer: the secret checked through a freshly opened deployment. */
+async function verifies(dirs: Dirs, tokenid: string, secret: string): Promise<boolean> {
+  const settings = resolveSettings({
+    configDir: dirs.config,
+    runtimeDir: dirs.run,
+    workers: 1,
+    hashThreads: 1,
+  });
+  const deployment = openDeployment(settings, 'cli', { warn: () => undefined });
+  try {
+    return await deployment.shadow.verifySecret(tokenid, secret);
+  } finally {
+    await deployment.close();
+  }
+}
+
+interface TokenRow {
+  'full-tokenid': string;
+  enable: number;
+  expire: number;
+  privsep: number;
+  comment: string;
+  'has-secret': boolean;
+}
+
+type Slots = Record<'USER_AND_ACL' | 'TOKEN_SHADOW', number>;
+
+async function slots(dirs: Dirs): Promise<Slots> {
+  const shown = await tokenctlJson<{ caching: boolean; slots: Slots }>(dirs, 'generations');
+  assert.equal(shown.caching, true);
+  return shown.slots;
+}
+
+function doctorLine(stdout: string, check: string): string {
+  const line = stdout.split('\n').find((l) => l.split(/\s{2,}/)[1] === check);
+  assert.ok(line, `no ${check} line in\n${stdout}`);
+  return line;
+}
+
+const isRoot = process.getuid?.() === 0;
+const NOBODY = 65534;
+const canDropToNobody = !isRoot
+  ? 'needs root to switch to nobody'
+  : spawnSync('setpriv', ['--version']).error
+    ? 'setpriv is not installed'
+    : false;
+
+describe('tokenctl dates and tables', () => {
+  it('parses a day as 00:00 UTC, epoch seconds as they are, 0 as never', () => {
+    assert.equal(parseExpire('2027-01-01'), Date.UTC(2027, 0, 1) / 1000);
+    assert.equal(parseExpire('2027-01-01'), 1798761600);
+    assert.equal(parseExpire('1700000000'), 1700000000);
+    assert.equal(parseExpire('0'), 0);
+    for (const bad of ['2027-02-30', '2027-13-01', '0099-01-01', 'tomorrow', '-5', '1.5', '']) {
+      assert.throws(() => parseExpire(bad), RangeError, bad);
+    }
+  });
+
+  it('shows never, a day, a time, and marks the past as expired', () => {
+    const now = 1_800_000_000;
+    assert.equal(formatExpire(0, now), 'never');
+    assert.equal(formatExpire(1906502400, now), '2030-06-01');
+    assert.equal(formatExpire(1906502401, now), '2030-06-01T00:00:01Z');
+    assert.equal(formatExpire(1798761600, now), '2027-01-01 (expired)');
+  });
+
+  it('aligns columns and escapes control characters in cells', () => {
+    const text = renderTable(
+      [
+        { a: 'x', b: 'evil\n\u001b[2Jline' },
+        { a: 'longer', b: '' },
+      ],
+      [
+        { header: 'A', cell: (r) => r.a },
+        { header: 'B', cell: (r) => r.b },
+      ],
+    );
+    assert.equal(text, 'A       B\nx       evil\\u000a\\u001b[2Jline\nlonger\n');
+  });
+});
+
+describe('tokenctl tokens', () => {
+  it('token add prints a secret, once, that then verifies', async () => {
+    const dirs = deploymentDirs();
+    const added = await tokenctl(
+      dirs,
+      'token',
+      'add',
+      'root@pam!ci',
+      '--privsep',
+      '0',
+      '--expire',
+      '2027-01-01',
+      '--comment',
+      'ci runner',
+    );
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, /^full-tokenid\s+root@pam!ci$/m);
+    const secret = secretOf(added.stdout);
+    assert.match(secret, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    assert.match(added.stderr, /shown only once/);
+    assert.ok(!added.stderr.includes(secret));
+    assert.equal(await verifies(dirs, 'root@pam!ci', secret), true);
+    const wrong = `${secret.slice(0, -1)}${secret.endsWith('0') ? '1' : '0'}`;
+    assert.equal(await verifies(dirs, 'root@pam!ci', wrong), false);
+
+    const table = await tokenctl(dirs, 'token', 'list');
+    assert.equal(table.code, 0, table.stderr);
+    assert.ok(!table.stdout.includes(secret), 'list never shows a secret');
+    assert.match(table.stdout, /^TOKENID\s+ENABLED\s+EXPIRE\s+PRIVSEP\s+SECRET\s+COMMENT$/m);
+    assert.match(table.stdout, /^root@pam!ci\s+yes\s+2027-01-01\s+no\s+yes\s+ci runner$/m);
+
+    const rows = await tokenctlJson<TokenRow[]>(dirs, 'token', 'list', 'root@pam');
+    assert.deepEqual(
+      rows.map((r) => [r['full-tokenid'], r.enable, r.expire, r.privsep, r.comment]),
+      [['root@pam!ci', 1, 1798761600, 0, 'ci runner']],
+    );
+    assert.equal(rows[0]?.['has-secret'], true);
+
+    const again = await tokenctl(dirs, 'token', 'add', 'root@pam!ci');
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /^tokenctl: token root@pam!ci already exists\n$/);
+  });
+
+  it('json add, update, rotate (old secret refused, new accepted) and remove', async () => {
+    const dirs = deploymentDirs();
+    const created = await tokenctlJson<{ 'full-tokenid': string; info: TokenRow; value: string }>(
+      dirs,
+      'token',
+      'add',
+      'root@pam!deploy',
+      '--disabled',
+      '--expire',
+      '1900000000',
+    );
+    assert.equal(created['full-tokenid'], 'root@pam!deploy');
+    assert.deepEqual(created.info, { enable: 0, expire: 1900000000, privsep: 1, comment: '' });
+
+    const updated = await tokenctlJson<TokenRow>(
+      dirs,
+      'token',
+      'update',
+      'root@pam!deploy',
+      '--enable',
+      '--expire',
+      '0',
+      '--privsep',
+      '0',
+      '--comment',
+      'now on',
+    );
+    assert.deepEqual(updated, { enable: 1, expire: 0, privsep: 0, comment: 'now on' });
+    const table = await tokenctl(dirs, 'token', 'update', 'root@pam!deploy', '--disable');
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^enabled\s+no$/m);
+    assert.match(table.stdout, /^expire\s+never$/m);
+
+    const rotated = await tokenctl(dirs, 'token', 'rotate', 'root@pam!deploy');
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const fresh = secretOf(rotated.stdout);
+    assert.notEqual(fresh, created.value);
+    assert.equal(await verifies(dirs, 'root@pam!deploy', created.value), false);
+    assert.equal(await verifies(dirs, 'root@pam!deploy', fresh), true);
+
+    const removed = await tokenctl(dirs, 'token', 'remove', 'root@pam!deploy');
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(removed.stdout, 'removed token root@pam!deploy\n');
+    assert.deepEqual(await tokenctlJson(dirs, 'token', 'list'), []);
+    const shadow = JSON.parse(readFileSync(path.join(dirs.config, 'token.shadow'), 'utf8'));
+    assert.deepEqual(Object.keys(shadow), [], 'the secret is gone from token.shadow');
+
+    const missing = await tokenctl(dirs, 'token', 'rotate', 'root@pam!deploy');
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no such token "root@pam!deploy"/);
+  });
+
+  it('bad arguments are usage errors (exit 2) and change nothing', async () => {
+    const dirs = deploymentDirs();
+    const cases: Array<[string[], RegExp]> = [
+      [['token', 'add', 'root@pam'], /invalid .*missing "!TOKEN"/],
+      [['token', 'add', 'root@pam!x', '--expire', '2027-02-30'], /expected a date YYYY-MM-DD/],
+      [['token', 'add', 'root@pam!x', '--privsep', 'yes'], /expected 0 or 1/],
+      [['token', 'update', 'root@pam!x'], /nothing to change/],
+      [['token', 'update', 'root@pam!x', '--enable', '--disable'], /cannot be used with/],
+      [['acl', 'set', '/', '--roles', 'PVEAuditor'], /at least one of --users/],
+      [['acl', 'set', 'vms', '--roles', 'PVEAuditor', '--users', 'root@pam'], /ACL path/],
+      [['user', 'update', 'joe@pve', '--append'], /--append needs --groups/],
+      [['--output', 'yaml', 'user', 'list'], /yaml/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await tokenctl(dirs, ...args);
+      assert.equal(result.code, 2, args.join(' '));
+      assert.match(result.stderr, /^tokenctl: /, args.join(' '));
+      assert.match(result.stderr, message, args.join(' '));
+      assert.equal(result.stdout, '');
+    }
+    assert.equal(existsSync(path.join(dirs.config, 'token.shadow')), false);
+    const help = await tokenctl(dirs, '--help');
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /import-pve/);
+  });
+});
+
+describe('tokenctl users, groups and ACLs', () => {
+  it('adds, lists, updates and removes users, groups and ACL entries', async () => {
+    const dirs = deploymentDirs();
+    assert.equal((await tokenctl(dirs, 'group', 'add', 'admins', '--comment', 'Admins')).code, 0);
+    const added = await tokenctl(
+      dirs,
+      'user',
+      'add',
+      'joe@pve',
+      '--email',
+      'joe@example.com',
+      '--firstname',
+      'Joe',
+      '--groups',
+      'admins',
+      '--expire',
+      '2030-06-01',
+    );
+    assert.equal(added.code, 0, added.stderr);
+    assert.equal(added.stdout, 'added user joe@pve\n');
+    const token = await tokenctl(dirs, 'token', 'add', 'joe@pve!ci');
+    assert.equal(token.code, 0, token.stderr);
+
+    const groups = await tokenctlJson<unknown[]>(dirs, 'group', 'list');
+    assert.deepEqual(groups, [{ groupid: 'admins', comment: 'Admins', users: 'joe@pve' }]);
+
+    const users = await tokenctl(dirs, 'user', 'list');
+    assert.match(
+      users.stdout,
+      /^joe@pve\s+yes\s+2030-06-01\s+Joe\s+joe@example\.com\s+admins\s+1$/m,
+    );
+    assert.match(users.stdout, /^root@pam\s+yes\s+never\s+0$/m);
+
+    const update = await tokenctl(
+      dirs,
+      'user',
+      'update',
+      'joe@pve',
+      '--disable',
+      '--lastname',
+      'B',
+    );
+    assert.equal(update.code, 0, update.stderr);
+    const joe = (
+      await tokenctlJson<Array<{ userid: string; enable: number; lastname: string }>>(
+        dirs,
+        'user',
+        'list',
+      )
+    ).find((u) => u.userid === 'joe@pve');
+    assert.equal(joe?.enable, 0);
+    assert.equal(joe?.lastname, 'B');
+
+    const granted = [
+      ['acl', 'set', '/', '--roles', 'PVEAuditor', '--groups', 'admins'],
+      ['acl', 'set', '/vms', '--roles', 'PVEVMUser', '--tokens', 'joe@pve!ci', '--no-propagate'],
+      ['acl', 'set', '/vms', '--roles', 'PVEVMAdmin,PVEAuditor', '--users', 'joe@pve'],
+    ];
+    for (const args of granted) assert.equal((await tokenctl(dirs, ...args)).code, 0);
+    const acl = await tokenctlJson<unknown[]>(dirs, 'acl', 'list');
+    assert.deepEqual(acl, [
+      { path: '/', type: 'group', ugid: 'admins', roleid: 'PVEAuditor', propagate: 1 },
+      { path: '/vms', type: 'user', ugid: 'joe@pve', roleid: 'PVEAuditor', propagate: 1 },
+      { path: '/vms', type: 'user', ugid: 'joe@pve', roleid: 'PVEVMAdmin', propagate: 1 },
+      { path: '/vms', type: 'token', ugid: 'joe@pve!ci', roleid: 'PVEVMUser', propagate: 0 },
+    ]);
+    const table = await tokenctl(dirs, 'acl', 'list');
+    assert.match(table.stdout, /^\/vms\s+token\s+joe@pve!ci\s+PVEVMUser\s+no$/m);
+
+    const taken = await tokenctl(
+      dirs,
+      ...['acl', 'set', '/vms', '--roles', 'PVEVMAdmin', '--users', 'joe@pve', '--delete'],
+    );
+    assert.equal(taken.code, 0, taken.stderr);
+    const after = await tokenctlJson<Array<{ roleid: string }>>(dirs, 'acl', 'list');
+    assert.deepEqual(
+      after.map((e) => e.roleid),
+      ['PVEAuditor', 'PVEAuditor', 'PVEVMUser'],
+    );
+
+    const unknownRole = await tokenctl(
+      dirs,
+      'acl',
+      'set',
+      '/',
+      '--roles',
+      'Nope',
+      '--users',
+      'joe@pve',
+    );
+    assert.equal(unknownRole.code, 1);
+    assert.match(unknownRole.stderr, /no such role "Nope"/);
+
+    const removed = await tokenctl(dirs, 'user', 'remove', 'joe@pve');
+    assert.equal(removed.code, 0, removed.stderr);
+    const left = await tokenctlJson<Array<{ type: string }>>(dirs, 'acl', 'list');
+    assert.deepEqual(
+      left.map((e) => e.type),
+      ['group'],
+      "joe's and his token's entries went with him",
+    );
+    const shadow = JSON.parse(readFileSync(path.join(dirs.config, 'token.shadow'), 'utf8'));
+    assert.equal(shadow['joe@pve!ci'], undefined, "his token's secret too");
+    const gone = await tokenctl(dirs, 'user', 'remove', 'joe@pve');
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /^tokenctl: no such user "joe@pve"\n$/);
+  });
+});
+
+describe('tokenctl import-pve', () => {
+  it('imports a PVE user.cfg, refusing to overwrite without --force', async () => {
+    const dirs = deploymentDirs();
+    const existing = await tokenctl(dirs, 'token', 'add', 'root@pam!old');
+    const oldSecret = secretOf(existing.stdout);
+    const before = await slots(dirs);
+
+    const refused = await tokenctl(dirs, 'import-pve', PVE_USER_CFG);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /give --force/);
+    assert.deepEqual(await slots(dirs), before, 'nothing changed');
+
+    const imported = await tokenctl(
+      dirs,
+      '--output',
+      'json',
+      'import-pve',
+      PVE_USER_CFG,
+      '--force',
+    );
+    assert.equal(imported.code, 0, imported.stderr);
+    const summary = JSON.parse(imported.stdout);
+    assert.equal(summary.users, 3);
+    assert.equal(summary.tokens, 2);
+    assert.equal(summary['removed-secrets'], 1);
+    assert.deepEqual(summary['tokens-without-secret'], ['joe@pve!ci', 'joe@pve!ro']);
+    assert.match(imported.stderr, /tokenctl: warning: .*Bogus\.Priv/);
+    assert.match(imported.stderr, /tokenctl: warning: .*pool/);
+    assert.ok((await slots(dirs)).USER_AND_ACL > before.USER_AND_ACL, 'announced');
+    assert.equal(await verifies(dirs, 'root@pam!old', oldSecret), false);
+
+    const tokens = await tokenctlJson<TokenRow[]>(dirs, 'token', 'list');
+    assert.deepEqual(
+      tokens.map((t) => [t['full-tokenid'], t.enable, t.expire, t.privsep, t.comment]),
+      [
+        ['joe@pve!ci', 1, 0, 1, 'deploys'],
+        ['joe@pve!ro', 1, 1893456000, 0, ''],
+      ],
+    );
+    assert.ok(tokens.every((t) => !t['has-secret']));
+    const users = await tokenctlJson<Array<{ userid: string; enable: number; groups: string }>>(
+      dirs,
+      'user',
+      'list',
+    );
+    const ann = users.find((u) => u.userid === 'ann@pve');
+    assert.equal(ann?.enable, 0, "PVE's empty enable field means disabled");
+    assert.equal(ann?.groups, 'admins');
+    const acl = await tokenctlJson<Array<{ roleid: string }>>(dirs, 'acl', 'list');
+    assert.deepEqual(
+      acl.map((e) => e.roleid),
+      ['PVEAuditor', 'Custom', 'PVEVMUser'],
+    );
+    const text = readFileSync(path.join(dirs.config, 'user.cfg'), 'utf8');
+    assert.match(text, /^token:joe@pve!ci:1:0:1:deploys:$/m, 'written in our dialect');
+
+    const rotated = await tokenctl(dirs, 'token', 'rotate', 'joe@pve!ci');
+    assert.equal(await verifies(dirs, 'joe@pve!ci', secretOf(rotated.stdout)), true);
+  });
+
+  it('imports into a fresh deployment without --force; a missing file fails', async () => {
+    const dirs = deploymentDirs();
+    const imported = await tokenctl(dirs, 'import-pve', PVE_USER_CFG);
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, /^imported 3 users, 2 tokens, 1 groups, 1 roles/);
+    assert.match(imported.stderr, /tokenctl token rotate 'joe@pve!ci'/);
+    const missing = await tokenctl(dirs, 'import-pve', path.join(dirs.root, 'nope.cfg'));
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /ENOENT/);
+  });
+});
+
+describe('tokenctl generations', () => {
+  it('shows the page and its counters moving with each change', async () => {
+    const dirs = deploymentDirs();
+    const none = await tokenctl(dirs, 'generations');
+    assert.equal(none.code, 0);
+    assert.match(none.stdout, /caching\s+off: the page does not exist yet/);
+
+    assert.equal((await tokenctl(dirs, 'group', 'add', 'ops')).code, 0);
+    const first = await slots(dirs);
+    assert.equal((await tokenctl(dirs, 'group', 'add', 'devs')).code, 0);
+    const second = await slots(dirs);
+    assert.equal(second.USER_AND_ACL, first.USER_AND_ACL + 1);
+    assert.equal(second.TOKEN_SHADOW, first.TOKEN_SHADOW);
+    assert.equal((await tokenctl(dirs, 'token', 'add', 'root@pam!t')).code, 0);
+    const third = await slots(dirs);
+    assert.equal(third.USER_AND_ACL, second.USER_AND_ACL + 1);
+    assert.equal(third.TOKEN_SHADOW, second.TOKEN_SHADOW + 1);
+
+    const table = await tokenctl(dirs, 'generations');
+    assert.match(table.stdout, new RegExp(`^page\\s+${dirs.page}$`, 'm'));
+    assert.match(table.stdout, new RegExp(`^USER_AND_ACL\\s+${third.USER_AND_ACL}$`, 'm'));
+    assert.match(table.stdout, /^TRAFFIC_CONTROL\s+0$/m);
+  });
+});
+
+describe('tokenctl doctor', () => {
+  it('reports OK on a fresh setup, FAIL for a world-writable token.shadow or page', async () => {
+    const dirs = deploymentDirs();
+    assert.equal((await tokenctl(dirs, 'token', 'add', 'root@pam!d')).code, 0);
+    const fresh = await tokenctl(dirs, 'doctor');
+    assert.equal(fresh.code, 0, fresh.stdout);
+    assert.doesNotMatch(fresh.stdout, /^FAIL/m);
+    assert.match(doctorLine(fresh.stdout, 'token.shadow'), /^OK\s.*0600/);
+    assert.match(doctorLine(fresh.stdout, 'user.cfg'), /^OK\s.*0640/);
+    assert.match(doctorLine(fresh.stdout, 'generation page'), /^OK\s.*0660.*magic ok/);
+    assert.match(doctorLine(fresh.stdout, 'manager socket'), /^WARN\s.*absent/);
+
+    const shadow = path.join(dirs.config, 'token.shadow');
+    chmodSync(shadow, 0o666);
+    const open = await tokenctl(dirs, 'doctor');
+    assert.equal(open.code, 1);
+    assert.match(doctorLine(open.stdout, 'token.shadow'), /^FAIL\s.*world-writable/);
+    chmodSync(shadow, 0o600);
+
+    chmodSync(dirs.page, 0o666);
+    const page = await tokenctl(dirs, '--output', 'json', 'doctor');
+    assert.equal(page.code, 1);
+    const checks = JSON.parse(page.stdout) as Array<{ status: string; name: string }>;
+    assert.deepEqual(
+      checks.filter((c) => c.status === 'FAIL').map((c) => c.name),
+      ['generation page'],
+    );
+  });
+
+  it('FAILs a page of the wrong size and WARNs about a stale lock', async () => {
+    const dirs = deploymentDirs();
+    assert.equal((await tokenctl(dirs, 'group', 'add', 'g')).code, 0);
+    truncateSync(dirs.page, 100);
+    const lock = path.join(dirs.config, 'user.cfg.lock');
+    mkdirSync(lock);
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(lock, old, old);
+    const result = await tokenctl(dirs, 'doctor');
+    assert.equal(result.code, 1);
+    assert.match(doctorLine(result.stdout, 'generation page'), /^FAIL\s.*size is 100 bytes/);
+    assert.match(doctorLine(result.stdout, 'user.cfg lock'), /^WARN\s.*stale.*crashed/);
+    assert.match(doctorLine(result.stdout, 'token.shadow lock'), /^OK\s.*not held/);
+
+    const refused = await tokenctl(dirs, 'group', 'add', 'h');
+    assert.equal(refused.code, 1, 'a broken page refuses changes');
+    assert.match(refused.stderr, /refusing to change anything/);
+  });
+});
+
+describe('tokenctl as separate processes', () => {
+  it('adds a token in one process that verifies in another', async () => {
+    const dirs = deploymentDirs();
+    const added = await spawnTokenctl([
+      ...dirs.args,
+      '--output',
+      'json',
+      'token',
+      'add',
+      'root@pam!p',
+    ]);
+    assert.equal(added.code, 0, added.stderr);
+    const { value } = JSON.parse(added.stdout) as { value: string };
+    assert.equal(await verifies(dirs, 'root@pam!p', value), true);
+  });
+
+  it('exits 2 for a usage error, with the message on stderr', async () => {
+    const dirs = deploymentDirs();
+    const missing = await spawnTokenctl([...dirs.args, 'token', 'add']);
+    assert.equal(missing.code, 2);
+    assert.equal(missing.stdout, '');
+    assert.match(missing.stderr, /^tokenctl: missing required argument 'tokenid'/);
+    const unknown = await spawnTokenctl([...dirs.args, 'tokens']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command 'tokens'/);
+  });
+
+  it('exits 3 with a permission message when it cannot read token.shadow', {
+    skip: canDropToNobody,
+  }, async () => {
+    const dirs = deploymentDirs();
+    assert.equal((await tokenctl(dirs, 'token', 'add', 'root@pam!s')).code, 0);
+    // nobody may traverse the directories and read user.cfg, but not token.shadow (0600).
+    chmodSync(dirs.root, 0o755);
+    chmodSync(dirs.config, 0o755);
+    chmodSync(path.join(dirs.config, 'user.cfg'), 0o644);
+    const shadow = path.join(dirs.config, 'token.shadow');
+    assert.equal(statSync(shadow).mode & 0o777, 0o600);
+    const result = await spawnTokenctl(
+      [...dirs.args, 'token', 'list'],
+      ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups'],
+    );
+    assert.equal(result.code, 3, result.stderr);
+    assert.match(
+      result.stderr,
+      /tokenctl: permission denied: .*token\.shadow.*run tokenctl as root/,
+    );
+    assert.equal(result.stdout, '');
+  });
+
+  it("keeps the deployment's group on the files it writes", {
+    skip: isRoot ? false : 'needs root to chown',
+  }, async () => {
+    const dirs = deploymentDirs();
+    mkdirSync(dirs.config, { mode: 0o750 });
+    chownSync(dirs.config, 0, NOBODY);
+    assert.equal((await tokenctl(dirs, 'token', 'add', 'root@pam!g')).code, 0);
+    const shadow = statSync(path.join(dirs.config, 'token.shadow'));
+    assert.equal(shadow.gid, NOBODY, "the config dir's group");
+    assert.equal(shadow.mode & 0o777, 0o640, 'readable by the group');
+    const doctor = await tokenctl(dirs, 'doctor');
+    const owners = `root:${groupName(NOBODY)}`;
+    assert.match(doctorLine(doctor.stdout, 'token.shadow'), new RegExp(`^OK\\s.*0640 ${owners}$`));
+    assert.match(
+      doctorLine(doctor.stdout, 'generation page'),
+      new RegExp(`^OK\\s.*0660 ${owners}; magic ok`),
+    );
+  });
+});

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { chmodSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { call, type Daemons, pveHeader, startDaemons } from './helpers/daemons.js';
+import { tempDir } from './helpers/tmp.js';
+
+describe('the daemons over HTTPS', () => {
+  let d: Daemons;
+  let root: string;
+  // Here, not in before(): tempDir registers its cleanup with after() of the current suite.
+  const dir = tempDir();
+  chmodSync(dir, 0o755);
+
+  before(async () => {
+    d = await startDaemons(dir);
+    const created = await d.asRoot('token.create', {
+      userid: 'root@pam',
+      tokenName: 'test',
+      fields: { privsep: false },
+    });
+    assert.equal(created.ok, true, JSON.stringify(created));
+    root = pveHeader('root@pam!test', (created.data as { value: string }).value);
+  });
+  after(() => d?.stop());
+
+  it('creates a token through the API and uses it on every worker', async () => {
+    const user = await call(d, 'POST', '/access/users', {
+      auth: root,
+      form: { userid: 'ann@pve', comment: 'made by a test' },
+    });
+    assert.equal(user.status, 200, user.raw);
+    const token = await call(d, 'POST', '/access/users/ann@pve/token/ci', {
+      auth: root,
+      form: { privsep: 0, comment: 'ci' },
+    });
+    assert.equal(token.status, 200, token.raw);
+    const data = token.body.data as { 'full-tokenid': string; value: string; info: unknown };
+    assert.equal(data['full-tokenid'], 'ann@pve!ci');
+    assert.match(data.value, /^[0-9a-f-]{36}$/);
+    assert.deepEqual(data.info, { enable: 1, expire: 0, privsep: 0, comment: 'ci' });
+    const header = pveHeader('ann@pve!ci', data.value);
+    // New connections are spread round-robin: 10 requests reach both workers.
+    for (let i = 0; i < 10; i++) {
+      const version = await call(d, 'GET', '/version', { auth: header });
+      assert.equal(version.status, 200);
+      assert.equal((version.body.data as { repoid: string }).repoid, 'token-shadow');
+    }
+    const pbs = await call(d, 'GET', '/version', { auth: `PBSAPIToken ann@pve!ci:${data.value}` });
+    assert.equal(pbs.status, 200);
+
+    const disabled = await call(d, 'PUT', '/access/users/ann@pve/token/ci', {
+      auth: root,
+      form: { enable: 0 },
+    });
+    assert.equal(disabled.status, 200, disabled.raw);
+    for (let i = 0; i < 10; i++) {
+      assert.equal((await call(d, 'GET', '/version', { auth: header })).status, 401);
+    }
+    const removed = await call(d, 'DELETE', '/access/users/ann@pve/token/ci', { auth: root });
+    assert.equal(removed.status, 200);
+    const listed = await call(d, 'GET', '/access/users/ann@pve/token', { auth: root });
+    assert.deepEqual(listed.body.data, []);
+  });
+
+  it('a privsep token sees only the intersection of its and its user privileges', async () => {
+    await call(d, 'POST', '/access/users', { auth: root, form: { userid: 'joe@pve' } });
+    const acl = (form: Record<string, string | number>) =>
+      call(d, 'PUT', '/access/acl', { auth: root, form });
+    assert.equal((await acl({ path: '/', users: 'joe@pve', roles: 'PVEAuditor' })).status, 200);
+    const token = await call(d, 'POST', '/access/users/joe@pve/token/sep', {
+      auth: root,
+      form: { privsep: 1 },
+    });
+    const secret = (token.body.data as { value: string }).value;
+    assert.equal(
+      (await acl({ path: '/vms', tokens: 'joe@pve!sep', roles: 'PVEVMAdmin' })).status,
+      200,
+    );
+    const header = pveHeader('joe@pve!sep', secret);
+    const perms = await call(d, 'GET', '/access/permissions?path=/vms/100', { auth: header });
+    assert.equal(perms.status, 200, perms.raw);
+    const granted = (perms.body.data as Record<string, Record<string, number>>)['/vms/100'] ?? {};
+    assert.ok('VM.Audit' in granted, 'in both the user and the token role');
+    assert.ok(!('VM.PowerMgmt' in granted), 'only in the token role');
+    assert.ok(!('Sys.Audit' in granted), 'only in the user role, not on the token');
+
+    const forbidden = await call(d, 'POST', '/access/users', {
+      auth: header,
+      form: { userid: 'eve@pve' },
+    });
+    assert.equal(forbidden.status, 403);
+    assert.match(String(forbidden.body.message), /Permission check failed/);
+    const own = await call(d, 'POST', '/access/users/joe@pve/token/other', { auth: header });
+    assert.equal(own.status, 403, 'a token is not its user: it cannot mint tokens for it');
+  });
+
+  it('malformed headers, unknown ids, wrong secrets and expired tokens get a bare 401', async () => {
+    const made = await call(d, 'POST', '/access/users/root@pam/token/old', {
+      auth: root,
+      form: { expire: 1 },
+    });
+    const expired = pveHeader('root@pam!old', (made.body.data as { value: string }).value);
+    const headers = [
+      undefined,
+      'Bearer xyz',
+      'PVEAPIToken=root@pam!test',
+      'PVEAPIToken=no-realm!x=abc',
+      pveHeader('nobody@pve!ci', '00000000-0000-4000-8000-000000000000'),
+      pveHeader('root@pam!test', 'wrong'),
+      expired,
+    ];
+    for (const auth of headers) {
+      const reply = await call(d, 'GET', '/access/users', auth ? { auth } : {});
+      assert.equal(reply.status, 401, String(auth));
+      assert.equal(reply.raw, '{"data":null}', 'no detail');
+    }
+  });
+
+  it('bad parameters get 400 with per-parameter errors', async () => {
+    const missing = await call(d, 'POST', '/access/users', { auth: root, form: { comment: 'x' } });
+    assert.equal(missing.status, 400);
+    assert.ok(missing.body.errors && 'userid' in missing.body.errors, missing.raw);
+    const badFlag = await call(d, 'PUT', '/access/users/root@pam/token/test', {
+      auth: root,
+      form: { privsep: 7 },
+    });
+    assert.equal(badFlag.status, 400);
+    assert.ok(badFlag.body.errors && 'privsep' in badFlag.body.errors, badFlag.raw);
+  });
+
+  it('a killed worker is replaced and the API keeps answering', async () => {
+    const workers = d.apiLog.lines.filter((l) => l.msg === 'worker listening');
+    const victim = Number(workers[0]?.worker);
+    assert.ok(victim > 0);
+    process.kill(victim, 'SIGKILL');
+    const replacement = await d.apiLog.waitFor(
+      (l) => l.msg === 'worker listening' && !workers.some((w) => w.worker === l.worker),
+    );
+    assert.notEqual(replacement.worker, victim);
+    for (let i = 0; i < 6; i++) {
+      assert.equal((await call(d, 'GET', '/version', { auth: root })).status, 200);
+    }
+  });
+});
