@@ -6,7 +6,8 @@
         "native/addon.cc",
         "native/page.cc",
         "native/legacy_crypt.cc",
-        "native/digest.cc"
+        "native/digest.cc",
+        "native/sigbus_guard.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": [

@@ -13,6 +13,8 @@
 #include <random>
 #include <string>
 
+#include "sigbus_guard.h"
+
 namespace token_shadow {
 
 const uint8_t kMagic[kMagicSize] = {0xea, 0xf3, 0xca, 0x65,
@@ -245,7 +247,8 @@ Napi::Function Page::Define(Napi::Env env) {
       {InstanceMethod<&Page::Load>("load"),
        InstanceMethod<&Page::Increment>("increment"),
        InstanceMethod<&Page::Close>("close"), InstanceMethod<&Page::Fd>("fd"),
-       InstanceMethod<&Page::Buffer>("buffer")});
+       InstanceMethod<&Page::Buffer>("buffer"),
+       InstanceMethod<&Page::Faulted>("faulted")});
 }
 
 Page::Page(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Page>(info) {
@@ -271,6 +274,7 @@ Page::Page(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Page>(info) {
     return;
   }
   base_ = static_cast<uint8_t*>(base);
+  guard_ = GuardMapping(base_, kPageSize);
   fd_ = fd;
   writable_ = !o.read_only;
 }
@@ -286,6 +290,8 @@ void Page::Unmap(bool detach) {
     if (!buffer.IsEmpty() && !buffer.IsDetached()) buffer.Detach();
     buffer_.Reset();
   }
+  UnguardMapping(guard_);
+  guard_ = -1;
   if (base_ != nullptr) munmap(base_, kPageSize);
   if (fd_ >= 0) close(fd_);
   base_ = nullptr;
@@ -365,6 +371,12 @@ Napi::Value Page::Buffer(const Napi::CallbackInfo& info) {
     buffer_ = Napi::Persistent(buffer);
   }
   return buffer_.Value();
+}
+
+// Whether an access faulted (the file was truncated under us) and the
+// mapping was replaced by a private page: it can no longer be trusted.
+Napi::Value Page::Faulted(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), MappingFaulted(guard_));
 }
 
 // The descriptor lets TypeScript fstat the mapped inode (replaced-page check).

@@ -30,12 +30,14 @@ class Page : public Napi::ObjectWrap<Page> {
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Fd(const Napi::CallbackInfo& info);
   Napi::Value Buffer(const Napi::CallbackInfo& info);
+  Napi::Value Faulted(const Napi::CallbackInfo& info);
   uint64_t* SlotPointer(const Napi::CallbackInfo& info);
   void Unmap(bool detach);
 
   uint8_t* base_ = nullptr;
   int fd_ = -1;
   bool writable_ = false;
+  int guard_ = -1;
   Napi::Reference<Napi::ArrayBuffer> buffer_;
 };
 

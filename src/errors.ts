@@ -31,6 +31,7 @@ export type GenerationPageProblem =
   | 'read-only'
   | 'closed'
   | 'addon-unavailable'
+  | 'insecure'
   | 'io';
 
 /** The shared generation page could not be opened or used. */
@@ -58,7 +59,7 @@ export class BusyError extends TokenShadowError {
   }
 }
 
-export type ShadowFileProblem = 'unreadable' | 'bad-json' | 'bad-shape';
+export type ShadowFileProblem = 'unreadable' | 'bad-json' | 'bad-shape' | 'insecure';
 
 /**
  * token.shadow cannot be used. The message names the path and the problem,
@@ -87,12 +88,13 @@ export class LockError extends TokenShadowError {
   }
 }
 
-export type ConfigProblem = 'exists' | 'not-found' | 'invalid';
+export type ConfigProblem = 'exists' | 'not-found' | 'invalid' | 'insecure';
 
 /**
  * A request to change the user configuration that cannot be carried out: the
- * thing exists already, is missing, or the request itself is invalid. `code` is
- * `ERR_CONFIG_EXISTS`, `ERR_CONFIG_NOT_FOUND` or `ERR_CONFIG_INVALID`.
+ * thing exists already, is missing, or the request itself is invalid; or
+ * user.cfg itself may not be trusted (`insecure`). `code` is `ERR_CONFIG_` and
+ * the problem in capitals.
  */
 export class ConfigError extends TokenShadowError {
   readonly problem: ConfigProblem;

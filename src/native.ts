@@ -21,6 +21,8 @@ export interface NativePage {
   fd(): number;
   /** The mapped page as an external ArrayBuffer; detached by close(). */
   buffer(): ArrayBuffer;
+  /** An access faulted (the file was truncated) and the mapping now reads zeros. */
+  faulted(): boolean;
 }
 
 export interface Addon {

@@ -9,11 +9,12 @@ import { promises as fsp } from 'node:fs';
 import { parseUserConfig, type UserConfigDialect } from '../config/parse.js';
 import type { UserConfig } from '../config/types.js';
 import { writeUserConfig } from '../config/write.js';
-import { GenerationPageError } from '../errors.js';
+import { ConfigError, GenerationPageError } from '../errors.js';
 import { removeStrayTemps, writeFileAtomic } from '../files/atomic.js';
 import { Freshness } from '../files/freshness.js';
 import { type LockOptions, withFileLock } from '../files/lock.js';
 import { ABSENT, type FileStamp, isRacy, sameStamp, stampOf, stampPath } from '../files/stamp.js';
+import { untrustworthy } from '../files/trust.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import { type AccessControlBackend, DEFAULT_ACCESS_BACKEND } from './control.js';
@@ -100,7 +101,7 @@ export class UserConfigStore {
    * (nothing is written). Returns what `change` returned.
    */
   async mutate<T>(change: (config: UserConfig) => T): Promise<T> {
-    const page = this.#page;
+    const page = this.#livePage();
     if (page?.readOnly) {
       throw new GenerationPageError(page.path, 'read-only', 'cannot publish a change');
     }
@@ -125,7 +126,7 @@ export class UserConfigStore {
   }
 
   async #refresh(): Promise<UserConfig> {
-    const page = this.#page;
+    const page = this.#livePage();
     const generation = page?.load(Slot.USER_AND_ACL) ?? null;
     const before = this.#loaded;
     const ttlCheck = generation === this.#generation && this.#freshness.expired();
@@ -143,6 +144,15 @@ export class UserConfigStore {
     return loaded.config;
   }
 
+  /** The page, unless it went bad: then this process stops caching, after one warning. */
+  #livePage(): GenerationPage | null {
+    const page = this.#page;
+    if (page === null || !page.degraded(this.#warn)) return page;
+    this.#page = null;
+    this.#generation = null;
+    return null;
+  }
+
   async #read(): Promise<Loaded> {
     const readAtNs = nowNs();
     let text = '';
@@ -150,7 +160,12 @@ export class UserConfigStore {
     try {
       const handle = await fsp.open(this.path, 'r');
       try {
-        stamp = stampOf(await handle.stat({ bigint: true }));
+        const st = await handle.stat({ bigint: true });
+        const insecure = untrustworthy(st, { groupMayWrite: false });
+        if (insecure !== null) {
+          throw new ConfigError('insecure', `${this.path}: refusing user.cfg: ${insecure}`);
+        }
+        stamp = stampOf(st);
         text = await handle.readFile('utf8');
       } finally {
         await handle.close();

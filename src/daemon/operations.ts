@@ -60,6 +60,7 @@ function canAuditUsers(config: UserConfig, authid: string): boolean {
 /** Config and id errors become the HTTP answers PVE gives for them. */
 export function toApiError(error: unknown): unknown {
   if (error instanceof ConfigError) {
+    if (error.problem === 'insecure') return error; // a server fault (500, logged), not the client's
     if (error.problem === 'not-found') return new ApiError(404, error.message);
     return new ApiError(400, error.message);
   }

@@ -2,6 +2,7 @@ export {
   GenerationPage,
   type GenerationPageOptions,
   openGenerationPageOrNull,
+  type PageHealthProblem,
   type WarningSink,
 } from './page.js';
 export { defaultPagePath, PAGE_FILE_NAME, ROOT_PAGE_PATH } from './paths.js';

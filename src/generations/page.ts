@@ -1,6 +1,11 @@
+import { fstatSync, statSync } from 'node:fs';
 import { GenerationPageError, type GenerationPageProblem } from '../errors.js';
+import { untrustworthy } from '../files/trust.js';
 import { loadAddon, type NativePage } from '../native.js';
-import { SLOT_COUNT } from './slots.js';
+import { PAGE_SIZE, SLOT_COUNT } from './slots.js';
+
+/** Why a page that was fine when opened can no longer be trusted. */
+export type PageHealthProblem = 'faulted' | 'missing' | 'replaced' | 'truncated' | 'insecure';
 
 export interface GenerationPageOptions {
   /** Create the page when it is missing (default true unless readOnly). */
@@ -29,6 +34,7 @@ const problemByCode: Record<string, GenerationPageProblem> = {
 
 function translate(path: string, error: unknown): unknown {
   if (error instanceof RangeError || !(error instanceof Error)) return error;
+  if (error instanceof GenerationPageError) return error;
   const code = (error as { code?: string }).code ?? '';
   return new GenerationPageError(path, problemByCode[code] ?? 'io', error.message);
 }
@@ -43,6 +49,7 @@ export class GenerationPage {
   readonly path: string;
   readonly readOnly: boolean;
   #native: NativePage | null;
+  #degraded = false;
   /** The mapping seen as u64 words: word 0 is the magic, word 1 + i is slot i. */
   #words: BigUint64Array;
 
@@ -67,7 +74,7 @@ export class GenerationPage {
     }
     const readOnly = options.readOnly ?? false;
     try {
-      const native = new addon.NativePage(path, {
+      const native: NativePage = new addon.NativePage(path, {
         create: options.create ?? !readOnly,
         readOnly,
         mkdir: options.mkdir ?? false,
@@ -75,6 +82,12 @@ export class GenerationPage {
         dirMode: options.dirMode ?? 0o770,
         gid: options.gid ?? -1,
       });
+      const st = fstatSync(native.fd());
+      const insecure = untrustworthy(st, { groupMayWrite: true });
+      if (insecure !== null) {
+        native.close();
+        throw new GenerationPageError(path, 'insecure', `refusing the page: ${insecure}`);
+      }
       return new GenerationPage(path, native, readOnly);
     } catch (error) {
       throw translate(path, error);
@@ -109,6 +122,41 @@ export class GenerationPage {
     return this.#page().fd();
   }
 
+  /**
+   * Whether the page is still the trustworthy shared page it was when opened:
+   * not truncated (an access faulted), the path still names the mapped file,
+   * 4096 bytes, not writable by others. Two stat calls: call it at most once
+   * per TTL or on the slow path, never per request.
+   */
+  health(): PageHealthProblem | null {
+    const native = this.#page();
+    if (native.faulted()) return 'faulted';
+    const mapped = fstatSync(native.fd());
+    let named: ReturnType<typeof statSync>;
+    try {
+      named = statSync(this.path);
+    } catch {
+      return 'missing';
+    }
+    if (named.ino !== mapped.ino || named.dev !== mapped.dev) return 'replaced';
+    if (mapped.size !== PAGE_SIZE) return 'truncated';
+    if (untrustworthy(mapped, { groupMayWrite: true }) !== null) return 'insecure';
+    return null;
+  }
+
+  /**
+   * True when the page went bad; the first call that finds out says so once
+   * through `warn`, naming the problem. Callers then stop caching.
+   */
+  degraded(warn: WarningSink): boolean {
+    if (this.#degraded) return true;
+    const problem = this.#native === null ? null : this.health();
+    if (problem === null) return false;
+    this.#degraded = true;
+    warn(`generation page ${this.path} ${describeProblem(problem)}: caching disabled`);
+    return true;
+  }
+
   get closed(): boolean {
     return this.#native === null;
   }
@@ -122,6 +170,21 @@ export class GenerationPage {
   #page(): NativePage {
     if (!this.#native) throw new GenerationPageError(this.path, 'closed', 'page is closed');
     return this.#native;
+  }
+}
+
+function describeProblem(problem: PageHealthProblem): string {
+  switch (problem) {
+    case 'faulted':
+      return 'was truncated while mapped (an access faulted)';
+    case 'missing':
+      return 'was removed while mapped';
+    case 'replaced':
+      return 'was replaced by another file while mapped';
+    case 'truncated':
+      return 'changed size while mapped';
+    case 'insecure':
+      return 'became writable by others or changed owner';
   }
 }
 

@@ -6,6 +6,7 @@
 import { promises as fsp } from 'node:fs';
 import { ShadowFileError } from '../errors.js';
 import { ABSENT, type FileStamp, stampOf } from '../files/stamp.js';
+import { untrustworthy } from '../files/trust.js';
 
 export interface ShadowSnapshot {
   /** token id -> hash, as on disk when `stamp` was taken. */
@@ -63,7 +64,12 @@ export async function readShadow(path: string): Promise<ShadowSnapshot> {
     throw new ShadowFileError(path, 'unreadable', `cannot open: ${code ?? 'error'}`);
   }
   try {
-    const stamp = stampOf(await handle.stat({ bigint: true }));
+    const st = await handle.stat({ bigint: true });
+    const insecure = untrustworthy(st, { groupMayWrite: false });
+    if (insecure !== null) {
+      throw new ShadowFileError(path, 'insecure', `refusing token.shadow: ${insecure}`);
+    }
+    const stamp = stampOf(st);
     const text = await handle.readFile('utf8');
     return { entries: parseShadow(path, text), stamp };
   } catch (error) {

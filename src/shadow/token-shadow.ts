@@ -201,14 +201,29 @@ export class TokenShadow {
 
   // --- keeping the cache current -------------------------------------------
 
+  /**
+   * The page, unless it went bad (truncated, replaced, removed, made writable
+   * by others): then caching stops for good in this process, after one warning.
+   */
+  #livePage(): GenerationPage | null {
+    const page = this.#page;
+    if (page === null || !page.degraded(this.#warn)) return page;
+    this.#page = null;
+    this.#cache.clear();
+    this.#generation = null;
+    return null;
+  }
+
   /** Brings the cache to the current generation, and stats the file once per TTL. */
   async #refresh(): Promise<void> {
-    const page = this.#page;
+    let page = this.#page;
     if (page === null) return;
     while (this.#syncing) await this.#syncing;
     const generationMoved = page.load(Slot.TOKEN_SHADOW) !== this.#generation;
     const ttlPassed = this.#freshness.expired();
     if (!generationMoved && !ttlPassed) return;
+    page = this.#livePage();
+    if (page === null) return;
     this.#syncing = (generationMoved ? this.#revalidate('generation') : this.#checkFile(page))
       .then(() => undefined)
       .finally(() => {
@@ -389,7 +404,7 @@ export class TokenShadow {
     change: (entries: Map<string, string>) => boolean,
     cached?: () => void,
   ): Promise<void> {
-    const page = this.#page;
+    const page = this.#livePage();
     if (page?.readOnly) {
       throw new GenerationPageError(page.path, 'read-only', 'cannot publish a change');
     }
