@@ -79,16 +79,20 @@ echo "$addon"
 $run_tests || exit 0
 
 runtime() { readlink -f "$("$cxx" -print-file-name="$1")"; }
+# The sanitizers intercept crypt_r, and resolve the real one when they start: a
+# libcrypt that only arrives later with the addon leaves the interceptor calling
+# NULL (SIGSEGV in __interceptor_crypt_r). Preload it right after the runtime.
+libcrypt=$(ldconfig -p | awk '/libcrypt\.so\.1 .*x86-64|libcrypt\.so\.1 \(libc6,x86-64/ {print $NF; exit}')
 export TOKEN_SHADOW_ADDON="$addon"
 case $kind in
   address | address,undefined)
     export LD_PRELOAD
-    LD_PRELOAD=$(runtime libasan.so)
+    LD_PRELOAD="$(runtime libasan.so) $libcrypt"
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
     ;;
   thread)
     export LD_PRELOAD
-    LD_PRELOAD=$(runtime libtsan.so)
+    LD_PRELOAD="$(runtime libtsan.so) $libcrypt"
     # node is not instrumented, so TSan misreads V8's worker-pool teardown
     # (mutex destroyed, then the job freed on a worker thread) as a race in
     # every run. Suppress only that; races in the addon still halt the run.
