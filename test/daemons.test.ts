@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { chmodSync } from 'node:fs';
+import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { call, type Daemons, pveHeader, startDaemons } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
@@ -139,6 +140,60 @@ describe('the daemons over HTTPS', () => {
     assert.notEqual(replacement.worker, victim);
     for (let i = 0; i < 6; i++) {
       assert.equal((await call(d, 'GET', '/version', { auth: root })).status, 200);
+    }
+  });
+});
+
+describe('shutting down', () => {
+  const dir = tempDir();
+  chmodSync(dir, 0o755);
+
+  it('SIGTERM lets a request in flight finish, then the API exits cleanly', async () => {
+    const d = await startDaemons(dir);
+    try {
+      const created = await d.asRoot('token.create', {
+        userid: 'root@pam',
+        tokenName: 'drain',
+        fields: { privsep: false },
+      });
+      const auth = pveHeader('root@pam!drain', (created.data as { value: string }).value);
+      const body = 'comment=finished+after+SIGTERM';
+      const url = new URL(`${d.url}/access/users/root@pam/token/drained`);
+      const exited = new Promise<number | null>((resolve) => d.api.once('exit', resolve));
+      const reply = await new Promise<{ status: number; raw: string }>((resolve, reject) => {
+        const req = https.request(url, {
+          method: 'POST',
+          ca: d.ca,
+          agent: false,
+          headers: {
+            authorization: auth,
+            'content-type': 'application/x-www-form-urlencoded',
+            'content-length': Buffer.byteLength(body),
+            expect: '100-continue',
+          },
+        });
+        // "100 Continue" proves the worker holds the request; only then stop the daemon.
+        req.once('continue', () => {
+          d.api.kill('SIGTERM');
+          d.apiLog
+            .waitFor((l) => l.msg === 'stopping: draining workers')
+            .then(() => req.end(body), reject);
+        });
+        req.once('response', (res) => {
+          let raw = '';
+          res.on('data', (c) => {
+            raw += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, raw }));
+        });
+        req.on('error', reject);
+        req.flushHeaders();
+      });
+      assert.equal(reply.status, 200, reply.raw);
+      assert.match(reply.raw, /"full-tokenid":"root@pam!drained"/);
+      assert.equal(await exited, 0);
+    } finally {
+      await d.stop();
     }
   });
 });
