@@ -9,11 +9,19 @@ import { promises as fsp } from 'node:fs';
 import { parseUserConfig, type UserConfigDialect } from '../config/parse.js';
 import type { UserConfig } from '../config/types.js';
 import { writeUserConfig } from '../config/write.js';
-import { ConfigError, GenerationPageError } from '../errors.js';
-import { removeStrayTemps, writeFileAtomic } from '../files/atomic.js';
+import { ConfigError } from '../errors.js';
 import { Freshness } from '../files/freshness.js';
-import { type LockOptions, withFileLock } from '../files/lock.js';
-import { ABSENT, type FileStamp, isRacy, sameStamp, stampOf, stampPath } from '../files/stamp.js';
+import type { LockOptions } from '../files/lock.js';
+import { publishUnderLock } from '../files/publish.js';
+import {
+  ABSENT,
+  type FileStamp,
+  isRacy,
+  sameStamp,
+  stampOf,
+  stampPath,
+  wallClockNs,
+} from '../files/stamp.js';
 import { untrustworthy } from '../files/trust.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
@@ -38,10 +46,6 @@ interface Loaded {
   text: string;
   stamp: FileStamp;
   readAtNs: bigint;
-}
-
-function nowNs(): bigint {
-  return BigInt(Date.now()) * 1_000_000n;
 }
 
 export class UserConfigStore {
@@ -101,28 +105,23 @@ export class UserConfigStore {
    * (nothing is written). Returns what `change` returned.
    */
   async mutate<T>(change: (config: UserConfig) => T): Promise<T> {
-    const page = this.#livePage();
-    if (page?.readOnly) {
-      throw new GenerationPageError(page.path, 'read-only', 'cannot publish a change');
-    }
-    return withFileLock(
-      this.path,
-      async (assertHeld) => {
-        await removeStrayTemps(this.path);
-        const fresh = await this.#read();
-        const result = change(fresh.config);
-        const text = writeUserConfig(fresh.config);
-        if (text === fresh.text) return result;
-        assertHeld();
-        const readAtNs = nowNs();
-        await writeFileAtomic(this.path, text, { mode: 0o640, gid: this.#gid });
-        const stamp = await stampPath(this.path);
-        const generation = page?.increment(Slot.USER_AND_ACL) ?? null;
-        this.#adopt({ config: fresh.config, text, stamp, readAtNs }, generation);
-        return result;
-      },
-      this.#lock,
-    );
+    const target = {
+      path: this.path,
+      page: this.#livePage(),
+      slot: Slot.USER_AND_ACL,
+      mode: 0o640,
+      gid: this.#gid,
+      lock: this.#lock,
+    };
+    return publishUnderLock(target, async (publish) => {
+      const fresh = await this.#read();
+      const result = change(fresh.config);
+      const text = writeUserConfig(fresh.config);
+      if (text === fresh.text) return result;
+      const { stamp, writtenAtNs, generation } = await publish(text);
+      this.#adopt({ config: fresh.config, text, stamp, readAtNs: writtenAtNs }, generation);
+      return result;
+    });
   }
 
   async #refresh(): Promise<UserConfig> {
@@ -154,7 +153,7 @@ export class UserConfigStore {
   }
 
   async #read(): Promise<Loaded> {
-    const readAtNs = nowNs();
+    const readAtNs = wallClockNs();
     let text = '';
     let stamp: FileStamp = ABSENT;
     try {

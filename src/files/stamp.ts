@@ -76,3 +76,8 @@ export function stampPathSync(path: string): FileStamp {
     return absentOnEnoent(error);
   }
 }
+
+/** Wall-clock now in ns, comparable with file timestamps (for isRacy). */
+export function wallClockNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}

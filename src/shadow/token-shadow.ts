@@ -5,11 +5,11 @@
  * cache, we revalidate entry by entry (see #revalidate).
  */
 import { randomUUID } from 'node:crypto';
-import { BusyError, GenerationPageError } from '../errors.js';
-import { removeStrayTemps, writeFileAtomic } from '../files/atomic.js';
+import { BusyError } from '../errors.js';
 import { Freshness } from '../files/freshness.js';
-import { type LockOptions, withFileLock } from '../files/lock.js';
-import { isRacy, sameStamp, stampPath } from '../files/stamp.js';
+import type { LockOptions } from '../files/lock.js';
+import { publishUnderLock } from '../files/publish.js';
+import { isRacy, sameStamp, stampPath, wallClockNs } from '../files/stamp.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import { isLegacyHash } from '../hashing/params.js';
@@ -280,7 +280,7 @@ export class TokenShadow {
         return previous;
       }
     }
-    const readAtNs = BigInt(Date.now()) * 1_000_000n;
+    const readAtNs = wallClockNs();
     const snapshot = await readShadow(this.path);
     this.#adopt(snapshot, readAtNs);
     return snapshot;
@@ -404,35 +404,27 @@ export class TokenShadow {
     change: (entries: Map<string, string>) => boolean,
     cached?: () => void,
   ): Promise<void> {
-    const page = this.#livePage();
-    if (page?.readOnly) {
-      throw new GenerationPageError(page.path, 'read-only', 'cannot publish a change');
-    }
-    await withFileLock(
-      this.path,
-      async (assertHeld) => {
-        await removeStrayTemps(this.path);
-        const current = await readShadow(this.path); // corrupt: throws, never overwritten
-        const entries = new Map(current.entries);
-        if (!change(entries)) return;
-        assertHeld();
-        const readAtNs = BigInt(Date.now()) * 1_000_000n;
-        await writeFileAtomic(this.path, serializeShadow(entries), {
-          mode: this.#mode,
-          gid: this.#gid,
-        });
-        const stamp = await stampPath(this.path);
-        if (page === null) return;
-        const generation = page.increment(Slot.TOKEN_SHADOW);
-        // Whatever changed behind our back since our last look is in `current`:
-        // keep only what it confirms, then what we wrote is the whole truth.
-        this.#cache.retainMatching(entries);
-        this.#adopt({ entries, stamp }, readAtNs);
-        this.#generation = generation;
-        cached?.();
-      },
-      this.#lock,
-    );
+    const target = {
+      path: this.path,
+      page: this.#livePage(),
+      slot: Slot.TOKEN_SHADOW,
+      mode: this.#mode,
+      gid: this.#gid,
+      lock: this.#lock,
+    };
+    await publishUnderLock(target, async (publish) => {
+      const current = await readShadow(this.path); // corrupt: throws, never overwritten
+      const entries = new Map(current.entries);
+      if (!change(entries)) return;
+      const { stamp, writtenAtNs, generation } = await publish(serializeShadow(entries));
+      if (generation === null) return;
+      // Whatever changed behind our back since our last look is in `current`:
+      // keep only what it confirms, then what we wrote is the whole truth.
+      this.#cache.retainMatching(entries);
+      this.#adopt({ entries, stamp }, writtenAtNs);
+      this.#generation = generation;
+      cached?.();
+    });
   }
 }
 
