@@ -60,8 +60,25 @@ export function checkTokenName(name: string, kind = 'token name', value = name):
   return name;
 }
 
+/**
+ * Ids already parsed, so that the few ids a process sees on every request are
+ * parsed once, not several times per request. Bounded: cleared when full, so
+ * a flood of distinct ids costs memory for at most PARSED_MAX of them.
+ */
+const parsed = new Map<string, Authid>();
+const PARSED_MAX = 4096;
+
 /** Parses `USER@REALM` or `USER@REALM!TOKEN`. */
 export function parseAuthid(value: string): Authid {
+  const known = parsed.get(value);
+  if (known !== undefined) return known;
+  const id = parseFresh(value);
+  if (parsed.size >= PARSED_MAX) parsed.clear();
+  parsed.set(value, id);
+  return id;
+}
+
+function parseFresh(value: string): Authid {
   if (typeof value !== 'string') throw new InvalidIdError('id', String(value), 'not a string');
   checkLength('id', value);
   const at = value.lastIndexOf('@');
