@@ -17,6 +17,10 @@ namespace {
 // crypt_r reports failure as NULL or a string starting with '*'.
 bool Usable(const char* out) { return out != nullptr && out[0] != '*'; }
 
+// crypt_r takes C strings: a NUL inside the phrase or the setting would cut it
+// short, so that "secret\0anything" verified as "secret". Such input fails.
+bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
+
 // cryptHash(phrase, setting) -> string | null: hashes with a full setting
 // (prefix and salt), as Proxmox does when it writes a hash.
 Napi::Value CryptHash(const Napi::CallbackInfo& info) {
@@ -29,7 +33,9 @@ Napi::Value CryptHash(const Napi::CallbackInfo& info) {
   std::string phrase = info[0].As<Napi::String>();
   std::string setting = info[1].As<Napi::String>();
   auto data = std::make_unique<crypt_data>();
-  const char* out = crypt_r(phrase.c_str(), setting.c_str(), data.get());
+  const char* out = HasNul(phrase) || HasNul(setting)
+                        ? nullptr
+                        : crypt_r(phrase.c_str(), setting.c_str(), data.get());
   Napi::Value result = Usable(out) ? Napi::String::New(env, out) : env.Null();
   explicit_bzero(&phrase[0], phrase.size());
   explicit_bzero(data.get(), sizeof(crypt_data));
@@ -47,7 +53,9 @@ Napi::Value CryptVerify(const Napi::CallbackInfo& info) {
   std::string phrase = info[0].As<Napi::String>();
   std::string hash = info[1].As<Napi::String>();
   auto data = std::make_unique<crypt_data>();
-  const char* out = crypt_r(phrase.c_str(), hash.c_str(), data.get());
+  const char* out = HasNul(phrase) || HasNul(hash)
+                        ? nullptr
+                        : crypt_r(phrase.c_str(), hash.c_str(), data.get());
   bool ok = Usable(out) && std::strlen(out) == hash.size() &&
             CRYPTO_memcmp(out, hash.data(), hash.size()) == 0;
   explicit_bzero(&phrase[0], phrase.size());

@@ -328,8 +328,9 @@ uint64_t* Page::SlotPointer(const Napi::CallbackInfo& info) {
 Napi::Value Page::Load(const Napi::CallbackInfo& info) {
   uint64_t* slot = SlotPointer(info);
   if (slot == nullptr) return info.Env().Undefined();
-  return Napi::Number::New(
-      info.Env(), static_cast<double>(__atomic_load_n(slot, __ATOMIC_ACQUIRE)));
+  // A BigInt: every u64 exactly (a double would round above 2^53).
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(__atomic_load_n(
+                                           slot, __ATOMIC_ACQUIRE)));
 }
 
 // fetch_add with acq_rel: release so the change made before the bump is
@@ -346,7 +347,7 @@ Napi::Value Page::Increment(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   uint64_t next = __atomic_add_fetch(slot, 1, __ATOMIC_ACQ_REL);
-  return Napi::Number::New(info.Env(), static_cast<double>(next));
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(next));
 }
 
 Napi::Value Page::Close(const Napi::CallbackInfo& info) {

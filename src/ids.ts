@@ -4,6 +4,7 @@
  * so a user name may itself contain '@' or '!'.
  */
 import { InvalidIdError } from './errors.js';
+import { ownCopy } from './strings.js';
 
 const REALM = /^[A-Za-z][A-Za-z0-9.\-_]{1,31}$/;
 // No whitespace, ':', '/' or control characters (C0, DEL, C1).
@@ -72,9 +73,11 @@ const PARSED_MAX = 4096;
 export function parseAuthid(value: string): Authid {
   const known = parsed.get(value);
   if (known !== undefined) return known;
-  const id = parseFresh(value);
+  // Kept beyond this call: must not be a slice of a header holding a secret.
+  const own = typeof value === 'string' ? ownCopy(value) : value;
+  const id = parseFresh(own);
   if (parsed.size >= PARSED_MAX) parsed.clear();
-  parsed.set(value, id);
+  parsed.set(own, id);
   return id;
 }
 

@@ -15,8 +15,9 @@ export interface NativePageOptions {
 }
 
 export interface NativePage {
-  load(slot: number): number;
-  increment(slot: number): number;
+  /** The exact u64 value (the TypeScript face reads the mapping directly instead). */
+  load(slot: number): bigint;
+  increment(slot: number): bigint;
   close(): void;
   fd(): number;
   /** The mapped page as an external ArrayBuffer; detached by close(). */

@@ -4,6 +4,19 @@ import { untrustworthy } from '../files/trust.js';
 import { loadAddon, type NativePage } from '../native.js';
 import { PAGE_SIZE, SLOT_COUNT } from './slots.js';
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * A counter as a number. Readers only compare generations for equality, and
+ * past 2^53 consecutive values would round to the same double, hiding a bump:
+ * so large values are reduced modulo 2^53, which keeps consecutive values
+ * distinct. A real deployment needs 2^53 changes to get there; a forged page
+ * does not.
+ */
+function safeNumber(value: bigint): number {
+  return Number(value <= MAX_SAFE ? value : BigInt.asUintN(53, value));
+}
+
 /** Why a page that was fine when opened can no longer be trusted. */
 export type PageHealthProblem = 'faulted' | 'missing' | 'replaced' | 'truncated' | 'insecure';
 
@@ -105,13 +118,13 @@ export class GenerationPage {
       throw new RangeError(`slot must be an integer from 0 to ${SLOT_COUNT - 1}`);
     }
     if (this.#native === null) this.#page();
-    return Number(Atomics.load(this.#words, slot + 1));
+    return safeNumber(Atomics.load(this.#words, slot + 1));
   }
 
   /** Adds one to `slot` and returns the new value (fetch_add, acq_rel). */
   increment(slot: number): number {
     try {
-      return this.#page().increment(slot);
+      return safeNumber(this.#page().increment(slot));
     } catch (error) {
       throw translate(this.path, error);
     }

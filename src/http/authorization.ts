@@ -84,7 +84,12 @@ function splitCredentials(scheme: TokenScheme, credentials: string): [string, st
   if (at <= 0 || at === credentials.length - 1) fail('malformed-header');
   const tokenid = credentials.slice(0, at);
   const secret = credentials.slice(at + 1);
-  return [tokenid, scheme === 'PVEAPIToken' ? secret : percentDecode(secret)];
+  if (scheme === 'PVEAPIToken') return [tokenid, secret];
+  const decoded = percentDecode(secret);
+  // A decoded control character (%00 above all) has no place in a secret: C
+  // code downstream (crypt_r) would stop at a NUL.
+  if (/\p{Cc}/u.test(decoded)) fail('malformed-header');
+  return [tokenid, decoded];
 }
 
 /**

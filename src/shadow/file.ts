@@ -45,7 +45,8 @@ export function parseShadow(path: string, text: string): Map<string, string> {
 /** Canonical text: sorted keys, one entry per line, trailing newline. */
 export function serializeShadow(entries: ReadonlyMap<string, string>): string {
   const sorted = [...entries.keys()].sort();
-  const object: Record<string, string> = {};
+  // No prototype: a "__proto__" key must be written as data, not hit the setter.
+  const object: Record<string, string> = Object.create(null);
   for (const key of sorted) object[key] = entries.get(key) as string;
   return `${JSON.stringify(object, null, 1)}\n`;
 }

@@ -7,6 +7,7 @@
  * considered — LRU-like, without reordering the Map on every hit.
  */
 import { type Addon, loadAddon } from '../native.js';
+import { ownCopy } from '../strings.js';
 
 interface Entry {
   /** The stored hash this secret was verified against. */
@@ -65,7 +66,8 @@ export class VerifiedSecretCache {
     let entry = this.#entries.get(tokenid);
     if (entry === undefined) {
       entry = { hash, slot: this.#allocate(), used: false };
-      this.#entries.set(tokenid, entry);
+      // The id may be a slice of the request header: keep a copy, not the header.
+      this.#entries.set(ownCopy(tokenid), entry);
     }
     entry.hash = hash;
     this.#addon.digestInto(this.#slab, entry.slot * this.#width, secret);
