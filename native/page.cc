@@ -40,7 +40,9 @@ struct Failure {
 
 Failure Errno(const char* what) {
   int e = errno;
-  const char* name = e == ENOENT   ? "ENOENT"
+  // Opening a directory read-write fails with EISDIR: it is not a regular file.
+  const char* name = e == EISDIR   ? "ENOTREG"
+                     : e == ENOENT ? "ENOENT"
                      : e == EACCES ? "EACCES"
                      : e == EPERM  ? "EPERM"
                      : e == ENOSPC ? "ENOSPC"

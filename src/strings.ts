@@ -5,5 +5,6 @@
  * ids) must own its characters.
  */
 export function ownCopy(value: string): string {
-  return Buffer.from(value, 'utf8').toString('utf8');
+  // UTF-16 code units as they are: exact even for lone surrogates, which UTF-8 would replace.
+  return Buffer.from(value, 'utf16le').toString('utf16le');
 }

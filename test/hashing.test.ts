@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BusyError, HashPool, hashKind, makeLegacyHash } from '../src/index.js';
+import { BusyError, HashPool, hashCostProblem, hashKind, makeLegacyHash } from '../src/index.js';
 import { FAST_ARGON2 } from './helpers/shadow.js';
 
 describe('HashPool', () => {
@@ -21,8 +21,12 @@ describe('HashPool', () => {
       const legacy = makeLegacyHash('s3cret', 'yescrypt');
       assert.equal(await pool.verify(legacy, 's3cret'), true);
       assert.deepEqual(
-        { hashes: pool.stats().hashes, verifies: pool.stats().verifies },
-        { hashes: 1, verifies: 5 },
+        {
+          hashes: pool.stats().hashes,
+          verifies: pool.stats().verifies,
+          refusedCostly: pool.stats().refusedCostly,
+        },
+        { hashes: 1, verifies: 4, refusedCostly: 1 },
       );
     } finally {
       await pool.close();
@@ -74,5 +78,32 @@ describe('HashPool', () => {
     await pool.close();
     assert.equal(warnings.length, 1);
     assert.match(warnings[0] as string, /3 threads but UV_THREADPOOL_SIZE is 2/);
+  });
+});
+
+describe('hash cost limits', () => {
+  it('refuses, at once and without hashing, stored hashes that would cost too much', async () => {
+    const pool = new HashPool({ threads: 1, argon2: FAST_ARGON2 });
+    try {
+      const costly = [
+        '$y$/Hk/$abcdefghijklmnop$',
+        '$y$jTT$abcdefghijklmnop$abcdefghijklmnopqrstuvwxyz0123456789ABC',
+        '$5$rounds=2000000$saltsalt$abcdefghijklmnopqrstuvwxyz0123456789ABCDE',
+        '$argon2id$v=19$m=1048576,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo',
+        '$argon2id$v=19$m=512,t=100,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo',
+      ];
+      for (const hash of costly) {
+        assert.notEqual(hashCostProblem(hash), null, hash);
+        assert.equal(await pool.verify(hash, 'x'), false);
+      }
+      assert.equal(pool.stats().refusedCostly, costly.length);
+      assert.equal(pool.stats().verifies, 0, 'nothing reached a thread');
+      for (const kind of ['sha256-crypt', 'sha512-crypt', 'yescrypt'] as const) {
+        assert.equal(hashCostProblem(makeLegacyHash('x', kind)), null, `${kind} defaults pass`);
+      }
+      assert.equal(hashCostProblem(await pool.hash('x')), null);
+    } finally {
+      await pool.close();
+    }
   });
 });

@@ -12,6 +12,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { BusyError } from '../errors.js';
+import { hashCostProblem } from './cost.js';
 import { type Argon2Params, DEFAULT_ARGON2 } from './params.js';
 import type { HashTask } from './worker.js';
 
@@ -27,6 +28,8 @@ export interface HashPoolStats {
   hashes: number;
   verifies: number;
   busyRejections: number;
+  /** Verifies refused because the stored hash exceeds the cost limits. */
+  refusedCostly: number;
   queued: number;
   running: number;
   threads: number;
@@ -50,6 +53,8 @@ export class HashPool {
   #busy = 0;
   #closed = false;
   #inFlight = 0;
+  #refusedCostly = 0;
+  #warnedCost = new Set<string>();
 
   constructor(options: HashPoolOptions = {}) {
     this.threads = Math.max(1, options.threads ?? availableParallelism());
@@ -78,8 +83,23 @@ export class HashPool {
     return (await this.#run({ op: 'hash', secret, params: this.argon2 }, signal)) as string;
   }
 
-  /** Whether `secret` matches `hash` (argon2 of any parameters, $5$, $6$, $y$). */
+  /**
+   * Whether `secret` matches `hash` (argon2, $5$, $6$, $y$). A hash that would
+   * cost more than the limits in cost.ts verifies nothing, at once, with one
+   * warning per hash kind and reason (never the hash itself).
+   */
   async verify(hash: string, secret: string, signal?: AbortSignal): Promise<boolean> {
+    const tooCostly = hashCostProblem(hash);
+    if (tooCostly !== null) {
+      this.#refusedCostly++;
+      if (!this.#warnedCost.has(tooCostly)) {
+        this.#warnedCost.add(tooCostly);
+        process.emitWarning(`refusing to verify a stored hash: ${tooCostly}`, {
+          code: 'TOKEN_SHADOW_HASH_COST',
+        });
+      }
+      return false;
+    }
     this.#verifies++;
     return (await this.#run({ op: 'verify', hash, secret }, signal)) === true;
   }
@@ -94,6 +114,7 @@ export class HashPool {
       hashes: this.#hashes,
       verifies: this.#verifies,
       busyRejections: this.#busy,
+      refusedCostly: this.#refusedCostly,
       queued: Math.max(0, this.#inFlight - this.threads),
       running: Math.min(this.#inFlight, this.threads),
       threads: this.threads,
