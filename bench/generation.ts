@@ -16,7 +16,8 @@
  * stdin, runs its loop and prints its ns/op as JSON. The parent runs its own
  * loop right after writing "go", so the loops overlap for all but a few
  * microseconds of a round; nothing sleeps. Prints a table and writes
- * bench/results/generation.json.
+ * bench/results/generation.json. Part of the suite (bench/run.ts) through
+ * `run(options)`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -26,6 +27,8 @@ import path from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { GenerationPage } from '../src/generations/index.js';
+import { resultsDir } from './lib/stats.js';
+import { type BenchOptions, type BenchResult, isMain, standaloneOptions } from './lib/suite.js';
 import { printTable } from './lib/table.js';
 
 type Op = 'load' | 'increment';
@@ -171,7 +174,7 @@ function cpuModel(): string {
   return os.cpus()[0]?.model.trim() ?? 'unknown';
 }
 
-async function main(): Promise<void> {
+export async function run(options: BenchOptions): Promise<BenchResult> {
   const started = Date.now();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'token-shadow-bench-'));
   const file = path.join(dir, 'config-versions');
@@ -257,7 +260,7 @@ async function main(): Promise<void> {
     `(nproc ${machine.nproc}, ${machine.cpu}, node ${machine.node})`;
   const table = printTable(title, headers, rows);
 
-  const outDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+  const outDir = options.outDir;
   mkdirSync(outDir, { recursive: true });
   const outFile = path.join(outDir, 'generation.json');
   const json = {
@@ -277,7 +280,10 @@ async function main(): Promise<void> {
   };
   writeFileSync(outFile, `${JSON.stringify(json, null, 2)}\n`);
   process.stdout.write(`wrote ${path.relative(process.cwd(), outFile)} in ${json.durationMs} ms\n`);
+  return { name: 'generation', markdown: [table], targets: [], data: json };
 }
 
-if (process.argv[2] === 'child') await child(process.argv.slice(3));
-else await main();
+if (isMain(import.meta.url)) {
+  if (process.argv[2] === 'child') await child(process.argv.slice(3));
+  else await run(standaloneOptions(resultsDir));
+}

@@ -1,0 +1,349 @@
+import { removeTempDir, sleep, tempDir } from './lib/children.js';
+import { type Api, startDeployment } from './lib/daemons.js';
+import { type LoadResult, type LoadSpec, prepareLoad, runLoad, share } from './lib/load.js';
+import { procMemory } from './lib/proc.js';
+import { fmt, machineLine, resultsDir, writeResults } from './lib/stats.js';
+import {
+  type BenchOptions,
+  type BenchResult,
+  isMain,
+  standaloneOptions,
+  type Target,
+} from './lib/suite.js';
+import { printTable } from './lib/table.js';
+
+const TARGET_RATIO = 0.8;
+const VALID_CONNECTIONS = 10;
+const ATTACK_CONNECTIONS = 200;
+const API_ARGS = ['--workers', '2', '--hash-threads', '1', '--hash-queue', '4'];
+/**
+ * How much a worker's RSS may still grow once the first flood is over and count as bounded.
+ * (The first flood raises it once: see RESULTS.md on argon2's working memory and glibc's arenas.)
+ */
+const RSS_BOUND_MIB = 16;
+/** An attacker's rejection counts as quick when its p99 is below this. */
+const QUICK_MS = 1000;
+
+type AttackKind = 'wrong-secret' | 'unknown-id' | 'malformed';
+
+interface Phase {
+  key: string;
+  label: string;
+  attack: AttackKind | null;
+  /** Attacker requests per second over all its connections; unlimited when absent. */
+  rate?: number;
+  /** The control phase with the same attacker load but no hashing. */
+  control?: string;
+}
+
+/** A moderate flood: far more wrong secrets than the hashing threads can verify, yet not HTTP saturation. */
+const LIMITED_RATE = 500;
+
+/** Floods alternate with calm runs; each flood is compared with the calm runs on either side. */
+const PHASES: Phase[] = [
+  { key: 'calm-1', label: 'no flood', attack: null },
+  {
+    key: 'wrong-secret',
+    label: 'flood: wrong secrets for the real id',
+    attack: 'wrong-secret',
+    control: 'malformed',
+  },
+  { key: 'calm-2', label: 'no flood', attack: null },
+  {
+    key: 'unknown-id',
+    label: 'flood: random unknown ids',
+    attack: 'unknown-id',
+    control: 'malformed',
+  },
+  { key: 'calm-3', label: 'no flood', attack: null },
+  { key: 'malformed', label: 'control: malformed header (no hashing)', attack: 'malformed' },
+  { key: 'calm-4', label: 'no flood', attack: null },
+  {
+    key: 'wrong-secret-limited',
+    label: `flood: wrong secrets, ${LIMITED_RATE} req/s`,
+    attack: 'wrong-secret',
+    rate: LIMITED_RATE,
+    control: 'malformed-limited',
+  },
+  { key: 'calm-5', label: 'no flood', attack: null },
+  {
+    key: 'malformed-limited',
+    label: `control: malformed header, ${LIMITED_RATE} req/s`,
+    attack: 'malformed',
+    rate: LIMITED_RATE,
+  },
+  { key: 'calm-6', label: 'no flood', attack: null },
+];
+
+interface PhaseResult {
+  key: string;
+  label: string;
+  valid: LoadResult;
+  attacker: LoadResult | null;
+  /** Valid 200/s relative to the mean of the runs without a flood. */
+  ratio: number;
+  rssMiB: number[];
+  hwmMiB: number[];
+  /** Wall time between the two metric scrapes around the phase. */
+  seconds: number;
+  hashVerifies: number;
+  busyRejections: number;
+  cacheEntries: number;
+}
+
+function attackSpec(api: Api, phase: Phase, tokenid: string, seconds: number): LoadSpec {
+  const base = {
+    url: `${api.url}/version`,
+    connections: ATTACK_CONNECTIONS,
+    duration: seconds,
+    ...(phase.rate ? { overallRate: phase.rate } : {}),
+  };
+  const kind = phase.attack as AttackKind;
+  switch (kind) {
+    case 'wrong-secret':
+      return { ...base, mode: 'wrong-secret', tokenid };
+    case 'unknown-id':
+      return { ...base, mode: 'unknown-id' };
+    case 'malformed':
+      return { ...base, mode: 'fixed', authorization: 'PVEAPIToken=not-a-token' };
+  }
+}
+
+export async function run(options: BenchOptions): Promise<BenchResult> {
+  const duration = options.full ? 15 : 2;
+  const dir = tempDir('bench-flood-');
+  const deployment = await startDeployment(dir);
+  try {
+    const tokenid = 'root@pam!valid';
+    const created = await deployment.asRoot('token.create', {
+      userid: 'root@pam',
+      tokenName: 'valid',
+      fields: { privsep: false },
+    });
+    const authorization = `PVEAPIToken=${tokenid}=${(created.data as { value: string }).value}`;
+    const api = await deployment.startApi('flood', API_ARGS, { metrics: true });
+    const validSpec = (seconds: number): LoadSpec => ({
+      url: `${api.url}/version`,
+      connections: VALID_CONNECTIONS,
+      duration: seconds,
+      mode: 'fixed',
+      authorization,
+    });
+    const valid = (seconds: number) => runLoad(validSpec(seconds));
+    const counters = async () => {
+      const m = await api.metrics();
+      return {
+        hashVerifies: m.get('token_shadow_hash_verifies_total') ?? 0,
+        busy: m.get('token_shadow_busy_rejections_total') ?? 0,
+        entries: m.get('token_shadow_cache_entries') ?? 0,
+      };
+    };
+    await valid(1); // warm-up: JIT, and the token cached in both workers
+    const rssBefore = api.workerPids.map((pid) => procMemory(pid).rssMiB);
+
+    const phases: PhaseResult[] = [];
+    for (const phase of PHASES) {
+      const before = await counters();
+      const startedAt = performance.now();
+      let result: LoadResult;
+      let attacker: LoadResult | null = null;
+      if (phase.attack === null) {
+        result = await valid(duration);
+      } else {
+        // Both load generators are started first; then the attacker starts 0.5 s before the
+        // valid client and ends 1 s after it, so the valid client runs entirely under flood.
+        const client = await prepareLoad(validSpec(duration));
+        const attack = await prepareLoad(attackSpec(api, phase, tokenid, duration + 1.5));
+        try {
+          const flood = attack.go();
+          flood.catch(() => undefined); // awaited below; no unhandled rejection if the client fails
+          await sleep(500);
+          result = await client.go();
+          attacker = await flood;
+        } finally {
+          await attack.close();
+          await client.close();
+        }
+      }
+      const after = await counters();
+      const seconds = (performance.now() - startedAt) / 1000;
+      const memory = api.workerPids.map(procMemory);
+      phases.push({
+        key: phase.key,
+        label: phase.label,
+        valid: result,
+        attacker,
+        ratio: Number.NaN,
+        rssMiB: memory.map((m) => m.rssMiB),
+        hwmMiB: memory.map((m) => m.hwmMiB),
+        seconds,
+        hashVerifies: after.hashVerifies - before.hashVerifies,
+        busyRejections: after.busy - before.busy,
+        cacheEntries: after.entries,
+      });
+      process.stdout.write(
+        `  flood ${phase.key}: valid ${result.okRps.toFixed(0)} 200/s` +
+          (attacker ? `, attacker ${attacker.rps.toFixed(0)} req/s` : '') +
+          '\n',
+      );
+      await sleep(500); // let the hashing queue drain before the next phase
+    }
+    phases.forEach((p, i) => {
+      const neighbours = [phases[i - 1], phases[i + 1]].filter(
+        (q): q is PhaseResult => q !== undefined && q.attacker === null,
+      );
+      const calm = p.attacker === null ? [p] : neighbours;
+      p.ratio = p.valid.okRps / (calm.reduce((n, q) => n + q.valid.okRps, 0) / calm.length);
+    });
+    const controlOf = (p: PhaseResult) => {
+      const key = PHASES.find((q) => q.key === p.key)?.control;
+      return key ? (phases.find((q) => q.key === key) ?? null) : null;
+    };
+
+    const validTable = printTable(
+      `Valid client (${VALID_CONNECTIONS} connections, cached token) under a flood of ` +
+        `${ATTACK_CONNECTIONS} connections, ${duration} s per phase; API ${API_ARGS.join(' ')} ` +
+        `(${machineLine()})`,
+      [
+        'phase',
+        'valid 200/s',
+        'x no flood',
+        'x control flood',
+        'valid non-2xx',
+        'valid p50 ms',
+        'valid p99 ms',
+      ],
+      phases.map((p) => [
+        p.label,
+        p.valid.okRps.toFixed(0),
+        p.attacker ? p.ratio.toFixed(3) : '-',
+        controlOf(p) ? (p.valid.okRps / (controlOf(p) as PhaseResult).valid.okRps).toFixed(3) : '-',
+        p.valid.responses - (p.valid.byStatus['200']?.count ?? 0) + p.valid.errors,
+        fmt(p.valid.latency.p50),
+        fmt(p.valid.latency.p99),
+      ]),
+    );
+    const attacks = phases.filter((p) => p.attacker !== null);
+    const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+    const attackTable = printTable(
+      'Attacker: responses per second, status mix and latency (ms); hashes run = ' +
+        'token_shadow_hash_verifies_total - token_shadow_busy_rejections_total during the phase ' +
+        '(the first also counts verifies the pool refused)',
+      [
+        'flood',
+        'req/s',
+        '401',
+        '503',
+        'other',
+        'errors+timeouts',
+        'p50',
+        'p99',
+        '401 p99',
+        '503 p99',
+        'hashes run/s',
+        'cache entries',
+      ],
+      attacks.map((p) => {
+        const a = p.attacker as LoadResult;
+        const other = 1 - share(a, 401) - share(a, 503);
+        return [
+          p.label.replace(/^(flood|control): /, ''),
+          a.rps.toFixed(0),
+          pct(share(a, 401)),
+          pct(share(a, 503)),
+          pct(other),
+          a.errors + a.timeouts,
+          fmt(a.latency.p50),
+          fmt(a.latency.p99),
+          fmt(a.byStatus['401']?.p99 ?? Number.NaN),
+          fmt(a.byStatus['503']?.p99 ?? Number.NaN),
+          ((p.hashVerifies - p.busyRejections) / p.seconds).toFixed(1),
+          p.cacheEntries,
+        ];
+      }),
+    );
+    const memoryTable = printTable(
+      'API worker memory (MiB): VmRSS after each phase, VmHWM = peak since start',
+      ['after phase', ...api.workerPids.map((_, i) => `worker ${i + 1} RSS`), 'max VmHWM'],
+      [
+        ['(before the first phase)', ...rssBefore.map((x) => x.toFixed(1)), '-'],
+        ...phases.map((p) => [
+          p.label,
+          ...p.rssMiB.map((x) => x.toFixed(1)),
+          Math.max(...p.hwmMiB).toFixed(1),
+        ]),
+      ],
+    );
+
+    const data = {
+      machine: machineLine(),
+      date: new Date().toISOString(),
+      mode: options.full ? 'full' : 'quick',
+      apiArgs: API_ARGS,
+      validConnections: VALID_CONNECTIONS,
+      attackConnections: ATTACK_CONNECTIONS,
+      durationSeconds: duration,
+      rssBeforeMiB: rssBefore,
+      phases,
+    };
+    writeResults('flood', data, options.outDir);
+
+    // The floods that make the server hash (the controls do not).
+    const floods = phases.filter((p) => controlOf(p) !== null);
+    const worst = Math.min(...floods.map((p) => p.ratio));
+    const attackerOk = floods.every((p) => {
+      const a = p.attacker as LoadResult;
+      return (
+        share(a, 401) + share(a, 503) === 1 &&
+        a.errors + a.timeouts === 0 &&
+        a.latency.p99 < QUICK_MS
+      );
+    });
+    // Bounded: after the first flood has touched every allocation path, more flood adds nothing.
+    const firstFlood = phases.find((p) => p.attacker !== null) as PhaseResult;
+    const last = phases[phases.length - 1] as PhaseResult;
+    const jump = Math.max(...firstFlood.rssMiB.map((x, i) => x - (rssBefore[i] ?? 0)));
+    const growth = Math.max(...last.rssMiB.map((x, i) => x - (firstFlood.rssMiB[i] ?? 0)));
+    const peak = Math.max(...phases.flatMap((p) => p.hwmMiB));
+    const cacheGrew = phases.some((p) => p.cacheEntries > (phases[0]?.cacheEntries ?? 0));
+    const targets: Target[] = [
+      {
+        benchmark: 'flood',
+        target: "valid client's throughput under flood >= 0.8 x without",
+        measured: floods.map((p) => `${p.key} ${p.ratio.toFixed(2)}`).join(', '),
+        met: worst >= TARGET_RATIO,
+      },
+      {
+        benchmark: 'flood',
+        target: `attacker gets only 401/503, quickly (p99 < ${QUICK_MS} ms, no timeouts)`,
+        measured: floods
+          .map((p) => {
+            const a = p.attacker as LoadResult;
+            return (
+              `${p.key}: ${pct(share(a, 401))} 401, ${pct(share(a, 503))} 503, ` +
+              `p50 ${fmt(a.latency.p50)} ms, p99 ${fmt(a.latency.p99)} ms`
+            );
+          })
+          .join('; '),
+        met: attackerOk,
+      },
+      {
+        benchmark: 'flood',
+        target:
+          `memory bounded (worker RSS grows < ${RSS_BOUND_MIB} MiB after the first flood, ` +
+          'no unknown id cached)',
+        measured:
+          `first flood +${jump.toFixed(1)} MiB, then ${growth >= 0 ? '+' : ''}${growth.toFixed(1)} MiB ` +
+          `over the other phases; peak VmHWM ${peak.toFixed(1)} MiB; ` +
+          `cache entries ${phases.map((p) => p.cacheEntries).join('/')}`,
+        met: growth < RSS_BOUND_MIB && !cacheGrew,
+      },
+    ];
+    return { name: 'flood', markdown: [validTable, attackTable, memoryTable], targets, data };
+  } finally {
+    await deployment.stop();
+    removeTempDir(dir);
+  }
+}
+
+if (isMain(import.meta.url)) await run(standaloneOptions(resultsDir));

@@ -1,0 +1,220 @@
+import { removeTempDir, tempDir } from './lib/children.js';
+import { type Api, startDeployment } from './lib/daemons.js';
+import { type LoadResult, runLoad } from './lib/load.js';
+import { procCpuSeconds } from './lib/proc.js';
+import { fmt, machineLine, median, resultsDir, writeResults } from './lib/stats.js';
+import {
+  type BenchOptions,
+  type BenchResult,
+  isMain,
+  standaloneOptions,
+  type Target,
+} from './lib/suite.js';
+import { printTable } from './lib/table.js';
+
+const TARGET_RATIO = 0.95;
+
+/** A load result plus the CPU the API processes (primary and workers) spent per response. */
+interface Measured extends LoadResult {
+  serverCpuUs: number;
+}
+const WORKERS = 2;
+const CONNECTIONS = 50;
+/** No-cache API: a queue deep enough that 50 connections wait for a hash instead of getting 503. */
+const NO_CACHE_QUEUE = 64;
+
+interface Scenario {
+  key: 'noauth' | 'cached' | 'nocache';
+  label: string;
+  args: string[];
+}
+
+const SCENARIOS: Scenario[] = [
+  { key: 'noauth', label: 'no authentication (--public-version)', args: ['--public-version'] },
+  { key: 'cached', label: 'cached token', args: [] },
+  {
+    key: 'nocache',
+    label: `caching off (--no-cache, --hash-queue ${NO_CACHE_QUEUE})`,
+    args: ['--no-cache', '--hash-queue', String(NO_CACHE_QUEUE)],
+  },
+];
+
+export interface HttpFigures {
+  key: Scenario['key'];
+  label: string;
+  rounds: Measured[];
+  /** Median over rounds. */
+  rps: number;
+  /** API CPU time per response, µs (median over rounds): what throughput is when CPU-bound. */
+  serverCpuUs: number;
+  okRps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  clientCpu: number;
+}
+
+export async function run(options: BenchOptions): Promise<BenchResult> {
+  const rounds = options.full ? 8 : 4;
+  const duration = options.full ? 5 : 2;
+  const warmup = options.full ? 3 : 1;
+  const dir = tempDir('bench-http-');
+  const deployment = await startDeployment(dir);
+  try {
+    const created = await deployment.asRoot('token.create', {
+      userid: 'root@pam',
+      tokenName: 'bench',
+      fields: { privsep: false, comment: 'http benchmark' },
+    });
+    const secret = (created.data as { value: string }).value;
+    const authorization = `PVEAPIToken=root@pam!bench=${secret}`;
+    const apis = new Map<Scenario['key'], Api>();
+    for (const s of SCENARIOS) {
+      apis.set(s.key, await deployment.startApi(s.key, ['--workers', String(WORKERS), ...s.args]));
+    }
+    /** Runs the load and adds the API processes' CPU time per response (µs). */
+    const load = async (s: Scenario, seconds: number): Promise<Measured> => {
+      const api = apis.get(s.key) as Api;
+      const pids = [api.primaryPid, ...api.workerPids];
+      const cpu = () => pids.reduce((n, pid) => n + procCpuSeconds(pid), 0);
+      const before = cpu();
+      const result = await runLoad({
+        url: `${api.url}/version`,
+        connections: CONNECTIONS,
+        duration: seconds,
+        mode: 'fixed',
+        ...(s.key === 'noauth' ? {} : { authorization }),
+      });
+      return { ...result, serverCpuUs: ((cpu() - before) / result.responses) * 1e6 };
+    };
+
+    // Warm-up: JIT, connections, and the token cached in both workers.
+    for (const s of SCENARIOS) {
+      const warm = await load(s, warmup);
+      if ((warm.byStatus['200']?.count ?? 0) === 0) {
+        throw new Error(`warm-up of ${s.key}: no 200 (${JSON.stringify(warm.byStatus)})`);
+      }
+    }
+    const results = new Map<Scenario['key'], Measured[]>(SCENARIOS.map((s) => [s.key, []]));
+    const ratios: number[] = [];
+    const cpuRatios: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const round = new Map<Scenario['key'], Measured>();
+      // ABC, CBA, ABC...: no scenario always runs first or last.
+      const order = r % 2 === 0 ? SCENARIOS : [...SCENARIOS].reverse();
+      for (const s of order) {
+        const result = await load(s, duration);
+        round.set(s.key, result);
+        results.get(s.key)?.push(result);
+        process.stdout.write(
+          `  http round ${r + 1}/${rounds} ${s.key}: ${result.okRps.toFixed(0)} 200/s, ` +
+            `p99 ${fmt(result.latency.p99)} ms, ${fmt(result.serverCpuUs)} us CPU/request\n`,
+        );
+      }
+      const noauth = round.get('noauth') as Measured;
+      const cached = round.get('cached') as Measured;
+      ratios.push(cached.okRps / noauth.okRps);
+      cpuRatios.push(noauth.serverCpuUs / cached.serverCpuUs);
+    }
+
+    const figures: HttpFigures[] = SCENARIOS.map((s) => {
+      const list = results.get(s.key) as Measured[];
+      return {
+        key: s.key,
+        label: s.label,
+        rounds: list,
+        rps: median(list.map((x) => x.rps)),
+        serverCpuUs: median(list.map((x) => x.serverCpuUs)),
+        okRps: median(list.map((x) => x.okRps)),
+        p50: median(list.map((x) => x.latency.p50)),
+        p99: median(list.map((x) => x.latency.p99)),
+        non2xx: list.reduce((n, x) => n + x.responses - (x.byStatus['200']?.count ?? 0), 0),
+        clientCpu: median(list.map((x) => x.cpuPercent)),
+      };
+    });
+    const base = figures[0] as HttpFigures;
+    const ratio = median(ratios);
+    const cpuRatio = median(cpuRatios);
+    const title =
+      `GET /api2/json/version over plain HTTP on loopback: ${WORKERS} API workers, ` +
+      `${CONNECTIONS} connections (autocannon in a child process), ${rounds} rounds of ` +
+      `${duration} s per scenario, medians over rounds (${machineLine()})`;
+    const table = printTable(
+      title,
+      [
+        'scenario',
+        '200/s',
+        'per round',
+        'non-2xx',
+        'p50 ms',
+        'p99 ms',
+        'x no-auth',
+        'server CPU us/req',
+        'x no-auth (CPU)',
+        'client CPU %',
+      ],
+      figures.map((f) => [
+        f.label,
+        f.okRps.toFixed(0),
+        f.rounds.map((x) => x.okRps.toFixed(0)).join(' / '),
+        f.non2xx,
+        fmt(f.p50),
+        fmt(f.p99),
+        f.key === 'cached' ? ratio.toFixed(3) : (f.okRps / base.okRps).toFixed(3),
+        fmt(f.serverCpuUs),
+        f.key === 'cached' ? cpuRatio.toFixed(3) : (base.serverCpuUs / f.serverCpuUs).toFixed(3),
+        f.clientCpu.toFixed(0),
+      ]),
+    );
+    const note =
+      'x no-auth for the cached token is the median of the per-round ratios (adjacent runs); ' +
+      `per-round ratios: ${ratios.map((x) => x.toFixed(3)).join(', ')}. ` +
+      'Server CPU us/req: CPU time of the API primary and workers (/proc) per response; ' +
+      'x no-auth (CPU) = no-auth us/req / this us/req, the throughput ratio of a CPU-bound ' +
+      "server, which other processes' load on the machine hardly disturbs; per round: " +
+      `${cpuRatios.map((x) => x.toFixed(3)).join(', ')}. Client CPU %: autocannon's own use ` +
+      'of one core (it shares the 2 cores with the daemons).';
+    process.stdout.write(`${note}\n\n`);
+
+    const data = {
+      machine: machineLine(),
+      date: new Date().toISOString(),
+      mode: options.full ? 'full' : 'quick',
+      workers: WORKERS,
+      connections: CONNECTIONS,
+      rounds,
+      durationSeconds: duration,
+      ratioCachedToNoAuth: ratio,
+      ratiosPerRound: ratios,
+      cpuRatioCachedToNoAuth: cpuRatio,
+      cpuRatiosPerRound: cpuRatios,
+      figures,
+    };
+    writeResults('http', data, options.outDir);
+    const cached = figures[1] as HttpFigures;
+    const targets: Target[] = [
+      {
+        benchmark: 'http',
+        target: 'cached-token throughput >= 95% of the no-auth baseline',
+        measured:
+          `${(ratio * 100).toFixed(1)}% (median of per-round ratios; median 200/s: ` +
+          `${cached.okRps.toFixed(0)} cached vs ${base.okRps.toFixed(0)} no-auth)`,
+        met: ratio >= TARGET_RATIO,
+      },
+      {
+        benchmark: 'http',
+        target: 'the same, from server CPU per request (what throughput is when CPU-bound)',
+        measured:
+          `${(cpuRatio * 100).toFixed(1)}% (${fmt(cached.serverCpuUs)} vs ` +
+          `${fmt(base.serverCpuUs)} us CPU per request)`,
+        met: cpuRatio >= TARGET_RATIO,
+      },
+    ];
+    return { name: 'http', markdown: [table, note], targets, data };
+  } finally {
+    await deployment.stop();
+    removeTempDir(dir);
+  }
+}
+
+if (isMain(import.meta.url)) await run(standaloneOptions(resultsDir));
