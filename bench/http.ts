@@ -1,3 +1,29 @@
+/**
+ * What token authentication costs a real request: GET /api2/json/version on
+ * the API cluster (2 workers, plain HTTP on loopback), side by side in one
+ * run,
+ *
+ * - without authentication (`--public-version`): the baseline;
+ * - with a cached token (the normal daemon): the target is >= 95% of the baseline;
+ * - with caching turned off (`--no-cache`), once with a different token on
+ *   each connection (every request pays an argon2id verify, default
+ *   parameters) and once with one token for all (concurrent verifies of the
+ *   same secret share one hash).
+ *
+ * Throughput is HTTP 200 responses per second; beside it the CPU time the API
+ * processes spent per response (/proc), which is what throughput amounts to
+ * when the server is CPU-bound and which other load on the machine disturbs
+ * far less. The API clusters run at once against the same manager and
+ * config; they are loaded one after the other, in rounds (ABCD, DCBA, ...),
+ * so that drift of a noisy VM spreads over all of them; the ratio is taken
+ * within each round. With --full the clusters are started afresh every round.
+ * autocannon runs in a child process; on 2 cores it competes with the daemons
+ * for CPU, and its own CPU use is reported.
+ *
+ *   npx tsc -p . && node dist/bench/http.js [--full]
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { removeTempDir, tempDir } from './lib/children.js';
 import { type Api, startDeployment } from './lib/daemons.js';
 import { type LoadResult, runLoad } from './lib/load.js';
@@ -13,29 +39,49 @@ import {
 import { printTable } from './lib/table.js';
 
 const TARGET_RATIO = 0.95;
-
-/** A load result plus the CPU the API processes (primary and workers) spent per response. */
-interface Measured extends LoadResult {
-  serverCpuUs: number;
-}
 const WORKERS = 2;
 const CONNECTIONS = 50;
 /** No-cache API: a queue deep enough that 50 connections wait for a hash instead of getting 503. */
 const NO_CACHE_QUEUE = 64;
 
+/** A load result plus the CPU the API processes (primary and workers) spent per response. */
+interface Measured extends LoadResult {
+  serverCpuUs: number;
+  /** Mean time of authenticate() in the workers, µs (NaN without authentication). */
+  authUs: number;
+}
+
+type ApiKey = 'public' | 'normal' | 'nocache';
+
+/** The three API clusters, all on the same manager and configuration. */
+const APIS: Record<ApiKey, string[]> = {
+  public: ['--public-version'],
+  normal: [],
+  nocache: ['--no-cache', '--hash-queue', String(NO_CACHE_QUEUE)],
+};
+
 interface Scenario {
-  key: 'noauth' | 'cached' | 'nocache';
+  key: 'noauth' | 'cached' | 'nocache' | 'nocache-one';
   label: string;
-  args: string[];
+  api: ApiKey;
+  /** one: the same token on every request; many: a different token on each of the connections. */
+  tokens: 'none' | 'one' | 'many';
 }
 
 const SCENARIOS: Scenario[] = [
-  { key: 'noauth', label: 'no authentication (--public-version)', args: ['--public-version'] },
-  { key: 'cached', label: 'cached token', args: [] },
+  { key: 'noauth', label: 'no authentication (--public-version)', api: 'public', tokens: 'none' },
+  { key: 'cached', label: 'cached token', api: 'normal', tokens: 'one' },
   {
     key: 'nocache',
-    label: `caching off (--no-cache, --hash-queue ${NO_CACHE_QUEUE})`,
-    args: ['--no-cache', '--hash-queue', String(NO_CACHE_QUEUE)],
+    label: `caching off, ${CONNECTIONS} tokens: every request hashes`,
+    api: 'nocache',
+    tokens: 'many',
+  },
+  {
+    key: 'nocache-one',
+    label: 'caching off, 1 token: concurrent verifies coalesce',
+    api: 'nocache',
+    tokens: 'one',
   },
 ];
 
@@ -47,6 +93,8 @@ export interface HttpFigures {
   rps: number;
   /** API CPU time per response, µs (median over rounds): what throughput is when CPU-bound. */
   serverCpuUs: number;
+  /** The workers' mean authentication time, µs (median over rounds). */
+  authUs: number;
   okRps: number;
   p50: number;
   p99: number;
@@ -55,9 +103,9 @@ export interface HttpFigures {
 }
 
 export async function run(options: BenchOptions): Promise<BenchResult> {
-  const rounds = options.full ? 8 : 4;
+  const rounds = options.full ? 8 : 3;
   const duration = options.full ? 5 : 2;
-  const warmup = options.full ? 3 : 1;
+  const warmup = options.full ? 2 : 1;
   const dir = tempDir('bench-http-');
   const deployment = await startDeployment(dir);
   try {
@@ -68,39 +116,80 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
     });
     const secret = (created.data as { value: string }).value;
     const authorization = `PVEAPIToken=root@pam!bench=${secret}`;
-    const apis = new Map<Scenario['key'], Api>();
-    for (const s of SCENARIOS) {
-      apis.set(s.key, await deployment.startApi(s.key, ['--workers', String(WORKERS), ...s.args]));
+    // One token per connection for "every request hashes" (made by the manager: default argon2id).
+    const many: Array<[string, string]> = [];
+    for (let i = 0; i < CONNECTIONS; i++) {
+      const tokenName = `c${i}`;
+      const reply = await deployment.asRoot('token.create', {
+        userid: 'root@pam',
+        tokenName,
+        fields: { privsep: false },
+      });
+      many.push([`root@pam!${tokenName}`, (reply.data as { value: string }).value]);
     }
-    /** Runs the load and adds the API processes' CPU time per response (µs). */
+    const tokensFile = path.join(dir, 'tokens.json');
+    writeFileSync(tokensFile, JSON.stringify(many));
+    const apis = new Map<ApiKey, Api>();
+    /** (Re)starts the three API clusters: --full does so every round, so no instance's luck of
+     * scheduling or JIT weighs on every round of its scenario. */
+    const startApis = async () => {
+      for (const api of apis.values()) await api.stop();
+      for (const [key, args] of Object.entries(APIS) as Array<[ApiKey, string[]]>) {
+        const all = ['--workers', String(WORKERS), ...args];
+        apis.set(key, await deployment.startApi(key, all, { metrics: true }));
+      }
+    };
+    /**
+     * Runs the load and adds the API processes' CPU time per response and the workers' own
+     * mean authentication time (token_shadow_authentication_seconds, around authenticate()).
+     */
     const load = async (s: Scenario, seconds: number): Promise<Measured> => {
-      const api = apis.get(s.key) as Api;
+      const api = apis.get(s.api) as Api;
       const pids = [api.primaryPid, ...api.workerPids];
       const cpu = () => pids.reduce((n, pid) => n + procCpuSeconds(pid), 0);
+      const auth = async () => {
+        const m = await api.metrics();
+        return [
+          m.get('token_shadow_authentication_seconds_sum') ?? 0,
+          m.get('token_shadow_authentication_seconds_count') ?? 0,
+        ] as const;
+      };
+      const [sum0, count0] = await auth();
       const before = cpu();
       const result = await runLoad({
         url: `${api.url}/version`,
         connections: CONNECTIONS,
         duration: seconds,
-        mode: 'fixed',
-        ...(s.key === 'noauth' ? {} : { authorization }),
+        ...(s.tokens === 'many'
+          ? { mode: 'tokens', tokensFile }
+          : { mode: 'fixed', ...(s.tokens === 'one' ? { authorization } : {}) }),
       });
-      return { ...result, serverCpuUs: ((cpu() - before) / result.responses) * 1e6 };
+      const serverCpuUs = ((cpu() - before) / result.responses) * 1e6;
+      const [sum1, count1] = await auth();
+      const authUs = count1 > count0 ? ((sum1 - sum0) / (count1 - count0)) * 1e6 : Number.NaN;
+      return { ...result, serverCpuUs, authUs };
     };
 
-    // Warm-up: JIT, connections, and the token cached in both workers.
-    for (const s of SCENARIOS) {
-      const warm = await load(s, warmup);
-      if ((warm.byStatus['200']?.count ?? 0) === 0) {
-        throw new Error(`warm-up of ${s.key}: no 200 (${JSON.stringify(warm.byStatus)})`);
+    /** Warm-up: JIT, connections, and the token cached in both workers of the normal API. */
+    const warmUp = async () => {
+      for (const s of SCENARIOS) {
+        const warm = await load(s, warmup);
+        if ((warm.byStatus['200']?.count ?? 0) === 0) {
+          throw new Error(`warm-up of ${s.key}: no 200 (${JSON.stringify(warm.byStatus)})`);
+        }
       }
-    }
+    };
+    const restartEachRound = options.full;
     const results = new Map<Scenario['key'], Measured[]>(SCENARIOS.map((s) => [s.key, []]));
     const ratios: number[] = [];
     const cpuRatios: number[] = [];
     for (let r = 0; r < rounds; r++) {
+      if (r === 0 || restartEachRound) {
+        await startApis();
+        await warmUp();
+      }
       const round = new Map<Scenario['key'], Measured>();
-      // ABC, CBA, ABC...: no scenario always runs first or last.
+      // ABCD, DCBA, ABCD...: no scenario always runs first or last.
       const order = r % 2 === 0 ? SCENARIOS : [...SCENARIOS].reverse();
       for (const s of order) {
         const result = await load(s, duration);
@@ -125,6 +214,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
         rounds: list,
         rps: median(list.map((x) => x.rps)),
         serverCpuUs: median(list.map((x) => x.serverCpuUs)),
+        authUs: median(list.map((x) => x.authUs)),
         okRps: median(list.map((x) => x.okRps)),
         p50: median(list.map((x) => x.latency.p50)),
         p99: median(list.map((x) => x.latency.p99)),
@@ -138,7 +228,8 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
     const title =
       `GET /api2/json/version over plain HTTP on loopback: ${WORKERS} API workers, ` +
       `${CONNECTIONS} connections (autocannon in a child process), ${rounds} rounds of ` +
-      `${duration} s per scenario, medians over rounds (${machineLine()})`;
+      `${duration} s per scenario${restartEachRound ? ', fresh daemons every round' : ''}, ` +
+      `medians over rounds (${machineLine()})`;
     const table = printTable(
       title,
       [
@@ -151,6 +242,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
         'x no-auth',
         'server CPU us/req',
         'x no-auth (CPU)',
+        'authenticate() us',
         'client CPU %',
       ],
       figures.map((f) => [
@@ -163,6 +255,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
         f.key === 'cached' ? ratio.toFixed(3) : (f.okRps / base.okRps).toFixed(3),
         fmt(f.serverCpuUs),
         f.key === 'cached' ? cpuRatio.toFixed(3) : (base.serverCpuUs / f.serverCpuUs).toFixed(3),
+        fmt(f.authUs),
         f.clientCpu.toFixed(0),
       ]),
     );
@@ -172,7 +265,9 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
       'Server CPU us/req: CPU time of the API primary and workers (/proc) per response; ' +
       'x no-auth (CPU) = no-auth us/req / this us/req, the throughput ratio of a CPU-bound ' +
       "server, which other processes' load on the machine hardly disturbs; per round: " +
-      `${cpuRatios.map((x) => x.toFixed(3)).join(', ')}. Client CPU %: autocannon's own use ` +
+      `${cpuRatios.map((x) => x.toFixed(3)).join(', ')}. authenticate() us: the workers' own mean ` +
+      '(histogram token_shadow_authentication_seconds, sum/count over the round: header, token ' +
+      "active, verify, as wall time around the await). Client CPU %: autocannon's own use " +
       'of one core (it shares the 2 cores with the daemons).';
     process.stdout.write(`${note}\n\n`);
 

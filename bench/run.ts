@@ -10,7 +10,8 @@
  * with other work during each benchmark (on a shared 2-core VM that is the
  * main source of noise). Writes each benchmark's JSON, summary.json, latest.md
  * (all tables, ready for RESULTS.md) and http-flood.svg: into bench/results/
- * for --full, bench/results/quick/ otherwise.
+ * for --full, bench/results/quick/ otherwise, and for --only into an
+ * only-<names>/ directory below that, so that a directory always holds one run.
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -70,13 +71,18 @@ function chart(outcomes: Outcome[], outDir: string): string | null {
   const panels = [];
   const httpData = data('http') as { figures: http.HttpFigures[]; ratioCachedToNoAuth: number };
   if (httpData) {
-    const [noauth, cached, nocache] = httpData.figures;
-    const labels = ['no auth', 'cached token', 'caching off'];
-    const colors = ['#999999', '#4477aa', '#cc6677'];
+    const [noauth, ...others] = httpData.figures;
+    const labels = [
+      'no auth',
+      'cached token',
+      'caching off:\nevery request hashes',
+      'caching off,\n1 token (coalesced)',
+    ];
+    const colors = ['#999999', '#4477aa', '#cc6677', '#ee99aa'];
     panels.push({
       title: 'GET /version, 2 API workers',
       unit: 'HTTP 200 responses per second (median of rounds)',
-      bars: [noauth, cached, nocache].map(
+      bars: [noauth, ...others].map(
         (f, i): Bar => ({
           label: labels[i] as string,
           value: f?.okRps ?? 0,
@@ -119,9 +125,11 @@ function chart(outcomes: Outcome[], outDir: string): string | null {
 
 async function main(): Promise<void> {
   const { full, only } = parseArgs(process.argv.slice(2));
-  const outDir = full ? resultsDir : path.join(resultsDir, 'quick');
-  const options: BenchOptions = { full, outDir };
+  // One directory holds one run: a partial run (--only) gets its own, beside the suite's.
   const all = process.argv.indexOf('--only') < 0;
+  const base = full ? resultsDir : path.join(resultsDir, 'quick');
+  const outDir = all ? base : path.join(base, `only-${only.join('-')}`);
+  const options: BenchOptions = { full, outDir };
   const command = `node dist/bench/run.js${full ? ' --full' : ''}${all ? '' : ` --only ${only.join(',')}`}`;
   const stop = (code: number, why: string) => {
     process.stderr.write(`\nbench: ${why}; stopping every child process\n`);

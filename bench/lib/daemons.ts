@@ -155,6 +155,7 @@ export async function startDeployment(dir: string): Promise<Deployment> {
   const managerLog = path.join(logDir, 'manager.log');
   const manager = spawnDaemon('manager.js', common, managerLog);
   const apis: Api[] = [];
+  let started = 0;
   let rpc: RpcClient | null = null;
   const stop = async () => {
     rpc?.close();
@@ -182,7 +183,8 @@ export async function startDeployment(dir: string): Promise<Deployment> {
     },
     async startApi(name, args, options = {}) {
       const metricsPort = options.metrics ? await freePort() : 0;
-      const logPath = path.join(logDir, `${name}.log`);
+      // A new file per start: a restarted API must not find its predecessor's 'api ready'.
+      const logPath = path.join(logDir, `${name}-${++started}.log`);
       const child = spawnDaemon(
         'api.js',
         [
