@@ -48,7 +48,8 @@ export function startChild(
     if (waiter) waiter(line);
     else lines.push(line);
   });
-  const exited = once(proc, 'exit');
+  // 'close', not 'exit': 'exit' can come before the last stdout line has been read.
+  const exited = once(proc, 'close');
   return {
     process: proc,
     nextLine() {
@@ -95,6 +96,6 @@ export async function runChild(
   child.process.stdout?.on('data', (d) => {
     stdout += d;
   });
-  const [code] = await once(child.process, 'exit');
+  const [code] = await once(child.process, 'close');
   return { code: code as number | null, stdout, stderr: child.stderr() };
 }
