@@ -347,12 +347,15 @@ export class TokenShadow {
     throw new BusyError('token changed during every verification attempt');
   }
 
+  /** Counts a hash verify only when the pool took it: a Busy refusal is not one. */
   async #hashVerify(hash: string, secret: string): Promise<boolean> {
-    this.#stats.slowVerifies++;
     try {
-      return await this.#pool.verify(hash, secret);
+      const ok = await this.#pool.verify(hash, secret);
+      this.#stats.slowVerifies++;
+      return ok;
     } catch (error) {
       if (error instanceof BusyError) this.#stats.busyRejections++;
+      else this.#stats.slowVerifies++;
       throw error;
     }
   }
