@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_CONFIG_DIR, DEFAULT_RUNTIME_DIR } from '../src/daemon/settings.js';
+import { DEFAULT_CONFIG_DIR, DEFAULT_RUNTIME_DIR } from '../src/service/settings.js';
 import { tempDir } from './helpers/tmp.js';
 
 const DEPLOY = fileURLToPath(new URL('../../deploy/', import.meta.url));

@@ -17,8 +17,8 @@ import { formatExpire, parseExpire } from '../src/cli/dates.js';
 import { groupName } from '../src/cli/names.js';
 import { renderTable } from '../src/cli/output.js';
 import { main } from '../src/cli/tokenctl.js';
-import { openDeployment } from '../src/daemon/deployment.js';
-import { resolveSettings } from '../src/daemon/settings.js';
+import { openDeployment } from '../src/service/deployment.js';
+import { resolveSettings } from '../src/service/settings.js';
 import { runChild } from './helpers/children.js';
 import { tempDir } from './helpers/tmp.js';
 

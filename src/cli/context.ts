@@ -7,12 +7,12 @@ import { statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SUPERUSER } from '../access/control.js';
 import type { UserConfig } from '../config/types.js';
-import { type Deployment, ensureDirectories, openDeployment } from '../daemon/deployment.js';
-import { resolveGroupId } from '../daemon/group.js';
-import { Mutations } from '../daemon/operations.js';
-import { resolveSettings, type Settings } from '../daemon/settings.js';
 import { GenerationPageError } from '../errors.js';
 import { GenerationPage } from '../generations/page.js';
+import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
+import { resolveGroupId } from '../service/group.js';
+import { Mutations } from '../service/operations.js';
+import { resolveSettings, type Settings } from '../service/settings.js';
 import { ExitCode } from './exit.js';
 import { type Column, type OutputFormat, renderJson, renderRecord, renderTable } from './output.js';
 

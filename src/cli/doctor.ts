@@ -8,11 +8,11 @@
 import type { Stats } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import type { Settings } from '../daemon/settings.js';
 import { GenerationPageError } from '../errors.js';
 import { DEFAULT_STALE_MS } from '../files/lock.js';
 import { GenerationPage } from '../generations/page.js';
 import { PAGE_SIZE } from '../generations/slots.js';
+import type { Settings } from '../service/settings.js';
 import { groupName, userName } from './names.js';
 
 export type CheckStatus = 'OK' | 'WARN' | 'FAIL';

@@ -3,7 +3,7 @@
  * group. Commander reports usage errors; main() turns them into exit code 2.
  */
 import { Command, Option } from 'commander';
-import { DEFAULT_CONFIG_DIR, DEFAULT_RUNTIME_DIR } from '../daemon/settings.js';
+import { DEFAULT_CONFIG_DIR, DEFAULT_RUNTIME_DIR } from '../service/settings.js';
 import { registerAclCommands } from './commands/acl.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerGenerationsCommand } from './commands/generations.js';

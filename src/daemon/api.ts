@@ -9,9 +9,9 @@ import cluster, { type Worker } from 'node:cluster';
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
 import client from 'prom-client';
+import { isLoopback, type Settings } from '../service/settings.js';
 import { daemonCommand, settingsFrom } from './cli-options.js';
 import { createLogger } from './logger.js';
-import { isLoopback, type Settings } from './settings.js';
 import { ensureCertificate } from './tls.js';
 import { startWorker, type WorkerOptions } from './worker.js';
 

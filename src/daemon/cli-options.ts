@@ -1,7 +1,7 @@
 /** The command-line options both daemons share, turned into Settings. */
 import { Command } from 'commander';
-import { resolveGroupId } from './group.js';
-import { resolveSettings, type Settings, type SettingsInput } from './settings.js';
+import { resolveGroupId } from '../service/group.js';
+import { resolveSettings, type Settings, type SettingsInput } from '../service/settings.js';
 
 export function daemonCommand(name: string, description: string): Command {
   return new Command(name)

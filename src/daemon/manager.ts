@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * The privileged manager: the only writer of user.cfg and token.shadow. It
- * listens only on a unix socket (0600, or 0660 for the configured group),
+ * The privileged manager: the daemons' only writer of user.cfg and token.shadow
+ * (tokenctl, run by root on the host, writes them too: see src/service). It listens only on a unix socket (0600, or 0660 for the configured group),
  * re-checks the privileges of the identity each request names, bumps the
  * generations through the stores, and logs every mutation without secrets.
  */
@@ -9,12 +9,12 @@ import { promises as fsp } from 'node:fs';
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { ApiError, BusyError, TokenShadowError } from '../errors.js';
+import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
+import { Mutations, toApiError } from '../service/operations.js';
+import type { Settings } from '../service/settings.js';
 import { daemonCommand, settingsFrom } from './cli-options.js';
-import { type Deployment, ensureDirectories, openDeployment } from './deployment.js';
 import { createLogger, type Logger } from './logger.js';
-import { Mutations, toApiError } from './operations.js';
 import { type RpcRequest, type RpcResponse, serveRpc } from './rpc.js';
-import type { Settings } from './settings.js';
 import { ensureCertificate } from './tls.js';
 
 /** A string parameter, or 400: the socket is trusted, but not blindly. */

@@ -6,7 +6,7 @@
  */
 import client from 'prom-client';
 import { Slot } from '../generations/slots.js';
-import type { Deployment } from './deployment.js';
+import type { Deployment } from '../service/deployment.js';
 
 /** Registers the collectors; returns the function that records one authentication. */
 export function registerWorkerMetrics(deployment: Deployment): (seconds: number) => void {

@@ -20,7 +20,7 @@ import {
   readUser,
   requirePrivileges,
   toApiError,
-} from './operations.js';
+} from '../service/operations.js';
 import type { RpcClient } from './rpc.js';
 
 export const VERSION = { version: '0.1.0', release: '0.1', repoid: 'token-shadow' };

@@ -7,12 +7,12 @@ import { readFile } from 'node:fs/promises';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { Authenticator } from '../http/authenticate.js';
-import { openDeployment } from './deployment.js';
+import { openDeployment } from '../service/deployment.js';
+import type { Settings } from '../service/settings.js';
 import type { Logger } from './logger.js';
 import { registerWorkerMetrics } from './metrics.js';
 import { registerRoutes } from './routes.js';
 import { RpcClient } from './rpc.js';
-import type { Settings } from './settings.js';
 
 export interface WorkerOptions {
   publicVersion?: boolean;

@@ -10,8 +10,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { ensureDirectories } from '../../src/daemon/deployment.js';
-import { resolveSettings } from '../../src/daemon/settings.js';
 import {
   HashPool,
   listAcl,
@@ -19,6 +17,8 @@ import {
   parseShadow,
   parseUserConfig,
 } from '../../src/index.js';
+import { ensureDirectories } from '../../src/service/deployment.js';
+import { resolveSettings } from '../../src/service/settings.js';
 import { fixture } from '../helpers/children.js';
 import { tempDir } from '../helpers/tmp.js';
 import { type LineChild, LONG, newSeed, pick, report, seconds, spawnLines } from './common.js';

@@ -1,6 +1,6 @@
 /** `tokenctl acl ...`: ACL entries, with the semantics of PVE's PUT /access/acl, as root@pam. */
 import { type Command, Option } from 'commander';
-import { readAcl } from '../../daemon/operations.js';
+import { readAcl } from '../../service/operations.js';
 import { aclPathArgument, listArgument } from '../arguments.js';
 import { CLI_AUTHID, type Cli } from '../context.js';
 import { yesNo } from '../output.js';

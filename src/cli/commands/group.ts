@@ -1,6 +1,6 @@
 /** `tokenctl group ...`: groups, as root@pam. */
 import type { Command } from 'commander';
-import { listGroups } from '../../daemon/operations.js';
+import { listGroups } from '../../service/operations.js';
 import { groupidArgument } from '../arguments.js';
 import { CLI_AUTHID, type Cli } from '../context.js';
 

@@ -2,8 +2,8 @@
 import { type Command, Option } from 'commander';
 import { currentEpochSeconds } from '../../config/active.js';
 import type { TokenFields } from '../../config/users.js';
-import { type CreatedToken, listTokens, listUsers } from '../../daemon/operations.js';
 import type { Tokenid } from '../../ids.js';
+import { type CreatedToken, listTokens, listUsers } from '../../service/operations.js';
 import { readShadow } from '../../shadow/file.js';
 import { expireArgument, flagArgument, tokenidArgument, useridArgument } from '../arguments.js';
 import { CLI_AUTHID, type Cli, type CliContext } from '../context.js';

@@ -2,7 +2,7 @@
 import { type Command, Option } from 'commander';
 import { currentEpochSeconds } from '../../config/active.js';
 import type { UserFields } from '../../config/users.js';
-import { listUsers } from '../../daemon/operations.js';
+import { listUsers } from '../../service/operations.js';
 import { expireArgument, listArgument, useridArgument } from '../arguments.js';
 import { CLI_AUTHID, type Cli } from '../context.js';
 import { formatExpire } from '../dates.js';

@@ -1,9 +1,15 @@
 /**
- * The API's operations with Proxmox VE's semantics and privilege checks, on
- * top of the config helpers and the two stores. Reads run in the API workers
- * on their cached config; mutations run in the manager (the only writer), and
- * the worker checks the same privileges before forwarding, so both sides agree.
- * tokenctl calls the same mutations as root@pam.
+ * The service layer: the API's operations with Proxmox VE's semantics and
+ * privilege checks, on top of the config helpers and the two stores. Both
+ * `src/daemon` and `src/cli` use it; neither imports the other.
+ *
+ * Who writes user.cfg and token.shadow: whoever runs `Mutations`. In daemon
+ * mode that is the manager alone (the API workers only read, on their cached
+ * config, and forward mutations to it over its socket, checking the same
+ * privileges first so both sides agree). `tokenctl` runs `Mutations` in its
+ * own process as root@pam, as the host's root, writing the files directly
+ * under the same file locks and bumping the same generations, so a running
+ * manager and API see its changes exactly as they see their own.
  */
 import { checkPrivileges, permissionsTree } from '../access/permissions.js';
 import type { UserConfigStore } from '../access/user-info.js';
