@@ -9,6 +9,7 @@ import {
   ConfigError,
   checkPrivileges,
   DEFAULT_ACCESS_BACKEND,
+  importPveUserConfig,
   init,
   initSeparate,
   PVE_ACCESS_CONTROL,
@@ -71,7 +72,7 @@ describe('access: initialisation', () => {
 describe('access: built-in roles', () => {
   const role = (name: string) => [...(PVE_BUILTIN_ROLES.get(name) ?? [])].sort();
 
-  it('has the PVE 8 roles', () => {
+  it('has the PVE 9.1 roles', () => {
     assert.deepEqual([...PVE_BUILTIN_ROLES.keys()].sort(), [
       'Administrator',
       'NoAccess',
@@ -93,8 +94,73 @@ describe('access: built-in roles', () => {
     ]);
   });
 
+  // The expected lists are PVE 9.1's own (src/test/perm-test1.pl in pve-access-control).
+  const PVE_VM_ADMIN = [
+    'VM.Allocate',
+    'VM.Audit',
+    'VM.Backup',
+    'VM.Clone',
+    'VM.Config.CDROM',
+    'VM.Config.CPU',
+    'VM.Config.Cloudinit',
+    'VM.Config.Disk',
+    'VM.Config.HWType',
+    'VM.Config.Memory',
+    'VM.Config.Network',
+    'VM.Config.Options',
+    'VM.Console',
+    'VM.GuestAgent.Audit',
+    'VM.GuestAgent.FileRead',
+    'VM.GuestAgent.FileSystemMgmt',
+    'VM.GuestAgent.FileWrite',
+    'VM.GuestAgent.Unrestricted',
+    'VM.Migrate',
+    'VM.PowerMgmt',
+    'VM.Replicate',
+    'VM.Snapshot',
+    'VM.Snapshot.Rollback',
+  ];
+
+  it("has PVE 9.1's privileges: Administrator holds all of them, PVEVMAdmin every VM one", () => {
+    const administrator = [
+      ...['Datastore.Allocate', 'Datastore.AllocateSpace', 'Datastore.AllocateTemplate'],
+      ...['Datastore.Audit', 'Group.Allocate', 'Mapping.Audit', 'Mapping.Modify', 'Mapping.Use'],
+      ...['Permissions.Modify', 'Pool.Allocate', 'Pool.Audit', 'Realm.Allocate'],
+      ...['Realm.AllocateUser', 'SDN.Allocate', 'SDN.Audit', 'SDN.Use', 'Sys.AccessNetwork'],
+      ...['Sys.Audit', 'Sys.Console', 'Sys.Incoming', 'Sys.Modify', 'Sys.PowerMgmt'],
+      ...['Sys.Syslog', 'User.Modify'],
+      ...PVE_VM_ADMIN,
+    ];
+    assert.deepEqual([...PVE_PRIVILEGES], administrator);
+    assert.deepEqual(role('Administrator'), administrator);
+    assert.deepEqual(role('PVEVMAdmin'), PVE_VM_ADMIN);
+    assert.equal(PVE_PRIVILEGES.includes('VM.Monitor'), false, 'PVE 9 dropped VM.Monitor');
+  });
+
+  it('reads a PVE 8 role naming VM.Monitor: a warning, the privilege dropped, the rest kept', () => {
+    const pve8 = [
+      'user:mon@pve:1:0::::::',
+      'role:Monitoring:VM.Audit,VM.Monitor,Sys.Audit:',
+      'acl:1:/vms:mon@pve:Monitoring:',
+      '',
+    ].join('\n');
+    const imported = importPveUserConfig(pve8);
+    assert.equal(imported.warnings.length, 1);
+    assert.equal(imported.warnings[0]?.line, 2);
+    assert.match(imported.warnings[0]?.message ?? '', /"VM.Monitor" of role "Monitoring": removed/);
+    assert.deepEqual([...(imported.config.roles.get('Monitoring') ?? [])].sort(), [
+      'Sys.Audit',
+      'VM.Audit',
+    ]);
+    assert.match(imported.text, /^role:Monitoring:Sys.Audit,VM.Audit:$/m);
+    assert.deepEqual([...permissions(imported.config, 'mon@pve', '/vms/100').keys()].sort(), [
+      'Sys.Audit',
+      'VM.Audit',
+    ]);
+    assert.equal(parseUserConfig(imported.text).warnings.length, 0, 'written back clean');
+  });
+
   it('derives role contents from the privilege groups', () => {
-    assert.deepEqual(role('Administrator'), [...PVE_PRIVILEGES]);
     assert.deepEqual(role('NoAccess'), []);
     assert.deepEqual(role('PVEAuditor'), [
       'Datastore.Audit',
@@ -103,6 +169,7 @@ describe('access: built-in roles', () => {
       'SDN.Audit',
       'Sys.Audit',
       'VM.Audit',
+      'VM.GuestAgent.Audit',
     ]);
     assert.deepEqual(role('PVEVMUser'), [
       'VM.Audit',
@@ -110,6 +177,10 @@ describe('access: built-in roles', () => {
       'VM.Config.CDROM',
       'VM.Config.Cloudinit',
       'VM.Console',
+      'VM.GuestAgent.Audit',
+      'VM.GuestAgent.FileRead',
+      'VM.GuestAgent.FileSystemMgmt',
+      'VM.GuestAgent.FileWrite',
       'VM.PowerMgmt',
     ]);
     assert.deepEqual(role('PVESysAdmin'), ['Sys.Audit', 'Sys.Console', 'Sys.Syslog']);
@@ -168,6 +239,7 @@ const AUDITOR = [
   'SDN.Audit',
   'Sys.Audit',
   'VM.Audit',
+  'VM.GuestAgent.Audit',
 ];
 const VM_ADMIN = [...(PVE_BUILTIN_ROLES.get('PVEVMAdmin') ?? [])];
 const VM_USER = [...(PVE_BUILTIN_ROLES.get('PVEVMUser') ?? [])];

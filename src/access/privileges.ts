@@ -1,13 +1,13 @@
 /**
- * Proxmox VE's privileges and built-in roles (PVE 8), the default access-control
+ * Proxmox VE's privileges and built-in roles, the default access-control
  * configuration.
  *
- * Reconstructed: the layout and the role derivation (create_roles) follow
- * PVE/AccessControl.pm as published in pve-access-control; the privilege lists
- * of the newest groups (Mapping, SDN.Use, Sys.Incoming, Sys.AccessNetwork, the
- * standalone Permissions.Modify) were rebuilt from PVE 8's release notes and
- * documentation, because no PVE 8 copy of that file was at hand. Check them
- * against pve-access-control before relying on an exact role content.
+ * Taken from PVE 9.1: `$privgroups`, `$valid_privs`, `$special_roles` and
+ * `create_roles` in src/PVE/AccessControl.pm of pve-access-control, package
+ * libpve-access-control 9.1.1 (commit 5ccd07d, 2026-05-15; the privilege
+ * lists are unchanged since 9.1.0). PVE 9 dropped `VM.Monitor` (its uses moved
+ * to the `VM.GuestAgent.*` privileges and `Sys.Audit`) and added
+ * `VM.Replicate`; see REMOVED_PRIVILEGES for reading older files.
  */
 
 interface PrivilegeGroup {
@@ -31,13 +31,23 @@ const PVE_PRIVILEGE_GROUPS: Readonly<Record<string, PrivilegeGroup>> = {
       'VM.Config.Options',
       'VM.Allocate',
       'VM.Clone',
+      'VM.GuestAgent.Unrestricted',
       'VM.Migrate',
-      'VM.Monitor',
+      'VM.Replicate',
       'VM.Snapshot',
       'VM.Snapshot.Rollback',
     ],
-    user: ['VM.Config.CDROM', 'VM.Config.Cloudinit', 'VM.Console', 'VM.Backup', 'VM.PowerMgmt'],
-    audit: ['VM.Audit'],
+    user: [
+      'VM.Config.CDROM',
+      'VM.Config.Cloudinit',
+      'VM.Console',
+      'VM.Backup',
+      'VM.GuestAgent.FileRead',
+      'VM.GuestAgent.FileSystemMgmt',
+      'VM.GuestAgent.FileWrite',
+      'VM.PowerMgmt',
+    ],
+    audit: ['VM.Audit', 'VM.GuestAgent.Audit'],
   },
   Sys: {
     root: ['Sys.PowerMgmt', 'Sys.Modify', 'Sys.Incoming', 'Sys.AccessNetwork'],
@@ -77,7 +87,7 @@ const PVE_PRIVILEGE_GROUPS: Readonly<Record<string, PrivilegeGroup>> = {
   },
 };
 
-/** In no group since PVE 8: only Administrator may change permissions. */
+/** In no group: only Administrator (and root@pam) may change permissions. */
 const UNGROUPED_PRIVILEGES = ['Permissions.Modify'];
 
 function buildRoles(): { privileges: string[]; roles: Map<string, Set<string>> } {
@@ -116,3 +126,15 @@ export const PVE_PRIVILEGES: readonly string[] = Object.freeze(built.privileges)
 
 /** PVE's built-in roles: Administrator, NoAccess, PVEAdmin, PVEAuditor, PVEVMAdmin, ... */
 export const PVE_BUILTIN_ROLES: ReadonlyMap<string, ReadonlySet<string>> = built.roles;
+
+/**
+ * Privileges older PVE versions had and PVE 9 does not, with why. Reading a
+ * role that names one warns and drops the privilege, as PVE 9 does with any
+ * unknown privilege; the reason only makes the warning say more.
+ */
+export const REMOVED_PRIVILEGES: ReadonlyMap<string, string> = new Map([
+  [
+    'VM.Monitor',
+    'removed in Proxmox VE 9 (guest agent access is VM.GuestAgent.*, the monitor needs Sys.Audit)',
+  ],
+]);

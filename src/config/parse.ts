@@ -5,6 +5,7 @@
  */
 import type { AccessControlConfig } from '../access/control.js';
 import { accessConfigOrDefault } from '../access/control.js';
+import { REMOVED_PRIVILEGES } from '../access/privileges.js';
 import { ConfigError, quote } from '../errors.js';
 import { isAuthid, isTokenid, parseAuthid, parseTokenid, parseUserid } from '../ids.js';
 import { decodeText } from './encoding.js';
@@ -232,7 +233,13 @@ function parseRoleLine(context: LineContext): Problem {
     if (access.privileges.has(privilege)) {
       privileges.add(privilege);
     } else {
-      context.warn(`ignoring unknown privilege ${quote(privilege)} of role ${quote(roleid)}`);
+      const removed = REMOVED_PRIVILEGES.get(privilege);
+      const what = `${quote(privilege)} of role ${quote(roleid)}`;
+      context.warn(
+        removed === undefined
+          ? `ignoring unknown privilege ${what}`
+          : `ignoring privilege ${what}: ${removed}`,
+      );
     }
   }
   config.roles.set(roleid, privileges);
