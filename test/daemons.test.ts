@@ -63,6 +63,40 @@ describe('the daemons over HTTPS', () => {
     assert.deepEqual(listed.body.data, []);
   });
 
+  it('a token update with regenerate=1 answers a new secret; the old one is refused at once', async () => {
+    await call(d, 'POST', '/access/users', { auth: root, form: { userid: 'rita@pve' } });
+    const created = await call(d, 'POST', '/access/users/rita@pve/token/ci', {
+      auth: root,
+      form: { privsep: 0 },
+    });
+    assert.equal(created.status, 200, created.raw);
+    const old = pveHeader('rita@pve!ci', (created.body.data as { value: string }).value);
+    assert.equal((await call(d, 'GET', '/version', { auth: old })).status, 200);
+
+    const rotated = await call(d, 'PUT', '/access/users/rita@pve/token/ci', {
+      auth: root,
+      form: { regenerate: 1, comment: 'rotated' },
+    });
+    assert.equal(rotated.status, 200, rotated.raw);
+    const data = rotated.body.data as { 'full-tokenid': string; value: string; info: unknown };
+    assert.equal(data['full-tokenid'], 'rita@pve!ci');
+    assert.match(data.value, /^[0-9a-f-]{36}$/);
+    assert.deepEqual(data.info, { enable: 1, expire: 0, privsep: 0, comment: 'rotated' });
+    for (let i = 0; i < 10; i++) {
+      assert.equal((await call(d, 'GET', '/version', { auth: old })).status, 401);
+    }
+    const fresh = pveHeader('rita@pve!ci', data.value);
+    assert.equal((await call(d, 'GET', '/version', { auth: fresh })).status, 200);
+
+    const plain = await call(d, 'PUT', '/access/users/rita@pve/token/ci', {
+      auth: root,
+      form: { comment: 'no new secret' },
+    });
+    assert.equal(plain.status, 200, plain.raw);
+    assert.equal((plain.body.data as { value?: string }).value, undefined);
+    assert.equal((await call(d, 'GET', '/version', { auth: fresh })).status, 200);
+  });
+
   it('a privsep token sees only the intersection of its and its user privileges', async () => {
     await call(d, 'POST', '/access/users', { auth: root, form: { userid: 'joe@pve' } });
     const acl = (form: Record<string, string | number>) =>

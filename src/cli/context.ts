@@ -9,15 +9,22 @@ import { SUPERUSER } from '../access/control.js';
 import type { UserConfig } from '../config/types.js';
 import { GenerationPageError } from '../errors.js';
 import { GenerationPage } from '../generations/page.js';
+import { parseAuthid } from '../ids.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { resolveGroupId } from '../service/group.js';
-import { Mutations } from '../service/operations.js';
+import {
+  type ReadOperation,
+  runRead,
+  runWrite,
+  type Stores,
+  type WriteOperation,
+} from '../service/operations.js';
 import { resolveSettings, type Settings } from '../service/settings.js';
 import { ExitCode } from './exit.js';
 import { type Column, type OutputFormat, renderJson, renderRecord, renderTable } from './output.js';
 
 /** tokenctl acts for the administrator on the host, with every privilege. */
-export const CLI_AUTHID = SUPERUSER;
+export const CLI_CALLER = parseAuthid(SUPERUSER);
 
 export interface CliIo {
   stdout(text: string): void;
@@ -117,18 +124,28 @@ export class CliContext {
   }
 
   /**
-   * The mutations, acting as root@pam. Call it before reading anything: it
+   * The stores for writing. Call it before reading anything: it
    * creates missing directories first (as the manager would) and refuses to
    * work without the generation page, because a change nobody announces would
    * leave removed or rotated tokens working in the daemons' caches.
    */
-  async writer(): Promise<Mutations> {
+  async writer(): Promise<Stores> {
     if (this.#deployment === null) await ensureDirectories(this.settings);
     const deployment = this.reader();
     if (this.settings.caching && deployment.page === null) {
       throw pageFailure(this.settings.pagePath, this.#pageWarning);
     }
-    return new Mutations(deployment.users, deployment.shadow);
+    return deployment;
+  }
+
+  /** Runs a write operation of the service as root@pam, writing the files from this process. */
+  async write<P, R>(operation: WriteOperation<P, R>, params: P): Promise<R> {
+    return runWrite(operation, await this.writer(), CLI_CALLER, params);
+  }
+
+  /** Runs a read operation of the service as root@pam on the current config. */
+  async read<P, R>(operation: ReadOperation<P, R>, params: P): Promise<R> {
+    return runRead(operation, await this.config(), CLI_CALLER, params);
   }
 
   async config(): Promise<UserConfig> {

@@ -8,78 +8,40 @@
 import { promises as fsp } from 'node:fs';
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { ApiError, BusyError, TokenShadowError } from '../errors.js';
+import { ApiError } from '../errors.js';
+import { errorCode, httpFailureOf } from '../http/status.js';
+import { parseAuthid } from '../ids.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
-import { Mutations, toApiError } from '../service/operations.js';
+import { OPERATIONS, runWrite, type Stores } from '../service/operations.js';
 import type { Settings } from '../service/settings.js';
 import { daemonCommand, settingsFrom } from './cli-options.js';
 import { createLogger, type Logger } from './logger.js';
 import { type RpcRequest, type RpcResponse, serveRpc } from './rpc.js';
 import { ensureCertificate } from './tls.js';
 
-/** A string parameter, or 400: the socket is trusted, but not blindly. */
-function str(p: Record<string, unknown>, name: string): string {
-  const value = p[name];
-  if (typeof value !== 'string')
-    throw new ApiError(400, `${name} must be a string`, { [name]: 'invalid' });
-  return value;
-}
-
-function obj<T>(p: Record<string, unknown>, name: string): T {
-  const value = p[name] ?? {};
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ApiError(400, `${name} must be an object`, { [name]: 'invalid' });
+/** The operation a socket request names, with its params checked: only writes are served here. */
+function operationOf(request: RpcRequest) {
+  const operation = OPERATIONS.get(String(request.op));
+  if (operation?.access !== 'write') {
+    throw new ApiError(400, `unknown operation ${JSON.stringify(String(request.op)).slice(0, 40)}`);
   }
-  return value as T;
-}
-
-/** Runs one mutation request; every branch is a Mutations method. */
-async function dispatch(m: Mutations, r: RpcRequest): Promise<unknown> {
-  const p = r.params;
-  const who = r.identity;
-  switch (r.op) {
-    case 'user.create':
-      return m.createUser(who, str(p, 'userid'), obj(p, 'fields'));
-    case 'user.update':
-      return m.updateUser(who, str(p, 'userid'), obj(p, 'changes'));
-    case 'user.delete':
-      return m.deleteUser(who, str(p, 'userid'));
-    case 'token.create':
-      return m.createToken(who, str(p, 'userid'), str(p, 'tokenName'), obj(p, 'fields'));
-    case 'token.update':
-      return m.updateToken(who, str(p, 'userid'), str(p, 'tokenName'), obj(p, 'changes'));
-    case 'token.rotate':
-      return m.rotateToken(who, str(p, 'userid'), str(p, 'tokenName'));
-    case 'token.delete':
-      return m.deleteToken(who, str(p, 'userid'), str(p, 'tokenName'));
-    case 'acl.update': {
-      const roles = p.roles;
-      if (!Array.isArray(roles))
-        throw new ApiError(400, 'roles must be a list', { roles: 'invalid' });
-      return m.updateAcl(who, { ...(p as object), path: str(p, 'path'), roles: roles.map(String) });
-    }
-    case 'group.create':
-      return m.createGroup(
-        who,
-        str(p, 'groupid'),
-        typeof p.comment === 'string' ? p.comment : undefined,
-      );
-    default:
-      throw new ApiError(400, `unknown operation ${JSON.stringify(String(r.op)).slice(0, 40)}`);
-  }
+  return { operation, params: operation.parse(request.params) };
 }
 
 /** What the log may say about a request: ids only, never secrets or hashes. */
-function describe(r: RpcRequest) {
-  const p = r.params as Record<string, unknown>;
+function describe(request: RpcRequest) {
+  const params = request.params;
   return {
-    op: r.op,
-    identity: r.identity,
-    target: p.tokenName ? `${p.userid}!${p.tokenName}` : (p.userid ?? p.groupid ?? p.path),
+    op: request.op,
+    identity: request.identity,
+    target: params.tokenName
+      ? `${params.userid}!${params.tokenName}`
+      : (params.userid ?? params.groupid ?? params.path),
   };
 }
 
-export function handler(mutations: Mutations, log: Logger) {
+/** Runs one socket request as the operation it names, for the identity it names. */
+export function handler(stores: Stores, log: Logger) {
   return async (request: RpcRequest): Promise<RpcResponse> => {
     const id = typeof request.id === 'number' ? request.id : -1;
     if (
@@ -90,31 +52,22 @@ export function handler(mutations: Mutations, log: Logger) {
       return { id, ok: false, status: 400, message: 'malformed request' };
     }
     try {
-      const data = await dispatch(mutations, request);
+      const { operation, params } = operationOf(request);
+      const data = await runWrite(operation, stores, parseAuthid(request.identity), params);
       log.info({ ...describe(request), outcome: 'ok' }, 'mutation');
       return { id, ok: true, data };
-    } catch (raw) {
-      const error = toApiError(raw);
-      const status =
-        error instanceof ApiError ? error.status : error instanceof BusyError ? 503 : 500;
-      const message =
-        error instanceof TokenShadowError && status !== 500 ? error.message : 'internal error';
-      log[status >= 500 ? 'error' : 'info'](
+    } catch (error) {
+      const failure = httpFailureOf(error);
+      log[failure.status >= 500 ? 'error' : 'info'](
         {
           ...describe(request),
           outcome: 'refused',
-          status,
-          code: (error as TokenShadowError).code,
+          status: failure.status,
+          code: errorCode(error),
         },
         'mutation',
       );
-      return {
-        id,
-        ok: false,
-        status,
-        message,
-        ...(error instanceof ApiError && error.errors ? { errors: error.errors } : {}),
-      };
+      return { id, ok: false, ...failure };
     }
   };
 }
@@ -151,7 +104,7 @@ export async function startManager(
   if (tls.created) log.info({ cert: settings.certPath }, 'created a self-signed certificate');
   await clearStaleSocket(settings.socketPath);
   const server = net.createServer();
-  serveRpc(server, handler(new Mutations(deployment.users, deployment.shadow), log));
+  serveRpc(server, handler(deployment, log));
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {

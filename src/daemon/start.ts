@@ -10,6 +10,7 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { createToken, rotateToken } from '../service/operations.js';
 import { RpcClient } from './rpc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -83,9 +84,9 @@ async function main(): Promise<void> {
 
   // A fresh secret for root@pam!quickstart: rotated if it exists, created otherwise.
   const rpc = new RpcClient(path.join(runtimeDir, 'manager.sock'));
-  let reply = await rpc.call('token.rotate', 'root@pam', TOKEN);
+  let reply = await rpc.call(rotateToken.name, 'root@pam', TOKEN);
   if (!reply.ok && reply.status === 404) {
-    reply = await rpc.call('token.create', 'root@pam', {
+    reply = await rpc.call(createToken.name, 'root@pam', {
       ...TOKEN,
       fields: { privsep: false, comment: 'created by npm start' },
     });

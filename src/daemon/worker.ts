@@ -11,7 +11,7 @@ import { openDeployment } from '../service/deployment.js';
 import type { Settings } from '../service/settings.js';
 import type { Logger } from './logger.js';
 import { registerWorkerMetrics } from './metrics.js';
-import { registerRoutes } from './routes.js';
+import { registerRoutes } from './routes/index.js';
 import { RpcClient } from './rpc.js';
 
 export interface WorkerOptions {

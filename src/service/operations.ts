@@ -1,344 +1,635 @@
 /**
- * The service layer: the API's operations with Proxmox VE's semantics and
- * privilege checks, on top of the config helpers and the two stores. Both
- * `src/daemon` and `src/cli` use it; neither imports the other.
+ * The service layer's operation table: every operation of the API, tokenctl
+ * and `npm start` is one entry here, with its name, the JSON Schema of its API
+ * parameters, the conversion and validation of its params, its privilege rule
+ * and its `run`. The HTTP routes, the manager's dispatch and tokenctl all go
+ * through these entries, so a rule or a parameter is written once.
  *
- * Who writes user.cfg and token.shadow: whoever runs `Mutations`. In daemon
- * mode that is the manager alone (the API workers only read, on their cached
- * config, and forward mutations to it over its socket, checking the same
- * privileges first so both sides agree). `tokenctl` runs `Mutations` in its
- * own process as root@pam, as the host's root, writing the files directly
- * under the same file locks and bumping the same generations, so a running
- * manager and API see its changes exactly as they see their own.
+ * Who writes user.cfg and token.shadow: whoever runs a `write` operation. In
+ * daemon mode that is the manager alone: the API workers run the `read`
+ * operations on their cached config and forward writes to the manager over its
+ * socket, checking the same rule first so that a refusal needs no round trip.
+ * `tokenctl`, run by root on the host, runs the write operations in its own
+ * process as root@pam and writes the files directly, under the same file
+ * locks and generation bumps, so running daemons see its changes at once.
+ *
+ * A privilege rule is a function of the caller, the params and the config it
+ * is checked against. A write checks it again inside the file lock, on the
+ * fresh config, before every look at the config its run takes.
  */
-import { checkPrivileges, permissionsTree } from '../access/permissions.js';
+import { permissionsTree } from '../access/permissions.js';
 import type { UserConfigStore } from '../access/user-info.js';
-import { listAcl, setAcl } from '../config/acl.js';
+import { type AclRequest, listAcl, setAcl } from '../config/acl.js';
 import { currentEpochSeconds } from '../config/active.js';
-import { addGroup, groupsOfUser } from '../config/groups.js';
-import type { TokenEntry, UserConfig, UserEntry } from '../config/types.js';
-import {
-  addToken,
-  addUser,
-  getToken,
-  getUser,
-  removeToken,
-  removeUser,
-  type TokenFields,
-  type UserFields,
-  updateToken,
-  updateUser,
-} from '../config/users.js';
-import { ApiError, ConfigError, InvalidIdError } from '../errors.js';
+import { addGroup } from '../config/groups.js';
+import type { UserConfig } from '../config/types.js';
+import type { TokenFields, UserFields } from '../config/users.js';
+import * as userConfig from '../config/users.js';
+import { ApiError, ConfigError } from '../errors.js';
 import { isAuthid, joinTokenid, parseAuthid, parseUserid } from '../ids.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
+import { aclInfo, type CreatedToken, type TokenInfo, tokenInfo, userInfo } from './answers.js';
+import {
+  defined,
+  flagOf,
+  list,
+  optionalText,
+  type ParameterSchema,
+  type Raw,
+  record,
+  schema,
+  splitList,
+  text,
+} from './params.js';
+import {
+  ACCESS_GROUPS,
+  type Caller,
+  canAuditUsers,
+  isSelf,
+  requirePrivileges,
+  requireSelfOrUserModify,
+  USER_AUDIT,
+} from './rules.js';
 
-export const ACCESS_GROUPS = '/access/groups';
-
-/** 403 unless `authid` holds the privileges (all, or any with `any`) on `path`. */
-export function requirePrivileges(
-  config: UserConfig,
-  authid: string,
-  path: string,
-  privs: string[],
-  any = false,
-): void {
-  if (!checkPrivileges(config, authid, path, privs, { any })) {
-    throw new ApiError(403, `Permission check failed (${path}, ${privs.join(any ? '|' : ', ')})`);
-  }
+interface OperationBase<P> {
+  /** The stable name, `resource.verb`: the manager's socket and its logs use it. */
+  readonly name: string;
+  readonly summary: string;
+  /** Proxmox VE's parameters of the API call: path, query and body in one flat object. */
+  readonly parameters: ParameterSchema;
+  /** The API's parameters (already checked against `parameters`) as this operation's params. */
+  fromApi(input: Raw): P;
+  /** Params that crossed a process boundary, checked; ApiError(400) when malformed. */
+  parse(raw: Raw): P;
+  /** The privilege rule: throws ApiError(403) unless `caller` may do this on `config`. */
+  authorize(caller: Caller, params: NoInfer<P>, config: UserConfig): void;
 }
 
-/** 'self' as PVE means it: the authenticated user itself (a token is never its user). */
-function isSelf(authid: string, userid: string): boolean {
-  return authid === userid;
+/** Runs on a process's (cached) config, wherever the request arrives. */
+export interface ReadOperation<P, R> extends OperationBase<P> {
+  readonly access: 'read';
+  run(config: UserConfig, caller: Caller, params: NoInfer<P>): R;
 }
 
-function requireSelfOrUserModify(config: UserConfig, authid: string, userid: string): void {
-  if (!isSelf(authid, userid)) requirePrivileges(config, authid, ACCESS_GROUPS, ['User.Modify']);
+/** Changes the files: runs in the manager, or in tokenctl. */
+export interface WriteOperation<P, R> extends OperationBase<P> {
+  readonly access: 'write';
+  run(writer: Writer, params: NoInfer<P>): Promise<R>;
 }
 
-function canAuditUsers(config: UserConfig, authid: string): boolean {
-  return checkPrivileges(config, authid, ACCESS_GROUPS, ['Sys.Audit', 'User.Modify'], {
-    any: true,
-  });
-}
+export type Operation<P = never, R = unknown> = ReadOperation<P, R> | WriteOperation<P, R>;
 
-/** Config and id errors become the HTTP answers PVE gives for them. */
-export function toApiError(error: unknown): unknown {
-  if (error instanceof ConfigError) {
-    if (error.problem === 'insecure') return error; // a server fault (500, logged), not the client's
-    if (error.problem === 'not-found') return new ApiError(404, error.message);
-    return new ApiError(400, error.message);
-  }
-  if (error instanceof InvalidIdError) return new ApiError(400, error.message);
-  return error;
-}
-
-const flag = (value: boolean): 0 | 1 => (value ? 1 : 0);
-
-export function tokenInfo(token: TokenEntry) {
-  return {
-    enable: flag(token.enable),
-    expire: token.expire,
-    privsep: flag(token.privsep),
-    comment: token.comment,
-  };
-}
-
-function userInfo(config: UserConfig, userid: string, user: UserEntry, full: boolean) {
-  return {
-    userid,
-    enable: flag(user.enable),
-    expire: user.expire,
-    firstname: user.firstname,
-    lastname: user.lastname,
-    email: user.email,
-    comment: user.comment,
-    groups: groupsOfUser(config, userid).join(','),
-    ...(full
-      ? {
-          tokens: [...user.tokens].map(([tokenid, token]) => ({ tokenid, ...tokenInfo(token) })),
-        }
-      : {}),
-  };
-}
-
-// --- reads ------------------------------------------------------------------
-
-export function listUsers(
-  config: UserConfig,
-  authid: string,
-  options: { enabled?: boolean; full?: boolean } = {},
-) {
-  const all = canAuditUsers(config, authid);
-  const self = parseAuthid(authid).userid;
-  return [...config.users]
-    .filter(([userid]) => all || userid === self)
-    .filter(([, user]) => options.enabled === undefined || user.enable === options.enabled)
-    .map(([userid, user]) => userInfo(config, userid, user, options.full ?? false));
-}
-
-export function readUser(config: UserConfig, authid: string, userid: string) {
-  if (!isSelf(authid, userid) && !canAuditUsers(config, authid)) {
-    throw new ApiError(403, `Permission check failed (${ACCESS_GROUPS}, Sys.Audit|User.Modify)`);
-  }
-  const { userid: _ignored, ...info } = userInfo(config, userid, getUser(config, userid), true);
-  return info;
-}
-
-export function listTokens(config: UserConfig, authid: string, userid: string) {
-  requireSelfOrUserModify(config, authid, userid);
-  return [...getUser(config, userid).tokens].map(([tokenid, token]) => ({
-    tokenid,
-    ...tokenInfo(token),
-  }));
-}
-
-export function readToken(config: UserConfig, authid: string, userid: string, tokenName: string) {
-  requireSelfOrUserModify(config, authid, userid);
-  return tokenInfo(getToken(config, joinTokenid(userid, tokenName)));
-}
-
-export function readAcl(config: UserConfig, authid: string) {
-  requirePrivileges(config, authid, '/access', ['Sys.Audit']);
-  return listAcl(config).map((e) => ({
-    path: e.path,
-    type: e.type,
-    ugid: e.ugid,
-    roleid: e.roleid,
-    propagate: flag(e.propagate),
-  }));
-}
-
-export function listGroups(config: UserConfig, authid: string) {
-  requirePrivileges(config, authid, ACCESS_GROUPS, ['Sys.Audit', 'Group.Allocate'], true);
-  return [...config.groups].map(([groupid, group]) => ({
-    groupid,
-    comment: group.comment,
-    users: [...group.members].sort().join(','),
-  }));
-}
-
-/** GET /access/permissions: one's own, or another's with Sys.Audit on /access. */
-export function readPermissions(
-  config: UserConfig,
-  authid: string,
-  options: { path?: string; userid?: string } = {},
-) {
-  const target = options.userid ?? authid;
-  if (!isAuthid(target)) throw new ApiError(400, 'invalid userid', { userid: 'invalid format' });
-  const own = target === authid || parseAuthid(target).userid === authid;
-  if (!own) requirePrivileges(config, authid, '/access', ['Sys.Audit']);
-  const now = currentEpochSeconds();
-  const tree = permissionsTree(config, target, {
-    now,
-    ...(options.path ? { paths: [options.path] } : {}),
-  });
-  if (options.path === undefined) return tree;
-  return { [options.path]: tree[options.path] ?? {} };
-}
-
-// --- mutations ------------------------------------------------------------------
-
-export interface CreatedToken {
-  'full-tokenid': string;
-  info: ReturnType<typeof tokenInfo>;
-  /** The secret, shown once. */
-  value: string;
-}
-
-/** The writers' side: each call checks privileges on the fresh config, then changes it. */
-export class Mutations {
+export interface Stores {
   readonly users: UserConfigStore;
   readonly shadow: TokenShadow;
+}
 
-  constructor(users: UserConfigStore, shadow: TokenShadow) {
-    this.users = users;
-    this.shadow = shadow;
+/**
+ * The stores as one write operation sees them: every look at the config
+ * checks the operation's privilege rule first, on that same config.
+ */
+export class Writer {
+  readonly shadow: TokenShadow;
+  readonly #users: UserConfigStore;
+  readonly #authorize: (config: UserConfig) => void;
+
+  constructor(stores: Stores, authorize: (config: UserConfig) => void) {
+    this.#users = stores.users;
+    this.shadow = stores.shadow;
+    this.#authorize = authorize;
   }
 
-  async createUser(
-    authid: string,
-    userid: string,
-    fields: UserFields & { groups?: string[] },
-  ): Promise<null> {
-    await this.#change((config) => {
-      requirePrivileges(config, authid, ACCESS_GROUPS, ['User.Modify']);
-      addUser(config, parseUserid(userid).userid, fields);
+  /** Reads the fresh config (no lock): for checks made before a secret is written. */
+  async check<T>(fn: (config: UserConfig) => T): Promise<T> {
+    const config = await this.#users.get();
+    this.#authorize(config);
+    return fn(config);
+  }
+
+  /** Changes user.cfg under its lock; the change is written and announced when this returns. */
+  change<T>(fn: (config: UserConfig) => T): Promise<T> {
+    return this.#users.mutate((config) => {
+      this.#authorize(config);
+      return fn(config);
+    });
+  }
+}
+
+function read<P, R>(op: Omit<ReadOperation<P, R>, 'access'>): ReadOperation<P, R> {
+  return Object.freeze({ ...op, access: 'read' });
+}
+
+function write<P, R>(op: Omit<WriteOperation<P, R>, 'access'>): WriteOperation<P, R> {
+  return Object.freeze({ ...op, access: 'write' });
+}
+
+const anyone = (): void => undefined;
+const userModify = (caller: Caller, _params: unknown, config: UserConfig) =>
+  requirePrivileges(config, caller, ACCESS_GROUPS, ['User.Modify']);
+const ownTokensOrUserModify = (caller: Caller, params: { userid: string }, config: UserConfig) =>
+  requireSelfOrUserModify(config, caller, params.userid);
+
+// --- parameters shared by several operations -------------------------------------
+
+const userFieldSchemas = {
+  enable: schema.flag,
+  expire: schema.expire,
+  firstname: schema.text,
+  lastname: schema.text,
+  email: schema.text,
+  comment: schema.text,
+  keys: schema.text,
+  groups: schema.list,
+};
+
+type UserChanges = UserFields & { groups?: string[] };
+
+function userFieldsOf(input: Raw): UserChanges {
+  return defined({
+    enable: flagOf(input.enable),
+    expire: input.expire as number | undefined,
+    firstname: input.firstname as string | undefined,
+    lastname: input.lastname as string | undefined,
+    email: input.email as string | undefined,
+    comment: input.comment as string | undefined,
+    keys: input.keys as string | undefined,
+    groups: splitList(input.groups),
+  });
+}
+
+const tokenFieldSchemas = {
+  expire: schema.expire,
+  privsep: schema.flag,
+  comment: schema.text,
+  enable: schema.flag,
+};
+
+function tokenFieldsOf(input: Raw): TokenFields {
+  return defined({
+    enable: flagOf(input.enable),
+    expire: input.expire as number | undefined,
+    privsep: flagOf(input.privsep),
+    comment: input.comment as string | undefined,
+  });
+}
+
+interface UserParams {
+  userid: string;
+}
+
+const userParameters: ParameterSchema = {
+  type: 'object',
+  required: ['userid'],
+  properties: { userid: schema.userid },
+};
+
+const userParams = {
+  fromApi: (input: Raw): UserParams => ({ userid: input.userid as string }),
+  parse: (raw: Raw): UserParams => ({ userid: text(raw, 'userid') }),
+};
+
+interface TokenParams {
+  userid: string;
+  tokenName: string;
+}
+
+/** PVE calls the token's name `tokenid` in its API paths. */
+const tokenParameters: ParameterSchema = {
+  type: 'object',
+  required: ['userid', 'tokenid'],
+  properties: { userid: schema.userid, tokenid: schema.tokenName },
+};
+
+function tokenParamsOf(input: Raw): TokenParams {
+  return { userid: input.userid as string, tokenName: input.tokenid as string };
+}
+
+function parseTokenParams(raw: Raw): TokenParams {
+  return { userid: text(raw, 'userid'), tokenName: text(raw, 'tokenName') };
+}
+
+/** A new secret for `tokenid`, answered once; the old one stops working everywhere at once. */
+async function newSecret(writer: Writer, tokenid: string, info: TokenInfo): Promise<CreatedToken> {
+  const value = await writer.shadow.generateAndSetSecret(tokenid);
+  return { 'full-tokenid': tokenid, info, value };
+}
+
+// --- reads -----------------------------------------------------------------------
+
+export const readPermissions = read({
+  name: 'permissions.read',
+  summary: "the caller's privileges, or another's with Sys.Audit on /access",
+  parameters: { type: 'object', properties: { path: schema.text, userid: schema.text } },
+  fromApi: (input: Raw) =>
+    checkTarget(
+      defined({
+        path: input.path as string | undefined,
+        userid: input.userid as string | undefined,
+      }),
+    ),
+  parse: (raw: Raw) =>
+    checkTarget(defined({ path: optionalText(raw, 'path'), userid: optionalText(raw, 'userid') })),
+  authorize(caller, params, config) {
+    const target = params.userid ?? caller.authid;
+    const own = target === caller.authid || parseAuthid(target).userid === caller.authid;
+    if (!own) requirePrivileges(config, caller, '/access', ['Sys.Audit']);
+  },
+  run(config, caller, params) {
+    const tree = permissionsTree(config, params.userid ?? caller.authid, {
+      now: currentEpochSeconds(),
+      ...(params.path ? { paths: [params.path] } : {}),
+    });
+    if (params.path === undefined) return tree;
+    return { [params.path]: tree[params.path] ?? {} };
+  },
+});
+
+function checkTarget(params: { path?: string; userid?: string }) {
+  if (params.userid !== undefined && !isAuthid(params.userid)) {
+    throw new ApiError(400, 'invalid userid', { userid: 'invalid format' });
+  }
+  return params;
+}
+
+export const listUsers = read({
+  name: 'user.list',
+  summary: 'every user (with Sys.Audit or User.Modify), or only oneself',
+  parameters: { type: 'object', properties: { enabled: schema.flag, full: schema.flag } },
+  fromApi: (input: Raw) => defined({ enabled: flagOf(input.enabled), full: flagOf(input.full) }),
+  parse: (raw: Raw) =>
+    defined({
+      enabled: raw.enabled === undefined ? undefined : raw.enabled === true,
+      full: raw.full === undefined ? undefined : raw.full === true,
+    }),
+  authorize: anyone,
+  run(config, caller, options: { enabled?: boolean; full?: boolean }) {
+    const all = canAuditUsers(config, caller);
+    return [...config.users]
+      .filter(([userid]) => all || userid === caller.userid)
+      .filter(([, user]) => options.enabled === undefined || user.enable === options.enabled)
+      .map(([userid, user]) => userInfo(config, userid, user, options.full ?? false));
+  },
+});
+
+export const readUser = read({
+  name: 'user.read',
+  summary: 'one user with its tokens',
+  parameters: userParameters,
+  ...userParams,
+  authorize(caller, params, config) {
+    if (!isSelf(caller, params.userid) && !canAuditUsers(config, caller)) {
+      throw new ApiError(
+        403,
+        `Permission check failed (${ACCESS_GROUPS}, ${USER_AUDIT.join('|')})`,
+      );
+    }
+  },
+  run(config, _caller, params) {
+    const user = userConfig.getUser(config, params.userid);
+    const { userid: _ignored, ...info } = userInfo(config, params.userid, user, true);
+    return info;
+  },
+});
+
+export const listTokens = read({
+  name: 'token.list',
+  summary: "a user's tokens",
+  parameters: userParameters,
+  ...userParams,
+  authorize: ownTokensOrUserModify,
+  run(config, _caller, params) {
+    return [...userConfig.getUser(config, params.userid).tokens].map(([tokenid, token]) => ({
+      tokenid,
+      ...tokenInfo(token),
+    }));
+  },
+});
+
+export const readToken = read({
+  name: 'token.read',
+  summary: 'one token (never its secret)',
+  parameters: tokenParameters,
+  fromApi: tokenParamsOf,
+  parse: parseTokenParams,
+  authorize: ownTokensOrUserModify,
+  run(config, _caller, params) {
+    return tokenInfo(userConfig.getToken(config, joinTokenid(params.userid, params.tokenName)));
+  },
+});
+
+export const readAcl = read({
+  name: 'acl.read',
+  summary: 'every ACL entry',
+  parameters: { type: 'object', properties: {} },
+  fromApi: () => ({}),
+  parse: () => ({}),
+  authorize: (caller, _params, config) =>
+    requirePrivileges(config, caller, '/access', ['Sys.Audit']),
+  run: (config) => listAcl(config).map(aclInfo),
+});
+
+export const listGroups = read({
+  name: 'group.list',
+  summary: 'every group with its members',
+  parameters: { type: 'object', properties: {} },
+  fromApi: () => ({}),
+  parse: () => ({}),
+  authorize: (caller, _params, config) =>
+    requirePrivileges(config, caller, ACCESS_GROUPS, ['Sys.Audit', 'Group.Allocate'], true),
+  run(config) {
+    return [...config.groups].map(([groupid, group]) => ({
+      groupid,
+      comment: group.comment,
+      users: [...group.members].sort().join(','),
+    }));
+  },
+});
+
+// --- writes ----------------------------------------------------------------------
+
+export const createUser = write({
+  name: 'user.create',
+  summary: 'a new user',
+  parameters: {
+    type: 'object',
+    required: ['userid'],
+    properties: { userid: schema.userid, password: schema.text, ...userFieldSchemas },
+  },
+  fromApi: (input: Raw) => ({ userid: input.userid as string, fields: userFieldsOf(input) }),
+  parse: (raw: Raw) => ({
+    userid: text(raw, 'userid'),
+    fields: record<UserChanges>(raw, 'fields'),
+  }),
+  authorize: userModify,
+  async run(writer, params) {
+    await writer.change((config) => {
+      userConfig.addUser(config, parseUserid(params.userid).userid, params.fields);
     });
     return null;
-  }
+  },
+});
 
-  async updateUser(
-    authid: string,
-    userid: string,
-    changes: UserFields & { groups?: string[]; append?: boolean },
-  ): Promise<null> {
-    await this.#change((config) => {
-      requirePrivileges(config, authid, ACCESS_GROUPS, ['User.Modify']);
-      updateUser(config, userid, changes);
+export const updateUser = write({
+  name: 'user.update',
+  summary: "a user's fields and groups",
+  parameters: {
+    type: 'object',
+    required: ['userid'],
+    properties: { userid: schema.userid, ...userFieldSchemas, append: schema.flag },
+  },
+  fromApi: (input: Raw) => ({
+    userid: input.userid as string,
+    changes: { ...userFieldsOf(input), ...defined({ append: flagOf(input.append) }) },
+  }),
+  parse: (raw: Raw) => ({
+    userid: text(raw, 'userid'),
+    changes: record<UserChanges & { append?: boolean }>(raw, 'changes'),
+  }),
+  authorize: userModify,
+  async run(writer, params) {
+    await writer.change((config) => {
+      userConfig.updateUser(config, params.userid, params.changes);
     });
     return null;
-  }
+  },
+});
 
-  /** Removes the user, its tokens from user.cfg and their secrets from token.shadow. */
-  async deleteUser(authid: string, userid: string): Promise<null> {
-    const tokenids = await this.#change((config) => {
-      requirePrivileges(config, authid, ACCESS_GROUPS, ['User.Modify']);
-      const user = getUser(config, userid);
-      const ids = [...user.tokens.keys()].map((name) => joinTokenid(userid, name));
-      removeUser(config, userid);
+export const deleteUser = write({
+  name: 'user.delete',
+  summary: 'a user, its tokens and their secrets',
+  parameters: userParameters,
+  ...userParams,
+  authorize: userModify,
+  async run(writer, params) {
+    const tokenids = await writer.change((config) => {
+      const user = userConfig.getUser(config, params.userid);
+      const ids = [...user.tokens.keys()].map((name) => joinTokenid(params.userid, name));
+      userConfig.removeUser(config, params.userid);
       return ids;
     });
-    for (const tokenid of tokenids) await this.shadow.deleteSecret(tokenid);
+    for (const tokenid of tokenids) await writer.shadow.deleteSecret(tokenid);
     return null;
-  }
+  },
+});
 
-  /**
-   * The secret is stored first and the token added to user.cfg second: a crash
-   * in between leaves an unusable orphan secret, never a token without one.
-   */
-  async createToken(
-    authid: string,
-    userid: string,
-    tokenName: string,
-    fields: TokenFields,
-  ): Promise<CreatedToken> {
-    const tokenid = joinTokenid(userid, tokenName);
-    await this.#check((config) => {
-      requireSelfOrUserModify(config, authid, userid);
-      if (getUser(config, userid).tokens.has(tokenName)) {
+/**
+ * The secret is stored first and the token added to user.cfg second: a crash
+ * in between leaves an unusable orphan secret, never a token without one.
+ */
+export const createToken = write({
+  name: 'token.create',
+  summary: 'a new token and its secret, answered once',
+  parameters: {
+    ...tokenParameters,
+    properties: { ...tokenParameters.properties, ...tokenFieldSchemas },
+  },
+  fromApi: (input: Raw) => ({ ...tokenParamsOf(input), fields: tokenFieldsOf(input) }),
+  parse: (raw: Raw) => ({ ...parseTokenParams(raw), fields: record<TokenFields>(raw, 'fields') }),
+  authorize: ownTokensOrUserModify,
+  async run(writer, params): Promise<CreatedToken> {
+    const tokenid = joinTokenid(params.userid, params.tokenName);
+    await writer.check((config) => {
+      if (userConfig.getUser(config, params.userid).tokens.has(params.tokenName)) {
         throw new ConfigError('exists', `token ${tokenid} already exists`);
       }
     });
-    const value = await this.shadow.generateAndSetSecret(tokenid);
+    const value = await writer.shadow.generateAndSetSecret(tokenid);
     try {
-      const token = await this.#change((config) => {
-        requireSelfOrUserModify(config, authid, userid);
-        return addToken(config, tokenid, fields);
-      });
+      const token = await writer.change((config) =>
+        userConfig.addToken(config, tokenid, params.fields),
+      );
       return { 'full-tokenid': tokenid, info: tokenInfo(token), value };
     } catch (error) {
-      await this.shadow.deleteSecret(tokenid);
+      await writer.shadow.deleteSecret(tokenid);
       throw error;
     }
-  }
+  },
+});
 
-  async updateToken(
-    authid: string,
-    userid: string,
-    tokenName: string,
-    changes: TokenFields,
-  ): Promise<ReturnType<typeof tokenInfo>> {
-    const token = await this.#change((config) => {
-      requireSelfOrUserModify(config, authid, userid);
-      return updateToken(config, joinTokenid(userid, tokenName), changes);
-    });
-    return tokenInfo(token);
-  }
+/**
+ * A token's fields; with `regenerate` (as Proxmox Backup Server offers it) also
+ * a new secret, answered once like a new token's.
+ */
+export const updateToken = write({
+  name: 'token.update',
+  summary: "a token's fields, and with regenerate a new secret",
+  parameters: {
+    ...tokenParameters,
+    properties: { ...tokenParameters.properties, ...tokenFieldSchemas, regenerate: schema.flag },
+  },
+  fromApi: (input: Raw) => ({
+    ...tokenParamsOf(input),
+    changes: tokenFieldsOf(input),
+    ...defined({ regenerate: flagOf(input.regenerate) }),
+  }),
+  parse: (raw: Raw) => ({
+    ...parseTokenParams(raw),
+    changes: record<TokenFields>(raw, 'changes'),
+    ...defined({ regenerate: raw.regenerate === undefined ? undefined : raw.regenerate === true }),
+  }),
+  authorize: ownTokensOrUserModify,
+  async run(writer, params): Promise<TokenInfo | CreatedToken> {
+    const tokenid = joinTokenid(params.userid, params.tokenName);
+    const token = await writer.change((config) =>
+      userConfig.updateToken(config, tokenid, params.changes),
+    );
+    return params.regenerate ? newSecret(writer, tokenid, tokenInfo(token)) : tokenInfo(token);
+  },
+});
 
-  /** A new secret for an existing token; the old one stops working everywhere at once. */
-  async rotateToken(authid: string, userid: string, tokenName: string): Promise<CreatedToken> {
-    const tokenid = joinTokenid(userid, tokenName);
-    const token = await this.#check((config) => {
-      requireSelfOrUserModify(config, authid, userid);
-      return getToken(config, tokenid);
-    });
-    const value = await this.shadow.generateAndSetSecret(tokenid);
-    return { 'full-tokenid': tokenid, info: tokenInfo(token), value };
-  }
+export const rotateToken = write({
+  name: 'token.rotate',
+  summary: 'a new secret for a token, answered once; the old one stops working at once',
+  parameters: tokenParameters,
+  fromApi: tokenParamsOf,
+  parse: parseTokenParams,
+  authorize: ownTokensOrUserModify,
+  async run(writer, params) {
+    const tokenid = joinTokenid(params.userid, params.tokenName);
+    const token = await writer.check((config) => userConfig.getToken(config, tokenid));
+    return newSecret(writer, tokenid, tokenInfo(token));
+  },
+});
 
-  /** user.cfg first (the token stops being active), then the secret. */
-  async deleteToken(authid: string, userid: string, tokenName: string): Promise<null> {
-    const tokenid = joinTokenid(userid, tokenName);
-    await this.#change((config) => {
-      requireSelfOrUserModify(config, authid, userid);
-      removeToken(config, tokenid);
-    });
-    await this.shadow.deleteSecret(tokenid);
+/** user.cfg first (the token stops being active), then the secret. */
+export const deleteToken = write({
+  name: 'token.delete',
+  summary: 'a token and its secret',
+  parameters: tokenParameters,
+  fromApi: tokenParamsOf,
+  parse: parseTokenParams,
+  authorize: ownTokensOrUserModify,
+  async run(writer, params) {
+    const tokenid = joinTokenid(params.userid, params.tokenName);
+    await writer.change((config) => userConfig.removeToken(config, tokenid));
+    await writer.shadow.deleteSecret(tokenid);
     return null;
-  }
+  },
+});
 
-  async updateAcl(
-    authid: string,
-    request: {
-      path: string;
-      roles: string[];
-      users?: string[];
-      groups?: string[];
-      tokens?: string[];
-      propagate?: boolean;
-      delete?: boolean;
+type AclParams = AclRequest & {
+  path: string;
+  roles: string[];
+  users?: string[];
+  groups?: string[];
+  tokens?: string[];
+};
+
+export const updateAcl = write({
+  name: 'acl.update',
+  summary: 'grant or (with delete) take away roles on a path',
+  parameters: {
+    type: 'object',
+    required: ['path', 'roles'],
+    properties: {
+      path: schema.text,
+      roles: schema.list,
+      users: schema.list,
+      groups: schema.list,
+      tokens: schema.list,
+      propagate: schema.flag,
+      delete: schema.flag,
     },
-  ): Promise<null> {
-    await this.#change((config) => {
-      requirePrivileges(config, authid, request.path, ['Permissions.Modify']);
-      setAcl(config, request.path, request);
+  },
+  fromApi: (input: Raw): AclParams => ({
+    path: input.path as string,
+    roles: splitList(input.roles) ?? [],
+    ...defined({
+      users: splitList(input.users),
+      groups: splitList(input.groups),
+      tokens: splitList(input.tokens),
+      propagate: flagOf(input.propagate),
+      delete: flagOf(input.delete),
+    }),
+  }),
+  parse: (raw: Raw): AclParams => ({
+    ...(raw as Partial<AclParams>),
+    path: text(raw, 'path'),
+    roles: list(raw, 'roles'),
+  }),
+  authorize: (caller, params, config) =>
+    requirePrivileges(config, caller, params.path, ['Permissions.Modify']),
+  async run(writer, params) {
+    await writer.change((config) => setAcl(config, params.path, params));
+    return null;
+  },
+});
+
+export const createGroup = write({
+  name: 'group.create',
+  summary: 'a new group',
+  parameters: {
+    type: 'object',
+    required: ['groupid'],
+    properties: { groupid: schema.groupid, comment: schema.text },
+  },
+  fromApi: (input: Raw) =>
+    defined({ groupid: input.groupid as string, comment: input.comment as string | undefined }) as {
+      groupid: string;
+      comment?: string;
+    },
+  parse: (raw: Raw) =>
+    defined({ groupid: text(raw, 'groupid'), comment: optionalText(raw, 'comment') }) as {
+      groupid: string;
+      comment?: string;
+    },
+  authorize: (caller, _params, config) =>
+    requirePrivileges(config, caller, ACCESS_GROUPS, ['Group.Allocate']),
+  async run(writer, params) {
+    await writer.change((config) => {
+      addGroup(
+        config,
+        params.groupid,
+        params.comment === undefined ? {} : { comment: params.comment },
+      );
     });
     return null;
-  }
+  },
+});
 
-  async createGroup(authid: string, groupid: string, comment?: string): Promise<null> {
-    await this.#change((config) => {
-      requirePrivileges(config, authid, ACCESS_GROUPS, ['Group.Allocate']);
-      addGroup(config, groupid, comment === undefined ? {} : { comment });
-    });
-    return null;
-  }
+/** Every operation, by name: what the manager's socket accepts. */
+export const OPERATIONS: ReadonlyMap<string, Operation<Raw>> = new Map(
+  (
+    [
+      readPermissions,
+      listUsers,
+      readUser,
+      listTokens,
+      readToken,
+      readAcl,
+      listGroups,
+      createUser,
+      updateUser,
+      deleteUser,
+      createToken,
+      updateToken,
+      rotateToken,
+      deleteToken,
+      updateAcl,
+      createGroup,
+    ] as unknown as Operation<Raw>[]
+  ).map((op) => [op.name, op]),
+);
 
-  async #check<T>(fn: (config: UserConfig) => T): Promise<T> {
-    try {
-      return fn(await this.users.get());
-    } catch (error) {
-      throw toApiError(error);
-    }
-  }
-
-  async #change<T>(fn: (config: UserConfig) => T): Promise<T> {
-    try {
-      return await this.users.mutate(fn);
-    } catch (error) {
-      throw toApiError(error);
-    }
-  }
+/** Runs a read operation on `config`: its rule, then its run. */
+export function runRead<P, R>(
+  op: ReadOperation<P, R>,
+  config: UserConfig,
+  caller: Caller,
+  params: P,
+): R {
+  op.authorize(caller, params, config);
+  return op.run(config, caller, params);
 }
+
+/** Runs a write operation on the stores, its rule checked on every config it touches. */
+export function runWrite<P, R>(
+  op: WriteOperation<P, R>,
+  stores: Stores,
+  caller: Caller,
+  params: P,
+): Promise<R> {
+  return op.run(new Writer(stores, (config) => op.authorize(caller, params, config)), params);
+}
+
+export type { Caller } from './rules.js';

@@ -1,8 +1,8 @@
 /** `tokenctl acl ...`: ACL entries, with the semantics of PVE's PUT /access/acl, as root@pam. */
 import { type Command, Option } from 'commander';
-import { readAcl } from '../../service/operations.js';
+import { readAcl, updateAcl } from '../../service/operations.js';
 import { aclPathArgument, listArgument } from '../arguments.js';
-import { CLI_AUTHID, type Cli } from '../context.js';
+import type { Cli } from '../context.js';
 import { yesNo } from '../output.js';
 
 interface AclOptions {
@@ -38,8 +38,7 @@ export function registerAclCommands(program: Command, cli: Cli): void {
           ctx.usageError('give at least one of --users, --groups, --tokens');
         }
         if (options.roles.length === 0) ctx.usageError('--roles is empty');
-        const mutations = await ctx.writer();
-        const result = await mutations.updateAcl(CLI_AUTHID, {
+        const result = await ctx.write(updateAcl, {
           path,
           roles: options.roles,
           propagate: options.propagate,
@@ -57,7 +56,7 @@ export function registerAclCommands(program: Command, cli: Cli): void {
     .description('list ACL entries')
     .action(
       cli.action(async (ctx) => {
-        ctx.printList(readAcl(await ctx.config(), CLI_AUTHID), [
+        ctx.printList(await ctx.read(readAcl, {}), [
           { header: 'PATH', cell: (e) => e.path },
           { header: 'TYPE', cell: (e) => e.type },
           { header: 'UGID', cell: (e) => e.ugid },

@@ -1,8 +1,8 @@
 /** `tokenctl group ...`: groups, as root@pam. */
 import type { Command } from 'commander';
-import { listGroups } from '../../service/operations.js';
+import { createGroup, listGroups } from '../../service/operations.js';
 import { groupidArgument } from '../arguments.js';
-import { CLI_AUTHID, type Cli } from '../context.js';
+import type { Cli } from '../context.js';
 
 export function registerGroupCommands(program: Command, cli: Cli): void {
   const group = program.command('group').description('groups');
@@ -14,9 +14,9 @@ export function registerGroupCommands(program: Command, cli: Cli): void {
     .option('--comment <text>', 'free text')
     .action(
       cli.action(async (ctx, groupid: string, options: { comment?: string }) => {
-        const mutations = await ctx.writer();
+        const comment = options.comment === undefined ? {} : { comment: options.comment };
         ctx.printDone(
-          await mutations.createGroup(CLI_AUTHID, groupid, options.comment),
+          await ctx.write(createGroup, { groupid, ...comment }),
           `added group ${groupid}`,
         );
       }),
@@ -27,7 +27,7 @@ export function registerGroupCommands(program: Command, cli: Cli): void {
     .description('list groups and their members')
     .action(
       cli.action(async (ctx) => {
-        ctx.printList(listGroups(await ctx.config(), CLI_AUTHID), [
+        ctx.printList(await ctx.read(listGroups, {}), [
           { header: 'GROUPID', cell: (g) => g.groupid },
           { header: 'USERS', cell: (g) => g.users },
           { header: 'COMMENT', cell: (g) => g.comment },

@@ -53,12 +53,12 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
   const warnings = imported.warnings.map((w) => `${file}: ${w.message}`);
   for (const warning of warnings) ctx.warn(warning);
 
-  const mutations = await ctx.writer();
+  const stores = await ctx.writer();
   const userCfg = ctx.settings.userCfgPath;
   refuseUnlessForced(await ctx.config(), force, userCfg);
   const replaced = [...(await readShadow(ctx.settings.shadowPath)).entries.keys()];
-  for (const tokenid of replaced) await mutations.shadow.deleteSecret(tokenid);
-  await mutations.users.mutate((config) => {
+  for (const tokenid of replaced) await stores.shadow.deleteSecret(tokenid);
+  await stores.users.mutate((config) => {
     refuseUnlessForced(config, force, userCfg);
     replaceContent(config, imported.config);
   });

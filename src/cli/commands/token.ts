@@ -3,10 +3,18 @@ import { type Command, Option } from 'commander';
 import { currentEpochSeconds } from '../../config/active.js';
 import type { TokenFields } from '../../config/users.js';
 import type { Tokenid } from '../../ids.js';
-import { type CreatedToken, listTokens, listUsers } from '../../service/operations.js';
+import type { CreatedToken, TokenInfo } from '../../service/answers.js';
+import {
+  createToken,
+  deleteToken,
+  listTokens,
+  listUsers,
+  rotateToken,
+  updateToken,
+} from '../../service/operations.js';
 import { readShadow } from '../../shadow/file.js';
 import { expireArgument, flagArgument, tokenidArgument, useridArgument } from '../arguments.js';
-import { CLI_AUTHID, type Cli, type CliContext } from '../context.js';
+import type { Cli, CliContext } from '../context.js';
 import { formatExpire } from '../dates.js';
 import { type Column, yesNo } from '../output.js';
 
@@ -66,13 +74,10 @@ function fieldsOf(options: TokenOptions): TokenFields {
 }
 
 async function list(ctx: CliContext, userid: string | undefined): Promise<void> {
-  const config = await ctx.config();
   const perUser =
     userid === undefined
-      ? listUsers(config, CLI_AUTHID, { full: true }).map(
-          (u) => [u.userid, u.tokens ?? []] as const,
-        )
-      : [[userid, listTokens(config, CLI_AUTHID, userid)] as const];
+      ? (await ctx.read(listUsers, { full: true })).map((u) => [u.userid, u.tokens ?? []] as const)
+      : [[userid, await ctx.read(listTokens, { userid })] as const];
   const secrets = (await readShadow(ctx.settings.shadowPath)).entries;
   const rows: TokenRow[] = perUser.flatMap(([owner, tokens]) =>
     tokens.map((t) => {
@@ -111,13 +116,11 @@ export function registerTokenCommands(program: Command, cli: Cli): void {
     .option('--disabled', 'create it disabled')
     .action(
       cli.action(async (ctx, id: Tokenid, options: TokenOptions) => {
-        const mutations = await ctx.writer();
-        const created = await mutations.createToken(
-          CLI_AUTHID,
-          id.userid,
-          id.tokenName,
-          fieldsOf(options),
-        );
+        const created = await ctx.write(createToken, {
+          userid: id.userid,
+          tokenName: id.tokenName,
+          fields: fieldsOf(options),
+        });
         printSecret(ctx, created);
       }),
     );
@@ -141,8 +144,11 @@ export function registerTokenCommands(program: Command, cli: Cli): void {
       cli.action(async (ctx, id: Tokenid, options: TokenOptions) => {
         const changes = fieldsOf(options);
         if (Object.keys(changes).length === 0) ctx.usageError('nothing to change');
-        const mutations = await ctx.writer();
-        const info = await mutations.updateToken(CLI_AUTHID, id.userid, id.tokenName, changes);
+        const info = (await ctx.write(updateToken, {
+          userid: id.userid,
+          tokenName: id.tokenName,
+          changes,
+        })) as TokenInfo;
         const now = currentEpochSeconds();
         ctx.printRecord(info, [
           ['full-tokenid', id.authid],
@@ -160,8 +166,10 @@ export function registerTokenCommands(program: Command, cli: Cli): void {
     .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
     .action(
       cli.action(async (ctx, id: Tokenid) => {
-        const mutations = await ctx.writer();
-        printSecret(ctx, await mutations.rotateToken(CLI_AUTHID, id.userid, id.tokenName));
+        printSecret(
+          ctx,
+          await ctx.write(rotateToken, { userid: id.userid, tokenName: id.tokenName }),
+        );
       }),
     );
 
@@ -171,9 +179,8 @@ export function registerTokenCommands(program: Command, cli: Cli): void {
     .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
     .action(
       cli.action(async (ctx, id: Tokenid) => {
-        const mutations = await ctx.writer();
         ctx.printDone(
-          await mutations.deleteToken(CLI_AUTHID, id.userid, id.tokenName),
+          await ctx.write(deleteToken, { userid: id.userid, tokenName: id.tokenName }),
           `removed token ${id.authid}`,
         );
       }),

@@ -2,9 +2,9 @@
 import { type Command, Option } from 'commander';
 import { currentEpochSeconds } from '../../config/active.js';
 import type { UserFields } from '../../config/users.js';
-import { listUsers } from '../../service/operations.js';
+import { createUser, deleteUser, listUsers, updateUser } from '../../service/operations.js';
 import { expireArgument, listArgument, useridArgument } from '../arguments.js';
-import { CLI_AUTHID, type Cli } from '../context.js';
+import type { Cli } from '../context.js';
 import { formatExpire } from '../dates.js';
 import { yesNo } from '../output.js';
 
@@ -64,9 +64,8 @@ export function registerUserCommands(program: Command, cli: Cli): void {
     .option('--disabled', 'create it disabled')
     .action(
       cli.action(async (ctx, userid: string, options: UserOptions) => {
-        const mutations = await ctx.writer();
         ctx.printDone(
-          await mutations.createUser(CLI_AUTHID, userid, changesOf(options)),
+          await ctx.write(createUser, { userid, fields: changesOf(options) }),
           `added user ${userid}`,
         );
       }),
@@ -77,7 +76,7 @@ export function registerUserCommands(program: Command, cli: Cli): void {
     .description('list users')
     .action(
       cli.action(async (ctx) => {
-        const users = listUsers(await ctx.config(), CLI_AUTHID, { full: true });
+        const users = await ctx.read(listUsers, { full: true });
         const now = currentEpochSeconds();
         ctx.printList(users, [
           { header: 'USERID', cell: (u) => u.userid },
@@ -108,11 +107,7 @@ export function registerUserCommands(program: Command, cli: Cli): void {
           ctx.usageError('--append needs --groups');
         }
         if (Object.keys(changes).length === 0) ctx.usageError('nothing to change');
-        const mutations = await ctx.writer();
-        ctx.printDone(
-          await mutations.updateUser(CLI_AUTHID, userid, changes),
-          `updated user ${userid}`,
-        );
+        ctx.printDone(await ctx.write(updateUser, { userid, changes }), `updated user ${userid}`);
       }),
     );
 
@@ -122,8 +117,7 @@ export function registerUserCommands(program: Command, cli: Cli): void {
     .argument('<userid>', 'USER@REALM', useridArgument)
     .action(
       cli.action(async (ctx, userid: string) => {
-        const mutations = await ctx.writer();
-        ctx.printDone(await mutations.deleteUser(CLI_AUTHID, userid), `removed user ${userid}`);
+        ctx.printDone(await ctx.write(deleteUser, { userid }), `removed user ${userid}`);
       }),
     );
 }

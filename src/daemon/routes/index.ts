@@ -1,0 +1,93 @@
+/**
+ * The API routes under /api2/json, following Proxmox VE's conventions: a
+ * `{"data": ...}` envelope, form-urlencoded or JSON bodies, 401 for failed
+ * authentication, 403 for a missing privilege, 400 with per-parameter errors,
+ * 503 when the hashing queue is full. Each resource's routes are in their own
+ * module, each route one operation of the service's table.
+ */
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
+import type { UserConfigStore } from '../../access/user-info.js';
+import type { Authenticator, Identity } from '../../http/authenticate.js';
+import { errorCode, httpFailureOf } from '../../http/status.js';
+import type { RpcClient } from '../rpc.js';
+import { registerAclRoutes } from './acl.js';
+import { registerGroupRoutes } from './groups.js';
+import { registerPermissionRoutes } from './permissions.js';
+import { registerTokenRoutes } from './tokens.js';
+import { registerUserRoutes } from './users.js';
+
+export const VERSION = { version: '0.1.0', release: '0.1', repoid: 'token-shadow' };
+
+export interface RoutesOptions {
+  auth: Authenticator;
+  users: UserConfigStore;
+  rpc: RpcClient;
+  /** GET /version without authentication (benchmark baseline). */
+  publicVersion?: boolean;
+  /** Called with the seconds each authentication took (metrics). */
+  onAuthenticated?: (seconds: number) => void;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    identity: Identity | null;
+  }
+}
+
+/** Maps a fastify schema failure to PVE's per-parameter error object. */
+function parameterErrors(error: FastifyError): Record<string, string> {
+  const errors: Record<string, string> = {};
+  for (const v of error.validation ?? []) {
+    const missing = (v.params as { missingProperty?: string }).missingProperty;
+    const name = missing ?? v.instancePath.replace(/^\//, '').split('/')[0] ?? 'parameter';
+    errors[name || 'parameter'] = missing
+      ? 'property is missing and it is not optional'
+      : (v.message ?? 'invalid');
+  }
+  return errors;
+}
+
+export function registerRoutes(app: FastifyInstance, options: RoutesOptions): void {
+  app.decorateRequest('identity', null);
+  // PVE clients POST without a body when every parameter is optional.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined || request.body === null) request.body = {};
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error.validation) {
+      return reply.code(400).send({ data: null, errors: parameterErrors(error) });
+    }
+    const failure = httpFailureOf(error);
+    if (failure.status === 401) {
+      request.log.info({ reason: (error as { reason?: string }).reason }, 'authentication failed');
+      return reply.code(401).send({ data: null });
+    }
+    if (failure.status >= 500 && failure.status !== 503) {
+      request.log.error({ err: errorCode(error) }, 'request failed');
+    }
+    const { status, ...body } = failure;
+    return reply.code(status).send({ data: null, ...body });
+  });
+
+  const authenticate = async (request: FastifyRequest) => {
+    const start = process.hrtime.bigint();
+    request.identity = await options.auth.authenticate(request.headers);
+    options.onAuthenticated?.(Number(process.hrtime.bigint() - start) / 1e9);
+  };
+  const ctx = { users: options.users, rpc: options.rpc, authenticate };
+
+  app.register(
+    async (api) => {
+      api.get('/version', { onRequest: options.publicVersion ? [] : [authenticate] }, async () => ({
+        data: VERSION,
+      }));
+      registerPermissionRoutes(api, ctx);
+      registerUserRoutes(api, ctx);
+      registerTokenRoutes(api, ctx);
+      registerAclRoutes(api, ctx);
+      registerGroupRoutes(api, ctx);
+    },
+    { prefix: '/api2/json' },
+  );
+}

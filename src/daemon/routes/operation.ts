@@ -1,0 +1,93 @@
+/**
+ * One API route per operation of the table: its fastify schemas are cut from
+ * the operation's parameters (the names in the URL become the path schema,
+ * the rest the query of a GET or DELETE, or the body of a POST or PUT), its
+ * privilege rule is checked on the worker's cached config, and then a read
+ * is answered here while a write is forwarded to the manager, which checks
+ * the rule again on the fresh config.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { UserConfigStore } from '../../access/user-info.js';
+import type { UserConfig } from '../../config/types.js';
+import { ApiError } from '../../errors.js';
+import type { Identity } from '../../http/authenticate.js';
+import type { Operation } from '../../service/operations.js';
+import type { ParameterSchema, Raw } from '../../service/params.js';
+import type { RpcClient } from '../rpc.js';
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+/** What every route needs from the worker. */
+export interface RouteContext {
+  users: UserConfigStore;
+  rpc: RpcClient;
+  /** The onRequest hook that authenticates and sets `request.identity`. */
+  authenticate: (request: FastifyRequest) => Promise<void>;
+}
+
+function pick(schema: ParameterSchema, names: readonly string[], keep: boolean) {
+  const properties = Object.fromEntries(
+    Object.entries(schema.properties).filter(([name]) => names.includes(name) === keep),
+  );
+  const required = (schema.required ?? []).filter((name) => names.includes(name) === keep);
+  return { type: 'object', properties, ...(required.length > 0 ? { required } : {}) } as const;
+}
+
+/** Fastify's schemas for `url`, from the operation's flat parameters. */
+function schemasOf(method: Method, url: string, parameters: ParameterSchema) {
+  const pathNames = [...url.matchAll(/:(\w+)/g)].map((match) => match[1] as string);
+  const rest = pick(parameters, pathNames, false);
+  const hasRest = Object.keys(rest.properties).length > 0;
+  return {
+    ...(pathNames.length > 0 ? { params: pick(parameters, pathNames, true) } : {}),
+    ...(hasRest
+      ? { [method === 'GET' || method === 'DELETE' ? 'querystring' : 'body']: rest }
+      : {}),
+  };
+}
+
+function config(ctx: RouteContext): UserConfig | Promise<UserConfig> {
+  return ctx.users.current() ?? ctx.users.get();
+}
+
+/** Forwards a checked write to the manager; its refusal keeps the manager's status. */
+async function forward(ctx: RouteContext, name: string, caller: Identity, params: unknown) {
+  let response: Awaited<ReturnType<RpcClient['call']>>;
+  try {
+    response = await ctx.rpc.call(name, caller.authid, params as Raw);
+  } catch {
+    throw new ApiError(503, 'manager unavailable');
+  }
+  if (!response.ok) throw new ApiError(response.status, response.message, response.errors);
+  return response.data;
+}
+
+/** The API parameters of a request: its path parameters with its query or body. */
+function inputOf(method: Method, request: FastifyRequest): Raw {
+  const rest = method === 'GET' || method === 'DELETE' ? request.query : request.body;
+  return { ...((rest ?? {}) as Raw), ...(request.params as Raw) };
+}
+
+/** Serves `operation` at `method url`, answering PVE's `{"data": ...}`. */
+export function operationRoute<P>(
+  api: FastifyInstance,
+  ctx: RouteContext,
+  method: Method,
+  url: string,
+  operation: Operation<P>,
+): void {
+  api.route({
+    method,
+    url,
+    onRequest: [ctx.authenticate],
+    schema: schemasOf(method, url, operation.parameters),
+    handler: async (request) => {
+      const caller = request.identity as Identity;
+      const params = operation.fromApi(inputOf(method, request));
+      const current = await config(ctx);
+      operation.authorize(caller, params, current);
+      if (operation.access === 'read') return { data: operation.run(current, caller, params) };
+      return { data: await forward(ctx, operation.name, caller, params) };
+    },
+  });
+}

@@ -1,0 +1,53 @@
+/** What the operations answer about users and tokens, in Proxmox VE's shapes (flags as 0/1). */
+import type { AclEntry } from '../config/acl.js';
+import { groupsOfUser } from '../config/groups.js';
+import type { TokenEntry, UserConfig, UserEntry } from '../config/types.js';
+
+const flag = (value: boolean): 0 | 1 => (value ? 1 : 0);
+
+export function tokenInfo(token: TokenEntry) {
+  return {
+    enable: flag(token.enable),
+    expire: token.expire,
+    privsep: flag(token.privsep),
+    comment: token.comment,
+  };
+}
+
+export type TokenInfo = ReturnType<typeof tokenInfo>;
+
+/** A token with its new secret: the only answer that ever carries a secret. */
+export interface CreatedToken {
+  'full-tokenid': string;
+  info: TokenInfo;
+  /** The secret, shown once. */
+  value: string;
+}
+
+export function userInfo(config: UserConfig, userid: string, user: UserEntry, full: boolean) {
+  return {
+    userid,
+    enable: flag(user.enable),
+    expire: user.expire,
+    firstname: user.firstname,
+    lastname: user.lastname,
+    email: user.email,
+    comment: user.comment,
+    groups: groupsOfUser(config, userid).join(','),
+    ...(full
+      ? {
+          tokens: [...user.tokens].map(([tokenid, token]) => ({ tokenid, ...tokenInfo(token) })),
+        }
+      : {}),
+  };
+}
+
+export function aclInfo(entry: AclEntry) {
+  return {
+    path: entry.path,
+    type: entry.type,
+    ugid: entry.ugid,
+    roleid: entry.roleid,
+    propagate: flag(entry.propagate),
+  };
+}
