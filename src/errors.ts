@@ -104,7 +104,7 @@ export class ConfigError extends TokenShadowError {
   }
 }
 
-/** The access-control configuration or backend was used before `init()`. */
+/** The access-control configuration was read with accessConfig() before `init()`. */
 export class AccessControlNotInitialisedError extends TokenShadowError {
   constructor(what: string) {
     super('ERR_ACCESS_CONTROL_NOT_INITIALISED', `access control ${what} used before init()`);

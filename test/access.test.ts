@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  type AccessControlBackend,
   type AccessControlConfig,
   AccessControlNotInitialisedError,
-  accessBackend,
   accessConfig,
   ConfigError,
   checkPrivileges,
   DEFAULT_ACCESS_BACKEND,
   importPveUserConfig,
   init,
-  initSeparate,
   PVE_ACCESS_CONTROL,
   PVE_BUILTIN_ROLES,
   PVE_PRIVILEGES,
@@ -25,47 +22,34 @@ import {
 // Runs first, while nothing has been initialised in this process.
 describe('access: initialisation', () => {
   it('throws a clear error before init()', () => {
-    assert.throws(() => accessConfig(), AccessControlNotInitialisedError);
     assert.throws(
-      () => accessBackend(),
+      () => accessConfig(),
       (e: unknown) =>
         e instanceof AccessControlNotInitialisedError &&
         e.code === 'ERR_ACCESS_CONTROL_NOT_INITIALISED' &&
-        /backend used before init\(\)/.test(e.message),
+        /configuration used before init\(\)/.test(e.message),
     );
   });
 
-  it('stores one object for both, or two separately', () => {
-    let generation = 0;
-    const both: AccessControlConfig & AccessControlBackend = {
+  it('stores the configuration init() is given, until the next init()', () => {
+    const custom: AccessControlConfig = {
       ...PVE_ACCESS_CONTROL,
       isSuperuser: (authid) => authid === 'boss@pve',
-      initUserConfig: () => {},
-      userAndAclGeneration: () => generation,
-      incrementUserAndAclGeneration: () => ++generation,
-      tokenShadowGeneration: () => null,
-      incrementTokenShadowGeneration: () => null,
     };
-    init(both);
-    assert.equal(accessConfig(), both);
-    assert.equal(accessBackend(), both);
-    assert.equal(accessBackend().incrementUserAndAclGeneration(), 1);
-    assert.equal(accessBackend().userAndAclGeneration(), 1);
+    init(custom);
+    assert.equal(accessConfig(), custom);
     const { config } = parseUserConfig('user:boss@pve:1:0::::::');
     assert.ok(checkPrivileges(config, 'boss@pve', '/', ['Sys.PowerMgmt']), 'uses the init config');
-    initSeparate(PVE_ACCESS_CONTROL, DEFAULT_ACCESS_BACKEND);
+    init(PVE_ACCESS_CONTROL);
     assert.equal(accessConfig(), PVE_ACCESS_CONTROL);
-    assert.equal(accessBackend(), DEFAULT_ACCESS_BACKEND);
     assert.equal(checkPrivileges(config, 'boss@pve', '/', ['Sys.PowerMgmt']), false);
   });
 
-  it('the default backend re-adds root@pam and keeps no generations', () => {
+  it('the default backend re-adds root@pam', () => {
     const { config } = parseUserConfig('user:joe@pve:1:0::::::');
     assert.equal(config.users.has('root@pam'), false);
     DEFAULT_ACCESS_BACKEND.initUserConfig(config);
     assert.equal(config.users.get('root@pam')?.enable, true);
-    assert.equal(DEFAULT_ACCESS_BACKEND.userAndAclGeneration(), null);
-    assert.equal(DEFAULT_ACCESS_BACKEND.incrementTokenShadowGeneration(), null);
   });
 });
 
@@ -400,7 +384,6 @@ describe('access: custom configuration', () => {
       ]),
       isSuperuser: () => false,
       noAccessRole: null,
-      adminRole: null,
     };
     const { config, warnings } = parseUserConfig(
       'user:a@pve:1:0::::::\nrole:Writer:Write,VM.Audit:\nacl:1:/:a@pve:Reader,Deny,Writer:',

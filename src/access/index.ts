@@ -1,16 +1,15 @@
 export {
   type AccessControlBackend,
   type AccessControlConfig,
-  accessBackend,
   accessConfig,
   accessConfigOrDefault,
   DEFAULT_ACCESS_BACKEND,
   init,
-  initSeparate,
   PVE_ACCESS_CONTROL,
   rolePrivileges,
   SUPERUSER,
-} from './control.js';
+} from '../config/access-control.js';
+export { PVE_BUILTIN_ROLES, PVE_PRIVILEGES } from '../config/privileges.js';
 export {
   checkPrivileges,
   DEFAULT_PERMISSION_PATHS,
@@ -20,5 +19,4 @@ export {
   permissionsTree,
   rolesAt,
 } from './permissions.js';
-export { PVE_BUILTIN_ROLES, PVE_PRIVILEGES } from './privileges.js';
-export { pageBackend, UserConfigStore, type UserConfigStoreOptions } from './user-info.js';
+export { UserConfigStore, type UserConfigStoreOptions } from './user-info.js';

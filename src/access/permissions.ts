@@ -17,13 +17,18 @@
  * Results map each privilege to its propagate flag: true when some role that
  * grants it propagates. Pools are not supported.
  */
+
+import {
+  type AccessControlConfig,
+  accessConfigOrDefault,
+  rolePrivileges,
+} from '../config/access-control.js';
 import type { AclKind } from '../config/acl.js';
 import { currentEpochSeconds, isTokenActive, isUserActive } from '../config/active.js';
 import { normalizeAclPath } from '../config/syntax.js';
 import type { AclNode, AclRoles, UserConfig } from '../config/types.js';
 import { ConfigError, quote } from '../errors.js';
-import { type Authid, parseAuthid } from '../ids.js';
-import { type AccessControlConfig, accessConfigOrDefault, rolePrivileges } from './control.js';
+import { type AuthidParts, authidParts, userParts } from '../ids.js';
 
 /** Privilege -> propagate flag. */
 export type PrivilegeMap = Map<string, boolean>;
@@ -78,7 +83,7 @@ function applicable(roles: AclRoles | undefined, final: boolean, into: AclRoles)
   }
 }
 
-function levelRoles(config: UserConfig, node: AclNode, id: Authid, final: boolean): AclRoles {
+function levelRoles(config: UserConfig, node: AclNode, id: AuthidParts, final: boolean): AclRoles {
   const kind: AclKind = id.tokenName === null ? 'users' : 'tokens';
   const own: AclRoles = new Map();
   applicable(node[kind].get(id.authid), final, own);
@@ -93,14 +98,14 @@ function levelRoles(config: UserConfig, node: AclNode, id: Authid, final: boolea
 /** The roles that decide for a user or token at a path (PVE's roles()). */
 export function rolesAt(
   config: UserConfig,
-  authid: string,
+  authid: string | AuthidParts,
   path: string,
   access: AccessControlConfig = accessConfigOrDefault(),
 ): AclRoles {
   const normalized = normalizeAclPath(path);
-  let id: Authid;
+  let id: AuthidParts;
   try {
-    id = parseAuthid(authid);
+    id = authidParts(authid);
   } catch {
     return new Map();
   }
@@ -126,7 +131,7 @@ function allPrivileges(access: AccessControlConfig): PrivilegeMap {
 /** Privileges from the ACL alone, without the superuser or token rules. */
 function aclPrivileges(
   config: UserConfig,
-  authid: string,
+  authid: AuthidParts,
   path: string,
   access: AccessControlConfig,
 ): PrivilegeMap {
@@ -150,32 +155,32 @@ function aclPrivileges(
  */
 export function permissions(
   config: UserConfig,
-  authid: string,
+  authid: string | AuthidParts,
   path: string,
   nowOrOptions?: number | PermissionOptions,
 ): PrivilegeMap {
   const { now, access } = resolveOptions(nowOrOptions);
   const normalized = normalizeAclPath(path);
-  let id: Authid;
+  let id: AuthidParts;
   try {
-    id = parseAuthid(authid);
+    id = authidParts(authid);
   } catch {
     return new Map();
   }
   if (normalized === null) return new Map();
-  const ownPrivileges = (who: string) => {
-    return access.isSuperuser(who)
+  const ownPrivileges = (who: AuthidParts) => {
+    return access.isSuperuser(who.authid)
       ? allPrivileges(access)
       : aclPrivileges(config, who, normalized, access);
   };
   if (id.tokenName === null)
-    return isUserActive(config, id.userid, now) ? ownPrivileges(id.userid) : new Map();
-  if (!isTokenActive(config, id.authid, now)) return new Map();
-  const userPrivileges = ownPrivileges(id.userid);
+    return isUserActive(config, id.userid, now) ? ownPrivileges(id) : new Map();
+  if (!isTokenActive(config, id, now)) return new Map();
+  const userPrivileges = ownPrivileges(userParts(id));
   const token = config.users.get(id.userid)?.tokens.get(id.tokenName);
   if (!token?.privsep) return userPrivileges;
   const intersection: PrivilegeMap = new Map();
-  for (const [privilege, propagate] of ownPrivileges(id.authid)) {
+  for (const [privilege, propagate] of ownPrivileges(id)) {
     const userPropagate = userPrivileges.get(privilege);
     if (userPropagate !== undefined) intersection.set(privilege, propagate && userPropagate);
   }
@@ -189,7 +194,7 @@ export function permissions(
  */
 export function checkPrivileges(
   config: UserConfig,
-  authid: string,
+  authid: string | AuthidParts,
   path: string,
   privileges: readonly string[],
   options: PermissionOptions & { any?: boolean } = {},
@@ -214,7 +219,7 @@ export function checkPrivileges(
  */
 export function permissionsTree(
   config: UserConfig,
-  authid: string,
+  authid: string | AuthidParts,
   options: PermissionOptions & { paths?: readonly string[] } = {},
 ): Record<string, Record<string, 0 | 1>> {
   const paths = new Set([...(options.paths ?? DEFAULT_PERMISSION_PATHS), ...config.acl.keys()]);

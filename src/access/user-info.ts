@@ -6,6 +6,7 @@
  * so every process sees a new, disabled or changed token on its next request.
  */
 import { promises as fsp } from 'node:fs';
+import { type AccessControlBackend, DEFAULT_ACCESS_BACKEND } from '../config/access-control.js';
 import { parseUserConfig, type UserConfigDialect } from '../config/parse.js';
 import type { UserConfig } from '../config/types.js';
 import { writeUserConfig } from '../config/write.js';
@@ -22,10 +23,9 @@ import {
   stampPath,
   wallClockNs,
 } from '../files/stamp.js';
-import { untrustworthy } from '../files/trust.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
-import { type AccessControlBackend, DEFAULT_ACCESS_BACKEND } from './control.js';
+import { untrustworthy } from '../trust.js';
 
 export interface UserConfigStoreOptions {
   path: string;
@@ -184,15 +184,4 @@ export class UserConfigStore {
     this.#generation = generation;
     this.#freshness.touch();
   }
-}
-
-/** An AccessControlBackend whose generations live on the shared page. */
-export function pageBackend(page: GenerationPage | null): AccessControlBackend {
-  return {
-    initUserConfig: DEFAULT_ACCESS_BACKEND.initUserConfig,
-    userAndAclGeneration: () => page?.load(Slot.USER_AND_ACL) ?? null,
-    incrementUserAndAclGeneration: () => page?.increment(Slot.USER_AND_ACL) ?? null,
-    tokenShadowGeneration: () => page?.load(Slot.TOKEN_SHADOW) ?? null,
-    incrementTokenShadowGeneration: () => page?.increment(Slot.TOKEN_SHADOW) ?? null,
-  };
 }

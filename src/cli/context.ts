@@ -5,7 +5,7 @@
  */
 import { statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { SUPERUSER } from '../access/control.js';
+import { SUPERUSER } from '../config/access-control.js';
 import type { UserConfig } from '../config/types.js';
 import { GenerationPageError } from '../errors.js';
 import { GenerationPage } from '../generations/page.js';

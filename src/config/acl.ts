@@ -4,10 +4,11 @@
  * group and token at one path. Nodes left empty are removed, so that writing
  * and reading the configuration gives the same structure back.
  */
-import type { AccessControlConfig } from '../access/control.js';
-import { accessConfigOrDefault } from '../access/control.js';
+
 import { ConfigError, quote } from '../errors.js';
 import { type Authid, parseAuthid } from '../ids.js';
+import type { AccessControlConfig } from './access-control.js';
+import { accessConfigOrDefault } from './access-control.js';
 import { normalizeAclPath } from './syntax.js';
 import { type AclNode, aclEntryOf, type UserConfig } from './types.js';
 

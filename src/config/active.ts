@@ -2,7 +2,7 @@
  * Whether a user or token may act now. Expiry is inclusive: at `expire` the
  * account is already expired (PVE compares with '<', one second later).
  */
-import { parseAuthid } from '../ids.js';
+import { type AuthidParts, authidParts } from '../ids.js';
 import type { UserConfig } from './types.js';
 
 function expired(expire: number, nowSeconds: number): boolean {
@@ -16,10 +16,14 @@ export function isUserActive(config: UserConfig, userid: string, nowSeconds: num
 }
 
 /** The token and its user exist, are enabled and have not expired. Never throws. */
-export function isTokenActive(config: UserConfig, tokenid: string, nowSeconds: number): boolean {
-  let id: ReturnType<typeof parseAuthid>;
+export function isTokenActive(
+  config: UserConfig,
+  tokenid: string | AuthidParts,
+  nowSeconds: number,
+): boolean {
+  let id: AuthidParts;
   try {
-    id = parseAuthid(tokenid);
+    id = authidParts(tokenid);
   } catch {
     return false;
   }

@@ -2,7 +2,7 @@
  * Moving from Proxmox VE: its user.cfg read in its own dialect (tokens without
  * an ENABLE field) and written in ours, where every token has one.
  */
-import type { AccessControlConfig } from '../access/control.js';
+import type { AccessControlConfig } from './access-control.js';
 import { type ParsedUserConfig, parseUserConfig } from './parse.js';
 import { writeUserConfig } from './write.js';
 

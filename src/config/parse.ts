@@ -3,12 +3,13 @@
  * is skipped (or the bad part of it is) and a warning names the line, so one
  * typo cannot lock every user out. Warnings are returned, not logged.
  */
-import type { AccessControlConfig } from '../access/control.js';
-import { accessConfigOrDefault } from '../access/control.js';
-import { REMOVED_PRIVILEGES } from '../access/privileges.js';
+
 import { ConfigError, quote } from '../errors.js';
 import { isAuthid, isTokenid, parseAuthid, parseTokenid, parseUserid } from '../ids.js';
+import type { AccessControlConfig } from './access-control.js';
+import { accessConfigOrDefault } from './access-control.js';
 import { decodeText } from './encoding.js';
+import { REMOVED_PRIVILEGES } from './privileges.js';
 import {
   isGroupId,
   isRawField,

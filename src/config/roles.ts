@@ -2,9 +2,10 @@
  * Changing custom roles. Built-in roles belong to the access-control
  * configuration and cannot be changed here.
  */
-import type { AccessControlConfig } from '../access/control.js';
-import { accessConfigOrDefault } from '../access/control.js';
+
 import { ConfigError, quote } from '../errors.js';
+import type { AccessControlConfig } from './access-control.js';
+import { accessConfigOrDefault } from './access-control.js';
 import { removeRoleFromAcl } from './acl.js';
 import { isRoleId } from './syntax.js';
 import type { UserConfig } from './types.js';

@@ -1,7 +1,7 @@
 import { fstatSync, statSync } from 'node:fs';
 import { GenerationPageError, type GenerationPageProblem } from '../errors.js';
-import { untrustworthy } from '../files/trust.js';
 import { loadAddon, type NativePage } from '../native.js';
+import { untrustworthy } from '../trust.js';
 import { PAGE_SIZE, SLOT_COUNT } from './slots.js';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);

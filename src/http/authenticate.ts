@@ -1,5 +1,7 @@
 /**
- * authenticate(headers): the whole check of a token request. Syntax, then
+ * authenticate(headers): the whole check of a token request, from the header
+ * to the identity the privilege checks take (the token id is parsed once, by
+ * the header parser, and carried through). Syntax, then
  * whether the token is active (user and token enabled, not expired), then the
  * secret through the token.shadow cache. Every failure is the same
  * AuthenticationError (a bare 401); the secret is checked even for an
@@ -10,7 +12,7 @@ import type { UserConfigStore } from '../access/user-info.js';
 import { currentEpochSeconds, isTokenActive } from '../config/active.js';
 import { AuthenticationError } from '../errors.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
-import { type AuthorizationOptions, parseAuthorizationHeader } from './authorization.js';
+import { type AuthorizationOptions, parseCredentials } from './authorization.js';
 
 export interface Identity {
   /** The token id, `USER@REALM!TOKEN`. */
@@ -46,16 +48,14 @@ export class Authenticator {
   /** The identity behind the request, or AuthenticationError (BusyError when hashing is saturated). */
   async authenticate(headers: IncomingHttpHeaders | string | undefined): Promise<Identity> {
     const value = typeof headers === 'object' ? headers.authorization : headers;
-    const { tokenid, secret } = parseAuthorizationHeader(value, this.#header);
+    const { id, secret } = parseCredentials(value, this.#header);
     const config = this.#users.current() ?? (await this.#users.get());
-    const active = isTokenActive(config, tokenid, this.#now());
+    const active = isTokenActive(config, id, this.#now());
     const verified =
-      this.#shadow.verifyCached(tokenid, secret) ??
-      (await this.#shadow.verifySecret(tokenid, secret));
+      this.#shadow.verifyCached(id.authid, secret) ??
+      (await this.#shadow.verifySecret(id.authid, secret));
     if (!verified) throw new AuthenticationError('bad-secret');
     if (!active) throw new AuthenticationError('inactive');
-    // The header parser validated the id; a token name never contains '!'.
-    const bang = tokenid.lastIndexOf('!');
-    return { authid: tokenid, userid: tokenid.slice(0, bang), tokenName: tokenid.slice(bang + 1) };
+    return { authid: id.authid, userid: id.userid, tokenName: id.tokenName };
   }
 }

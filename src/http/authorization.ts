@@ -11,7 +11,7 @@
  * with a generic message; only its `reason` tells what went wrong.
  */
 import { AuthenticationError } from '../errors.js';
-import { parseTokenid } from '../ids.js';
+import { parseTokenid, type Tokenid } from '../ids.js';
 
 export type TokenScheme = 'PVEAPIToken' | 'PBSAPIToken' | 'PDMAPIToken';
 
@@ -33,6 +33,13 @@ export interface AuthorizationOptions {
 export interface TokenCredentials {
   scheme: TokenScheme;
   tokenid: string;
+  secret: string;
+}
+
+/** The credentials with the token id already parsed, for authentication to carry on. */
+export interface ParsedCredentials {
+  scheme: TokenScheme;
+  id: Tokenid;
   secret: string;
 }
 
@@ -101,6 +108,15 @@ export function parseAuthorizationHeader(
   value: string | string[] | undefined,
   options: AuthorizationOptions = {},
 ): TokenCredentials {
+  const { scheme, id, secret } = parseCredentials(value, options);
+  return { scheme, tokenid: id.authid, secret };
+}
+
+/** parseAuthorizationHeader, answering the parsed token id. */
+export function parseCredentials(
+  value: string | string[] | undefined,
+  options: AuthorizationOptions = {},
+): ParsedCredentials {
   const header = single(value);
   if (header.length > (options.maxHeaderLength ?? DEFAULT_MAX_HEADER_LENGTH)) fail('too-long');
   const scheme = TOKEN_SCHEMES.find((name) => header.startsWith(name));
@@ -113,10 +129,11 @@ export function parseAuthorizationHeader(
   const maxSecret = options.maxSecretBytes ?? DEFAULT_MAX_SECRET_BYTES;
   if (Buffer.byteLength(secret, 'utf8') > maxSecret) fail('too-long');
   if (secret === '') fail('malformed-header');
+  let id: Tokenid;
   try {
-    parseTokenid(tokenid);
+    id = parseTokenid(tokenid);
   } catch {
-    fail('invalid-id');
+    return fail('invalid-id');
   }
-  return { scheme, tokenid, secret };
+  return { scheme, id, secret };
 }

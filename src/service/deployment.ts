@@ -4,8 +4,8 @@
  * workers and tokenctl so that they all agree on paths and generations.
  */
 import { promises as fsp } from 'node:fs';
-import { initSeparate, PVE_ACCESS_CONTROL } from '../access/control.js';
-import { pageBackend, UserConfigStore } from '../access/user-info.js';
+import { UserConfigStore } from '../access/user-info.js';
+import { init, PVE_ACCESS_CONTROL } from '../config/access-control.js';
 import { type GenerationPage, openGenerationPageOrNull } from '../generations/page.js';
 import { HashPool } from '../hashing/pool.js';
 import { TokenShadow } from '../shadow/token-shadow.js';
@@ -51,7 +51,7 @@ export function openDeployment(
       )
     : null;
   const pool = new HashPool({ threads: settings.hashThreads, maxQueue: settings.hashQueue });
-  initSeparate(PVE_ACCESS_CONTROL, pageBackend(page));
+  init(PVE_ACCESS_CONTROL);
   const gid = settings.gid === undefined ? {} : { gid: settings.gid };
   const users = new UserConfigStore({
     path: settings.userCfgPath,

@@ -235,7 +235,7 @@ export const readPermissions = read({
     if (!own) requirePrivileges(config, caller, '/access', ['Sys.Audit']);
   },
   run(config, caller, params) {
-    const tree = permissionsTree(config, params.userid ?? caller.authid, {
+    const tree = permissionsTree(config, params.userid ?? caller, {
       now: currentEpochSeconds(),
       ...(params.path ? { paths: [params.path] } : {}),
     });

@@ -6,22 +6,18 @@
 import { checkPrivileges } from '../access/permissions.js';
 import type { UserConfig } from '../config/types.js';
 import { ApiError } from '../errors.js';
+import type { AuthidParts } from '../ids.js';
 
 /** Where PVE checks the user and group privileges. */
 export const ACCESS_GROUPS = '/access/groups';
 
 /**
  * Who asks: the authenticated user or token, parsed once (by the header
- * parser in the API, from the socket request in the manager). A token's
- * privilege separation is read from the config the rule is checked against.
+ * parser in the API, from the socket request in the manager, root@pam in
+ * tokenctl). A token's privilege separation is read from the config the rule
+ * is checked against.
  */
-export interface Caller {
-  /** `USER@REALM` or `USER@REALM!TOKEN`. */
-  readonly authid: string;
-  readonly userid: string;
-  /** Null for a user. */
-  readonly tokenName: string | null;
-}
+export type Caller = AuthidParts;
 
 /** 403 unless `caller` holds the privileges (all, or any with `any`) on `path`. */
 export function requirePrivileges(
@@ -31,7 +27,7 @@ export function requirePrivileges(
   privs: readonly string[],
   any = false,
 ): void {
-  if (!checkPrivileges(config, caller.authid, path, [...privs], { any })) {
+  if (!checkPrivileges(config, caller, path, privs, { any })) {
     throw new ApiError(403, `Permission check failed (${path}, ${privs.join(any ? '|' : ', ')})`);
   }
 }
@@ -50,5 +46,5 @@ export const USER_AUDIT = ['Sys.Audit', 'User.Modify'] as const;
 
 /** Whether `caller` sees every user, not only itself. */
 export function canAuditUsers(config: UserConfig, caller: Caller): boolean {
-  return checkPrivileges(config, caller.authid, ACCESS_GROUPS, [...USER_AUDIT], { any: true });
+  return checkPrivileges(config, caller, ACCESS_GROUPS, USER_AUDIT, { any: true });
 }

@@ -100,8 +100,3 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
     caching: input.caching ?? true,
   };
 }
-
-/** Settings to argv, so the primary can hand them to the processes it starts. */
-export function settingsToArgs(settings: Settings): string[] {
-  return ['--settings', JSON.stringify(settings)];
-}

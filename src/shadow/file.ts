@@ -6,7 +6,7 @@
 import { promises as fsp } from 'node:fs';
 import { ShadowFileError } from '../errors.js';
 import { ABSENT, type FileStamp, stampOf } from '../files/stamp.js';
-import { untrustworthy } from '../files/trust.js';
+import { untrustworthy } from '../trust.js';
 
 export interface ShadowSnapshot {
   /** token id -> hash, as on disk when `stamp` was taken. */

@@ -53,14 +53,6 @@ export class VerifiedSecretCache {
     return equal;
   }
 
-  hashOf(tokenid: string): string | undefined {
-    return this.#entries.get(tokenid)?.hash;
-  }
-
-  has(tokenid: string): boolean {
-    return this.#entries.has(tokenid);
-  }
-
   /** Records that `secret` verified against `hash` for `tokenid`. */
   set(tokenid: string, hash: string, secret: string): void {
     let entry = this.#entries.get(tokenid);
@@ -71,13 +63,6 @@ export class VerifiedSecretCache {
     }
     entry.hash = hash;
     this.#addon.digestInto(this.#slab, entry.slot * this.#width, secret);
-  }
-
-  delete(tokenid: string): boolean {
-    const entry = this.#entries.get(tokenid);
-    if (entry === undefined) return false;
-    this.#release(tokenid, entry);
-    return true;
   }
 
   clear(): number {

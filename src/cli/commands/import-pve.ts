@@ -10,7 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { SUPERUSER } from '../../access/control.js';
+import { SUPERUSER } from '../../config/access-control.js';
 import { importPveUserConfig } from '../../config/import.js';
 import type { UserConfig } from '../../config/types.js';
 import { ConfigError, quote } from '../../errors.js';
