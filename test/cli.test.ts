@@ -427,7 +427,8 @@ describe('tokenctl import-pve', () => {
     assert.equal(summary['removed-secrets'], 1);
     assert.deepEqual(summary['tokens-without-secret'], ['joe@pve!ci', 'joe@pve!ro']);
     assert.match(imported.stderr, /tokenctl: warning: .*Bogus\.Priv/);
-    assert.match(imported.stderr, /tokenctl: warning: .*pool/);
+    assert.match(imported.stderr, /tokenctl: warning: .*"VM.Monitor" of role "Custom": removed/);
+    assert.equal(summary.pools, 2);
     assert.ok((await slots(dirs)).USER_AND_ACL > before.USER_AND_ACL, 'announced');
     assert.equal(await verifies(dirs, 'root@pam!old', oldSecret), false);
 
@@ -448,13 +449,46 @@ describe('tokenctl import-pve', () => {
     const ann = users.find((u) => u.userid === 'ann@pve');
     assert.equal(ann?.enable, 0, "PVE's empty enable field means disabled");
     assert.equal(ann?.groups, 'admins');
-    const acl = await tokenctlJson<Array<{ roleid: string }>>(dirs, 'acl', 'list');
+    const acl = await tokenctlJson<Array<{ path: string; roleid: string }>>(dirs, 'acl', 'list');
     assert.deepEqual(
-      acl.map((e) => e.roleid),
-      ['PVEAuditor', 'Custom', 'PVEVMUser'],
+      acl.map((e) => `${e.path} ${e.roleid}`),
+      ['/ PVEAuditor', '/pool/marketing PVEVMUser', '/vms Custom', '/vms PVEVMUser'],
     );
     const text = readFileSync(path.join(dirs.config, 'user.cfg'), 'utf8');
     assert.match(text, /^token:joe@pve!ci:1:0:1:deploys:$/m, 'written in our dialect');
+    assert.match(text, /^role:Custom:VM.Audit,VM.Console:$/m, 'VM.Monitor dropped');
+    const poolLines = (cfg: string) => cfg.split('\n').filter((line) => line.startsWith('pool:'));
+    const pveText = readFileSync(PVE_USER_CFG, 'utf8');
+    assert.deepEqual(poolLines(text), poolLines(pveText), 'pool lines as PVE wrote them');
+
+    const pools = await tokenctlJson<
+      Array<{ poolid: string; comment?: string; members: unknown[] }>
+    >(dirs, 'pool', 'list');
+    assert.deepEqual(pools, [
+      {
+        poolid: 'marketing',
+        comment: 'Marketing team',
+        members: [
+          { vmid: 100 },
+          { vmid: 101 },
+          { type: 'storage', storage: 'local' },
+          { type: 'storage', storage: 'nfs' },
+        ],
+      },
+      {
+        poolid: 'marketing/interns',
+        members: [{ vmid: 102 }, { type: 'storage', storage: 'local' }],
+      },
+    ]);
+    const table = await tokenctl(dirs, 'pool', 'list');
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^POOLID\s+VMS\s+STORAGE\s+COMMENT$/m);
+    assert.match(table.stdout, /^marketing\s+100,101\s+local,nfs\s+Marketing team$/m);
+    assert.match(table.stdout, /^marketing\/interns\s+102\s+local$/m);
+    // Another change through tokenctl rewrites the file and keeps the pools.
+    assert.equal((await tokenctl(dirs, 'group', 'add', 'later')).code, 0);
+    const rewritten = readFileSync(path.join(dirs.config, 'user.cfg'), 'utf8');
+    assert.deepEqual(poolLines(rewritten), poolLines(pveText));
 
     const rotated = await tokenctl(dirs, 'token', 'rotate', 'joe@pve!ci');
     assert.equal(await verifies(dirs, 'joe@pve!ci', secretOf(rotated.stdout)), true);
@@ -464,7 +498,7 @@ describe('tokenctl import-pve', () => {
     const dirs = deploymentDirs();
     const imported = await tokenctl(dirs, 'import-pve', PVE_USER_CFG);
     assert.equal(imported.code, 0, imported.stderr);
-    assert.match(imported.stdout, /^imported 3 users, 2 tokens, 1 groups, 1 roles/);
+    assert.match(imported.stdout, /^imported 3 users, 2 tokens, 1 groups, 2 pools, 1 roles/);
     assert.match(imported.stderr, /tokenctl token rotate 'joe@pve!ci'/);
     const missing = await tokenctl(dirs, 'import-pve', path.join(dirs.root, 'nope.cfg'));
     assert.equal(missing.code, 1);

@@ -238,7 +238,7 @@ describe('config: warnings', () => {
       message: /too many fields/,
     },
     { name: 'unknown type', text: '\n\nbogus:1:2', line: 3, message: /unknown type "bogus"/ },
-    { name: 'pool', text: 'pool:p1::100::', line: 1, message: /pools are not supported/ },
+    { name: 'pool', text: 'pool:a/b/c/d:::', line: 1, message: /invalid pool id/ },
     { name: 'bad group id', text: 'group:bad name:::', line: 1, message: /invalid group id/ },
     {
       name: 'group member missing',

@@ -14,8 +14,11 @@
  * - unlike PVE, which checks this when authenticating, a disabled or expired
  *   user or token has no privileges here either.
  *
+ * - at '/vms/ID' and '/storage/ID', the roles held on the pools that have the
+ *   VM or storage as a member count too (see pool-roles.ts).
+ *
  * Results map each privilege to its propagate flag: true when some role that
- * grants it propagates. Pools are not supported.
+ * grants it propagates.
  */
 
 import {
@@ -25,10 +28,12 @@ import {
 } from '../config/access-control.js';
 import type { AclKind } from '../config/acl.js';
 import { currentEpochSeconds, isTokenActive, isUserActive } from '../config/active.js';
+import { poolMemberPaths } from '../config/pools.js';
 import { normalizeAclPath } from '../config/syntax.js';
 import type { AclNode, AclRoles, UserConfig } from '../config/types.js';
 import { ConfigError, quote } from '../errors.js';
 import { type AuthidParts, authidParts, userParts } from '../ids.js';
+import { withPoolRoles } from './pool-roles.js';
 
 /** Privilege -> propagate flag. */
 export type PrivilegeMap = Map<string, boolean>;
@@ -95,7 +100,10 @@ function levelRoles(config: UserConfig, node: AclNode, id: AuthidParts, final: b
   return fromGroups;
 }
 
-/** The roles that decide for a user or token at a path (PVE's roles()). */
+/**
+ * The roles that decide for a user or token at a path from the ACL alone
+ * (PVE's roles(), which, like this, does not consider pools).
+ */
 export function rolesAt(
   config: UserConfig,
   authid: string | AuthidParts,
@@ -135,7 +143,13 @@ function aclPrivileges(
   path: string,
   access: AccessControlConfig,
 ): PrivilegeMap {
-  const roles = rolesAt(config, authid, path, access);
+  const roles = withPoolRoles(
+    config,
+    path,
+    rolesAt(config, authid, path, access),
+    (poolPath) => rolesAt(config, authid, poolPath, access),
+    access.noAccessRole,
+  );
   const privileges: PrivilegeMap = new Map();
   if (access.noAccessRole !== null && roles.has(access.noAccessRole)) return privileges;
   for (const [role, propagate] of roles) {
@@ -214,15 +228,20 @@ export function checkPrivileges(
 
 /**
  * What GET /access/permissions returns without a path: for PVE's top-level
- * paths and every path in the ACL, the privileges held there (1 when they
- * propagate, 0 when not); paths without any are left out.
+ * paths, every path in the ACL and every pool member's path, the privileges
+ * held there (1 when they propagate, 0 when not); paths without any are left
+ * out.
  */
 export function permissionsTree(
   config: UserConfig,
   authid: string | AuthidParts,
   options: PermissionOptions & { paths?: readonly string[] } = {},
 ): Record<string, Record<string, 0 | 1>> {
-  const paths = new Set([...(options.paths ?? DEFAULT_PERMISSION_PATHS), ...config.acl.keys()]);
+  const paths = new Set([
+    ...(options.paths ?? DEFAULT_PERMISSION_PATHS),
+    ...config.acl.keys(),
+    ...poolMemberPaths(config),
+  ]);
   const tree: Record<string, Record<string, 0 | 1>> = {};
   for (const path of [...paths].sort()) {
     const granted = permissions(config, authid, path, options);

@@ -9,6 +9,7 @@ import { registerDoctorCommand } from './commands/doctor.js';
 import { registerGenerationsCommand } from './commands/generations.js';
 import { registerGroupCommands } from './commands/group.js';
 import { registerImportCommand } from './commands/import-pve.js';
+import { registerPoolCommands } from './commands/pool.js';
 import { registerTokenCommands } from './commands/token.js';
 import { registerUserCommands } from './commands/user.js';
 import type { Cli } from './context.js';
@@ -17,7 +18,7 @@ import { OUTPUT_FORMATS } from './output.js';
 export function buildProgram(cli: Cli): Command {
   const program = new Command('tokenctl')
     .description(
-      'Manage token-shadow users, API tokens, groups and ACLs on this host, as root@pam.',
+      'Manage token-shadow users, API tokens, groups, ACLs and pools on this host, as root@pam.',
     )
     .addOption(
       new Option('--config-dir <dir>', 'directory of user.cfg and token.shadow')
@@ -51,6 +52,7 @@ export function buildProgram(cli: Cli): Command {
   registerUserCommands(program, cli);
   registerGroupCommands(program, cli);
   registerAclCommands(program, cli);
+  registerPoolCommands(program, cli);
   registerImportCommand(program, cli);
   registerGenerationsCommand(program, cli);
   registerDoctorCommand(program, cli);

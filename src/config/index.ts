@@ -16,6 +16,14 @@ export {
   parseUserConfig,
   type UserConfigDialect,
 } from './parse.js';
+export {
+  addPool,
+  getPool,
+  isPoolId,
+  type PoolChanges,
+  removePool,
+  updatePool,
+} from './pools.js';
 export { addRole, removeRole, roleExists, updateRole } from './roles.js';
 export { isGroupId, isRoleId, normalizeAclPath } from './syntax.js';
 export {
@@ -24,6 +32,7 @@ export {
   type ConfigWarning,
   createUserConfig,
   type GroupEntry,
+  type PoolEntry,
   type TokenEntry,
   type UserConfig,
   type UserEntry,

@@ -9,6 +9,7 @@ import { isAuthid, isTokenid, parseAuthid, parseTokenid, parseUserid } from '../
 import type { AccessControlConfig } from './access-control.js';
 import { accessConfigOrDefault } from './access-control.js';
 import { decodeText } from './encoding.js';
+import { POOL_LINE_FIELDS, parsePoolLine } from './pools.js';
 import { REMOVED_PRIVILEGES } from './privileges.js';
 import {
   isGroupId,
@@ -128,7 +129,7 @@ function parseLine(context: LineContext): Problem {
     case 'acl':
       return parseAclLine(context);
     case 'pool':
-      return 'ignoring pool entry (pools are not supported)';
+      return tooManyFields(context, POOL_LINE_FIELDS) ?? parsePoolLine(context);
     default:
       return `ignoring line of unknown type ${quote(type, 16)}`;
   }

@@ -33,6 +33,19 @@ export interface GroupEntry {
   members: Set<string>;
 }
 
+/**
+ * A resource pool. Its members are VMs (/vms/ID) and storages (/storage/ID);
+ * an ACL entry on /pool/NAME applies to them. Nesting is in the name
+ * ('a/b' is a child of 'a'), up to three levels, as in PVE.
+ */
+export interface PoolEntry {
+  comment: string;
+  /** VM ids; a VM belongs to at most one pool. */
+  vms: Set<number>;
+  /** Storage ids; a storage may be in several pools. */
+  storage: Set<string>;
+}
+
 /** Role id -> propagate flag, for one user, group or token at one path. */
 export type AclRoles = Map<string, boolean>;
 
@@ -50,12 +63,20 @@ export interface UserConfig {
   roles: Map<string, Set<string>>;
   /** Keyed by normalized path. */
   acl: Map<string, AclNode>;
+  /** Keyed by pool id ('a', 'a/b'); every parent of a nested pool is here too. */
+  pools: Map<string, PoolEntry>;
 }
 
 export type ConfigWarning = { line: number; message: string };
 
 export function createUserConfig(): UserConfig {
-  return { users: new Map(), groups: new Map(), roles: new Map(), acl: new Map() };
+  return {
+    users: new Map(),
+    groups: new Map(),
+    roles: new Map(),
+    acl: new Map(),
+    pools: new Map(),
+  };
 }
 
 export function newUserEntry(fields: Partial<Omit<UserEntry, 'tokens'>> = {}): UserEntry {

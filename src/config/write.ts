@@ -2,11 +2,12 @@
  * Writes user.cfg canonically: the same configuration always gives the same
  * bytes, whatever order it was built in, so that a file can be compared and
  * written again without churn. Users (each followed by its tokens), groups,
- * custom roles, then ACLs by path and by users, groups, tokens.
+ * pools, custom roles, then ACLs by path and by users, groups, tokens.
  */
 import { ConfigError, quote } from '../errors.js';
 import { isAuthid, isTokenid } from '../ids.js';
 import { encodeText } from './encoding.js';
+import { poolLines } from './pools.js';
 import {
   isExpire,
   isGroupId,
@@ -134,7 +135,13 @@ function checkUgid(kind: keyof AclNode, id: string): void {
 
 /** The text of user.cfg; throws ConfigError('invalid') for a value the format cannot hold. */
 export function writeUserConfig(config: UserConfig): string {
-  const sections = [userLines(config), groupLines(config), roleLines(config), aclLines(config)];
+  const sections = [
+    userLines(config),
+    groupLines(config),
+    poolLines(config),
+    roleLines(config),
+    aclLines(config),
+  ];
   return sections
     .filter((lines) => lines.length > 0)
     .map((lines) => `${lines.join('\n')}\n`)

@@ -22,6 +22,7 @@ import type { UserConfigStore } from '../access/user-info.js';
 import { type AclRequest, listAcl, setAcl } from '../config/acl.js';
 import { currentEpochSeconds } from '../config/active.js';
 import { addGroup } from '../config/groups.js';
+import { POOL_ID_PATTERN } from '../config/pools.js';
 import type { UserConfig } from '../config/types.js';
 import type { TokenFields, UserFields } from '../config/users.js';
 import * as userConfig from '../config/users.js';
@@ -41,6 +42,7 @@ import {
   splitList,
   text,
 } from './params.js';
+import { POOL_AUDIT, type PoolInfo, poolPath, poolWithMembers, visiblePools } from './pools.js';
 import {
   ACCESS_GROUPS,
   type Caller,
@@ -345,6 +347,33 @@ export const listGroups = read({
   },
 });
 
+interface PoolListParams {
+  poolid?: string;
+  /** Every listed pool with its members (tokenctl); not an API parameter. */
+  members?: boolean;
+}
+
+export const listPools = read<PoolListParams, PoolInfo[]>({
+  name: 'pool.list',
+  summary: 'the pools with Pool.Audit, or one pool with its members',
+  parameters: {
+    type: 'object',
+    properties: { poolid: { type: 'string', pattern: POOL_ID_PATTERN, maxLength: 1000 } },
+  },
+  fromApi: (input) => defined({ poolid: input.poolid as string | undefined }),
+  parse: (raw) =>
+    defined({ poolid: optionalText(raw, 'poolid'), members: raw.members === true || undefined }),
+  authorize: (caller, params, config) => {
+    if (params.poolid !== undefined) {
+      requirePrivileges(config, caller, poolPath(params.poolid), POOL_AUDIT);
+    }
+  },
+  run: (config, caller, params) =>
+    params.poolid === undefined
+      ? visiblePools(config, caller, params.members ?? false)
+      : [poolWithMembers(config, params.poolid)],
+});
+
 // --- writes ----------------------------------------------------------------------
 
 export const createUser = write({
@@ -598,6 +627,7 @@ export const OPERATIONS: ReadonlyMap<string, Operation<Raw>> = new Map(
       readToken,
       readAcl,
       listGroups,
+      listPools,
       createUser,
       updateUser,
       deleteUser,

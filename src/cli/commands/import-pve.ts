@@ -28,7 +28,12 @@ function hasContent(config: UserConfig): boolean {
   const others = [...config.users.keys()].some((userid) => userid !== SUPERUSER);
   const rootTokens = (config.users.get(SUPERUSER)?.tokens.size ?? 0) > 0;
   return (
-    others || rootTokens || config.groups.size > 0 || config.roles.size > 0 || config.acl.size > 0
+    others ||
+    rootTokens ||
+    config.groups.size > 0 ||
+    config.roles.size > 0 ||
+    config.acl.size > 0 ||
+    config.pools.size > 0
   );
 }
 
@@ -36,7 +41,7 @@ function refuseUnlessForced(config: UserConfig, force: boolean, path: string): v
   if (force || !hasContent(config)) return;
   throw new ConfigError(
     'exists',
-    `${path} already has users, tokens, groups, roles or ACL entries besides root@pam; ` +
+    `${path} already has users, tokens, groups, pools, roles or ACL entries besides root@pam; ` +
       'give --force to replace them (their token secrets are removed too)',
   );
 }
@@ -46,6 +51,7 @@ function replaceContent(target: UserConfig, source: UserConfig): void {
   target.groups = source.groups;
   target.roles = source.roles;
   target.acl = source.acl;
+  target.pools = source.pools;
 }
 
 async function importPve(ctx: CliContext, file: string, force: boolean): Promise<void> {
@@ -71,6 +77,7 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
     users: config.users.size,
     tokens: tokenids.length,
     groups: config.groups.size,
+    pools: config.pools.size,
     roles: config.roles.size,
     acl: config.acl.size,
     warnings,
@@ -80,7 +87,7 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
   ctx.printDone(
     summary,
     `imported ${summary.users} users, ${summary.tokens} tokens, ${summary.groups} groups, ` +
-      `${summary.roles} roles and ACLs at ${summary.acl} paths from ${quote(file, 200)}` +
+      `${summary.pools} pools, ${summary.roles} roles and ACLs at ${summary.acl} paths from ${quote(file, 200)}` +
       (replaced.length > 0 ? `; removed ${replaced.length} secrets of replaced tokens` : ''),
   );
   if (ctx.format === 'table' && tokenids.length > 0) {
@@ -95,7 +102,7 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
 export function registerImportCommand(program: Command, cli: Cli): void {
   program
     .command('import-pve')
-    .description('import a Proxmox VE user.cfg (users, tokens, groups, roles, ACLs)')
+    .description('import a Proxmox VE user.cfg (users, tokens, groups, pools, roles, ACLs)')
     .argument('<file>', 'e.g. a copy of /etc/pve/user.cfg')
     .option('--force', 'replace a configuration that has more than root@pam')
     .action(

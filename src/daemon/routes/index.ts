@@ -13,6 +13,7 @@ import type { RpcClient } from '../rpc.js';
 import { registerAclRoutes } from './acl.js';
 import { registerGroupRoutes } from './groups.js';
 import { registerPermissionRoutes } from './permissions.js';
+import { registerPoolRoutes } from './pools.js';
 import { registerTokenRoutes } from './tokens.js';
 import { registerUserRoutes } from './users.js';
 
@@ -87,6 +88,7 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
       registerTokenRoutes(api, ctx);
       registerAclRoutes(api, ctx);
       registerGroupRoutes(api, ctx);
+      registerPoolRoutes(api, ctx);
     },
     { prefix: '/api2/json' },
   );
