@@ -8,6 +8,7 @@ import {
   createUserConfig,
   importPveUserConfig,
   isPoolId,
+  PVE_BUILTIN_ROLES,
   parseUserConfig,
   permissions,
   permissionsTree,
@@ -248,19 +249,8 @@ function listPools(config: UserConfig, authid: string, params: { poolid?: string
 describe('pools: permissions of members', () => {
   const { config, warnings } = parseUserConfig(POOLED);
   const now = 1000;
-  const VM_USER = [
-    'Pool.Audit',
-    'VM.Audit',
-    'VM.Backup',
-    'VM.Config.CDROM',
-    'VM.Config.Cloudinit',
-    'VM.Console',
-    'VM.GuestAgent.Audit',
-    'VM.GuestAgent.FileRead',
-    'VM.GuestAgent.FileSystemMgmt',
-    'VM.GuestAgent.FileWrite',
-    'VM.PowerMgmt',
-  ];
+  // PVEVMUser (its exact content is asserted in access.test.ts) and PVEPoolUser.
+  const VM_USER = [...(PVE_BUILTIN_ROLES.get('PVEVMUser') ?? []), 'Pool.Audit'].sort();
   const DATASTORE_USER = ['Datastore.AllocateSpace', 'Datastore.Audit'];
   const at = (authid: string, path: string) => permissions(config, authid, path, now);
 
