@@ -91,25 +91,25 @@ function pageFailure(path: string, warning: string | undefined): GenerationPageE
   }
 }
 
+/** What one command runs with; the run itself (output, exit code) is `cli`. */
 export class CliContext {
-  readonly io: CliIo;
+  readonly cli: Cli;
   readonly format: OutputFormat;
   readonly settings: Settings;
   readonly command: Command;
-  exitCode: number = ExitCode.OK;
   #deployment: Deployment | null = null;
   #pageWarning: string | undefined;
 
-  constructor(io: CliIo, command: Command) {
+  constructor(cli: Cli, command: Command) {
     const options = command.optsWithGlobals<GlobalOptions>();
-    this.io = io;
+    this.cli = cli;
     this.command = command;
     this.format = options.output;
     this.settings = settingsFromOptions(options);
   }
 
   warn(message: string): void {
-    this.io.stderr(`tokenctl: warning: ${message}\n`);
+    this.cli.io.stderr(`tokenctl: warning: ${message}\n`);
   }
 
   /** The deployment for reading. */
@@ -154,17 +154,17 @@ export class CliContext {
 
   /** A list: a table for people, the rows themselves for scripts. */
   printList<T>(rows: readonly T[], columns: readonly Column<T>[]): void {
-    this.io.stdout(this.format === 'json' ? renderJson(rows) : renderTable(rows, columns));
+    this.cli.io.stdout(this.format === 'json' ? renderJson(rows) : renderTable(rows, columns));
   }
 
   /** One object: `name  value` lines for people, `json` for scripts. */
   printRecord(json: unknown, fields: ReadonlyArray<readonly [string, string]>): void {
-    this.io.stdout(this.format === 'json' ? renderJson(json) : renderRecord(fields));
+    this.cli.io.stdout(this.format === 'json' ? renderJson(json) : renderRecord(fields));
   }
 
   /** The API's answer (often null) for scripts, a sentence for people. */
   printDone(json: unknown, sentence: string): void {
-    this.io.stdout(this.format === 'json' ? renderJson(json) : `${sentence}\n`);
+    this.cli.io.stdout(this.format === 'json' ? renderJson(json) : `${sentence}\n`);
   }
 
   /** A usage error (exit 2) found after parsing, e.g. nothing to change. */
@@ -183,7 +183,7 @@ export class CliContext {
   }
 }
 
-/** The shared state of one tokenctl run: where output goes and the exit code. */
+/** One tokenctl run: where output goes and the exit code (a command may set it). */
 export class Cli {
   readonly io: CliIo;
   exitCode: number = ExitCode.OK;
@@ -201,10 +201,9 @@ export class Cli {
   ): (...args: unknown[]) => Promise<void> {
     return async (...args) => {
       const command = args[args.length - 1] as Command;
-      const ctx = new CliContext(this.io, command);
+      const ctx = new CliContext(this, command);
       try {
         await fn(ctx, ...(args.slice(0, -1) as A));
-        this.exitCode = ctx.exitCode;
       } finally {
         await ctx.close();
       }

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * tokenctl: the API's operations for the administrator on the host, run
- * locally as root@pam through the same Mutations and read functions as the
- * daemons, on the same files, announcing every change on the generation page.
+ * locally as root@pam through the same operation table as the daemons
+ * (src/service), on the same files, announcing every change on the page.
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -41,18 +41,18 @@ function parseCommand(argv: string[]): WorkerEnvelope {
     .option('--hash-threads <n>', 'hashing threads per worker', (v) => Number(v))
     .option('--hash-queue <n>', 'hash tasks that may wait per worker before 503', (v) => Number(v))
     .parse(argv);
-  const o = command.opts();
-  const settings = settingsFrom(o, {
-    host: o.host,
-    port: o.port,
-    plainHttp: Boolean(o.plainHttp),
-    metricsPort: o.metricsPort,
-    caching: o.cache !== false,
-    ...(o.workers ? { workers: o.workers } : {}),
-    ...(o.hashThreads ? { hashThreads: o.hashThreads } : {}),
-    ...(o.hashQueue ? { hashQueue: o.hashQueue } : {}),
+  const flags = command.opts();
+  const settings = settingsFrom(flags, {
+    host: flags.host,
+    port: flags.port,
+    plainHttp: Boolean(flags.plainHttp),
+    metricsPort: flags.metricsPort,
+    caching: flags.cache !== false,
+    ...(flags.workers ? { workers: flags.workers } : {}),
+    ...(flags.hashThreads ? { hashThreads: flags.hashThreads } : {}),
+    ...(flags.hashQueue ? { hashQueue: flags.hashQueue } : {}),
   });
-  return { settings, options: { publicVersion: Boolean(o.publicVersion) } };
+  return { settings, options: { publicVersion: Boolean(flags.publicVersion) } };
 }
 
 async function runPrimary(argv: string[]): Promise<void> {

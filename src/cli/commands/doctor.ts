@@ -18,7 +18,7 @@ export function registerDoctorCommand(program: Command, cli: Cli): void {
           { header: 'PATH', cell: (c) => c.path },
           { header: 'DETAIL', cell: (c) => c.detail },
         ]);
-        if (status === 'FAIL') ctx.exitCode = ExitCode.FAILURE;
+        if (status === 'FAIL') ctx.cli.exitCode = ExitCode.FAILURE;
       }),
     );
 }

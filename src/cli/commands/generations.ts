@@ -45,7 +45,7 @@ function show(ctx: CliContext): void {
       ['caching', `off: ${reason}`],
     ]);
     // No page yet is normal on a fresh host; an unusable one is a failure.
-    if (error.problem !== 'not-found') ctx.exitCode = ExitCode.FAILURE;
+    if (error.problem !== 'not-found') ctx.cli.exitCode = ExitCode.FAILURE;
     return;
   }
   ctx.printRecord({ page: pagePath, caching: true, slots }, [

@@ -91,7 +91,7 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
       (replaced.length > 0 ? `; removed ${replaced.length} secrets of replaced tokens` : ''),
   );
   if (ctx.format === 'table' && tokenids.length > 0) {
-    ctx.io.stderr(
+    ctx.cli.io.stderr(
       `PVE keeps token secrets elsewhere: give each imported token a new one with\n${tokenids
         .map((id) => `  tokenctl token rotate ${shellQuote(id)}\n`)
         .join('')}`,

@@ -57,7 +57,7 @@ function printSecret(ctx: CliContext, created: CreatedToken): void {
     ['value', created.value],
   ]);
   if (ctx.format === 'table') {
-    ctx.io.stderr('Store the value now: it is shown only once.\n');
+    ctx.cli.io.stderr('Store the value now: it is shown only once.\n');
   }
 }
 
