@@ -25,14 +25,8 @@ import { removeTempDir, sleep, tempDir } from './lib/children.js';
 import { type Api, startDeployment } from './lib/daemons.js';
 import { type LoadResult, type LoadSpec, prepareLoad, runLoad, share } from './lib/load.js';
 import { procMemory } from './lib/proc.js';
-import { fmt, machineLine, resultsDir, writeResults } from './lib/stats.js';
-import {
-  type BenchOptions,
-  type BenchResult,
-  isMain,
-  standaloneOptions,
-  type Target,
-} from './lib/suite.js';
+import { fmt, machineLine, stamp, writeResults } from './lib/stats.js';
+import { type BenchOptions, type BenchResult, runWhenMain, type Target } from './lib/suite.js';
 import { printTable } from './lib/table.js';
 
 const TARGET_RATIO = 0.8;
@@ -299,9 +293,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
     );
 
     const data = {
-      machine: machineLine(),
-      date: new Date().toISOString(),
-      mode: options.full ? 'full' : 'quick',
+      ...stamp(options),
       apiArgs: API_ARGS,
       validConnections: VALID_CONNECTIONS,
       attackConnections: ATTACK_CONNECTIONS,
@@ -369,4 +361,4 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
   }
 }
 
-if (isMain(import.meta.url)) await run(standaloneOptions(resultsDir));
+await runWhenMain(import.meta.url, run);

@@ -28,14 +28,8 @@ import { removeTempDir, tempDir } from './lib/children.js';
 import { type Api, startDeployment } from './lib/daemons.js';
 import { type LoadResult, runLoad } from './lib/load.js';
 import { procCpuSeconds } from './lib/proc.js';
-import { fmt, machineLine, median, resultsDir, writeResults } from './lib/stats.js';
-import {
-  type BenchOptions,
-  type BenchResult,
-  isMain,
-  standaloneOptions,
-  type Target,
-} from './lib/suite.js';
+import { fmt, machineLine, median, stamp, writeResults } from './lib/stats.js';
+import { type BenchOptions, type BenchResult, runWhenMain, type Target } from './lib/suite.js';
 import { printTable } from './lib/table.js';
 
 const TARGET_RATIO = 0.95;
@@ -272,9 +266,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
     process.stdout.write(`${note}\n\n`);
 
     const data = {
-      machine: machineLine(),
-      date: new Date().toISOString(),
-      mode: options.full ? 'full' : 'quick',
+      ...stamp(options),
       workers: WORKERS,
       connections: CONNECTIONS,
       rounds,
@@ -312,4 +304,4 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
   }
 }
 
-if (isMain(import.meta.url)) await run(standaloneOptions(resultsDir));
+await runWhenMain(import.meta.url, run);

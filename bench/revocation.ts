@@ -40,7 +40,7 @@ import {
   stdinLines,
   tempDir,
 } from './lib/children.js';
-import { fmt, machineLine, median, resultsDir, writeResults } from './lib/stats.js';
+import { fmt, machineLine, median, resultsDir, stamp, writeResults } from './lib/stats.js';
 import {
   type BenchOptions,
   type BenchResult,
@@ -292,9 +292,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
       `by the receiver, us): ${clock.map((c) => `${c.toChildUs.toFixed(0)}/${c.toParentUs.toFixed(0)}`).join(', ')}.`;
     process.stdout.write(`${note}\n\n`);
     const data = {
-      machine: machineLine(),
-      date: new Date().toISOString(),
-      mode: options.full ? 'full' : 'quick',
+      ...stamp(options),
       verifiers: VERIFIERS,
       clock,
       summary: rows,

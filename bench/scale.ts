@@ -32,7 +32,7 @@ import { GenerationPage, HashPool, Slot, TokenShadow } from '../src/index.js';
 import { readShadow } from '../src/shadow/file.js';
 import { ownCopy } from '../src/strings.js';
 import { removeTempDir, sleep, spawnChannel, tempDir } from './lib/children.js';
-import { fmt, machineLine, median, nsPerOp, resultsDir, writeResults } from './lib/stats.js';
+import { fmt, machineLine, median, nsPerOp, resultsDir, stamp, writeResults } from './lib/stats.js';
 import {
   type BenchOptions,
   type BenchResult,
@@ -320,9 +320,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
       'within 2 s of a write to the file its timestamps are too recent to trust, and every miss re-reads it.';
     process.stdout.write(`${note}\n\n`);
     const data = {
-      machine: machineLine(),
-      date: new Date().toISOString(),
-      mode: options.full ? 'full' : 'quick',
+      ...stamp(options),
       argon2: FAST_ARGON2,
       rounds,
       hashSeconds,

@@ -28,14 +28,8 @@ import { Client } from 'undici';
 import { removeTempDir, sleep, tempDir } from './lib/children.js';
 import { type Api, startDeployment } from './lib/daemons.js';
 import { type LoadResult, prepareLoad, runLoad } from './lib/load.js';
-import { fmt, machineLine, median, resultsDir, writeResults } from './lib/stats.js';
-import {
-  type BenchOptions,
-  type BenchResult,
-  isMain,
-  standaloneOptions,
-  type Target,
-} from './lib/suite.js';
+import { fmt, machineLine, median, stamp, writeResults } from './lib/stats.js';
+import { type BenchOptions, type BenchResult, runWhenMain, type Target } from './lib/suite.js';
 import { printTable } from './lib/table.js';
 import { makeTokens, writeShadowFile, writeUserCfg } from './lib/tokens.js';
 
@@ -275,9 +269,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
     process.stdout.write(`${note}\n\n`);
 
     const data = {
-      machine: machineLine(),
-      date: new Date().toISOString(),
-      mode: options.full ? 'full' : 'quick',
+      ...stamp(options),
       tokens: TOKENS,
       workers: WORKERS,
       rotations,
@@ -320,4 +312,4 @@ function sum(values: number[]): number {
   return values.reduce((n, x) => n + x, 0);
 }
 
-if (isMain(import.meta.url)) await run(standaloneOptions(resultsDir));
+await runWhenMain(import.meta.url, run);

@@ -32,7 +32,7 @@ import {
   UserConfigStore,
 } from '../src/index.js';
 import { loadAddon } from '../src/native.js';
-import { machineLine, median, nsPerOp, resultsDir, writeResults } from './lib/stats.js';
+import { machineLine, median, nsPerOp, resultsDir, stamp, writeResults } from './lib/stats.js';
 import {
   type BenchOptions,
   type BenchResult,
@@ -216,9 +216,7 @@ async function measure(
     poolRows,
   );
   const data = {
-    machine: machineLine(),
-    date: new Date().toISOString(),
-    mode: quick ? 'quick' : 'full',
+    ...stamp(options),
     steps,
     cachedSyncNs: cachedSync,
     cachedAsyncNs: cachedAsync,

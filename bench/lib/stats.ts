@@ -78,3 +78,12 @@ export function writeResults(name: string, data: unknown, dir = resultsDir): str
   writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`);
   return file;
 }
+
+/** What every result file starts with: where, when and how long the run was. */
+export function stamp(options: { full: boolean }) {
+  return {
+    machine: machineLine(),
+    date: new Date().toISOString(),
+    mode: options.full ? 'full' : 'quick',
+  };
+}

@@ -1,5 +1,6 @@
 /** What every benchmark of the suite takes and gives back (see bench/run.ts). */
 import { pathToFileURL } from 'node:url';
+import { resultsDir } from './stats.js';
 
 export interface BenchOptions {
   /** Longer runs, more rounds, bigger sizes (`--full`). */
@@ -34,4 +35,12 @@ export function isMain(moduleUrl: string): boolean {
 /** Options of a standalone run of one benchmark file. */
 export function standaloneOptions(outDir: string): BenchOptions {
   return { full: process.argv.includes('--full'), outDir };
+}
+
+/** Runs the benchmark when its file is the script node was started with. */
+export async function runWhenMain(
+  moduleUrl: string,
+  run: (options: BenchOptions) => Promise<unknown>,
+): Promise<void> {
+  if (isMain(moduleUrl)) await run(standaloneOptions(resultsDir));
 }
