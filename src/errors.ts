@@ -32,6 +32,7 @@ export type GenerationPageProblem =
   | 'closed'
   | 'addon-unavailable'
   | 'insecure'
+  | 'unreachable'
   | 'io';
 
 /** The shared generation page could not be opened or used. */

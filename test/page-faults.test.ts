@@ -82,7 +82,7 @@ describe('faults around the generation page', () => {
     assert.match(warnings.join('\n'), /changed size while mapped/);
   });
 
-  it('a page replaced or removed while mapped is noticed at the next check', async () => {
+  it('a page replaced while mapped is noticed at the next check, and the new one mapped', async () => {
     const s = setup();
     const warnings: string[] = [];
     const shadow = s.make({ onWarning: (m) => warnings.push(m) });
@@ -91,10 +91,14 @@ describe('faults around the generation page', () => {
     GenerationPage.open(other).close();
     renameSync(other, s.pagePath);
     assert.equal(s.page.health(), 'replaced');
+    const mapping = s.page.mapping;
     s.now.ms += 1001; // the TTL check looks at the page too
     assert.equal(await shadow.verifySecret('joe@pve!ci', secret), true);
-    assert.equal(shadow.caching, false);
-    assert.match(warnings.join('\n'), /replaced by another file while mapped/);
+    assert.equal(s.page.mapping, mapping + 1, 'remapped');
+    assert.equal(s.page.health(), null);
+    assert.equal(shadow.caching, true);
+    assert.match(warnings.join('\n'), /replaced by another file while mapped: now using the page/);
+    assert.equal(shadow.verifyCached('joe@pve!ci', secret), true, 'cached again on the new page');
 
     const file = path.join(tempDir(), 'config-versions');
     const page = GenerationPage.open(file);

@@ -60,6 +60,8 @@ export class UserConfigStore {
   #warn: (message: string) => void;
   #loaded: Loaded | null = null;
   #generation: number | null = null;
+  /** Which of the page's mappings #generation was read from (GenerationPage.mapping). */
+  #mapping = -1;
   #refreshing: Promise<UserConfig> | null = null;
   #reloads = 0;
 
@@ -85,7 +87,10 @@ export class UserConfigStore {
   current(): UserConfig | null {
     const page = this.#page;
     if (page === null || this.#loaded === null) return null;
-    if (page.load(Slot.USER_AND_ACL) !== this.#generation || this.#freshness.expired()) return null;
+    if (page.load(Slot.USER_AND_ACL) !== this.#generation || page.mapping !== this.#mapping) {
+      return null;
+    }
+    if (this.#freshness.expired()) return null;
     return this.#loaded.config;
   }
 
@@ -105,9 +110,10 @@ export class UserConfigStore {
    * (nothing is written). Returns what `change` returned.
    */
   async mutate<T>(change: (config: UserConfig) => T): Promise<T> {
+    const page = this.#page;
     const target = {
       path: this.path,
-      page: this.#livePage(),
+      page,
       slot: Slot.USER_AND_ACL,
       mode: 0o640,
       gid: this.#gid,
@@ -119,7 +125,8 @@ export class UserConfigStore {
       const text = writeUserConfig(fresh.config);
       if (text === fresh.text) return result;
       const { stamp, writtenAtNs, generation } = await publish(text);
-      this.#adopt({ config: fresh.config, text, stamp, readAtNs: writtenAtNs }, generation);
+      const loaded = { config: fresh.config, text, stamp, readAtNs: writtenAtNs };
+      this.#adopt(loaded, generation, page?.mapping ?? -1);
       return result;
     });
   }
@@ -127,15 +134,16 @@ export class UserConfigStore {
   async #refresh(): Promise<UserConfig> {
     const page = this.#livePage();
     const generation = page?.load(Slot.USER_AND_ACL) ?? null;
+    const mapping = page?.mapping ?? -1;
     const before = this.#loaded;
     const ttlCheck = generation === this.#generation && this.#freshness.expired();
     const stamp = await stampPath(this.path);
     if (before !== null && sameStamp(stamp, before.stamp) && !isRacy(stamp, before.readAtNs)) {
-      this.#adopt(before, generation);
+      this.#adopt(before, generation, mapping);
       return before.config;
     }
     const loaded = await this.#read();
-    this.#adopt(loaded, generation);
+    this.#adopt(loaded, generation, mapping);
     // A TTL check found a change nobody announced: a hand edit. Tell everyone.
     if (ttlCheck && before !== null && loaded.text !== before.text && page && !page.readOnly) {
       page.increment(Slot.USER_AND_ACL);
@@ -143,11 +151,11 @@ export class UserConfigStore {
     return loaded.config;
   }
 
-  /** The page, unless it went bad: then this process stops caching, after one warning. */
+  /** The page, unless it went bad and no good page is at its path (see GenerationPage.usable). */
   #livePage(): GenerationPage | null {
     const page = this.#page;
-    if (page === null || !page.degraded(this.#warn)) return page;
-    this.#page = null;
+    if (page === null) return null;
+    if (page.usable(this.#warn)) return page;
     this.#generation = null;
     return null;
   }
@@ -179,9 +187,10 @@ export class UserConfigStore {
     return { config, text, stamp, readAtNs };
   }
 
-  #adopt(loaded: Loaded, generation: number | null): void {
+  #adopt(loaded: Loaded, generation: number | null, mapping: number): void {
     this.#loaded = loaded;
     this.#generation = generation;
+    this.#mapping = mapping;
     this.#freshness.touch();
   }
 }

@@ -24,7 +24,7 @@ export interface Published {
   /** The new file's stamp, and when it was written (wall clock, ns). */
   stamp: FileStamp;
   writtenAtNs: bigint;
-  /** The slot's value after our bump; null without a page. */
+  /** The slot's value after our bump; null without a (good) page. */
   generation: number | null;
 }
 
@@ -42,10 +42,12 @@ export async function publishUnderLock<T>(target: PublishTarget, body: PublishBo
       await removeStrayTemps(target.path);
       return body(async (text) => {
         assertHeld();
+        // Before anything changes: every reader's mapping must be reachable (else this throws).
+        const bumpable = page?.prepareWrite() ?? false;
         const writtenAtNs = wallClockNs();
         await writeFileAtomic(target.path, text, { mode: target.mode, gid: target.gid });
         const stamp = await stampPath(target.path);
-        const generation = page?.increment(target.slot) ?? null;
+        const generation = page?.bump(target.slot, bumpable) ?? null;
         return { stamp, writtenAtNs, generation };
       });
     },

@@ -1,8 +1,12 @@
-import { fstatSync, statSync } from 'node:fs';
+import { fstatSync, renameSync, rmSync, statSync } from 'node:fs';
 import { GenerationPageError, type GenerationPageProblem } from '../errors.js';
-import { loadAddon, type NativePage } from '../native.js';
+import { loadAddon, type NativePage, type NativePageOptions } from '../native.js';
 import { untrustworthy } from '../trust.js';
-import { PAGE_SIZE, SLOT_COUNT } from './slots.js';
+import { PAGE_SIZE, PageWord, SLOT_COUNT } from './slots.js';
+import { retireMapping, retireStaleMappings } from './stale.js';
+
+/** How often a process whose page went bad tries to map a good one again. */
+const RETRY_MS = 1000;
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -18,7 +22,13 @@ function safeNumber(value: bigint): number {
 }
 
 /** Why a page that was fine when opened can no longer be trusted. */
-export type PageHealthProblem = 'faulted' | 'missing' | 'replaced' | 'truncated' | 'insecure';
+export type PageHealthProblem =
+  | 'faulted'
+  | 'retired'
+  | 'missing'
+  | 'replaced'
+  | 'truncated'
+  | 'insecure';
 
 export interface GenerationPageOptions {
   /** Create the page when it is missing (default true unless readOnly). */
@@ -33,6 +43,12 @@ export interface GenerationPageOptions {
   dirMode?: number;
   /** Group id given to a newly created page (and directory). */
   gid?: number;
+  /**
+   * Recreate a page of the wrong size or magic (atomically, one warning
+   * through `onRepair`) instead of refusing it: for the daemon that owns it.
+   */
+  repair?: boolean;
+  onRepair?: WarningSink;
 }
 
 const problemByCode: Record<string, GenerationPageProblem> = {
@@ -62,48 +78,45 @@ export class GenerationPage {
   readonly path: string;
   readonly readOnly: boolean;
   #native: NativePage | null;
-  #degraded = false;
+  #options: NativePageOptions;
+  /** Went bad and could not be remapped; retried after RETRY_MS. */
+  #bad = false;
+  #badSince = 0;
+  #mapping = 0;
   /** The mapping seen as u64 words: word 0 is the magic, word 1 + i is slot i. */
   #words: BigUint64Array;
 
-  private constructor(path: string, native: NativePage, readOnly: boolean) {
+  private constructor(path: string, native: NativePage, options: NativePageOptions) {
     this.path = path;
     this.#native = native;
-    this.readOnly = readOnly;
+    this.#options = options;
+    this.readOnly = options.readOnly === true;
     this.#words = new BigUint64Array(native.buffer());
   }
 
   /** Opens (by default creating) the page; throws GenerationPageError. */
   static open(path: string, options: GenerationPageOptions = {}): GenerationPage {
-    let addon: ReturnType<typeof loadAddon>;
-    try {
-      addon = loadAddon();
-    } catch (error) {
-      throw new GenerationPageError(
-        path,
-        'addon-unavailable',
-        `native addon not loadable: ${(error as Error).message}`,
-      );
-    }
     const readOnly = options.readOnly ?? false;
+    const native: NativePageOptions = {
+      create: options.create ?? !readOnly,
+      readOnly,
+      mkdir: options.mkdir ?? false,
+      mode: options.mode ?? 0o660,
+      dirMode: options.dirMode ?? 0o770,
+      gid: options.gid ?? -1,
+    };
     try {
-      const native: NativePage = new addon.NativePage(path, {
-        create: options.create ?? !readOnly,
-        readOnly,
-        mkdir: options.mkdir ?? false,
-        mode: options.mode ?? 0o660,
-        dirMode: options.dirMode ?? 0o770,
-        gid: options.gid ?? -1,
-      });
-      const st = fstatSync(native.fd());
-      const insecure = untrustworthy(st, { groupMayWrite: true });
-      if (insecure !== null) {
-        native.close();
-        throw new GenerationPageError(path, 'insecure', `refusing the page: ${insecure}`);
-      }
-      return new GenerationPage(path, native, readOnly);
+      return new GenerationPage(path, mapPage(path, native), native);
     } catch (error) {
-      throw translate(path, error);
+      const repairable =
+        error instanceof GenerationPageError &&
+        (error.problem === 'wrong-size' || error.problem === 'wrong-magic');
+      if (!options.repair || readOnly || !repairable) throw error;
+      recreatePage(path, native);
+      (options.onRepair ?? defaultWarn)(
+        `generation page ${path} was unusable (${error.message.slice(path.length + 2)}): recreated`,
+      );
+      return new GenerationPage(path, mapPage(path, native), native);
     }
   }
 
@@ -121,6 +134,15 @@ export class GenerationPage {
     return safeNumber(Atomics.load(this.#words, slot + 1));
   }
 
+  /**
+   * Which file this object maps, counted from 0: it moves when the page was
+   * remapped (the path names a new file). Generations of two mappings are not
+   * comparable, so whoever keeps one keeps this number with it.
+   */
+  get mapping(): number {
+    return this.#mapping;
+  }
+
   /** Adds one to `slot` and returns the new value (fetch_add, acq_rel). */
   increment(slot: number): number {
     try {
@@ -135,15 +157,21 @@ export class GenerationPage {
     return this.#page().fd();
   }
 
+  /** A writer found this mapping no longer at the path and told its readers so. */
+  retired(): boolean {
+    return this.#native !== null && Atomics.load(this.#words, PageWord.RETIRED + 1) !== 0n;
+  }
+
   /**
    * Whether the page is still the trustworthy shared page it was when opened:
-   * not truncated (an access faulted), the path still names the mapped file,
-   * 4096 bytes, not writable by others. Two stat calls: call it at most once
-   * per TTL or on the slow path, never per request.
+   * not truncated (an access faulted), not retired, the path still names the
+   * mapped file, 4096 bytes, not writable by others. Two stat calls: call it
+   * at most once per TTL or on the slow path, never per request.
    */
   health(): PageHealthProblem | null {
     const native = this.#page();
     if (native.faulted()) return 'faulted';
+    if (this.retired()) return 'retired';
     const mapped = fstatSync(native.fd());
     let named: ReturnType<typeof statSync>;
     try {
@@ -158,16 +186,81 @@ export class GenerationPage {
   }
 
   /**
-   * True when the page went bad; the first call that finds out says so once
-   * through `warn`, naming the problem. Callers then stop caching.
+   * Whether the page can be used for caching now. A page that went bad is
+   * replaced by the one now at the path when that is a good page (one line
+   * through `warn`; `mapping` then moves); otherwise the first call says so
+   * once and caching stops until a later call (at most every second) finds a
+   * good page again. Two stat calls: slow path or once per TTL only.
    */
+  usable(warn: WarningSink): boolean {
+    if (this.#native === null) return false;
+    if (this.#bad && performance.now() - this.#badSince < RETRY_MS) return false;
+    const problem = this.health();
+    if (problem === null) {
+      this.#bad = false;
+      return true;
+    }
+    const before = describeProblem(problem);
+    if (this.#remap()) {
+      this.#bad = false;
+      warn(`generation page ${this.path} ${before}: now using the page at the path`);
+      return true;
+    }
+    if (!this.#bad) warn(`generation page ${this.path} ${before}: caching disabled`);
+    this.#bad = true;
+    this.#badSince = performance.now();
+    return false;
+  }
+
+  /** True when the page went bad (see `usable`). */
   degraded(warn: WarningSink): boolean {
-    if (this.#degraded) return true;
-    const problem = this.#native === null ? null : this.health();
-    if (problem === null) return false;
-    this.#degraded = true;
-    warn(`generation page ${this.path} ${describeProblem(problem)}: caching disabled`);
-    return true;
+    return !this.usable(warn);
+  }
+
+  /**
+   * A writer's duty before it changes a file: make sure every mapping a reader
+   * may hold will see the bump. The one this process maps must be the one at
+   * the path (else it is retired and the path's page mapped instead), and a
+   * page whose IDENTITY word does not name its own inode (a copy, a new page,
+   * a page remapped just now) may not be the only one: then every process's
+   * older pages are found (src/generations/stale.ts) and retired, and the page
+   * records its identity. Throws GenerationPageError 'unreachable' when a
+   * process maps an old page this writer cannot open: nothing must be changed
+   * then. Returns whether this mapping can be bumped.
+   */
+  prepareWrite(): boolean {
+    let search = false;
+    const problem = this.health();
+    if (problem === 'retired' || problem === 'replaced' || problem === 'missing') {
+      this.#retire();
+      this.#remap();
+      search = true;
+    } else if (problem === 'faulted' || problem === 'truncated') {
+      // Whoever maps a truncated file faults into no caching; a good page at the path takes over.
+      search = this.#remap();
+    }
+    const healthy = this.health() === null;
+    const mapped = healthy ? fstatSync(this.fd()) : null;
+    const identity = mapped === null ? 0n : BigInt(mapped.ino);
+    if (!search && healthy && Atomics.load(this.#words, PageWord.IDENTITY + 1) === identity) {
+      return true;
+    }
+    retireStaleMappings(this.path, mapped);
+    if (healthy) Atomics.store(this.#words, PageWord.IDENTITY + 1, identity);
+    return healthy;
+  }
+
+  /**
+   * Bumps `slot` after a writer replaced its file (call `prepareWrite` first).
+   * The page could have been swapped between the two: then the bump is
+   * repeated on the page now at the path, after retiring this one. Returns
+   * the new value, or null when no good page is mapped.
+   */
+  bump(slot: number, usable: boolean): number | null {
+    if (!usable) return null;
+    const value = this.increment(slot);
+    if (this.health() === null) return value;
+    return this.prepareWrite() ? this.increment(slot) : null;
   }
 
   get closed(): boolean {
@@ -180,9 +273,69 @@ export class GenerationPage {
     this.#native = null;
   }
 
+  /** Sets RETIRED and bumps every slot, so that readers of this mapping fall to the slow path. */
+  #retire(): void {
+    const native = this.#page();
+    if (this.readOnly || native.faulted()) return;
+    retireMapping(native);
+  }
+
+  /** Maps the page now at the path in place of this one; false (and no change) when it cannot. */
+  #remap(): boolean {
+    let next: NativePage;
+    try {
+      next = mapPage(this.path, this.#options);
+    } catch {
+      return false;
+    }
+    this.#native?.close();
+    this.#native = next;
+    this.#words = new BigUint64Array(next.buffer());
+    this.#mapping++;
+    return true;
+  }
+
   #page(): NativePage {
     if (!this.#native) throw new GenerationPageError(this.path, 'closed', 'page is closed');
     return this.#native;
+  }
+}
+
+/** Maps and checks the page at `path`; throws GenerationPageError. */
+function mapPage(path: string, options: NativePageOptions): NativePage {
+  let addon: ReturnType<typeof loadAddon>;
+  try {
+    addon = loadAddon();
+  } catch (error) {
+    throw new GenerationPageError(
+      path,
+      'addon-unavailable',
+      `native addon not loadable: ${(error as Error).message}`,
+    );
+  }
+  try {
+    const native: NativePage = new addon.NativePage(path, options);
+    const insecure = untrustworthy(fstatSync(native.fd()), { groupMayWrite: true });
+    if (insecure !== null) {
+      native.close();
+      throw new GenerationPageError(path, 'insecure', `refusing the page: ${insecure}`);
+    }
+    return native;
+  } catch (error) {
+    throw translate(path, error);
+  }
+}
+
+/** A fresh page beside `path`, renamed over it: readers see the old file or the new one. */
+function recreatePage(path: string, options: NativePageOptions): void {
+  const temp = `${path}.${process.pid}.repair`;
+  rmSync(temp, { force: true });
+  mapPage(temp, { ...options, create: true }).close();
+  try {
+    renameSync(temp, path);
+  } catch (error) {
+    rmSync(temp, { force: true });
+    throw translate(path, error);
   }
 }
 
@@ -190,6 +343,8 @@ function describeProblem(problem: PageHealthProblem): string {
   switch (problem) {
     case 'faulted':
       return 'was truncated while mapped (an access faulted)';
+    case 'retired':
+      return 'was retired by a writer (replaced or removed)';
     case 'missing':
       return 'was removed while mapped';
     case 'replaced':

@@ -15,3 +15,16 @@ export type SlotName = keyof typeof Slot;
 /** Bytes 0-7 hold the magic; slot i is the u64 at byte 8 + 8 * i. */
 export const PAGE_SIZE = 4096;
 export const SLOT_COUNT = (PAGE_SIZE - 8) / 8;
+
+/**
+ * Two words at the end of the page belong to the page itself, not to a file:
+ * RETIRED is set (with every slot bumped) by a writer that found the page no
+ * longer at its path, so its readers fall to the slow path and remap; IDENTITY
+ * holds the inode a writer last confirmed the page under, so a copy (a
+ * restore, `cp -p` and `mv`) is recognised by whoever opens it next. Named
+ * slots grow from 0 and never reach them.
+ */
+export const PageWord = {
+  RETIRED: SLOT_COUNT - 2,
+  IDENTITY: SLOT_COUNT - 1,
+} as const;

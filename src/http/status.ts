@@ -9,6 +9,7 @@ import {
   AuthenticationError,
   BusyError,
   ConfigError,
+  GenerationPageError,
   InvalidIdError,
   TokenShadowError,
 } from '../errors.js';
@@ -27,6 +28,8 @@ function statusOf(error: unknown): number {
   if (error instanceof ApiError) return error.status;
   if (error instanceof AuthenticationError) return 401;
   if (error instanceof BusyError) return 503;
+  // A process maps an older page this writer cannot bump: nothing was changed, try again.
+  if (error instanceof GenerationPageError && error.problem === 'unreachable') return 503;
   if (error instanceof InvalidIdError) return 400;
   if (error instanceof ConfigError) {
     if (error.problem === 'insecure') return 500; // user.cfg may not be trusted: our fault, not the client's

@@ -46,7 +46,13 @@ export function openDeployment(
   const page = settings.caching
     ? openGenerationPageOrNull(
         settings.pagePath,
-        { mkdir: role !== 'worker', ...(settings.gid === undefined ? {} : { gid: settings.gid }) },
+        {
+          mkdir: role !== 'worker',
+          // The manager owns the page: one cut short or overwritten is recreated at its start.
+          repair: role === 'manager',
+          onRepair: warn,
+          ...(settings.gid === undefined ? {} : { gid: settings.gid }),
+        },
         warn,
       )
     : null;

@@ -87,6 +87,10 @@ export class TokenShadow {
 
   /** Generation the cache is consistent with; null until first synced. */
   #generation: number | null = null;
+  /** Which of the page's mappings #generation was read from (GenerationPage.mapping). */
+  #mapping = -1;
+  /** The page went bad and no good one is at its path (see GenerationPage.usable). */
+  #pageBad = false;
   /** Last parsed file, reused while its stamp is unchanged and not racy. */
   #snapshot: ShadowSnapshot | null = null;
   /** Wall-clock ns when #snapshot was read (decides whether its stamp is racy). */
@@ -124,9 +128,9 @@ export class TokenShadow {
     this.#scratch = new Uint8Array(loadAddon().digestSize);
   }
 
-  /** Whether verified secrets are cached at all (only with a generation page). */
+  /** Whether verified secrets are cached (only with a generation page, and while it is good). */
   get caching(): boolean {
-    return this.#page !== null;
+    return this.#page !== null && !this.#pageBad;
   }
 
   /**
@@ -136,6 +140,7 @@ export class TokenShadow {
   verifyCached(tokenid: string, secret: string): true | undefined {
     const page = this.#page;
     if (page === null || page.load(Slot.TOKEN_SHADOW) !== this.#generation) return undefined;
+    if (page.mapping !== this.#mapping) return undefined;
     if (this.#freshness.expired()) return undefined;
     if (this.#cache.matches(tokenid, secret) !== true) return undefined;
     this.#stats.hits++;
@@ -203,15 +208,23 @@ export class TokenShadow {
 
   /**
    * The page, unless it went bad (truncated, replaced, removed, made writable
-   * by others): then caching stops for good in this process, after one warning.
+   * by others) and no good page is at its path: then nothing is cached until
+   * one is. A page remapped meanwhile starts the cache afresh: generations of
+   * two files do not compare.
    */
   #livePage(): GenerationPage | null {
     const page = this.#page;
-    if (page === null || !page.degraded(this.#warn)) return page;
-    this.#page = null;
+    if (page === null) return null;
+    const usable = page.usable(this.#warn);
+    this.#pageBad = !usable;
+    if (!usable || page.mapping !== this.#mapping) this.#forget(page);
+    return usable ? page : null;
+  }
+
+  #forget(page: GenerationPage): void {
     this.#cache.clear();
     this.#generation = null;
-    return null;
+    this.#mapping = page.mapping;
   }
 
   /** Brings the cache to the current generation, and stats the file once per TTL. */
@@ -219,7 +232,8 @@ export class TokenShadow {
     let page = this.#page;
     if (page === null) return;
     while (this.#syncing) await this.#syncing;
-    const generationMoved = page.load(Slot.TOKEN_SHADOW) !== this.#generation;
+    const generationMoved =
+      page.load(Slot.TOKEN_SHADOW) !== this.#generation || page.mapping !== this.#mapping;
     const ttlPassed = this.#freshness.expired();
     if (!generationMoved && !ttlPassed) return;
     page = this.#livePage();
@@ -319,7 +333,9 @@ export class TokenShadow {
    */
   async #verifyFresh(tokenid: string, secret: string): Promise<boolean> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const page = this.#page;
+      // Without a synced generation (no good page) the file's stamp tells what changed.
+      const page = this.#generation === null ? null : this.#page;
+      const mapping = page?.mapping;
       const before = page?.load(Slot.TOKEN_SHADOW) ?? null;
       const snapshot = await this.#currentSnapshot();
       const hash = snapshot.entries.get(tokenid);
@@ -334,7 +350,7 @@ export class TokenShadow {
           ? sameStamp(await stampPath(this.path), snapshot.stamp)
           : page.load(Slot.TOKEN_SHADOW) === before;
       if (unchanged) {
-        if (ok && page !== null && before === this.#generation) {
+        if (ok && page !== null && before === this.#generation && mapping === this.#mapping) {
           this.#cache.set(tokenid, hash, secret);
         }
         if (ok && this.#upgrade && isLegacyHash(hash)) this.#upgradeLater(tokenid, hash, secret);
@@ -407,9 +423,10 @@ export class TokenShadow {
     change: (entries: Map<string, string>) => boolean,
     cached?: () => void,
   ): Promise<void> {
+    const page = this.#page;
     const target = {
       path: this.path,
-      page: this.#livePage(),
+      page,
       slot: Slot.TOKEN_SHADOW,
       mode: this.#mode,
       gid: this.#gid,
@@ -420,6 +437,8 @@ export class TokenShadow {
       const entries = new Map(current.entries);
       if (!change(entries)) return;
       const { stamp, writtenAtNs, generation } = await publish(serializeShadow(entries));
+      if (page === null) return;
+      if (generation === null || page.mapping !== this.#mapping) this.#forget(page);
       if (generation === null) return;
       // Whatever changed behind our back since our last look is in `current`:
       // keep only what it confirms, then what we wrote is the whole truth.
