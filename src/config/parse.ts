@@ -58,6 +58,12 @@ interface LineContext {
   readonly access: AccessControlConfig;
   readonly dialect: UserConfigDialect;
   readonly fields: string[];
+  /**
+   * How many fields are complete: followed by a ':'. Every line we write ends
+   * with one, so a line cut short (a crash, a full disk, a bad copy) has fewer
+   * than its type needs, and its last field may be a prefix of what it was.
+   */
+  readonly complete: number;
   /** Warns about this line; `detail` must already quote untrusted values. */
   warn(detail: string): void;
 }
@@ -104,6 +110,7 @@ export function parseUserConfig(
       access,
       dialect,
       fields,
+      complete: line.split(':').length - 1,
       warn(detail) {
         const shown = quote(safeLine(fields, line), 80);
         warnings.push({ line: lineNumber, message: `line ${lineNumber}: ${detail}: ${shown}` });
@@ -135,6 +142,26 @@ function parseLine(context: LineContext): Problem {
   }
 }
 
+/**
+ * Warns once when the line has fewer complete fields than its type needs
+ * (`needed`, counting the type); the callers then read what is missing or
+ * possibly cut so that the line never grants more than the whole line did.
+ */
+function cutShort(context: LineContext, needed: number): boolean {
+  if (context.complete >= needed) return false;
+  context.warn(
+    `${field(context.fields, 0)} entry cut short (${context.complete} of ${needed} fields)`,
+  );
+  return true;
+}
+
+/** A list field that may have been cut loses its last item: a prefix can name something else. */
+function completeItems(context: LineContext, index: number): string[] {
+  const items = splitList(field(context.fields, index));
+  if (context.complete <= index) items.pop();
+  return items;
+}
+
 function tooManyFields(context: LineContext, expected: number): Problem {
   if (context.fields.length <= expected) return undefined;
   return `ignoring ${field(context.fields, 0)} entry with too many fields`;
@@ -151,10 +178,13 @@ function parseUserLine(context: LineContext): Problem {
     return `ignoring user ${quote(userid)}: invalid user id`;
   }
   if (config.users.has(userid)) return `ignoring duplicate user ${quote(userid)}`;
-  // PVE reads an empty ENABLE as disabled; our own files treat it as enabled.
-  const enable = parseFlag(field(fields, 2), context.dialect !== 'pve');
+  // An empty ENABLE is disabled, as PVE's `$enable ? 1 : 0`; so is a user whose
+  // EXPIRE may be missing or cut (an empty one would read as "never").
+  const short = cutShort(context, FIELD_COUNTS.user);
+  const unsure = short && context.complete < 4;
+  const enable = unsure ? false : parseFlag(field(fields, 2), false);
   if (enable === null) return `ignoring user ${quote(userid)}: invalid enable flag`;
-  const expire = parseExpire(field(fields, 3));
+  const expire = unsure ? 0 : parseExpire(field(fields, 3));
   if (expire === null) return `ignoring user ${quote(userid)}: invalid expire`;
   const email = field(fields, 6);
   const keys = field(fields, 8);
@@ -189,9 +219,14 @@ function parseTokenLine(context: LineContext): Problem {
   const user = config.users.get(userid);
   if (!user) return `ignoring token ${quote(tokenid)}: user does not exist (yet)`;
   if (user.tokens.has(tokenName)) return `ignoring duplicate token ${quote(tokenid)}`;
+  // Without a complete PRIVSEP the token could read as privsep=0: dropped.
+  const privsepIndex = TOKEN_FIELDS[context.dialect] - 2;
+  if (cutShort(context, TOKEN_FIELDS[context.dialect]) && context.complete <= privsepIndex) {
+    return `ignoring token ${quote(tokenid)}: privsep missing or cut`;
+  }
   // PVE's form has no ENABLE field: every token there is enabled.
   const rest = context.dialect === 'pve' ? ['1', ...fields.slice(2)] : fields.slice(2);
-  const enable = parseFlag(field(rest, 0), true);
+  const enable = parseFlag(field(rest, 0), false);
   const expire = parseExpire(field(rest, 1));
   const privsep = parseFlag(field(rest, 2), false);
   if (enable === null) return `ignoring token ${quote(tokenid)}: invalid enable flag`;
@@ -207,8 +242,9 @@ function parseGroupLine(context: LineContext): Problem {
   const groupid = field(fields, 1);
   if (!isGroupId(groupid)) return `ignoring group ${quote(groupid)}: invalid group id`;
   if (config.groups.has(groupid)) return `ignoring duplicate group ${quote(groupid)}`;
+  cutShort(context, FIELD_COUNTS.group);
   const members = new Set<string>();
-  for (const member of splitList(field(fields, 2))) {
+  for (const member of completeItems(context, 2)) {
     if (!isUserid(member)) {
       context.warn(`ignoring member ${quote(member)} of group ${quote(groupid)}: invalid user id`);
     } else if (!config.users.has(member)) {
@@ -230,8 +266,9 @@ function parseRoleLine(context: LineContext): Problem {
     return `ignoring role ${quote(roleid)}: a built-in role cannot be redefined`;
   }
   if (config.roles.has(roleid)) return `ignoring duplicate role ${quote(roleid)}`;
+  cutShort(context, FIELD_COUNTS.role);
   const privileges = new Set<string>();
-  for (const privilege of splitList(field(fields, 2))) {
+  for (const privilege of completeItems(context, 2)) {
     if (access.privileges.has(privilege)) {
       privileges.add(privilege);
     } else {
@@ -251,6 +288,7 @@ function parseAclLine(context: LineContext): Problem {
   const { fields, config, access } = context;
   const extra = tooManyFields(context, FIELD_COUNTS.acl);
   if (extra) return extra;
+  if (cutShort(context, FIELD_COUNTS.acl)) return denyCutAcl(context);
   const propagate = parseFlag(field(fields, 1), false);
   if (propagate === null) return 'ignoring acl entry: invalid propagate flag';
   const pathText = field(fields, 2);
@@ -280,6 +318,29 @@ function parseAclLine(context: LineContext): Problem {
     const entry = aclEntryOf(config, path, kind, id);
     for (const role of roles) entry.set(role, propagate);
   }
+}
+
+/**
+ * An ACL line cut short may have lost whom it concerns or a NoAccess among its
+ * roles: dropping it could grant more than the whole line did. So it denies
+ * instead: NoAccess, propagated, for every user and token known so far, at
+ * its path, or at the parent of the path's last segment when that may be cut.
+ * A line cut before its path says nowhere to deny and is dropped.
+ */
+function denyCutAcl(context: LineContext): Problem {
+  const { fields, config, access } = context;
+  const noAccess = access.noAccessRole;
+  let pathText = field(fields, 2);
+  if (context.complete < 3) pathText = pathText.slice(0, pathText.lastIndexOf('/') + 1);
+  const path = normalizeAclPath(pathText);
+  if (noAccess === null || path === null) return 'ignoring acl entry cut before its path';
+  for (const [userid, user] of config.users) {
+    aclEntryOf(config, path, 'users', userid).set(noAccess, true);
+    for (const name of user.tokens.keys()) {
+      aclEntryOf(config, path, 'tokens', `${userid}!${name}`).set(noAccess, true);
+    }
+  }
+  return `denying every user and token at ${quote(path)} (NoAccess) until the line is repaired`;
 }
 
 /** `@group`, a user id or a token id, which must exist; null (after a warning) otherwise. */

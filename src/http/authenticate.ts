@@ -12,7 +12,17 @@ import type { UserConfigStore } from '../access/user-info.js';
 import { currentEpochSeconds, isTokenActive } from '../config/active.js';
 import { AuthenticationError } from '../errors.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
-import { type AuthorizationOptions, parseCredentials } from './authorization.js';
+import {
+  type AuthorizationOptions,
+  authorizationOf,
+  parseCredentials,
+  type RequestHeaders,
+} from './authorization.js';
+
+/** A request rather than its headers: header names are lowercase, so no header is `rawHeaders`. */
+function isRequest(value: RequestHeaders | IncomingHttpHeaders): value is RequestHeaders {
+  return Array.isArray((value as RequestHeaders).rawHeaders);
+}
 
 export interface Identity {
   /** The token id, `USER@REALM!TOKEN`. */
@@ -45,9 +55,21 @@ export class Authenticator {
     };
   }
 
-  /** The identity behind the request, or AuthenticationError (BusyError when hashing is saturated). */
-  async authenticate(headers: IncomingHttpHeaders | string | undefined): Promise<Identity> {
-    const value = typeof headers === 'object' ? headers.authorization : headers;
+  /**
+   * The identity behind the request, or AuthenticationError (BusyError when
+   * hashing is saturated). Give it the request itself (an IncomingMessage, or
+   * anything with `headers` and `rawHeaders`) so that a second Authorization
+   * header is refused; plain headers or a header value work too.
+   */
+  async authenticate(
+    request: RequestHeaders | IncomingHttpHeaders | string | undefined,
+  ): Promise<Identity> {
+    const value =
+      typeof request !== 'object'
+        ? request
+        : isRequest(request)
+          ? authorizationOf(request)
+          : request.authorization;
     const { id, secret } = parseCredentials(value, this.#header);
     const config = this.#users.current() ?? (await this.#users.get());
     const active = isTokenActive(config, id, this.#now());

@@ -99,6 +99,33 @@ function splitCredentials(scheme: TokenScheme, credentials: string): [string, st
   return [tokenid, decoded];
 }
 
+/** What a request looks like to `authorizationOf`: Node's IncomingMessage is one. */
+export interface RequestHeaders {
+  headers: { authorization?: string | string[] | undefined };
+  /** Name, value, name, value...: every header as received. */
+  rawHeaders?: readonly string[];
+}
+
+/**
+ * The Authorization header of a request, every value of it. Node keeps only
+ * the first `authorization` header in `headers` and drops the rest, so the
+ * raw headers are what tells whether there was more than one (a proxy reading
+ * the last one would disagree about who the caller is): then all of them are
+ * returned, and `parseAuthorizationHeader` refuses the array.
+ */
+export function authorizationOf(request: RequestHeaders): string | string[] | undefined {
+  const raw = request.rawHeaders;
+  if (raw === undefined) return request.headers.authorization;
+  const values: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') {
+      values.push(raw[i + 1] as string);
+    }
+  }
+  return values.length === 1 ? values[0] : values.length === 0 ? undefined : values;
+}
+
 /**
  * Reads the token id and secret from an Authorization header value (or the
  * array some frameworks give; more than one value is refused). Throws

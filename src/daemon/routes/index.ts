@@ -73,7 +73,7 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
 
   const authenticate = async (request: FastifyRequest) => {
     const start = process.hrtime.bigint();
-    request.identity = await options.auth.authenticate(request.headers);
+    request.identity = await options.auth.authenticate(request.raw);
     options.onAuthenticated?.(Number(process.hrtime.bigint() - start) / 1e9);
   };
   const ctx = { users: options.users, rpc: options.rpc, authenticate };
