@@ -130,11 +130,11 @@ describe('config: parsing', () => {
   });
 
   it('trims lines and fields, takes CRLF, and defaults empty fields', () => {
-    const text = '  user: joe@pve ::: \r\n\ttoken:joe@pve!a\r\n#comment\r\n';
+    const text = '  user: joe@pve :1::::::: \r\n\ttoken:joe@pve!a:1::::\r\n#comment\r\n';
     const { config, warnings } = parseUserConfig(text);
     assert.deepEqual(warnings, []);
     const joe = config.users.get('joe@pve');
-    assert.equal(joe?.enable, true, 'empty ENABLE is enabled in our dialect');
+    assert.equal(joe?.enable, true);
     assert.equal(joe?.expire, 0);
     assert.deepEqual(joe?.tokens.get('a'), {
       enable: true,
@@ -142,6 +142,18 @@ describe('config: parsing', () => {
       privsep: false,
       comment: '',
     });
+  });
+
+  it('never grants more for a line cut short: an empty ENABLE is disabled, a token needs PRIVSEP', () => {
+    const text = '  user: joe@pve ::: \r\n\ttoken:joe@pve!a\r\n#comment\r\n';
+    const { config, warnings } = parseUserConfig(text);
+    assert.deepEqual(
+      warnings.map((w) => w.line),
+      [2, 2],
+    );
+    const joe = config.users.get('joe@pve');
+    assert.equal(joe?.enable, false, 'empty ENABLE is disabled, as in PVE');
+    assert.equal(joe?.tokens.has('a'), false, 'a token without PRIVSEP is dropped');
   });
 
   it('groups ACL ids by propagate flag and role list when writing', () => {
@@ -400,7 +412,7 @@ describe('config: PVE dialect', () => {
     'user:joe@pve:1:0:::::',
     'token:joe@pve!ci::1:',
     'user:ann@pam:1:0::::::',
-    'token:ann@pam!ro:',
+    'token:ann@pam!ro:::',
     'token:ann@pam!full:1800000000:0:deploy%20key:',
     'user:off@pve::0::::::',
     '',
@@ -434,12 +446,8 @@ describe('config: PVE dialect', () => {
 
   it('reads the same text differently in our dialect', () => {
     const ours = parseUserConfig('user:joe@pve:1:0::::::\ntoken:joe@pve!ci::1:');
-    assert.deepEqual(ours.config.users.get('joe@pve')?.tokens.get('ci'), {
-      enable: true,
-      expire: 1,
-      privsep: false,
-      comment: '',
-    });
+    assert.equal(ours.config.users.get('joe@pve')?.tokens.has('ci'), false, 'no PRIVSEP: dropped');
+    assert.match(ours.warnings.at(-1)?.message ?? '', /privsep missing or cut/);
     const pve = parseUserConfig('token:x@pve!t:1:0:1:c:\n', { dialect: 'pve' });
     assert.equal(pve.warnings.length, 1, 'our form has one field too many for PVE');
   });

@@ -49,6 +49,13 @@ export interface ParsedUserConfig {
 
 const FIELD_COUNTS = { user: 9, group: 4, role: 3, acl: 5 } as const;
 const TOKEN_FIELDS = { 'token-shadow': 6, pve: 5 } as const;
+/**
+ * Complete fields (type included) a line needs before it may grant anything:
+ * up to EXPIRE for users, PRIVSEP for tokens, the member, privilege and role
+ * lists. What follows (names, comments, keys) grants nothing.
+ */
+const NEEDED = { user: 4, group: 3, role: 3, acl: 5 } as const;
+const TOKEN_NEEDED = { 'token-shadow': 5, pve: 4 } as const;
 
 /** Why the whole line was skipped; undefined when it was used (perhaps in part). */
 type Problem = string | undefined;
@@ -180,8 +187,7 @@ function parseUserLine(context: LineContext): Problem {
   if (config.users.has(userid)) return `ignoring duplicate user ${quote(userid)}`;
   // An empty ENABLE is disabled, as PVE's `$enable ? 1 : 0`; so is a user whose
   // EXPIRE may be missing or cut (an empty one would read as "never").
-  const short = cutShort(context, FIELD_COUNTS.user);
-  const unsure = short && context.complete < 4;
+  const unsure = cutShort(context, NEEDED.user);
   const enable = unsure ? false : parseFlag(field(fields, 2), false);
   if (enable === null) return `ignoring user ${quote(userid)}: invalid enable flag`;
   const expire = unsure ? 0 : parseExpire(field(fields, 3));
@@ -220,8 +226,7 @@ function parseTokenLine(context: LineContext): Problem {
   if (!user) return `ignoring token ${quote(tokenid)}: user does not exist (yet)`;
   if (user.tokens.has(tokenName)) return `ignoring duplicate token ${quote(tokenid)}`;
   // Without a complete PRIVSEP the token could read as privsep=0: dropped.
-  const privsepIndex = TOKEN_FIELDS[context.dialect] - 2;
-  if (cutShort(context, TOKEN_FIELDS[context.dialect]) && context.complete <= privsepIndex) {
+  if (cutShort(context, TOKEN_NEEDED[context.dialect])) {
     return `ignoring token ${quote(tokenid)}: privsep missing or cut`;
   }
   // PVE's form has no ENABLE field: every token there is enabled.
@@ -242,7 +247,7 @@ function parseGroupLine(context: LineContext): Problem {
   const groupid = field(fields, 1);
   if (!isGroupId(groupid)) return `ignoring group ${quote(groupid)}: invalid group id`;
   if (config.groups.has(groupid)) return `ignoring duplicate group ${quote(groupid)}`;
-  cutShort(context, FIELD_COUNTS.group);
+  cutShort(context, NEEDED.group);
   const members = new Set<string>();
   for (const member of completeItems(context, 2)) {
     if (!isUserid(member)) {
@@ -266,7 +271,7 @@ function parseRoleLine(context: LineContext): Problem {
     return `ignoring role ${quote(roleid)}: a built-in role cannot be redefined`;
   }
   if (config.roles.has(roleid)) return `ignoring duplicate role ${quote(roleid)}`;
-  cutShort(context, FIELD_COUNTS.role);
+  cutShort(context, NEEDED.role);
   const privileges = new Set<string>();
   for (const privilege of completeItems(context, 2)) {
     if (access.privileges.has(privilege)) {
@@ -288,7 +293,7 @@ function parseAclLine(context: LineContext): Problem {
   const { fields, config, access } = context;
   const extra = tooManyFields(context, FIELD_COUNTS.acl);
   if (extra) return extra;
-  if (cutShort(context, FIELD_COUNTS.acl)) return denyCutAcl(context);
+  if (cutShort(context, NEEDED.acl)) return denyCutAcl(context);
   const propagate = parseFlag(field(fields, 1), false);
   if (propagate === null) return 'ignoring acl entry: invalid propagate flag';
   const pathText = field(fields, 2);
