@@ -1,145 +1,271 @@
 #!/usr/bin/env node
 /**
  * The unprivileged API daemon: a node:cluster primary and N workers. The
- * primary creates the certificate if needed, starts and replaces workers,
- * serves the aggregated metrics on a loopback port, and on SIGTERM lets every
- * worker drain its in-flight requests before exiting.
+ * primary checks the certificate (creating a self-signed one if needed),
+ * starts and replaces workers, serves the aggregated metrics and the health
+ * endpoints on a loopback port, tells systemd when it is ready, reloads the
+ * certificate and settings on SIGHUP with a rolling restart of the workers,
+ * and on SIGTERM lets every worker drain its connections before exiting.
  */
-import cluster, { type Worker } from 'node:cluster';
+import cluster from 'node:cluster';
 import http from 'node:http';
+import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import client from 'prom-client';
-import { isLoopback, type Settings } from '../service/settings.js';
+import type { Command } from 'commander';
+import type { Settings, SettingsInput } from '../service/settings.js';
 import { daemonCommand, settingsFrom } from './cli-options.js';
-import { createLogger } from './logger.js';
-import { ensureCertificate } from './tls.js';
+import { answerMetricsRequests, clusterMetrics, METRICS_CONTENT_TYPE } from './cluster-metrics.js';
+import { managerCheck, pageCheck, Readiness, type ReadinessCheck, serveHealth } from './health.js';
+import { authority, defaultListenHost } from './listen.js';
+import { createLogger, type Logger } from './logger.js';
+import { createPrimaryMetrics } from './metrics.js';
+import { type ReloadableSettings, readSettingsFile } from './settings-file.js';
+import { notifySystemd } from './systemd.js';
+import {
+  ensureCertificate,
+  expiryWarning,
+  type LoadedCertificate,
+  loadCertificate,
+} from './tls.js';
 import { startWorker, type WorkerOptions } from './worker.js';
+import { type FromWorker, SHUTDOWN, WorkerPool } from './worker-pool.js';
 
 const SETTINGS_ENV = 'TOKEN_SHADOW_WORKER';
+/** How often the primary looks at the certificate's expiry between reloads. */
+const CERTIFICATE_CHECK_MS = 12 * 3600_000;
 
 interface WorkerEnvelope {
   settings: Settings;
   options: WorkerOptions;
+  logLevel: string;
 }
 
-type FromWorker = { type: 'listening'; port: number };
-
-function parseCommand(argv: string[]): WorkerEnvelope {
-  const command = daemonCommand('token-shadow-api', 'the API daemon (node:cluster)')
-    .option('--host <host>', 'address to listen on', '0.0.0.0')
+function buildCommand(): Command {
+  return daemonCommand('token-shadow-api', 'the API daemon (node:cluster)')
+    .option('--host <host>', 'address to listen on (default: :: dual-stack, else 0.0.0.0)')
     .option('--port <port>', 'port to listen on (0: any free port)', (v) => Number(v), 8006)
     .option('--workers <n>', 'worker processes (default: the core count)', (v) => Number(v))
     .option('--plain-http', 'plain HTTP instead of HTTPS (loopback only, for benchmarks)')
     .option(
       '--metrics-port <port>',
-      'Prometheus metrics on loopback (0: off)',
+      'metrics and health endpoints (0: off)',
       (v) => Number(v),
       9106,
+    )
+    .option('--metrics-host <host>', 'address of the metrics and health listener', '127.0.0.1')
+    .option(
+      '--settings-file <file>',
+      'JSON file of settings a SIGHUP reloads (default: api.json in the config directory)',
     )
     .option('--public-version', 'answer GET /version without authentication (benchmark baseline)')
     .option('--no-cache', 'no generation page: every verify hashes (for comparison)')
     .option('--hash-threads <n>', 'hashing threads per worker', (v) => Number(v))
-    .option('--hash-queue <n>', 'hash tasks that may wait per worker before 503', (v) => Number(v))
-    .parse(argv);
+    .option('--hash-queue <n>', 'hash tasks that may wait per worker before 503', (v) => Number(v));
+}
+
+/** The command line, read once; `settings(file)` merges a settings file under it. */
+function parseCommand(argv: string[]) {
+  const command = buildCommand().parse(argv);
   const flags = command.opts();
-  const settings = settingsFrom(flags, {
-    host: flags.host,
-    port: flags.port,
-    plainHttp: Boolean(flags.plainHttp),
-    metricsPort: flags.metricsPort,
-    caching: flags.cache !== false,
-    ...(flags.workers ? { workers: flags.workers } : {}),
-    ...(flags.hashThreads ? { hashThreads: flags.hashThreads } : {}),
-    ...(flags.hashQueue ? { hashQueue: flags.hashQueue } : {}),
-  });
-  return { settings, options: { publicVersion: Boolean(flags.publicVersion) } };
+  // Options without a default are undefined unless given, so the command line wins.
+  const settings = (host: string, file: ReloadableSettings): Settings => {
+    const input: SettingsInput = {
+      host,
+      port: flags.port,
+      plainHttp: Boolean(flags.plainHttp),
+      metricsHost: flags.metricsHost,
+      metricsPort: flags.metricsPort,
+      caching: flags.cache !== false,
+    };
+    for (const name of ['workers', 'hashThreads', 'hashQueue', 'ttlMs'] as const) {
+      const value = (name === 'ttlMs' ? flags.ttl : flags[name]) ?? file[name];
+      if (typeof value === 'number' && Number.isFinite(value)) input[name] = value;
+    }
+    return settingsFrom(flags, input);
+  };
+  return {
+    host: typeof flags.host === 'string' ? flags.host : undefined,
+    settings,
+    settingsFile: typeof flags.settingsFile === 'string' ? flags.settingsFile : undefined,
+    options: { publicVersion: Boolean(flags.publicVersion) } satisfies WorkerOptions,
+  };
+}
+
+/** What one generation of workers runs with: settings, the checked certificate, the log level. */
+interface Generation {
+  settings: Settings;
+  certificate: LoadedCertificate | null;
+  env: Record<string, string>;
+  logLevel: string;
+}
+
+async function prepare(
+  command: ReturnType<typeof parseCommand>,
+  host: string,
+): Promise<Generation> {
+  const base = command.settings(host, {});
+  const file = await readSettingsFile(
+    command.settingsFile ?? path.join(base.configDir, 'api.json'),
+  );
+  const settings = command.settings(host, file);
+  const logLevel = process.env.LOG_LEVEL ?? file.logLevel ?? 'info';
+  const certificate = settings.plainHttp
+    ? null
+    : await loadCertificate(settings.certPath, settings.keyPath);
+  const options: WorkerOptions = {
+    ...command.options,
+    ...(certificate ? { certificateFingerprint: certificate.fingerprint256 } : {}),
+  };
+  const envelope: WorkerEnvelope = { settings, options, logLevel };
+  return { settings, certificate, logLevel, env: { [SETTINGS_ENV]: JSON.stringify(envelope) } };
+}
+
+function warnAboutExpiry(certificate: LoadedCertificate | null, certPath: string, log: Logger) {
+  if (!certificate) return;
+  const warning = expiryWarning(certificate.notAfter);
+  if (warning) {
+    log[warning.level](
+      { cert: certPath, notAfter: certificate.notAfter, days: warning.days },
+      warning.message,
+    );
+  }
 }
 
 async function runPrimary(argv: string[]): Promise<void> {
   const log = createLogger('api');
-  const { settings, options } = parseCommand(argv);
-  if (!settings.plainHttp) {
-    const tls = await ensureCertificate(settings.certPath, settings.keyPath, settings.gid);
-    if (tls.created) log.info({ cert: settings.certPath }, 'created a self-signed certificate');
+  const notifyFailed = (message: string) => log.warn(message);
+  const command = parseCommand(argv);
+  let host = command.host;
+  if (host === undefined) {
+    const chosen = await defaultListenHost();
+    host = chosen.host;
+    if (chosen.reason) log.info({ host, reason: chosen.reason }, 'listening on IPv4 only');
   }
-  const env = { [SETTINGS_ENV]: JSON.stringify({ settings, options } satisfies WorkerEnvelope) };
-  let stopping = false;
-  let announced = false;
-  const listening = new Map<number, number>();
-  const fork = (): Worker => {
-    const worker = cluster.fork(env);
-    worker.on('message', (message: FromWorker) => {
-      if (message?.type !== 'listening') return;
-      listening.set(worker.id, message.port);
-      log.info({ worker: worker.process.pid, port: message.port }, 'worker listening');
-      if (!announced && listening.size >= settings.workers) {
-        announced = true;
-        const scheme = settings.plainHttp ? 'http' : 'https';
-        const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
-        log.info(
-          {
-            url: `${scheme}://${host}:${message.port}/api2/json`,
-            port: message.port,
-            workers: settings.workers,
-          },
-          'api ready',
-        );
-      }
-    });
-    return worker;
+  const first = command.settings(host, {});
+  if (!first.plainHttp) {
+    const tls = await ensureCertificate(first.certPath, first.keyPath, first.gid);
+    if (tls.created) log.info({ cert: first.certPath }, 'created a self-signed certificate');
+  }
+  let current = await prepare(command, host);
+  log.level = current.logLevel;
+  const { settings } = current;
+  const metrics = createPrimaryMetrics();
+  const showCertificate = (g: Generation) => {
+    if (g.certificate) metrics.certificateNotAfter.set(g.certificate.notAfter.getTime() / 1000);
+    warnAboutExpiry(g.certificate, g.settings.certPath, log);
   };
-  cluster.on('exit', (worker, code, signal) => {
-    listening.delete(worker.id);
-    if (stopping) return;
-    log.warn({ worker: worker.process.pid, code, signal }, 'worker died, starting a new one');
-    fork();
-  });
-  for (let i = 0; i < settings.workers; i++) fork();
+  showCertificate(current);
+  setInterval(
+    () => warnAboutExpiry(current.certificate, settings.certPath, log),
+    CERTIFICATE_CHECK_MS,
+  ).unref();
 
-  const aggregator = new client.AggregatorRegistry();
+  const pool = new WorkerPool(log, current.env, settings.workers);
+  pool.onChange = (n) => metrics.workers.set(n);
+  let stopping = false;
+  const page = pageCheck(settings.pagePath, settings.caching, log);
+  const checks: ReadinessCheck[] = [
+    { name: 'workers', check: async () => !stopping && pool.serving > 0 },
+    page,
+    managerCheck(settings.socketPath),
+  ];
+  const readiness = new Readiness(checks, log);
+
   let metricsServer: http.Server | null = null;
   if (settings.metricsPort > 0) {
-    if (!isLoopback(settings.metricsHost)) throw new Error('metrics are served on loopback only');
     metricsServer = http.createServer((req, res) => {
+      if (serveHealth(req, res, readiness)) return;
       if (req.url !== '/metrics') {
         res.writeHead(404).end();
         return;
       }
-      aggregator.clusterMetrics().then(
-        (text) => res.writeHead(200, { 'content-type': aggregator.contentType }).end(text),
+      clusterMetrics(pool.workers(), metrics.registry).then(
+        (text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text),
         (error) => {
           log.error({ err: String(error) }, 'metrics failed');
           res.writeHead(500).end();
         },
       );
     });
-    metricsServer.listen(settings.metricsPort, settings.metricsHost);
+    await new Promise<void>((resolve, reject) => {
+      metricsServer?.once('error', reject);
+      metricsServer?.listen(settings.metricsPort, settings.metricsHost, resolve);
+    });
   }
+
+  const port = await pool.start();
+  const address = metricsServer?.address();
+  const scheme = settings.plainHttp ? 'http' : 'https';
+  const shown = host === '::' || host === '0.0.0.0' ? 'localhost' : host;
+  log.info(
+    {
+      url: `${scheme}://${authority(shown, port)}/api2/json`,
+      host,
+      port,
+      workers: settings.workers,
+      ...(typeof address === 'object' && address ? { metricsPort: address.port } : {}),
+    },
+    'api ready',
+  );
+  await notifySystemd({ ready: true, status: `serving on ${authority(host, port)}` }, notifyFailed);
+
+  let reloading: Promise<void> | null = null;
+  let again = false;
+  const reload = async (): Promise<void> => {
+    await notifySystemd({ reloading: true, status: 'reloading' }, notifyFailed);
+    log.info({ workers: pool.serving }, 'reloading: certificate, settings, rolling restart');
+    try {
+      const next = await prepare(command, host);
+      await pool.roll(next.env, next.settings.workers);
+      current = next;
+      log.level = next.logLevel;
+      showCertificate(next);
+      metrics.reloads.inc({ outcome: 'ok' });
+      log.info({ workers: pool.serving }, 'reload done');
+    } catch (error) {
+      metrics.reloads.inc({ outcome: 'failed' });
+      log.error({ err: error instanceof Error ? error.message : String(error) }, 'reload failed');
+    }
+    await notifySystemd(
+      { ready: true, status: `serving on ${authority(host, port)}` },
+      notifyFailed,
+    );
+  };
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    if (reloading) {
+      again = true;
+      return;
+    }
+    reloading = (async () => {
+      do {
+        again = false;
+        await reload();
+      } while (again && !stopping);
+    })().finally(() => {
+      reloading = null;
+    });
+  });
 
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
+    notifySystemd({ stopping: true }, notifyFailed);
     log.info({ signal }, 'stopping: draining workers');
     metricsServer?.close();
-    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
-    let left = workers.length;
-    if (left === 0) process.exit(0);
-    for (const worker of workers) {
-      worker.once('exit', () => {
-        left--;
-        if (left === 0) process.exit(0);
-      });
-      worker.send('shutdown');
-    }
+    page.close();
+    (reloading ?? Promise.resolve()).then(() => pool.stop()).then(() => process.exit(0));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
 async function runWorker(): Promise<void> {
-  const log = createLogger('api-worker');
-  const { settings, options } = JSON.parse(process.env[SETTINGS_ENV] ?? '{}') as WorkerEnvelope;
-  const worker = await startWorker(settings, log, options);
+  // First, so that a scrape during start-up gets an answer rather than a timeout.
+  answerMetricsRequests();
+  const envelope = JSON.parse(process.env[SETTINGS_ENV] ?? '{}') as WorkerEnvelope;
+  const log = createLogger('api-worker', envelope.logLevel);
+  const worker = await startWorker(envelope.settings, log, envelope.options);
   process.send?.({ type: 'listening', port: worker.port } satisfies FromWorker);
   const stop = () => {
     worker.close().then(
@@ -148,11 +274,13 @@ async function runWorker(): Promise<void> {
     );
   };
   process.on('message', (message) => {
-    if (message === 'shutdown') stop();
+    if (message === SHUTDOWN) stop();
   });
   // The primary forwards signals by message; a signal sent to the whole group is handled the same way.
   process.on('SIGTERM', stop);
   process.on('SIGINT', () => undefined);
+  // A reload is the primary's business; a hangup sent to the whole group must not kill workers.
+  process.on('SIGHUP', () => undefined);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

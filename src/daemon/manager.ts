@@ -17,7 +17,8 @@ import type { Settings } from '../service/settings.js';
 import { daemonCommand, settingsFrom } from './cli-options.js';
 import { createLogger, type Logger } from './logger.js';
 import { type RpcRequest, type RpcResponse, serveRpc } from './rpc.js';
-import { ensureCertificate } from './tls.js';
+import { notifySystemd } from './systemd.js';
+import { ensureCertificate, expiryWarning, loadCertificate } from './tls.js';
 
 /** The operation a socket request names, with its params checked: only writes are served here. */
 function operationOf(request: RpcRequest) {
@@ -44,6 +45,8 @@ function describe(request: RpcRequest) {
 export function handler(stores: Stores, log: Logger) {
   return async (request: RpcRequest): Promise<RpcResponse> => {
     const id = typeof request.id === 'number' ? request.id : -1;
+    // The API's readiness probe: proves the manager answers, changes nothing, logs nothing.
+    if (request.op === 'ping') return { id, ok: true, data: 'pong' };
     if (
       typeof request.identity !== 'string' ||
       typeof request.params !== 'object' ||
@@ -84,6 +87,14 @@ async function clearStaleSocket(socketPath: string): Promise<void> {
   });
   if (alive) throw new Error(`another manager is listening on ${socketPath}`);
   await fsp.rm(socketPath, { force: true });
+}
+
+/** Logs a warning when the API certificate expires soon (or has expired). */
+async function warnAboutCertificate(settings: Settings, log: Logger): Promise<void> {
+  const { notAfter } = await loadCertificate(settings.certPath, settings.keyPath);
+  const warning = expiryWarning(notAfter);
+  if (warning) log[warning.level]({ cert: settings.certPath, notAfter }, warning.message);
+  else log.info({ cert: settings.certPath, notAfter }, 'reloaded: certificate valid');
 }
 
 export interface RunningManager {
@@ -148,7 +159,18 @@ async function main(argv: string[]): Promise<void> {
   const settings = settingsFrom(command.opts());
   const log = createLogger('manager');
   const manager = await startManager(settings, log);
+  const notifyFailed = (message: string) => log.warn(message);
+  await notifySystemd({ ready: true, status: 'serving' }, notifyFailed);
+  // SIGHUP (systemctl reload): nothing is cached across requests here, so a
+  // reload only checks the certificate the API will read and says so.
+  process.on('SIGHUP', () => {
+    notifySystemd({ reloading: true }, notifyFailed)
+      .then(() => warnAboutCertificate(settings, log))
+      .catch((error) => log.error({ err: String(error) }, 'reload failed'))
+      .finally(() => notifySystemd({ ready: true, status: 'serving' }, notifyFailed));
+  });
   const shutdown = (signal: string) => {
+    notifySystemd({ stopping: true }, notifyFailed);
     log.info({ signal }, 'stopping');
     manager.stop().then(
       () => process.exit(0),

@@ -1,17 +1,20 @@
 /**
  * Prometheus metrics of an API worker (prom-client's default registry, which
- * the cluster primary aggregates over IPC): cache hits and misses, a verify
- * latency histogram, the hashing queue depth and the generation values. Values
- * are read from the stores' stats() when scraped, so requests pay nothing.
+ * the cluster primary aggregates over IPC, see cluster-metrics.ts): cache hits
+ * and misses, a verify latency histogram, the hashing queue depth, the
+ * generation values and prom-client's default process and Node.js metrics.
+ * Values are read from the stores' stats() when scraped, so requests pay
+ * nothing. The primary has its own registry: build_info, workers, reloads and
+ * the certificate's expiry.
  */
 import client from 'prom-client';
 import { Slot } from '../generations/slots.js';
 import type { Deployment } from '../service/deployment.js';
+import { VERSION } from '../version.js';
 
 /** Registers the collectors; returns the function that records one authentication. */
 export function registerWorkerMetrics(deployment: Deployment): (seconds: number) => void {
-  // Constructing one installs this worker's answer to the primary's metrics requests.
-  new client.AggregatorRegistry();
+  client.collectDefaultMetrics();
   const shadowCounter = (
     name: string,
     help: string,
@@ -90,4 +93,44 @@ export function registerWorkerMetrics(deployment: Deployment): (seconds: number)
     buckets: [1e-6, 5e-6, 2e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.5, 1],
   });
   return (seconds) => histogram.observe(seconds);
+}
+
+export interface PrimaryMetrics {
+  registry: client.Registry;
+  workers: client.Gauge;
+  reloads: client.Counter<'outcome'>;
+  certificateNotAfter: client.Gauge;
+}
+
+/** The primary's own series; its process metrics add up with the workers' into the daemon's. */
+export function createPrimaryMetrics(): PrimaryMetrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  new client.Gauge({
+    name: 'token_shadow_build_info',
+    help: 'Always 1; the labels say which version runs on which Node.js',
+    labelNames: ['version', 'nodejs_version'],
+    registers,
+    aggregator: 'max',
+  }).set({ version: VERSION, nodejs_version: process.version }, 1);
+  return {
+    registry,
+    workers: new client.Gauge({
+      name: 'token_shadow_api_workers',
+      help: 'API worker processes listening',
+      registers,
+    }),
+    reloads: new client.Counter({
+      name: 'token_shadow_reloads_total',
+      help: 'Reloads (SIGHUP) by outcome',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    certificateNotAfter: new client.Gauge({
+      name: 'token_shadow_tls_certificate_not_after_seconds',
+      help: 'When the served TLS certificate expires (Unix time); alert on it minus time()',
+      registers,
+    }),
+  };
 }

@@ -1,9 +1,11 @@
 /**
  * One API worker: a fastify server (HTTPS, or plain HTTP on loopback when
  * asked) with the routes, its own deployment view and a connection to the
- * manager. Closing drains in-flight requests first.
+ * manager. Closing drains without dropping a request (see drain()).
  */
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { Authenticator } from '../http/authenticate.js';
@@ -17,7 +19,19 @@ import { RpcClient } from './rpc.js';
 export interface WorkerOptions {
   publicVersion?: boolean;
   metrics?: boolean;
+  /** The certificate the primary checked; a worker that reads another one refuses to start. */
+  certificateFingerprint?: string;
 }
+
+/**
+ * How long an idle keep-alive connection stays open. Node's default; clients
+ * learn it from the Keep-Alive header and stop reusing a connection before
+ * it runs out, so a draining worker can wait for idle connections to end by
+ * themselves instead of closing them under a request that is on its way.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 5000;
+/** Longest a drain waits for connections before closing what is left. */
+export const DRAIN_TIMEOUT_MS = 20_000;
 
 export interface RunningWorker {
   app: FastifyInstance;
@@ -37,11 +51,18 @@ export async function startWorker(
   const https = settings.plainHttp
     ? null
     : { cert: await readFile(settings.certPath), key: await readFile(settings.keyPath) };
+  if (https && options.certificateFingerprint !== undefined) {
+    const read = new X509Certificate(https.cert).fingerprint256;
+    if (read !== options.certificateFingerprint) {
+      throw new Error(`${settings.certPath} changed while the workers were restarting`);
+    }
+  }
   const app = Fastify({
     loggerInstance: log,
     // No line per request: the metrics count them, and logging would cost more than a cached verify.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance;
   await app.register(formbody);
@@ -56,12 +77,14 @@ export async function startWorker(
   await app.listen({ host: settings.host, port: settings.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : settings.port;
+  const connections = trackConnections(app.server);
   let closing: Promise<void> | null = null;
   return {
     app,
     port,
     close() {
       closing ??= (async () => {
+        await drain(app.server, connections);
         await app.close();
         rpc.close();
         await deployment.close();
@@ -69,4 +92,43 @@ export async function startWorker(
       return closing;
     },
   };
+}
+
+/** The open sockets of `server`, kept up to date. */
+function trackConnections(server: net.Server): Set<net.Socket> {
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  return sockets;
+}
+
+/**
+ * Stops taking connections and lets the open ones end by themselves: every
+ * response from now on says `Connection: close`, and idle keep-alive
+ * connections time out as their clients were told. http.Server.close() would
+ * close idle connections at once, racing a request a client is just sending
+ * on one; net.Server.close() only stops listening (in a cluster worker: tells
+ * the primary to hand this worker no more connections). Resolves when no
+ * connection is left, or after DRAIN_TIMEOUT_MS.
+ */
+function drain(server: net.Server, sockets: Set<net.Socket>): Promise<void> {
+  server.prependListener('request', (_req, res: { setHeader(n: string, v: string): void }) =>
+    res.setHeader('connection', 'close'),
+  );
+  net.Server.prototype.close.call(server);
+  return new Promise((resolve) => {
+    const timer = setTimeout(finish, DRAIN_TIMEOUT_MS);
+    timer.unref();
+    function finish() {
+      clearTimeout(timer);
+      resolve();
+    }
+    const check = () => {
+      if (sockets.size === 0) finish();
+    };
+    for (const socket of sockets) socket.once('close', () => setImmediate(check));
+    check();
+  });
 }

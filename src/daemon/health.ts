@@ -1,0 +1,135 @@
+/**
+ * Liveness and readiness for load balancers and orchestrators, served by the
+ * API primary next to /metrics: no authentication, and nothing in the answer
+ * but "ok" or "not ready" (which check failed goes to the log, once per
+ * change), so probing reveals nothing about the deployment.
+ *
+ *   /livez    200 while the primary answers at all.
+ *   /readyz   200 when every readiness check passes, else 503.
+ *   /healthz  the same as /readyz: what most load balancers probe by default.
+ */
+import type http from 'node:http';
+import { type GenerationPage, openGenerationPageOrNull } from '../generations/page.js';
+import type { Logger } from './logger.js';
+import { RpcClient } from './rpc.js';
+
+/** One condition for serving; `check` resolves true when it holds and must not throw. */
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<boolean>;
+}
+
+/** Longest a readiness probe waits for the manager: a load balancer probes every few seconds. */
+export const MANAGER_PROBE_TIMEOUT_MS = 1000;
+
+/** The manager answers a `ping` on its socket: reachable and its event loop is running. */
+export function managerCheck(socketPath: string, timeoutMs = MANAGER_PROBE_TIMEOUT_MS) {
+  return {
+    name: 'manager',
+    async check() {
+      const rpc = new RpcClient(socketPath);
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const timeout = new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), timeoutMs);
+        });
+        const reply = rpc.call('ping', 'readiness').then((r) => r.ok);
+        return await Promise.race([reply, timeout]);
+      } catch {
+        return false;
+      } finally {
+        clearTimeout(timer);
+        rpc.close();
+      }
+    },
+  } satisfies ReadinessCheck;
+}
+
+/**
+ * The generation page is mapped and still the shared page (not removed,
+ * replaced, truncated or opened to others). Without it the workers hash every
+ * verify: correct, but far below the capacity a balancer plans with. With
+ * caching turned off on purpose there is no page to check.
+ */
+export function pageCheck(pagePath: string, caching: boolean, log: Logger) {
+  let page: GenerationPage | null | undefined;
+  return {
+    name: 'page',
+    async check() {
+      if (!caching) return true;
+      page ??= openGenerationPageOrNull(pagePath, { readOnly: true, create: false }, (m) =>
+        log.warn(m),
+      );
+      return page !== null && page.health() === null;
+    },
+    close() {
+      page?.close();
+    },
+  };
+}
+
+/*
+ * Where the fence goes: once several hosts share a deployment (src/cluster), a
+ * host cut off from the others must stop answering. That is one more
+ * ReadinessCheck, e.g. `{ name: 'fence', check: async () => !fenced(page) }`,
+ * added to the list api.ts builds; nothing here changes.
+ */
+
+/** Runs the checks; logs when readiness changes, naming the failed checks. */
+export class Readiness {
+  readonly #checks: ReadinessCheck[];
+  readonly #log: Logger;
+  #last: string | null = null;
+
+  constructor(checks: ReadinessCheck[], log: Logger) {
+    this.#checks = checks;
+    this.#log = log;
+  }
+
+  /** The names of the checks that failed; empty when ready. */
+  async failing(): Promise<string[]> {
+    const results = await Promise.all(
+      this.#checks.map(async (c) => ((await c.check().catch(() => false)) ? null : c.name)),
+    );
+    const failed = results.filter((name): name is string => name !== null);
+    const summary = failed.join(',');
+    if (summary !== this.#last) {
+      if (failed.length === 0) this.#log.info('ready');
+      else this.#log.warn({ failing: failed }, 'not ready');
+      this.#last = summary;
+    }
+    return failed;
+  }
+}
+
+const HEALTH_PATHS = new Set(['/livez', '/readyz', '/healthz']);
+
+/**
+ * Answers a health path and returns true, or returns false for any other URL.
+ * Only GET and HEAD; the query string is ignored.
+ */
+export function serveHealth(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  readiness: Readiness,
+): boolean {
+  const path = (req.url ?? '').split('?')[0] ?? '';
+  if (!HEALTH_PATHS.has(path)) return false;
+  const headers = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { ...headers, allow: 'GET, HEAD' }).end();
+    return true;
+  }
+  const answer = (status: number, text: string) =>
+    res.writeHead(status, headers).end(req.method === 'HEAD' ? undefined : text);
+  if (path === '/livez') {
+    answer(200, 'ok\n');
+    return true;
+  }
+  readiness.failing().then(
+    (failed) =>
+      answer(failed.length === 0 ? 200 : 503, failed.length === 0 ? 'ok\n' : 'not ready\n'),
+    () => answer(503, 'not ready\n'),
+  );
+  return true;
+}
