@@ -101,12 +101,21 @@ describe('deploy/ units', () => {
       assert.equal(only(unit, 'ProtectSystem'), 'strict');
       assert.equal(only(unit, 'MemoryDenyWriteExecute'), 'no');
       assert.match(unit, /V8's JIT/, 'says why W+X stays allowed');
-      assert.equal(only(unit, 'RestrictAddressFamilies'), 'AF_UNIX AF_INET AF_INET6');
+      assert.equal(only(unit, 'Type'), 'notify');
+      assert.equal(only(unit, 'NotifyAccess'), 'all');
+      assert.equal(only(unit, 'ExecReload'), '/bin/kill -HUP $MAINPID');
+      assert.equal(only(unit, 'ProcSubset'), 'pid');
       assert.equal(only(unit, 'KillSignal'), 'SIGTERM');
       assert.equal(only(unit, 'TimeoutStopSec'), '30');
       assert.equal(only(unit, 'Restart'), 'on-failure');
     }
     assert.ok(values(api, 'Environment').includes('UV_THREADPOOL_SIZE=4'));
+    assert.equal(only(api, 'RestrictAddressFamilies'), 'AF_UNIX AF_INET AF_INET6');
+    assert.equal(only(manager, 'RestrictAddressFamilies'), 'AF_UNIX');
+    assert.deepEqual(values(api, 'SystemCallFilter'), [
+      '@system-service',
+      '~@privileged @resources',
+    ]);
   });
 
   it('pass systemd-analyze verify', { skip: unavailable('systemd-analyze') }, () => {

@@ -207,8 +207,6 @@ async function runPrimary(argv: string[]): Promise<void> {
     },
     'api ready',
   );
-  await notifySystemd({ ready: true, status: `serving on ${authority(host, port)}` }, notifyFailed);
-
   let reloading: Promise<void> | null = null;
   let again = false;
   const reload = async (): Promise<void> => {
@@ -258,6 +256,8 @@ async function runPrimary(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // Last: systemd may send a reload as soon as it hears READY=1.
+  await notifySystemd({ ready: true, status: `serving on ${authority(host, port)}` }, notifyFailed);
 }
 
 async function runWorker(): Promise<void> {

@@ -160,7 +160,6 @@ async function main(argv: string[]): Promise<void> {
   const log = createLogger('manager');
   const manager = await startManager(settings, log);
   const notifyFailed = (message: string) => log.warn(message);
-  await notifySystemd({ ready: true, status: 'serving' }, notifyFailed);
   // SIGHUP (systemctl reload): nothing is cached across requests here, so a
   // reload only checks the certificate the API will read and says so.
   process.on('SIGHUP', () => {
@@ -182,6 +181,8 @@ async function main(argv: string[]): Promise<void> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // Last: systemd may send a reload as soon as it hears READY=1.
+  await notifySystemd({ ready: true, status: 'serving' }, notifyFailed);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
