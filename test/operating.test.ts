@@ -6,7 +6,6 @@
  * refused, and the default metrics.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -14,9 +13,10 @@ import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import selfsigned from 'selfsigned';
 import { Agent, request } from 'undici';
 import { ensureCertificate } from '../src/daemon/tls.js';
-import { type Daemons, daemonDir, pveHeader, startDaemons, watch } from './helpers/daemons.js';
+import { type Daemons, pveHeader, spawnDaemon, startDaemons } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 /** A port that was free a moment ago (the metrics listener needs a fixed one). */
@@ -79,12 +79,31 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Replaces the deployment's certificate with a new self-signed one; returns it. */
+/**
+ * Replaces the deployment's certificate with a new self-signed one; returns
+ * it. Another subject than the first, so that a client trusting both finds
+ * the right one by name.
+ */
 async function renewCertificate(dir: string): Promise<Buffer> {
   const etc = path.join(dir, 'etc');
+  const pems = await selfsigned.generate([{ name: 'commonName', value: 'renewed.test' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    extensions: [
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+        ],
+      },
+    ],
+  });
   const fresh = tempDir('token-shadow-cert-');
-  await ensureCertificate(path.join(fresh, 'cert.pem'), path.join(fresh, 'key.pem'));
-  // Key first: a reload never sees a certificate without its key (loadCertificate checks the pair).
+  writeFileSync(path.join(fresh, 'key.pem'), pems.private, { mode: 0o600 });
+  writeFileSync(path.join(fresh, 'cert.pem'), pems.cert);
+  // Between the renames the pair does not match: a reload then would fail and change nothing.
   renameSync(path.join(fresh, 'key.pem'), path.join(etc, 'api-ssl.key'));
   renameSync(path.join(fresh, 'cert.pem'), path.join(etc, 'api-ssl.pem'));
   return readFileSync(path.join(etc, 'api-ssl.pem'));
@@ -120,19 +139,9 @@ describe('health and readiness on the metrics listener', () => {
     assert.equal((await probe(port, '/livez')).status, 200);
     await d.apiLog.waitFor((l) => l.msg === 'not ready' && String(l.failing) === 'manager');
 
-    const manager = spawn(
-      process.execPath,
-      [
-        path.join(daemonDir, 'manager.js'),
-        '--config-dir',
-        path.join(dir, 'etc'),
-        '--runtime-dir',
-        path.join(dir, 'run'),
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
+    const { child: manager, log: managerLog } = spawnDaemon('manager', dir);
     try {
-      await watch(manager).waitFor((l) => l.msg === 'manager ready');
+      await managerLog.waitFor((l) => l.msg === 'manager ready');
       assert.deepEqual(await probe(port, '/readyz'), { status: 200, body: 'ok\n' });
     } finally {
       manager.kill('SIGTERM');

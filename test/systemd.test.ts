@@ -22,7 +22,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { fixture } from './helpers/children.js';
-import { daemonDir, pveHeader, startDaemons, watch } from './helpers/daemons.js';
+import { pveHeader, spawnDaemon, startDaemons } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 function missing(tool: string, args: string[]): string | false {
@@ -154,24 +154,12 @@ describe('journald priorities', () => {
 /** Starts the API alone (no manager needed to listen); resolves with its 'api ready' line. */
 async function apiAlone(dir: string, env: NodeJS.ProcessEnv = {}) {
   mkdirSync(path.join(dir, 'etc'));
-  const api = spawn(
-    process.execPath,
-    [
-      path.join(daemonDir, 'api.js'),
-      '--config-dir',
-      path.join(dir, 'etc'),
-      '--runtime-dir',
-      path.join(dir, 'run'),
-      '--port',
-      '0',
-      '--metrics-port',
-      '0',
-      '--workers',
-      '1',
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } },
+  const { child: api, log } = spawnDaemon(
+    'api',
+    dir,
+    ['--port', '0', '--metrics-port', '0', '--workers', '1'],
+    env,
   );
-  const log = watch(api);
   const ready = await log.waitFor((l) => l.msg === 'api ready');
   return {
     ready,
