@@ -10,23 +10,13 @@ import { once } from 'node:events';
 import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import selfsigned from 'selfsigned';
 import { Agent, request } from 'undici';
 import { ensureCertificate } from '../src/daemon/tls.js';
-import { type Daemons, pveHeader, spawnDaemon, startDaemons } from './helpers/daemons.js';
+import { type Api, type Deployment, pveHeader, startDeployment } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
-
-/** A port that was free a moment ago (the metrics listener needs a fixed one). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** GET on the metrics listener: status and body. */
 export function probe(
@@ -66,8 +56,8 @@ function servedFingerprint(url: string, ca: Buffer[]): Promise<string> {
 }
 
 /** Workers the primary reported listening, by pid, in order. */
-function workerPids(d: Daemons): number[] {
-  return d.apiLog.lines.filter((l) => l.msg === 'worker listening').map((l) => Number(l.worker));
+function workerPids(api: Api): number[] {
+  return api.log.lines.filter((l) => l.msg === 'worker listening').map((l) => Number(l.worker));
 }
 
 function alive(pid: number): boolean {
@@ -109,16 +99,25 @@ async function renewCertificate(dir: string): Promise<Buffer> {
   return readFileSync(path.join(etc, 'api-ssl.pem'));
 }
 
+/** A manager and an API of two workers with its metrics listener. */
+async function startPair(dir: string): Promise<{ deployment: Deployment; api: Api; port: number }> {
+  const deployment = await startDeployment(dir);
+  const api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1'], {
+    metrics: true,
+  });
+  return { deployment, api, port: api.metricsPort as number };
+}
+
 describe('health and readiness on the metrics listener', () => {
-  let d: Daemons;
+  let deployment: Deployment;
+  let api: Api;
   let port: number;
   const dir = tempDir();
   chmodSync(dir, 0o755);
   before(async () => {
-    port = await freePort();
-    d = await startDaemons(dir, ['--metrics-port', String(port)]);
+    ({ deployment, api, port } = await startPair(dir));
   });
-  after(() => d?.stop());
+  after(() => deployment?.stop());
 
   it('answers /livez, /readyz and /healthz with ok and nothing more, without authentication', async () => {
     for (const route of ['/livez', '/readyz', '/healthz', '/readyz?verbose=1']) {
@@ -131,21 +130,20 @@ describe('health and readiness on the metrics listener', () => {
   });
 
   it('turns not ready when the manager stops, and ready again when it is back', async () => {
-    d.manager.kill('SIGTERM');
-    await once(d.manager, 'exit');
+    deployment.manager.kill('SIGTERM');
+    await once(deployment.manager, 'exit');
     assert.deepEqual(await probe(port, '/readyz'), { status: 503, body: 'not ready\n' });
     assert.equal((await probe(port, '/healthz')).status, 503);
     // Liveness is about the API itself: still 200.
     assert.equal((await probe(port, '/livez')).status, 200);
-    await d.apiLog.waitFor((l) => l.msg === 'not ready' && String(l.failing) === 'manager');
+    await api.log.waitFor((l) => l.msg === 'not ready' && String(l.failing) === 'manager');
 
-    const { child: manager, log: managerLog } = spawnDaemon('manager', dir);
+    // A new manager on the same directories, as systemd would restart it.
+    const again = await startDeployment(dir);
     try {
-      await managerLog.waitFor((l) => l.msg === 'manager ready');
       assert.deepEqual(await probe(port, '/readyz'), { status: 200, body: 'ok\n' });
     } finally {
-      manager.kill('SIGTERM');
-      await once(manager, 'exit');
+      await again.stop();
     }
   });
 
@@ -166,15 +164,18 @@ describe('health and readiness on the metrics listener', () => {
 });
 
 describe('SIGHUP: reload with a rolling restart', () => {
-  let d: Daemons;
+  let deployment: Deployment;
+  let api: Api;
   let port: number;
   let header: string;
+  /** The certificate clients trust: the renewed one after the first test. */
+  let ca: Buffer;
   const dir = tempDir();
   chmodSync(dir, 0o755);
   before(async () => {
-    port = await freePort();
-    d = await startDaemons(dir, ['--metrics-port', String(port)]);
-    const created = await d.asRoot('token.create', {
+    ({ deployment, api, port } = await startPair(dir));
+    ca = api.ca;
+    const created = await deployment.asRoot('token.create', {
       userid: 'root@pam',
       tokenName: 'load',
       fields: { privsep: false },
@@ -182,18 +183,18 @@ describe('SIGHUP: reload with a rolling restart', () => {
     assert.equal(created.ok, true, JSON.stringify(created));
     header = pveHeader('root@pam!load', (created.data as { value: string }).value);
   });
-  after(() => d?.stop());
+  after(() => deployment?.stop());
 
   it('renews the certificate and replaces every worker while a keep-alive client loses no request', async () => {
-    const oldCa = d.ca;
-    const newCa = await renewCertificate(d.dir);
+    const oldCa = api.ca;
+    const newCa = await renewCertificate(dir);
     const { X509Certificate } = await import('node:crypto');
     const newFingerprint = new X509Certificate(newCa).fingerprint256;
-    const oldPids = workerPids(d);
+    const oldPids = workerPids(api);
     assert.equal(oldPids.length, 2);
 
     const agent = new Agent({ connect: { ca: [oldCa, newCa] }, connections: 8 });
-    const url = `${d.url}/version`;
+    const url = `${api.url}/version`;
     const statuses = new Map<number, number>();
     const errors: string[] = [];
     let running = true;
@@ -216,10 +217,8 @@ describe('SIGHUP: reload with a rolling restart', () => {
     while ((statuses.get(200) ?? 0) < 200 && errors.length === 0) await new Promise(setImmediate);
 
     reloading = true;
-    d.api.kill('SIGHUP');
-    const done = await d.apiLog.waitFor(
-      (l) => l.msg === 'reload done' || l.msg === 'reload failed',
-    );
+    api.child.kill('SIGHUP');
+    const done = await api.log.waitFor((l) => l.msg === 'reload done' || l.msg === 'reload failed');
     reloading = false;
     // Some more load after the reload, on the new workers.
     const before = statuses.get(200) ?? 0;
@@ -234,30 +233,27 @@ describe('SIGHUP: reload with a rolling restart', () => {
     assert.deepEqual(errors, []);
     assert.deepEqual([...statuses.keys()], [200]);
     assert.ok(duringReload > 0, 'no request was served during the reload');
-    const newPids = workerPids(d).slice(2);
+    const newPids = workerPids(api).slice(2);
     assert.equal(newPids.length, 2);
     for (const pid of oldPids) {
       assert.ok(!newPids.includes(pid));
       assert.equal(alive(pid), false, `old worker ${pid} still runs`);
     }
     assert.equal(await servedFingerprint(url, [newCa]), newFingerprint);
-    d.ca = newCa;
+    ca = newCa;
   });
 
   it('applies the settings file on reload and refuses a broken certificate, keeping the workers', async () => {
     // The harness gives --workers and --hash-threads on the command line, which win; these do not.
-    writeFileSync(
-      path.join(d.dir, 'etc', 'api.json'),
-      JSON.stringify({ ttlMs: 1234, hashQueue: 7 }),
-    );
-    const seen = d.apiLog.lines.length;
-    d.api.kill('SIGHUP');
-    const reloaded = await d.apiLog.waitFor(
+    writeFileSync(path.join(dir, 'etc', 'api.json'), JSON.stringify({ ttlMs: 1234, hashQueue: 7 }));
+    const seen = api.log.lines.length;
+    api.child.kill('SIGHUP');
+    const reloaded = await api.log.waitFor(
       (l) =>
-        d.apiLog.lines.indexOf(l) >= seen && (l.msg === 'reload done' || l.msg === 'reload failed'),
+        api.log.lines.indexOf(l) >= seen && (l.msg === 'reload done' || l.msg === 'reload failed'),
     );
     assert.equal(reloaded.msg, 'reload done');
-    const fresh = workerPids(d).slice(-2);
+    const fresh = workerPids(api).slice(-2);
     for (const pid of fresh) {
       // What the new worker runs with, read from its environment.
       const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
@@ -271,22 +267,22 @@ describe('SIGHUP: reload with a rolling restart', () => {
     // A key that is not the certificate's: the reload fails in the primary, nothing restarts.
     const other = tempDir('token-shadow-cert-');
     await ensureCertificate(path.join(other, 'c.pem'), path.join(other, 'k.pem'));
-    renameSync(path.join(other, 'k.pem'), path.join(d.dir, 'etc', 'api-ssl.key'));
-    const pids = workerPids(d).length;
-    const mark = d.apiLog.lines.length;
-    d.api.kill('SIGHUP');
-    const refused = await d.apiLog.waitFor(
+    renameSync(path.join(other, 'k.pem'), path.join(dir, 'etc', 'api-ssl.key'));
+    const pids = workerPids(api).length;
+    const mark = api.log.lines.length;
+    api.child.kill('SIGHUP');
+    const refused = await api.log.waitFor(
       (l) =>
-        d.apiLog.lines.indexOf(l) >= mark && (l.msg === 'reload done' || l.msg === 'reload failed'),
+        api.log.lines.indexOf(l) >= mark && (l.msg === 'reload done' || l.msg === 'reload failed'),
     );
     assert.equal(refused.msg, 'reload failed');
     assert.match(String(refused.err), /is not the key of/);
-    assert.equal(workerPids(d).length, pids, 'a worker was restarted');
+    assert.equal(workerPids(api).length, pids, 'a worker was restarted');
     const metrics = (await probe(port, '/metrics')).body;
     assert.match(metrics, /^token_shadow_reloads_total\{outcome="failed"\} 1$/m);
     assert.match(metrics, /^token_shadow_reloads_total\{outcome="ok"\} 2$/m);
-    const res = await request(`${d.url}/version`, {
-      dispatcher: new Agent({ connect: { ca: d.ca } }),
+    const res = await request(`${api.url}/version`, {
+      dispatcher: new Agent({ connect: { ca } }),
       headers: { authorization: header },
     });
     await res.body.text();

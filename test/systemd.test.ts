@@ -12,7 +12,6 @@ import {
   chmodSync,
   closeSync,
   fstatSync,
-  mkdirSync,
   openSync,
   readFileSync,
   writeFileSync,
@@ -22,7 +21,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { fixture } from './helpers/children.js';
-import { pveHeader, spawnDaemon, startDaemons } from './helpers/daemons.js';
+import { type Api, pveHeader, startDeployment } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 function missing(tool: string, args: string[]): string | false {
@@ -84,8 +83,11 @@ describe('Type=notify through systemd-notify', {
   it('reports ready once serving, reloading then ready on SIGHUP, and stopping', async () => {
     const listener = await notifySocket(dir);
     after(() => listener.stop());
-    const d = await startDaemons(dir, [], { NOTIFY_SOCKET: listener.socketPath });
+    const deployment = await startDeployment(dir, { env: { NOTIFY_SOCKET: listener.socketPath } });
+    let api: Api | undefined;
     try {
+      api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1']);
+      const d = { manager: deployment.manager, api: api.child, apiLog: api.log };
       const from = (child: ChildProcess) => (m: string) => m.includes(`MAINPID=${child.pid}`);
       const managerReady = await listener.waitFor(
         (m) => from(d.manager)(m) && m.includes('READY=1'),
@@ -103,9 +105,11 @@ describe('Type=notify through systemd-notify', {
       assert.match(sequence[0] ?? '', /RELOADING=1 MONOTONIC_USEC=\d+/);
       assert.match(sequence.at(-1) ?? '', /READY=1/);
     } finally {
-      await d.stop();
+      await deployment.stop();
     }
-    await listener.waitFor((m) => m.includes(`MAINPID=${d.api.pid}`) && m.includes('STOPPING=1'));
+    await listener.waitFor(
+      (m) => m.includes(`MAINPID=${api?.primaryPid}`) && m.includes('STOPPING=1'),
+    );
   });
 });
 
@@ -151,24 +155,17 @@ describe('journald priorities', () => {
   });
 });
 
-/** Starts the API alone (no manager needed to listen); resolves with its 'api ready' line. */
-async function apiAlone(dir: string, env: NodeJS.ProcessEnv = {}) {
-  mkdirSync(path.join(dir, 'etc'));
-  const { child: api, log } = spawnDaemon(
-    'api',
-    dir,
-    ['--port', '0', '--metrics-port', '0', '--workers', '1'],
-    env,
-  );
-  const ready = await log.waitFor((l) => l.msg === 'api ready');
-  return {
-    ready,
-    log,
-    async stop() {
-      api.kill('SIGTERM');
-      await once(api, 'exit');
-    },
-  };
+/** A manager and an API of one worker on the API's default address. */
+async function apiOnDefaultHost(dir: string, env: Record<string, string> = {}) {
+  const deployment = await startDeployment(dir, { env });
+  const api = await deployment
+    .startApi('api', ['--workers', '1'], { host: null })
+    .catch(async (error) => {
+      await deployment.stop();
+      throw error;
+    });
+  const ready = await api.log.waitFor((l) => l.msg === 'api ready');
+  return { ready, log: api.log, ca: api.ca, stop: () => deployment.stop() };
 }
 
 function statusOver(host: string, port: number, ca: Buffer): Promise<number> {
@@ -192,10 +189,10 @@ function statusOver(host: string, port: number, ca: Buffer): Promise<number> {
 describe('listening address', () => {
   it('defaults to dual-stack :: and answers on 127.0.0.1 and ::1', async () => {
     const dir = tempDir();
-    const api = await apiAlone(dir);
+    const api = await apiOnDefaultHost(dir);
     try {
       assert.equal(api.ready.host, '::');
-      const ca = readFileSync(path.join(dir, 'etc', 'api-ssl.pem'));
+      const { ca } = api;
       const port = Number(api.ready.port);
       assert.equal(await statusOver('127.0.0.1', port, ca), 401);
       assert.equal(await statusOver('::1', port, ca), 401);
@@ -229,12 +226,12 @@ int socket(int domain, int type, int protocol) {
       encoding: 'utf8',
     });
     assert.equal(built.status, 0, built.stderr);
-    const api = await apiAlone(dir, { LD_PRELOAD: shim });
+    const api = await apiOnDefaultHost(dir, { LD_PRELOAD: shim });
     try {
       assert.equal(api.ready.host, '0.0.0.0');
       const fallback = await api.log.waitFor((l) => l.msg === 'listening on IPv4 only');
       assert.match(String(fallback.reason), /EAFNOSUPPORT/);
-      const ca = readFileSync(path.join(dir, 'etc', 'api-ssl.pem'));
+      const { ca } = api;
       assert.equal(await statusOver('127.0.0.1', Number(api.ready.port), ca), 401);
     } finally {
       await api.stop();

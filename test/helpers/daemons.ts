@@ -183,6 +183,8 @@ export interface StartApiOptions {
   metrics?: boolean;
   /** HTTPS (default) or plain HTTP on loopback. */
   plainHttp?: boolean;
+  /** The address to listen on; null gives no --host, for the daemon's own default. */
+  host?: string | null;
 }
 
 export interface Deployment {
@@ -283,8 +285,7 @@ export async function startDeployment(
     const api = spawnDaemon('api.js', name, [
       ...common,
       ...(apiOptions.plainHttp ? ['--plain-http'] : []),
-      '--host',
-      '127.0.0.1',
+      ...(apiOptions.host === null ? [] : ['--host', apiOptions.host ?? '127.0.0.1']),
       '--port',
       '0',
       '--metrics-port',
