@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
@@ -142,6 +142,10 @@ describe('health and readiness on the metrics listener', () => {
     const again = await startDeployment(dir);
     try {
       assert.deepEqual(await probe(port, '/readyz'), { status: 200, body: 'ok\n' });
+      // Without the page the workers would hash every request: not ready either.
+      rmSync(path.join(dir, 'run', 'shmem', 'config-versions'));
+      assert.deepEqual(await probe(port, '/readyz'), { status: 503, body: 'not ready\n' });
+      await api.log.waitFor((l) => l.msg === 'not ready' && String(l.failing) === 'page');
     } finally {
       await again.stop();
     }

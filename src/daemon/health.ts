@@ -9,7 +9,7 @@
  *   /healthz  the same as /readyz: what most load balancers probe by default.
  */
 import type http from 'node:http';
-import { type GenerationPage, openGenerationPageOrNull } from '../generations/page.js';
+import { GenerationPage } from '../generations/page.js';
 import type { Logger } from './logger.js';
 import { RpcClient } from './rpc.js';
 
@@ -46,21 +46,25 @@ export function managerCheck(socketPath: string, timeoutMs = MANAGER_PROBE_TIMEO
 }
 
 /**
- * The generation page is mapped and still the shared page (not removed,
- * replaced, truncated or opened to others). Without it the workers hash every
- * verify: correct, but far below the capacity a balancer plans with. With
- * caching turned off on purpose there is no page to check.
+ * The generation page is mapped and usable: the shared page at the path (a
+ * page replaced under the daemons is remapped, as the workers do). Without it
+ * the workers hash every verify: correct, but far below the capacity a
+ * balancer plans with. With caching turned off on purpose there is no page to
+ * check. A page missing at start is looked for again at each probe.
  */
 export function pageCheck(pagePath: string, caching: boolean, log: Logger) {
-  let page: GenerationPage | null | undefined;
+  let page: GenerationPage | null = null;
+  const warn = (message: string) => log.warn(message);
   return {
     name: 'page',
     async check() {
       if (!caching) return true;
-      page ??= openGenerationPageOrNull(pagePath, { readOnly: true, create: false }, (m) =>
-        log.warn(m),
-      );
-      return page !== null && page.health() === null;
+      try {
+        page ??= GenerationPage.open(pagePath, { readOnly: true, create: false });
+      } catch {
+        return false;
+      }
+      return page.usable(warn);
     },
     close() {
       page?.close();
