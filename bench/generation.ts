@@ -26,7 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { GenerationPage } from '../src/generations/index.js';
+import { GenerationPage } from '../src/generations/page.js';
 import { resultsDir } from './lib/stats.js';
 import { type BenchOptions, type BenchResult, isMain, standaloneOptions } from './lib/suite.js';
 import { printTable } from './lib/table.js';

@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { makeLegacyHash } from '../src/hashing/legacy.js';
 import {
   Authenticator,
   addToken,
@@ -25,7 +26,6 @@ import {
   DEFAULT_ARGON2,
   GenerationPage,
   HashPool,
-  makeLegacyHash,
   parseAuthorizationHeader,
   Slot,
   TokenShadow,

@@ -22,6 +22,7 @@ export class TokenShadowError extends Error {
   }
 }
 
+/** What is wrong with the generation page. */
 export type GenerationPageProblem =
   | 'not-found'
   | 'permission-denied'
@@ -60,6 +61,7 @@ export class BusyError extends TokenShadowError {
   }
 }
 
+/** What is wrong with token.shadow. */
 export type ShadowFileProblem = 'unreadable' | 'bad-json' | 'bad-shape' | 'insecure';
 
 /**
@@ -76,6 +78,7 @@ export class ShadowFileError extends TokenShadowError {
   }
 }
 
+/** Why a lock failed. */
 export type LockProblem = 'timeout' | 'compromised' | 'io';
 
 /** A file lock could not be taken, or was lost while held (the change was not made). */
@@ -89,6 +92,7 @@ export class LockError extends TokenShadowError {
   }
 }
 
+/** What kind of ConfigError it is. */
 export type ConfigProblem = 'exists' | 'not-found' | 'invalid' | 'insecure';
 
 /**
@@ -112,6 +116,7 @@ export class AccessControlNotInitialisedError extends TokenShadowError {
   }
 }
 
+/** Why an authentication failed, for the server's log only. */
 export type AuthenticationFailure =
   | 'missing-header'
   | 'malformed-header'

@@ -13,6 +13,7 @@ const TOKEN_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 const MIN_ID = 3;
 const MAX_ID = 64;
 
+/** A parsed user id. */
 export interface Userid {
   /** The whole id, `NAME@REALM`. */
   readonly userid: string;
@@ -20,6 +21,7 @@ export interface Userid {
   readonly realm: string;
 }
 
+/** A parsed user or token id. */
 export interface Authid {
   /** The whole id: `NAME@REALM` or `NAME@REALM!TOKEN`. */
   readonly authid: string;
@@ -30,6 +32,7 @@ export interface Authid {
   readonly tokenName: string | null;
 }
 
+/** A parsed token id. */
 export interface Tokenid extends Authid {
   readonly tokenName: string;
 }

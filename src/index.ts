@@ -1,10 +1,167 @@
-/** token-shadow: the public face of the library. */
+/**
+ * token-shadow: verify Proxmox-style API tokens (`USER@REALM!TOKEN` + secret)
+ * fast and correctly across many Node.js processes on one host.
+ *
+ * This is the library's whole public face, chosen name by name: what an
+ * application needs to verify tokens, keep user.cfg and token.shadow, and
+ * decide privileges. Everything else under src/ is internal and may change
+ * without notice. The API reference (docs/api/) is generated from this list
+ * by `npm run docs`.
+ *
+ * @packageDocumentation
+ */
 
-export * from './access/index.js';
-export * from './config/index.js';
-export * from './errors.js';
-export * from './generations/index.js';
-export * from './hashing/index.js';
-export * from './http/index.js';
-export * from './ids.js';
-export * from './shadow/index.js';
+// --- verifying a request ------------------------------------------------------
+
+export {
+  Authenticator,
+  type AuthenticatorOptions,
+  type Identity,
+} from './http/authenticate.js';
+export {
+  type AuthorizationOptions,
+  authorizationOf,
+  DEFAULT_MAX_HEADER_LENGTH,
+  DEFAULT_MAX_SECRET_BYTES,
+  parseAuthorizationHeader,
+  type RequestHeaders,
+  TOKEN_SCHEMES,
+  type TokenCredentials,
+  type TokenScheme,
+} from './http/authorization.js';
+
+// --- the secrets and their cache ------------------------------------------------
+
+export { type Argon2Params, DEFAULT_ARGON2 } from './hashing/params.js';
+export { HashPool, type HashPoolOptions, type HashPoolStats } from './hashing/pool.js';
+export {
+  MAX_SECRET_LENGTH,
+  TokenShadow,
+  type TokenShadowHooks,
+  type TokenShadowOptions,
+  type TokenShadowStats,
+} from './shadow/token-shadow.js';
+
+// --- the generation page every process maps --------------------------------------
+
+export {
+  GenerationPage,
+  type GenerationPageOptions,
+  openGenerationPageOrNull,
+  type PageHealthProblem,
+  type WarningSink,
+} from './generations/page.js';
+export { defaultPagePath } from './generations/paths.js';
+export { PAGE_SIZE, Slot, type SlotName } from './generations/slots.js';
+
+// --- user.cfg: users, tokens, groups, roles, pools, the ACL ------------------------
+
+export { UserConfigStore, type UserConfigStoreOptions } from './access/user-info.js';
+export { type AclEntry, type AclKind, type AclRequest, listAcl, setAcl } from './config/acl.js';
+export { currentEpochSeconds, isTokenActive, isUserActive } from './config/active.js';
+export {
+  addGroup,
+  type GroupFields,
+  getGroup,
+  groupsOfUser,
+  removeGroup,
+  updateGroup,
+} from './config/groups.js';
+export { type ImportedUserConfig, importPveUserConfig } from './config/import.js';
+export {
+  type ParsedUserConfig,
+  type ParseUserConfigOptions,
+  parseUserConfig,
+  type UserConfigDialect,
+} from './config/parse.js';
+export {
+  addPool,
+  getPool,
+  type PoolChanges,
+  removePool,
+  updatePool,
+} from './config/pools.js';
+export { addRole, removeRole, roleExists, updateRole } from './config/roles.js';
+export {
+  type AclNode,
+  type AclRoles,
+  type ConfigWarning,
+  createUserConfig,
+  type GroupEntry,
+  type PoolEntry,
+  type TokenEntry,
+  type UserConfig,
+  type UserEntry,
+} from './config/types.js';
+export {
+  addToken,
+  addUser,
+  getToken,
+  getUser,
+  removeToken,
+  removeUser,
+  type TokenFields,
+  type UserFields,
+  updateToken,
+  updateUser,
+} from './config/users.js';
+export { writeUserConfig } from './config/write.js';
+
+// --- privileges ------------------------------------------------------------------
+
+export {
+  checkPrivileges,
+  DEFAULT_PERMISSION_PATHS,
+  type PermissionOptions,
+  type PrivilegeMap,
+  permissions,
+  permissionsTree,
+  rolesAt,
+} from './access/permissions.js';
+export {
+  type AccessControlBackend,
+  type AccessControlConfig,
+  accessConfig,
+  DEFAULT_ACCESS_BACKEND,
+  init,
+  PVE_ACCESS_CONTROL,
+  SUPERUSER,
+} from './config/access-control.js';
+export { PVE_BUILTIN_ROLES, PVE_PRIVILEGES } from './config/privileges.js';
+
+// --- ids -------------------------------------------------------------------------
+
+export {
+  type Authid,
+  type AuthidParts,
+  formatUserid,
+  isAuthid,
+  isTokenid,
+  joinTokenid,
+  parseAuthid,
+  parseTokenid,
+  parseUserid,
+  splitTokenid,
+  type Tokenid,
+  type Userid,
+} from './ids.js';
+
+// --- errors ----------------------------------------------------------------------
+
+export {
+  AccessControlNotInitialisedError,
+  ApiError,
+  AuthenticationError,
+  type AuthenticationFailure,
+  BusyError,
+  ConfigError,
+  type ConfigProblem,
+  GenerationPageError,
+  type GenerationPageProblem,
+  InvalidIdError,
+  LockError,
+  type LockProblem,
+  ShadowFileError,
+  type ShadowFileProblem,
+  TokenShadowError,
+} from './errors.js';

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { decodeText, encodeText } from '../src/config/encoding.js';
+import { normalizeAclPath } from '../src/config/syntax.js';
 import {
   addGroup,
   addRole,
@@ -8,14 +10,11 @@ import {
   addUser,
   ConfigError,
   createUserConfig,
-  decodeText,
-  encodeText,
   groupsOfUser,
   importPveUserConfig,
   isTokenActive,
   isUserActive,
   listAcl,
-  normalizeAclPath,
   parseUserConfig,
   removeGroup,
   removeRole,

@@ -3,12 +3,12 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { SLOT_COUNT } from '../src/generations/slots.js';
 import {
   defaultPagePath,
   GenerationPage,
   GenerationPageError,
   openGenerationPageOrNull,
-  SLOT_COUNT,
   Slot,
 } from '../src/index.js';
 import { fixture, raceChildren, runChild } from './helpers/children.js';

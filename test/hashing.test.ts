@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BusyError, HashPool, hashCostProblem, hashKind, makeLegacyHash } from '../src/index.js';
+import { hashCostProblem } from '../src/hashing/cost.js';
+import { makeLegacyHash } from '../src/hashing/legacy.js';
+import { hashKind } from '../src/hashing/params.js';
+import { BusyError, HashPool } from '../src/index.js';
 import { FAST_ARGON2 } from './helpers/shadow.js';
 
 describe('HashPool', () => {

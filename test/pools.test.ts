@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isPoolId } from '../src/config/pools.js';
 import { parseAuthid } from '../src/ids.js';
 import {
   ApiError,
@@ -7,7 +8,6 @@ import {
   ConfigError,
   createUserConfig,
   importPveUserConfig,
-  isPoolId,
   PVE_BUILTIN_ROLES,
   parseUserConfig,
   permissions,

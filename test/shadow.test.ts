@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { BusyError, InvalidIdError, makeLegacyHash, ShadowFileError, Slot } from '../src/index.js';
+import { makeLegacyHash } from '../src/hashing/legacy.js';
+import { BusyError, InvalidIdError, ShadowFileError, Slot } from '../src/index.js';
 import { setup } from './helpers/shadow.js';
 
 const ID = 'joe@pve!ci';

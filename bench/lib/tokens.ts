@@ -9,8 +9,8 @@
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import argon2 from 'argon2';
-import { addToken, addUser, createUserConfig, writeUserConfig } from '../../src/config/index.js';
 import type { Argon2Params } from '../../src/hashing/params.js';
+import { addToken, addUser, createUserConfig, writeUserConfig } from '../../src/index.js';
 import { serializeShadow } from '../../src/shadow/file.js';
 
 /** argon2id, 64 KiB, one pass: ~0.1 ms per hash instead of ~30 ms. */

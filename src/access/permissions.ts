@@ -35,9 +35,10 @@ import { ConfigError, quote } from '../errors.js';
 import { type AuthidParts, authidParts, userParts } from '../ids.js';
 import { withPoolRoles } from './pool-roles.js';
 
-/** Privilege -> propagate flag. */
+/** Privilege to its propagate flag. */
 export type PrivilegeMap = Map<string, boolean>;
 
+/** When (for expiry) and under which access-control configuration privileges are evaluated. */
 export interface PermissionOptions {
   /** Epoch seconds for expiry checks; default: now. */
   now?: number;

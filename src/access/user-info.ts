@@ -27,6 +27,7 @@ import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import { untrustworthy } from '../trust.js';
 
+/** Where user.cfg is, the page that announces its changes, and how it is checked and written. */
 export interface UserConfigStoreOptions {
   path: string;
   page: GenerationPage | null;
@@ -35,7 +36,7 @@ export interface UserConfigStoreOptions {
   gid?: number;
   lock?: LockOptions;
   dialect?: UserConfigDialect;
-  /** initUserConfig runs on every parse (re-adds root@pam by default). */
+  /** initUserConfig runs on every parse (re-adds `root@pam` by default). */
   backend?: AccessControlBackend;
   clock?: () => number;
   onWarning?: (message: string) => void;
@@ -48,6 +49,7 @@ interface Loaded {
   readAtNs: bigint;
 }
 
+/** This process's parsed user.cfg, cached while its generation stands; `mutate` is the only way to change it. */
 export class UserConfigStore {
   readonly path: string;
   readonly ttlMs: number;

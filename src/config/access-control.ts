@@ -12,6 +12,7 @@ import { PVE_BUILTIN_ROLES, PVE_PRIVILEGES } from './privileges.js';
 import type { UserConfig } from './types.js';
 import { newUserEntry } from './types.js';
 
+/** A product's access-control rules: its privilege names, built-in roles, superuser and NoAccess role. */
 export interface AccessControlConfig {
   /** Every privilege name a role may contain. */
   readonly privileges: ReadonlySet<string>;
@@ -23,14 +24,16 @@ export interface AccessControlConfig {
   readonly noAccessRole: string | null;
 }
 
+/** What a UserConfigStore runs on every freshly parsed configuration. */
 export interface AccessControlBackend {
   /** Called on every freshly parsed configuration, e.g. to add users that must exist. */
   initUserConfig(config: UserConfig): void;
 }
 
+/** Proxmox's superuser, `root@pam`: every privilege everywhere, re-added on every read of user.cfg. */
 export const SUPERUSER = 'root@pam';
 
-/** Proxmox VE's configuration: its privileges and built-in roles, root@pam as superuser. */
+/** Proxmox VE's configuration: its privileges and built-in roles, `root@pam` as superuser. */
 export const PVE_ACCESS_CONTROL: AccessControlConfig = Object.freeze({
   privileges: new Set(PVE_PRIVILEGES),
   roles: PVE_BUILTIN_ROLES,
@@ -38,7 +41,7 @@ export const PVE_ACCESS_CONTROL: AccessControlConfig = Object.freeze({
   noAccessRole: 'NoAccess',
 });
 
-/** Re-adds root@pam, as PVE does on every read. */
+/** Re-adds `root@pam`, as PVE does on every read. */
 export const DEFAULT_ACCESS_BACKEND: AccessControlBackend = Object.freeze({
   initUserConfig(config: UserConfig): void {
     if (!config.users.has(SUPERUSER)) config.users.set(SUPERUSER, newUserEntry());
@@ -52,6 +55,7 @@ export function init(config: AccessControlConfig): void {
   currentConfig = config;
 }
 
+/** The configuration set by init(); AccessControlNotInitialisedError before it. */
 export function accessConfig(): AccessControlConfig {
   if (!currentConfig) throw new AccessControlNotInitialisedError('configuration');
   return currentConfig;

@@ -12,11 +12,13 @@ import { accessConfigOrDefault } from './access-control.js';
 import { normalizeAclPath } from './syntax.js';
 import { type AclNode, aclEntryOf, type UserConfig } from './types.js';
 
+/** Which map of an ACL node an entry is in: users, groups or tokens. */
 export type AclKind = keyof AclNode;
 
+/** A change of the ACL at one path, as PVE's PUT /access/acl takes it. */
 export interface AclRequest {
   users?: Iterable<string>;
-  /** Group ids, without '@'. */
+  /** Group ids, without the `@`. */
   groups?: Iterable<string>;
   tokens?: Iterable<string>;
   roles: Iterable<string>;

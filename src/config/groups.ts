@@ -4,6 +4,7 @@ import { removeAclEntriesWhere } from './acl.js';
 import { isGroupId, isWellFormedText } from './syntax.js';
 import type { GroupEntry, UserConfig } from './types.js';
 
+/** The fields of a group that can be set. */
 export interface GroupFields {
   comment?: string;
   /** User ids; every one must exist. */
@@ -30,12 +31,14 @@ function checkMembers(config: UserConfig, members: readonly string[]): void {
   }
 }
 
+/** The group, or ConfigError 'not-found'. */
 export function getGroup(config: UserConfig, groupid: string): GroupEntry {
   const group = config.groups.get(groupid);
   if (!group) throw new ConfigError('not-found', `no such group ${quote(String(groupid))}`);
   return group;
 }
 
+/** Adds a group; ConfigError 'exists' when it does. */
 export function addGroup(
   config: UserConfig,
   groupid: string,

@@ -36,12 +36,14 @@ import {
  */
 export type UserConfigDialect = 'token-shadow' | 'pve';
 
+/** How to read user.cfg: our dialect or PVE's, and under which access-control configuration. */
 export interface ParseUserConfigOptions {
   dialect?: UserConfigDialect;
   /** Which privileges and built-in roles exist; default: the initialised one, or PVE's. */
   access?: AccessControlConfig;
 }
 
+/** A parsed user.cfg and the warnings for the lines that were skipped. */
 export interface ParsedUserConfig {
   config: UserConfig;
   warnings: ConfigWarning[];
@@ -94,6 +96,7 @@ function safeLine(fields: readonly string[], line: string): string {
   return line;
 }
 
+/** Parses user.cfg text; a bad line is skipped with a warning, never an exception. */
 export function parseUserConfig(
   text: string,
   options: ParseUserConfigOptions = {},

@@ -162,6 +162,7 @@ export function poolLines(config: UserConfig): string[] {
   });
 }
 
+/** The pool, or ConfigError 'not-found'. */
 export function getPool(config: UserConfig, poolid: string): PoolEntry {
   const pool = typeof poolid === 'string' ? config.pools.get(poolid) : undefined;
   if (!pool) throw new ConfigError('not-found', `no such pool ${quote(String(poolid))}`);
@@ -204,6 +205,7 @@ export function addPool(
   return pool;
 }
 
+/** A change of a pool: its comment, members added, or with `delete` removed. */
 export interface PoolChanges {
   comment?: string;
   /** VM ids to add (or with `delete` to remove). */

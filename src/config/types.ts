@@ -18,6 +18,7 @@ export interface UserEntry {
   tokens: Map<string, TokenEntry>;
 }
 
+/** An API token's metadata in user.cfg (its secret is only in token.shadow). */
 export interface TokenEntry {
   enable: boolean;
   /** Epoch seconds; 0 means never. */
@@ -27,6 +28,7 @@ export interface TokenEntry {
   comment: string;
 }
 
+/** A group of user.cfg and its members. */
 export interface GroupEntry {
   comment: string;
   /** User ids. A user's groups are derived from here, as PVE does. */
@@ -46,16 +48,18 @@ export interface PoolEntry {
   storage: Set<string>;
 }
 
-/** Role id -> propagate flag, for one user, group or token at one path. */
+/** Role id to its propagate flag, for one user, group or token at one path. */
 export type AclRoles = Map<string, boolean>;
 
+/** The ACL entries at one path: roles of users, groups and tokens, each with its propagate flag. */
 export interface AclNode {
   users: Map<string, AclRoles>;
-  /** Keyed by group id, without the '@'. */
+  /** Keyed by group id, without the `@`. */
   groups: Map<string, AclRoles>;
   tokens: Map<string, AclRoles>;
 }
 
+/** The whole of user.cfg, parsed: users with their tokens, groups, roles, pools and the ACL. */
 export interface UserConfig {
   users: Map<string, UserEntry>;
   groups: Map<string, GroupEntry>;
@@ -67,8 +71,10 @@ export interface UserConfig {
   pools: Map<string, PoolEntry>;
 }
 
+/** A line of user.cfg that was skipped, and why. */
 export type ConfigWarning = { line: number; message: string };
 
+/** An empty configuration. */
 export function createUserConfig(): UserConfig {
   return {
     users: new Map(),

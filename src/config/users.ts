@@ -10,6 +10,7 @@ import { setUserGroups } from './groups.js';
 import { isExpire, isRawField, isWellFormedText } from './syntax.js';
 import { newUserEntry, type TokenEntry, type UserConfig, type UserEntry } from './types.js';
 
+/** The fields of a user that can be set. */
 export interface UserFields {
   enable?: boolean;
   expire?: number;
@@ -20,6 +21,7 @@ export interface UserFields {
   keys?: string;
 }
 
+/** The fields of a token that can be set. */
 export interface TokenFields {
   enable?: boolean;
   expire?: number;
@@ -137,7 +139,7 @@ export function addUser(
 
 /**
  * Changes the given fields. `groups` replaces the user's groups, or with
- * `append` adds to them, as PVE's PUT /access/users/{userid} does.
+ * `append` adds to them, as PVE's `PUT /access/users/{userid}` does.
  */
 export function updateUser(
   config: UserConfig,
@@ -183,6 +185,7 @@ export function addToken(
   return token;
 }
 
+/** Changes a token's fields; ConfigError 'not-found' when it does not exist. */
 export function updateToken(config: UserConfig, tokenid: string, changes: TokenFields): TokenEntry {
   const token = getToken(config, tokenid);
   checkTokenFields(tokenid, changes);

@@ -30,6 +30,7 @@ export type PageHealthProblem =
   | 'truncated'
   | 'insecure';
 
+/** How to open the generation page: create it, read-only, its mode and group. */
 export interface GenerationPageOptions {
   /** Create the page when it is missing (default true unless readOnly). */
   create?: boolean;

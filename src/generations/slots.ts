@@ -10,6 +10,7 @@ export const Slot = {
   TOKEN_SHADOW: 3,
 } as const;
 
+/** The name of a slot of the generation page. */
 export type SlotName = keyof typeof Slot;
 
 /** Bytes 0-7 hold the magic; slot i is the u64 at byte 8 + 8 * i. */

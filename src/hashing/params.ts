@@ -17,6 +17,7 @@ export interface Argon2Params {
   parallelism: number;
 }
 
+/** argon2id for new secrets: 19 MiB, t=2, p=1 (OWASP's minimum; secrets are random UUIDs). */
 export const DEFAULT_ARGON2: Argon2Params = Object.freeze({
   memoryCost: 19 * 1024,
   timeCost: 2,

@@ -16,6 +16,7 @@ import { hashCostProblem } from './cost.js';
 import { type Argon2Params, DEFAULT_ARGON2 } from './params.js';
 import type { HashTask } from './worker.js';
 
+/** How many threads hash, how many tasks may wait, and the argon2 parameters of new hashes. */
 export interface HashPoolOptions {
   /** Worker threads. Default: the core count. */
   threads?: number;
@@ -24,6 +25,7 @@ export interface HashPoolOptions {
   argon2?: Partial<Argon2Params>;
 }
 
+/** What the pool has done and holds now. */
 export interface HashPoolStats {
   hashes: number;
   verifies: number;
@@ -43,6 +45,7 @@ export function uvThreadpoolSize(env: NodeJS.ProcessEnv = process.env): number {
   return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
 }
 
+/** Hashing and verifying off the event loop, in worker threads, with a bounded queue (BusyError when full). */
 export class HashPool {
   readonly threads: number;
   readonly maxQueue: number;

@@ -24,6 +24,7 @@ function isRequest(value: RequestHeaders | IncomingHttpHeaders): value is Reques
   return Array.isArray((value as RequestHeaders).rawHeaders);
 }
 
+/** The authenticated token: its id and the parts of it the privilege checks take. */
 export interface Identity {
   /** The token id, `USER@REALM!TOKEN`. */
   authid: string;
@@ -31,6 +32,7 @@ export interface Identity {
   tokenName: string;
 }
 
+/** The stores the checks read, the accepted header forms and limits, and the clock. */
 export interface AuthenticatorOptions extends AuthorizationOptions {
   users: UserConfigStore;
   shadow: TokenShadow;
@@ -38,6 +40,7 @@ export interface AuthenticatorOptions extends AuthorizationOptions {
   now?: () => number;
 }
 
+/** Authenticates a request by its Authorization header: the whole check, from header to identity. */
 export class Authenticator {
   #users: UserConfigStore;
   #shadow: TokenShadow;

@@ -13,14 +13,17 @@
 import { AuthenticationError } from '../errors.js';
 import { parseTokenid, type Tokenid } from '../ids.js';
 
+/** The header forms of Proxmox VE, Backup Server and Datacenter Manager. */
 export type TokenScheme = 'PVEAPIToken' | 'PBSAPIToken' | 'PDMAPIToken';
 
+/** The three header forms, all accepted by default. */
 export const TOKEN_SCHEMES: readonly TokenScheme[] = Object.freeze([
   'PVEAPIToken',
   'PBSAPIToken',
   'PDMAPIToken',
 ]);
 
+/** Which header forms are accepted and how long a header and a secret may be. */
 export interface AuthorizationOptions {
   /** The schemes to accept; default all three. */
   schemes?: readonly TokenScheme[];
@@ -30,6 +33,7 @@ export interface AuthorizationOptions {
   maxSecretBytes?: number;
 }
 
+/** What an Authorization header carries: its form, the token id and the secret. */
 export interface TokenCredentials {
   scheme: TokenScheme;
   tokenid: string;
@@ -43,7 +47,9 @@ export interface ParsedCredentials {
   secret: string;
 }
 
+/** Longest Authorization header accepted by default, in UTF-16 code units. */
 export const DEFAULT_MAX_HEADER_LENGTH = 4096;
+/** Longest secret accepted by default, in UTF-8 bytes. */
 export const DEFAULT_MAX_SECRET_BYTES = 512;
 
 // Nothing a credential may contain: whitespace, control characters, non-ASCII.

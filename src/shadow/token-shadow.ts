@@ -19,6 +19,7 @@ import { loadAddon } from '../native.js';
 import { readShadow, type ShadowSnapshot, serializeShadow } from './file.js';
 import { VerifiedSecretCache } from './verified-cache.js';
 
+/** Where token.shadow is, the page and the hash pool, and how the file is checked and written. */
 export interface TokenShadowOptions {
   /** Path of token.shadow. */
   path: string;
@@ -45,11 +46,13 @@ export interface TokenShadowOptions {
   onWarning?: (message: string) => void;
 }
 
+/** Test hooks that make interleavings deterministic. */
 export interface TokenShadowHooks {
   /** Awaited after a hash verify returned, before its result is used. */
   afterHashVerify?: (tokenid: string) => Promise<void>;
 }
 
+/** Counters of the cache and the verifies, for metrics. */
 export interface TokenShadowStats {
   hits: number;
   misses: number;
@@ -71,6 +74,7 @@ const MAX_ATTEMPTS = 3;
 
 type Reason = 'generation' | 'file';
 
+/** token.shadow and this process's verified-secret cache, kept exact across processes by the page. */
 export class TokenShadow {
   readonly path: string;
   readonly ttlMs: number;

@@ -10,15 +10,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import {
-  HashPool,
-  listAcl,
-  normalizeAclPath,
-  parseShadow,
-  parseUserConfig,
-} from '../../src/index.js';
+import { normalizeAclPath } from '../../src/config/syntax.js';
+import { HashPool, listAcl, parseUserConfig } from '../../src/index.js';
 import { ensureDirectories } from '../../src/service/deployment.js';
 import { resolveSettings } from '../../src/service/settings.js';
+import { parseShadow } from '../../src/shadow/file.js';
 import { fixture } from '../helpers/children.js';
 import { tempDir } from '../helpers/tmp.js';
 import { type LineChild, LONG, newSeed, pick, report, seconds, spawnLines } from './common.js';

@@ -14,7 +14,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { GenerationPage, HashPool, parseShadow, parseUserConfig } from '../../src/index.js';
+import { GenerationPage, HashPool, parseUserConfig } from '../../src/index.js';
+import { parseShadow } from '../../src/shadow/file.js';
 import { fixture } from '../helpers/children.js';
 import { tempDir } from '../helpers/tmp.js';
 import {

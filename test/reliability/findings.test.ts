@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { makeLegacyHash } from '../../src/hashing/legacy.js';
 import {
   AuthenticationError,
   Authenticator,
@@ -17,15 +18,13 @@ import {
   addUser,
   GenerationPage,
   HashPool,
-  makeLegacyHash,
   parseAuthid,
-  parseShadow,
   Slot,
-  serializeShadow,
   TokenShadow,
   UserConfigStore,
 } from '../../src/index.js';
 import { loadAddon } from '../../src/native.js';
+import { parseShadow, serializeShadow } from '../../src/shadow/file.js';
 import { tempDir } from '../helpers/tmp.js';
 import { FAST_ARGON2 } from './common.js';
 

@@ -12,6 +12,7 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { SLOT_COUNT } from '../../src/generations/slots.js';
 import {
   AuthenticationError,
   GenerationPage,
@@ -20,17 +21,15 @@ import {
   isAuthid,
   parseAuthid,
   parseAuthorizationHeader,
-  parseShadow,
   parseTokenid,
   parseUserConfig,
   parseUserid,
   ShadowFileError,
-  SLOT_COUNT,
-  serializeShadow,
   TOKEN_SCHEMES,
   writeUserConfig,
 } from '../../src/index.js';
 import { loadAddon } from '../../src/native.js';
+import { parseShadow, serializeShadow } from '../../src/shadow/file.js';
 import { tempDir } from '../helpers/tmp.js';
 import { LONG, newSeed, pick, prng, report } from './common.js';
 

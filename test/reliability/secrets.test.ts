@@ -21,10 +21,10 @@ import {
   addUser,
   GenerationPage,
   HashPool,
-  parseShadow,
   TokenShadow,
   UserConfigStore,
 } from '../../src/index.js';
+import { parseShadow } from '../../src/shadow/file.js';
 import { fixture } from '../helpers/children.js';
 import { tempDir } from '../helpers/tmp.js';
 import { FAST_ARGON2, report, spawnLines } from './common.js';

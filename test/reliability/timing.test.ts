@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { makeLegacyHash } from '../../src/hashing/legacy.js';
 import {
   AuthenticationError,
   Authenticator,
@@ -22,11 +23,10 @@ import {
   DEFAULT_ARGON2,
   GenerationPage,
   HashPool,
-  makeLegacyHash,
-  serializeShadow,
   TokenShadow,
   UserConfigStore,
 } from '../../src/index.js';
+import { serializeShadow } from '../../src/shadow/file.js';
 import { tempDir } from '../helpers/tmp.js';
 import {
   FAST_ARGON2,
