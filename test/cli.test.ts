@@ -506,6 +506,56 @@ describe('tokenctl import-pve', () => {
   });
 });
 
+describe('tokenctl pool', () => {
+  it('adds nested pools, changes their members, removes them with their ACL entries', async () => {
+    const dirs = deploymentDirs();
+    const ok = async (...args: string[]) => {
+      const run = await tokenctl(dirs, ...args);
+      assert.equal(run.code, 0, run.stderr);
+      return run;
+    };
+    await ok('pool', 'add', 'marketing', '--comment', 'Marketing team');
+    await ok('pool', 'add', 'marketing/interns');
+    const orphan = await tokenctl(dirs, 'pool', 'add', 'sales/emea');
+    assert.equal(orphan.code, 1);
+    assert.match(orphan.stderr, /parent "sales" of pool "sales\/emea" does not exist/);
+    const usage = await tokenctl(dirs, 'pool', 'add', 'a/b/c/d');
+    assert.equal(usage.code, 2, 'an invalid id is a usage error');
+    await ok('pool', 'update', 'marketing', '--vms', '100,101', '--storage', 'local');
+    await ok('pool', 'update', 'marketing/interns', '--vms', '102');
+    const taken = await tokenctl(dirs, 'pool', 'update', 'marketing/interns', '--vms', '100');
+    assert.equal(taken.code, 1);
+    assert.match(taken.stderr, /allow-move/);
+    await ok('pool', 'update', 'marketing/interns', '--vms', '100', '--allow-move');
+    const pools = await tokenctlJson<Array<{ poolid: string; members: unknown[] }>>(
+      dirs,
+      'pool',
+      'list',
+    );
+    assert.deepEqual(
+      pools.map((p) => [p.poolid, p.members]),
+      [
+        ['marketing', [{ vmid: 101 }, { type: 'storage', storage: 'local' }]],
+        ['marketing/interns', [{ vmid: 100 }, { vmid: 102 }]],
+      ],
+    );
+    await ok('user', 'add', 'ann@pve');
+    await ok('acl', 'set', '/pool/marketing/interns', '--users', 'ann@pve', '--roles', 'PVEVMUser');
+    const notEmpty = await tokenctl(dirs, 'pool', 'remove', 'marketing/interns');
+    assert.equal(notEmpty.code, 1);
+    assert.match(notEmpty.stderr, /not empty \(contains VM 100\)/);
+    await ok('pool', 'update', 'marketing/interns', '--vms', '100,102', '--delete');
+    await ok('pool', 'remove', 'marketing/interns');
+    const acl = await tokenctlJson<Array<{ path: string }>>(dirs, 'acl', 'list');
+    assert.deepEqual(acl, [], "the pool's ACL entry went with it");
+    const text = readFileSync(path.join(dirs.config, 'user.cfg'), 'utf8');
+    assert.deepEqual(
+      text.split('\n').filter((line) => line.startsWith('pool:')),
+      ['pool:marketing:Marketing%20team:101:local:'],
+    );
+  });
+});
+
 describe('tokenctl generations', () => {
   it('shows the page and its counters moving with each change', async () => {
     const dirs = deploymentDirs();

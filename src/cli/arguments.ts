@@ -4,6 +4,7 @@
  * message, which never contains a secret.
  */
 import { InvalidArgumentError } from 'commander';
+import { isPoolId } from '../config/pools.js';
 import { isGroupId, normalizeAclPath, splitList } from '../config/syntax.js';
 import { quote } from '../errors.js';
 import { parseTokenid, parseUserid, type Tokenid } from '../ids.js';
@@ -29,6 +30,19 @@ export const groupidArgument = asUsageError((value: string): string => {
   if (!isGroupId(value)) throw new Error(`invalid group id ${quote(value)}`);
   return value;
 });
+
+export const poolidArgument = asUsageError((value: string): string => {
+  if (!isPoolId(value)) throw new Error(`invalid pool id ${quote(value)}`);
+  return value;
+});
+
+/** VM ids in PVE's list syntax. */
+export const vmidListArgument = asUsageError((value: string): number[] =>
+  splitList(value).map((item) => {
+    if (!/^\d+$/.test(item)) throw new Error(`invalid vm id ${quote(item)}`);
+    return Number(item);
+  }),
+);
 
 export const aclPathArgument = asUsageError((value: string): string => {
   const path = normalizeAclPath(value);

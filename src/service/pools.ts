@@ -1,7 +1,8 @@
 /**
  * What GET /pools answers, as PVE 9.1's /api2/json/pools (pve-manager's
  * PVE/API2/Pool.pm): the pools on whose /pool/NAME the caller has Pool.Audit,
- * with their comment; with `poolid`, that one pool and its members.
+ * with their comment; with `poolid`, that one pool and its members. (The
+ * pool operations themselves are in operations.ts, with the others.)
  *
  * Where this differs from PVE: asked for one pool without Pool.Audit on it, PVE
  * answers anyway (its check's result is ignored); the operation's rule answers
