@@ -85,10 +85,10 @@ describe('pools: user.cfg lines', () => {
 
   it('skips a bad pool line or the bad member, with a warning naming it', () => {
     const text = [
-      'pool:a/b/c/d:::', // 1: four levels
-      'pool:bad name:::', // 2
-      'pool:p1::100,x1,-5:', // 3: two invalid VM ids
-      'pool:p2::100,101:', // 4: 100 is already in p1
+      'pool:a/b/c/d::::', // 1: four levels
+      'pool:bad name::::', // 2
+      'pool:p1::100,x1,-5::', // 3: two invalid VM ids
+      'pool:p2::100,101::', // 4: 100 is already in p1
       'pool:p3:::local,9bad,a:', // 5: invalid storage ids
       'pool:p4::::extra:', // 6: too many fields
       'pool:p1:second line:102:nfs:', // 7: adds to p1
@@ -109,6 +109,20 @@ describe('pools: user.cfg lines', () => {
     assert.equal(config.pools.get('p1')?.comment, 'second line');
     assert.deepEqual([...(config.pools.get('p2')?.vms ?? [])], [101]);
     assert.deepEqual([...(config.pools.get('p3')?.storage ?? [])], ['local']);
+  });
+
+  it('a pool line cut short keeps only the members it surely names', () => {
+    const cut = (text: string) => parseUserConfig(`${text}\n`);
+    const vms = cut('pool:p::100,12');
+    assert.deepEqual([...(vms.config.pools.get('p')?.vms ?? [])], [100], '12 may be 123');
+    assert.match(vms.warnings[0]?.message ?? '', /pool entry cut short \(3 of 5 fields\)/);
+    const storage = cut('pool:p::100,123:local,nf');
+    assert.deepEqual([...(storage.config.pools.get('p')?.vms ?? [])], [100, 123]);
+    assert.deepEqual([...(storage.config.pools.get('p')?.storage ?? [])], ['local']);
+    assert.equal(storage.warnings.length, 1);
+    const whole = cut('pool:p::100,123:local,nfs:');
+    assert.deepEqual(whole.warnings, []);
+    assert.deepEqual([...(whole.config.pools.get('p')?.storage ?? [])], ['local', 'nfs']);
   });
 
   it('validates pool ids as PVE does, and refuses to write what the format cannot hold', () => {
@@ -184,9 +198,9 @@ describe('pools: changing them', () => {
     const config = parseUserConfig(
       [
         'user:ann@pve:1:0::::::',
-        'pool:marketing:::',
+        'pool:marketing::::',
         'pool:marketing/interns::102::',
-        'pool:marketingx:::',
+        'pool:marketingx::::',
         'acl:1:/pool/marketing:ann@pve:PVEVMUser:',
         'acl:1:/pool/marketing/interns:ann@pve:PVEAuditor:',
         'acl:1:/pool/marketing/gone:ann@pve:PVEAuditor:',

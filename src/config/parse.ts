@@ -146,7 +146,7 @@ function parseLine(context: LineContext): Problem {
     case 'acl':
       return parseAclLine(context);
     case 'pool':
-      return tooManyFields(context, POOL_LINE_FIELDS) ?? parsePoolLine(context);
+      return tooManyFields(context, POOL_LINE_FIELDS) ?? parsePool(context);
     default:
       return `ignoring line of unknown type ${quote(type, 16)}`;
   }
@@ -175,6 +175,15 @@ function completeItems(context: LineContext, index: number): string[] {
 function tooManyFields(context: LineContext, expected: number): Problem {
   if (context.fields.length <= expected) return undefined;
   return `ignoring ${field(context.fields, 0)} entry with too many fields`;
+}
+
+/** A pool line cut short keeps only the members it surely names (see pools.ts). */
+function parsePool(context: LineContext): Problem {
+  return parsePoolLine({
+    ...context,
+    warnIfCut: () => cutShort(context, POOL_LINE_FIELDS),
+    listAt: (index) => completeItems(context, index),
+  });
 }
 
 function parseUserLine(context: LineContext): Problem {

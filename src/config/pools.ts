@@ -11,7 +11,7 @@
  */
 import { ConfigError, quote } from '../errors.js';
 import { decodeText, encodeText } from './encoding.js';
-import { isWellFormedText, normalizeAclPath, splitList } from './syntax.js';
+import { isWellFormedText, normalizeAclPath } from './syntax.js';
 import type { PoolEntry, UserConfig } from './types.js';
 
 /** PVE's verify_poolname: up to three levels of [A-Za-z0-9.-_]. */
@@ -99,10 +99,17 @@ function poolEntryOf(config: UserConfig, poolid: string): PoolEntry {
   return config.pools.get(poolid) as PoolEntry;
 }
 
-/** What the pool parser needs of a line; parse.ts's line context fits. */
+/** What the pool parser needs of a line, from parse.ts. */
 export interface PoolLineContext {
   readonly config: UserConfig;
   readonly fields: readonly string[];
+  /**
+   * The items of the list field at `index`, without a last item that a line
+   * cut short may have cut (a prefix of an id can name another VM or storage).
+   */
+  listAt(index: number): string[];
+  /** Warns when the line was cut short. */
+  warnIfCut(): void;
   warn(detail: string): void;
 }
 
@@ -116,10 +123,11 @@ export function parsePoolLine(context: PoolLineContext): string | undefined {
   const { config, fields } = context;
   const poolid = fields[1] ?? '';
   if (!isPoolId(poolid)) return `ignoring pool ${quote(poolid)}: invalid pool id`;
+  context.warnIfCut();
   const pool = poolEntryOf(config, poolid);
   const comment = decodeText(fields[2] ?? '');
   if (comment !== '') pool.comment = comment;
-  for (const text of splitList(fields[3] ?? '')) {
+  for (const text of context.listAt(3)) {
     const vmid = /^\d+$/.test(text) ? Number(text) : Number.NaN;
     const member = `${quote(text)} of pool ${quote(poolid)}`;
     if (!Number.isSafeInteger(vmid)) {
@@ -133,7 +141,7 @@ export function parsePoolLine(context: PoolLineContext): string | undefined {
     }
     pool.vms.add(vmid);
   }
-  for (const storeid of splitList(fields[4] ?? '')) {
+  for (const storeid of context.listAt(4)) {
     if (isStorageId(storeid)) pool.storage.add(storeid);
     else context.warn(`ignoring invalid storage id ${quote(storeid)} of pool ${quote(poolid)}`);
   }
