@@ -22,11 +22,14 @@
  *
  *   npx tsc -p . && node dist/bench/http.js [--full]
  */
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { removeTempDir, tempDir } from './lib/children.js';
+import { fileURLToPath } from 'node:url';
+import { type Channel, removeTempDir, spawnChannel, tempDir } from './lib/children.js';
 import { type Api, startDeployment } from './lib/daemons.js';
 import { type LoadResult, runLoad } from './lib/load.js';
+import type { PeerServerSpec } from './lib/peer-server.js';
 import { procCpuSeconds } from './lib/proc.js';
 import { fmt, machineLine, median, stamp, writeResults } from './lib/stats.js';
 import { type BenchOptions, type BenchResult, runWhenMain, type Target } from './lib/suite.js';
@@ -96,6 +99,195 @@ export interface HttpFigures {
   clientCpu: number;
 }
 
+function peerTargetsOf(figures: PeerFigures[]): Target[] {
+  const [noauth, bearer, ours] = figures as [PeerFigures, PeerFigures, PeerFigures];
+  const extra = (f: PeerFigures) => fmt(f.serverCpuUs - noauth.serverCpuUs);
+  return [
+    {
+      benchmark: 'http',
+      target: 'token-shadow beats @fastify/bearer-auth on the same route (throughput and CPU)',
+      measured:
+        `x no-auth ${ours.ratio.toFixed(3)} vs ${bearer.ratio.toFixed(3)}; CPU +${extra(ours)} ` +
+        `vs +${extra(bearer)} us/req (${fmt(noauth.serverCpuUs)} us no-auth)`,
+      met: ours.ratio >= bearer.ratio && ours.serverCpuUs <= bearer.serverCpuUs,
+    },
+    {
+      benchmark: 'http',
+      target: `token auth costs <= 5% in one fastify process (throughput and CPU, x no-auth >= ${PEER_TARGET})`,
+      measured: `${ours.ratio.toFixed(3)} throughput, ${ours.cpuRatio.toFixed(3)} CPU`,
+      met: ours.ratio >= PEER_TARGET && ours.cpuRatio >= PEER_TARGET,
+    },
+  ];
+}
+
+/** The peer comparison: one fastify process, the same route, three hooks (bench/lib/peer-server). */
+const PEER_CONNECTIONS = 20;
+const PEER_TARGET = 0.95;
+const PEER_HOOKS: Array<{ hook: PeerServerSpec['hook']; label: string }> = [
+  { hook: 'none', label: 'one fastify process: no authentication' },
+  { hook: 'bearer', label: 'one fastify process: @fastify/bearer-auth (the peer)' },
+  { hook: 'token-shadow', label: "one fastify process: token-shadow's hook, cached token" },
+  {
+    hook: 'token-shadow-async',
+    label: 'one fastify process: the hook before issue 14 (async, timed per request)',
+  },
+];
+
+interface PeerFigures {
+  hook: PeerServerSpec['hook'];
+  label: string;
+  rounds: Measured[];
+  okRps: number;
+  serverCpuUs: number;
+  p99: number;
+  non2xx: number;
+  clientCpu: number;
+  /** Median of per-round ratios to no-auth: throughput, and no-auth CPU / this CPU. */
+  ratio: number;
+  cpuRatio: number;
+  ratios: number[];
+  cpuRatios: number[];
+}
+
+/**
+ * Same run, same process shape, same route: only the onRequest hook differs. The three
+ * servers are up at once and loaded in turn, ABC, CBA, ...; ratios are taken within a round.
+ */
+async function peerComparison(
+  deployment: { configDir: string; runtimeDir: string },
+  authorization: string,
+  options: BenchOptions,
+): Promise<{ table: string; note: string; figures: PeerFigures[] }> {
+  const rounds = options.full ? 6 : 3;
+  const duration = options.full ? 5 : 2;
+  const bearerKey = randomBytes(24).toString('base64url');
+  const script = fileURLToPath(new URL('./lib/peer-server.js', import.meta.url));
+  const servers: Array<{ spec: PeerServerSpec; channel: Channel; url: string }> = [];
+  try {
+    for (const { hook } of PEER_HOOKS) {
+      const spec: PeerServerSpec = {
+        hook,
+        bearerKey,
+        configDir: deployment.configDir,
+        runtimeDir: deployment.runtimeDir,
+      };
+      const channel = spawnChannel(script, [JSON.stringify(spec)], {
+        env: { LOG_LEVEL: 'warn', UV_THREADPOOL_SIZE: '4' },
+        ...(process.env.PEER_CPU_PROF
+          ? { execArgv: ['--cpu-prof', `--cpu-prof-dir=${process.env.PEER_CPU_PROF}`] }
+          : {}),
+      });
+      const { port } = (await channel.next()) as { port: number };
+      servers.push({ spec, channel, url: `http://127.0.0.1:${port}/api2/json/version` });
+    }
+    const headerOf = (hook: PeerServerSpec['hook']) =>
+      hook === 'bearer'
+        ? `Bearer ${bearerKey}`
+        : hook === 'token-shadow' || hook === 'token-shadow-async'
+          ? authorization
+          : undefined;
+    const load = async (i: number, seconds: number): Promise<Measured> => {
+      const server = servers[i] as (typeof servers)[number];
+      const pid = server.channel.child.pid as number;
+      const before = procCpuSeconds(pid);
+      const header = headerOf(server.spec.hook);
+      const result = await runLoad({
+        url: server.url,
+        connections: PEER_CONNECTIONS,
+        duration: seconds,
+        mode: 'fixed',
+        ...(header ? { authorization: header } : {}),
+      });
+      const serverCpuUs = ((procCpuSeconds(pid) - before) / result.responses) * 1e6;
+      return { ...result, serverCpuUs, authUs: Number.NaN };
+    };
+    for (let i = 0; i < servers.length; i++) {
+      const warm = await load(i, options.full ? 2 : 1);
+      if ((warm.byStatus['200']?.count ?? 0) === 0) {
+        throw new Error(`peer warm-up ${PEER_HOOKS[i]?.hook}: ${JSON.stringify(warm.byStatus)}`);
+      }
+    }
+    const results: Measured[][] = PEER_HOOKS.map(() => []);
+    for (let r = 0; r < rounds; r++) {
+      const order = PEER_HOOKS.map((_, i) => i);
+      if (r % 2 === 1) order.reverse();
+      for (const i of order) {
+        const result = await load(i, duration);
+        results[i]?.push(result);
+        process.stdout.write(
+          `  http peer round ${r + 1}/${rounds} ${PEER_HOOKS[i]?.hook}: ` +
+            `${result.okRps.toFixed(0)} 200/s, ${fmt(result.serverCpuUs)} us CPU/request\n`,
+        );
+      }
+    }
+    const base = results[0] as Measured[];
+    const figures = PEER_HOOKS.map(({ hook, label }, i): PeerFigures => {
+      const list = results[i] as Measured[];
+      const ratios = list.map((x, r) => x.okRps / (base[r] as Measured).okRps);
+      const cpuRatios = list.map((x, r) => (base[r] as Measured).serverCpuUs / x.serverCpuUs);
+      return {
+        hook,
+        label,
+        rounds: list,
+        okRps: median(list.map((x) => x.okRps)),
+        serverCpuUs: median(list.map((x) => x.serverCpuUs)),
+        p99: median(list.map((x) => x.latency.p99)),
+        non2xx: list.reduce((n, x) => n + x.responses - (x.byStatus['200']?.count ?? 0), 0),
+        clientCpu: median(list.map((x) => x.cpuPercent)),
+        ratio: median(ratios),
+        cpuRatio: median(cpuRatios),
+        ratios,
+        cpuRatios,
+      };
+    });
+    const noauth = figures[0] as PeerFigures;
+    const table = printTable(
+      `The peer, side by side: one plain-HTTP fastify process (the worker's fastify options), ` +
+        `GET /api2/json/version, ${PEER_CONNECTIONS} connections, ${rounds} interleaved rounds ` +
+        `of ${duration} s, medians (${machineLine()})`,
+      [
+        'server',
+        '200/s',
+        'per round',
+        'non-2xx',
+        'p99 ms',
+        'x no-auth',
+        'server CPU us/req',
+        '+us vs no-auth',
+        'x no-auth (CPU)',
+        'client CPU %',
+      ],
+      figures.map((f) => [
+        f.label,
+        f.okRps.toFixed(0),
+        f.rounds.map((x) => x.okRps.toFixed(0)).join(' / '),
+        f.non2xx,
+        fmt(f.p99),
+        f.ratio.toFixed(3),
+        fmt(f.serverCpuUs),
+        f === noauth ? '-' : fmt(f.serverCpuUs - noauth.serverCpuUs),
+        f.cpuRatio.toFixed(3),
+        f.clientCpu.toFixed(0),
+      ]),
+    );
+    const note =
+      'x no-auth: median of the per-round ratios (throughput; and no-auth CPU us/req / this). ' +
+      figures
+        .slice(1)
+        .map(
+          (f) =>
+            `${f.hook} per round: ${f.ratios.map((x) => x.toFixed(3)).join(', ')} ` +
+            `(CPU: ${f.cpuRatios.map((x) => x.toFixed(3)).join(', ')})`,
+        )
+        .join('; ') +
+      '. Server CPU from /proc of the one server process.';
+    process.stdout.write(`${note}\n\n`);
+    return { table, note, figures };
+  } finally {
+    for (const server of servers) await server.channel.close();
+  }
+}
+
 export async function run(options: BenchOptions): Promise<BenchResult> {
   const rounds = options.full ? 8 : 3;
   const duration = options.full ? 5 : 2;
@@ -110,6 +302,11 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
     });
     const secret = (created.data as { value: string }).value;
     const authorization = `PVEAPIToken=root@pam!bench=${secret}`;
+    const peer = await peerComparison(deployment, authorization, options);
+    const peerTargets = peerTargetsOf(peer.figures);
+    if (process.env.BENCH_HTTP_PEER_ONLY) {
+      return { name: 'http', markdown: [peer.table, peer.note], targets: peerTargets, data: peer };
+    }
     // One token per connection for "every request hashes" (made by the manager: default argon2id).
     const many: Array<[string, string]> = [];
     for (let i = 0; i < CONNECTIONS; i++) {
@@ -297,7 +494,12 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
         met: cpuRatio >= TARGET_RATIO,
       },
     ];
-    return { name: 'http', markdown: [table, note], targets, data };
+    return {
+      name: 'http',
+      markdown: [peer.table, peer.note, table, note],
+      targets: [...peerTargets, ...targets],
+      data: { ...data, peer: peer.figures },
+    };
   } finally {
     await deployment.stop();
     removeTempDir(dir);

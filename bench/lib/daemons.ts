@@ -16,6 +16,8 @@ export type { Api } from '../../test/helpers/daemons.js';
 
 export interface Deployment {
   dir: string;
+  configDir: string;
+  runtimeDir: string;
   /** A mutation as root@pam over the manager's socket; throws unless it succeeded. */
   asRoot(op: string, params: Record<string, unknown>): Promise<{ data: unknown }>;
   startApi(name: string, args: string[], options?: StartApiOptions): Promise<Api>;
@@ -31,6 +33,8 @@ export async function startDeployment(dir: string): Promise<Deployment> {
   });
   return {
     dir,
+    configDir: deployment.configDir,
+    runtimeDir: deployment.runtimeDir,
     async asRoot(op, params) {
       const reply = await deployment.asRoot(op, params);
       if (!reply.ok) throw new Error(`${op} failed: ${reply.status} ${reply.message}`);

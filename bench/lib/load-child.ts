@@ -10,6 +10,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import autocannon from 'autocannon';
 import { say, stdinLines } from './children.js';
 import type { LoadResult, LoadSpec } from './load.js';
@@ -35,8 +36,29 @@ function headerSource(spec: LoadSpec): (() => string | undefined) | null {
   }
 }
 
+/**
+ * autocannon has no option for the source address: it calls net.connect(port, host). Wrapping
+ * that one function (the same object autocannon's require('net') sees) binds every new
+ * connection to the next of `addresses`, so one process can be several sources.
+ */
+function bindSources(addresses: string[]): void {
+  const connect = net.connect;
+  let next = 0;
+  const bound = (...args: unknown[]) => {
+    const [port, host] = args;
+    if (typeof port !== 'number' || typeof host !== 'string') {
+      return (connect as (...a: unknown[]) => net.Socket)(...args);
+    }
+    const localAddress = addresses[next++ % addresses.length] as string;
+    return connect({ port, host, localAddress });
+  };
+  net.connect = bound as typeof net.connect;
+  net.createConnection = bound as typeof net.createConnection;
+}
+
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
+  if (spec.sourceAddresses && spec.sourceAddresses.length > 0) bindSources(spec.sourceAddresses);
   const source = headerSource(spec);
   const fixed = spec.authorization ? { authorization: spec.authorization } : {};
   const next = stdinLines();

@@ -24,6 +24,11 @@ export interface LoadSpec {
   authorization?: string;
   tokenid?: string;
   tokensFile?: string;
+  /**
+   * Loopback source addresses to connect from (127.0.0.2, ...), taken in turn by each new
+   * connection: one load generator can play several sources. Default: the kernel's choice.
+   */
+  sourceAddresses?: string[];
 }
 
 export interface LoadResult {

@@ -60,7 +60,22 @@ function buildCommand(): Command {
     .option('--public-version', 'answer GET /version without authentication (benchmark baseline)')
     .option('--no-cache', 'no generation page: every verify hashes (for comparison)')
     .option('--hash-threads <n>', 'hashing threads per worker', (v) => Number(v))
-    .option('--hash-queue <n>', 'hash tasks that may wait per worker before 503', (v) => Number(v));
+    .option('--hash-queue <n>', 'hash tasks that may wait per worker before 503', (v) => Number(v))
+    .option(
+      '--penalty-budget <n>',
+      'authentication failures a source may have before it is refused (0: no penalties)',
+      (v) => Number(v),
+    )
+    .option('--penalty-decay <n>', 'failures forgiven per second and source', (v) => Number(v))
+    .option('--penalty-hold <ms>', "how long a refused source's connection is held", (v) =>
+      Number(v),
+    )
+    .option(
+      '--trusted-proxy <address>',
+      'a proxy (address or CIDR) whose X-Forwarded-For names the source; repeatable',
+      (v: string, list: string[]) => [...list, v],
+      [] as string[],
+    );
 }
 
 /** The command line, read once; `settings(file)` merges a settings file under it. */
@@ -76,6 +91,12 @@ function parseCommand(argv: string[]) {
       metricsHost: flags.metricsHost,
       metricsPort: flags.metricsPort,
       caching: flags.cache !== false,
+      penalties: {
+        ...(flags.penaltyBudget !== undefined ? { budget: flags.penaltyBudget } : {}),
+        ...(flags.penaltyDecay !== undefined ? { decayPerSecond: flags.penaltyDecay } : {}),
+        ...(flags.penaltyHold !== undefined ? { holdMs: flags.penaltyHold } : {}),
+        trustedProxies: flags.trustedProxy,
+      },
     };
     for (const name of ['workers', 'hashThreads', 'hashQueue', 'ttlMs'] as const) {
       const value = (name === 'ttlMs' ? flags.ttl : flags[name]) ?? file[name];

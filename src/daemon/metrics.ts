@@ -9,11 +9,15 @@
  */
 import client from 'prom-client';
 import { Slot } from '../generations/slots.js';
+import type { SourcePenalties, SourcePenaltyStats } from '../http/source-penalties.js';
 import type { Deployment } from '../service/deployment.js';
 import { VERSION } from '../version.js';
 
 /** Registers the collectors; returns the function that records one authentication. */
-export function registerWorkerMetrics(deployment: Deployment): (seconds: number) => void {
+export function registerWorkerMetrics(
+  deployment: Deployment,
+  penalties: SourcePenalties | null = null,
+): (seconds: number) => void {
   client.collectDefaultMetrics();
   const shadowCounter = (
     name: string,
@@ -87,9 +91,12 @@ export function registerWorkerMetrics(deployment: Deployment): (seconds: number)
       for (const [name, slot] of Object.entries(Slot)) this.set({ slot: name }, page.load(slot));
     },
   });
+  if (penalties !== null) registerPenaltyMetrics(penalties);
+  // Only the slow path is timed: a cached verify is counted by token_shadow_cache_hits_total,
+  // and timing it would cost more than the verify itself.
   const histogram = new client.Histogram({
     name: 'token_shadow_authentication_seconds',
-    help: 'Time to authenticate a request (cached verifies are microseconds, hashes tens of ms)',
+    help: 'Time to authenticate a request that missed the cache (tens of ms when it hashes)',
     buckets: [1e-6, 5e-6, 2e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.5, 1],
   });
   return (seconds) => histogram.observe(seconds);
@@ -133,4 +140,70 @@ export function createPrimaryMetrics(): PrimaryMetrics {
       registers,
     }),
   };
+}
+
+/** Per-source failure budgets (src/http/source-penalties.ts), read from its stats() when scraped. */
+function registerPenaltyMetrics(penalties: SourcePenalties): void {
+  const metric = (
+    kind: 'counter' | 'gauge',
+    name: string,
+    help: string,
+    key: keyof SourcePenaltyStats,
+  ) => {
+    if (kind === 'counter') {
+      new client.Counter({
+        name,
+        help,
+        collect() {
+          this.reset();
+          this.inc(penalties.stats()[key]);
+        },
+      });
+    } else {
+      new client.Gauge({
+        name,
+        help,
+        collect() {
+          this.set(penalties.stats()[key]);
+        },
+      });
+    }
+  };
+  metric(
+    'counter',
+    'token_shadow_source_failures_total',
+    'Authentication failures (401, 503) counted against their source',
+    'failures',
+  );
+  metric(
+    'counter',
+    'token_shadow_refused_connections_total',
+    'Connections of penalised peers held unread and closed',
+    'refusedConnections',
+  );
+  metric(
+    'counter',
+    'token_shadow_refused_requests_total',
+    'Requests of penalised sources answered 429 before authentication',
+    'refusedRequests',
+  );
+  metric(
+    'counter',
+    'token_shadow_forgotten_sources_total',
+    'Failure buckets dropped to stay within the bound on tracked sources',
+    'forgottenSources',
+  );
+  metric('gauge', 'token_shadow_tracked_sources', 'Sources with recent failures', 'trackedSources');
+  metric(
+    'gauge',
+    'token_shadow_penalised_sources',
+    'Sources over their budget',
+    'penalisedSources',
+  );
+  metric(
+    'gauge',
+    'token_shadow_held_connections',
+    'Connections of penalised peers being held',
+    'heldConnections',
+  );
 }

@@ -9,6 +9,7 @@ import net from 'node:net';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { Authenticator } from '../http/authenticate.js';
+import { SourcePenalties } from '../http/source-penalties.js';
 import { openDeployment } from '../service/deployment.js';
 import type { Settings } from '../service/settings.js';
 import type { Logger } from './logger.js';
@@ -66,9 +67,22 @@ export async function startWorker(
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance;
   await app.register(formbody);
-  const observe = options.metrics === false ? undefined : registerWorkerMetrics(deployment);
+  const penalties =
+    settings.penalties.budget > 0
+      ? new SourcePenalties({
+          budget: settings.penalties.budget,
+          decayPerSecond: settings.penalties.decayPerSecond,
+          holdMs: settings.penalties.holdMs,
+          trustedProxies: settings.penalties.trustedProxies,
+        })
+      : null;
+  // Before listening: a penalised peer's connection must never reach the HTTP parser.
+  penalties?.guard(app.server);
+  const observe =
+    options.metrics === false ? undefined : registerWorkerMetrics(deployment, penalties);
   registerRoutes(app, {
     auth,
+    penalties,
     users: deployment.users,
     rpc,
     ...(options.publicVersion ? { publicVersion: true } : {}),
@@ -84,6 +98,7 @@ export async function startWorker(
     port,
     close() {
       closing ??= (async () => {
+        penalties?.releaseHeld();
         await drain(app.server, connections);
         await app.close();
         rpc.close();

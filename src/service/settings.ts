@@ -6,6 +6,11 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { defaultPagePath } from '../generations/paths.js';
+import {
+  DEFAULT_PENALTY_BUDGET,
+  DEFAULT_PENALTY_DECAY_PER_SECOND,
+  DEFAULT_PENALTY_HOLD_MS,
+} from '../http/source-penalties.js';
 
 export interface Settings {
   configDir: string;
@@ -31,6 +36,19 @@ export interface Settings {
   hashQueue: number;
   /** Generation page caching; off means every verify hashes (for comparison). */
   caching: boolean;
+  /** Per-source authentication failure budgets of the API workers (see src/http/source-penalties.ts). */
+  penalties: PenaltySettings;
+}
+
+export interface PenaltySettings {
+  /** Failures a source may have before it is penalised; 0 turns penalties off. */
+  budget: number;
+  /** Failures forgiven per second. */
+  decayPerSecond: number;
+  /** How long a penalised peer's connection is held unread before it is closed, ms. */
+  holdMs: number;
+  /** Proxies (addresses or CIDR blocks) whose X-Forwarded-For names the source. */
+  trustedProxies: string[];
 }
 
 export interface SettingsInput {
@@ -51,6 +69,7 @@ export interface SettingsInput {
   hashThreads?: number;
   hashQueue?: number;
   caching?: boolean;
+  penalties?: Partial<PenaltySettings>;
 }
 
 export const DEFAULT_CONFIG_DIR = '/etc/token-shadow';
@@ -98,5 +117,11 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
     hashThreads: Math.max(1, input.hashThreads ?? Math.floor(availableParallelism() / workers)),
     hashQueue: input.hashQueue ?? 16,
     caching: input.caching ?? true,
+    penalties: {
+      budget: input.penalties?.budget ?? DEFAULT_PENALTY_BUDGET,
+      decayPerSecond: input.penalties?.decayPerSecond ?? DEFAULT_PENALTY_DECAY_PER_SECOND,
+      holdMs: input.penalties?.holdMs ?? DEFAULT_PENALTY_HOLD_MS,
+      trustedProxies: [...(input.penalties?.trustedProxies ?? [])],
+    },
   };
 }

@@ -100,6 +100,7 @@ export class TokenShadow {
   /** Wall-clock ns when #snapshot was read (decides whether its stamp is racy). */
   #readAtNs = 0n;
   #syncing: Promise<void> | null = null;
+  #reading: Promise<ShadowSnapshot> | null = null;
   #inflight = new Map<string, Promise<boolean>>();
   #dummyHash: Promise<string> | null = null;
   #scratch: Uint8Array;
@@ -280,16 +281,24 @@ export class TokenShadow {
     const page = this.#page;
     if (page === null) return;
     const generation = page.load(Slot.TOKEN_SHADOW);
-    const snapshot = await this.#currentSnapshot();
-    const dropped = this.#cache.retainMatching(snapshot.entries);
+    await this.#currentSnapshot(reason);
     this.#stats.revalidations++;
-    if (reason === 'generation') this.#stats.invalidationsByGeneration += dropped;
-    else this.#stats.invalidationsByFileChange += dropped;
     this.#generation = generation;
   }
 
-  /** The parsed file, reusing the last parse while its stamp is unchanged and trustworthy. */
-  async #currentSnapshot(): Promise<ShadowSnapshot> {
+  /**
+   * The parsed file, reusing the last parse while its stamp is unchanged and
+   * trustworthy. Concurrent callers share one read; a read parses only the
+   * lines that changed since the last one when it can (readShadow).
+   */
+  #currentSnapshot(reason: Reason = 'file'): Promise<ShadowSnapshot> {
+    this.#reading ??= this.#readCurrent(reason).finally(() => {
+      this.#reading = null;
+    });
+    return this.#reading;
+  }
+
+  async #readCurrent(reason: Reason): Promise<ShadowSnapshot> {
     const previous = this.#snapshot;
     if (previous !== null) {
       const stamp = await stampPath(this.path);
@@ -299,15 +308,30 @@ export class TokenShadow {
       }
     }
     const readAtNs = wallClockNs();
-    const snapshot = await readShadow(this.path);
-    this.#adopt(snapshot, readAtNs);
+    const snapshot = await readShadow(this.path, previous);
+    const dropped = this.#adopt(snapshot, readAtNs, previous);
+    if (reason === 'generation') this.#stats.invalidationsByGeneration += dropped;
+    else this.#stats.invalidationsByFileChange += dropped;
     return snapshot;
   }
 
-  #adopt(snapshot: ShadowSnapshot, readAtNs: bigint): void {
+  /**
+   * Makes `snapshot` the current parse and keeps the cache agreeing with it
+   * (invariant: every cached entry's hash is the current snapshot's hash for
+   * its id). When it was derived from `from`, the snapshot the cache agreed
+   * with, only the ids it lists as changed are looked at. Returns how many
+   * entries were dropped.
+   */
+  #adopt(snapshot: ShadowSnapshot, readAtNs: bigint, from: ShadowSnapshot | null): number {
+    let dropped: number;
+    if (snapshot === from) dropped = 0;
+    else if (snapshot.changed !== undefined && from !== null && from === this.#snapshot) {
+      dropped = this.#cache.retainChanged(snapshot.changed, snapshot.entries);
+    } else dropped = this.#cache.retainMatching(snapshot.entries);
     this.#snapshot = snapshot;
     this.#readAtNs = readAtNs;
     this.#freshness.touch();
+    return dropped;
   }
 
   // --- the slow path ---------------------------------------------------------
@@ -321,6 +345,12 @@ export class TokenShadow {
     if (running !== undefined) {
       this.#stats.coalescedWaits++;
       return running;
+    }
+    // A full hashing queue refuses at once, before the file is read (the same for every id).
+    const pool = this.#pool;
+    if (pool.inFlight >= pool.threads + pool.maxQueue) {
+      this.#stats.busyRejections++;
+      return Promise.reject(new BusyError());
     }
     const task = this.#verifyFresh(tokenid, secret).finally(() => {
       this.#inflight.delete(key);
@@ -341,7 +371,13 @@ export class TokenShadow {
       const page = this.#generation === null ? null : this.#page;
       const mapping = page?.mapping;
       const before = page?.load(Slot.TOKEN_SHADOW) ?? null;
-      const snapshot = await this.#currentSnapshot();
+      // The snapshot of the generation we are at is the file as of it: no stat, no re-read
+      // (the TTL check in #refresh catches edits nobody announced).
+      const known = this.#snapshot;
+      const snapshot =
+        page !== null && before === this.#generation && mapping === this.#mapping && known !== null
+          ? known
+          : await this.#currentSnapshot();
       const hash = snapshot.entries.get(tokenid);
       if (hash === undefined) {
         await this.#dummyVerify(secret);
@@ -354,14 +390,21 @@ export class TokenShadow {
           ? sameStamp(await stampPath(this.path), snapshot.stamp)
           : page.load(Slot.TOKEN_SHADOW) === before;
       if (unchanged) {
-        if (ok && page !== null && before === this.#generation && mapping === this.#mapping) {
+        // Cached only if the current parse still says `hash` (the invariant of #adopt).
+        if (
+          ok &&
+          page !== null &&
+          before === this.#generation &&
+          mapping === this.#mapping &&
+          this.#snapshot?.entries.get(tokenid) === hash
+        ) {
           this.#cache.set(tokenid, hash, secret);
         }
         if (ok && this.#upgrade && isLegacyHash(hash)) this.#upgradeLater(tokenid, hash, secret);
         return ok;
       }
       // Something changed while we hashed: does our answer still stand?
-      const now = await readShadow(this.path);
+      const now = await readShadow(this.path, this.#snapshot);
       if (now.entries.get(tokenid) === hash) return ok;
     }
     throw new BusyError('token changed during every verification attempt');
@@ -437,17 +480,18 @@ export class TokenShadow {
       lock: this.#lock,
     };
     await publishUnderLock(target, async (publish) => {
-      const current = await readShadow(this.path); // corrupt: throws, never overwritten
+      // Corrupt: throws, never overwritten. Parses only what changed since our last look.
+      const current = await readShadow(this.path, this.#snapshot);
       const entries = new Map(current.entries);
       if (!change(entries)) return;
-      const { stamp, writtenAtNs, generation } = await publish(serializeShadow(entries));
+      const text = serializeShadow(entries);
+      const { stamp, writtenAtNs, generation } = await publish(text);
       if (page === null) return;
       if (generation === null || page.mapping !== this.#mapping) this.#forget(page);
       if (generation === null) return;
       // Whatever changed behind our back since our last look is in `current`:
       // keep only what it confirms, then what we wrote is the whole truth.
-      this.#cache.retainMatching(entries);
-      this.#adopt({ entries, stamp }, writtenAtNs);
+      this.#adopt({ entries, stamp, bytes: Buffer.from(text, 'utf8') }, writtenAtNs, null);
       this.#generation = generation;
       cached?.();
     });

@@ -93,6 +93,19 @@ export class VerifiedSecretCache {
     return dropped;
   }
 
+  /** retainMatching for the ids in `changed` alone: the others are known to be unchanged. */
+  retainChanged(changed: readonly string[], current: ReadonlyMap<string, string>): number {
+    let dropped = 0;
+    for (const tokenid of changed) {
+      const entry = this.#entries.get(tokenid);
+      if (entry !== undefined && current.get(tokenid) !== entry.hash) {
+        this.#release(tokenid, entry);
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
   #release(tokenid: string, entry: Entry): void {
     this.#entries.delete(tokenid);
     this.#slab.fill(0, entry.slot * this.#width, (entry.slot + 1) * this.#width);

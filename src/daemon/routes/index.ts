@@ -5,9 +5,11 @@
  * 503 when the hashing queue is full. Each resource's routes are in their own
  * module, each route one operation of the service's table.
  */
-import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance } from 'fastify';
 import type { UserConfigStore } from '../../access/user-info.js';
-import type { Authenticator, Identity } from '../../http/authenticate.js';
+import type { Authenticator } from '../../http/authenticate.js';
+import { authenticationHook } from '../../http/request-hook.js';
+import type { SourcePenalties } from '../../http/source-penalties.js';
 import { errorCode, httpFailureOf } from '../../http/status.js';
 import type { RpcClient } from '../rpc.js';
 import { registerAclRoutes } from './acl.js';
@@ -25,14 +27,10 @@ export interface RoutesOptions {
   rpc: RpcClient;
   /** GET /version without authentication (benchmark baseline). */
   publicVersion?: boolean;
-  /** Called with the seconds each authentication took (metrics). */
+  /** Per-source failure budgets (none: no penalties). */
+  penalties?: SourcePenalties | null;
+  /** Called with the seconds each slow-path authentication (a cache miss) took (metrics). */
   onAuthenticated?: (seconds: number) => void;
-}
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    identity: Identity | null;
-  }
 }
 
 /** Maps a fastify schema failure to PVE's per-parameter error object. */
@@ -71,11 +69,11 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
     return reply.code(status).send({ data: null, ...body });
   });
 
-  const authenticate = async (request: FastifyRequest) => {
-    const start = process.hrtime.bigint();
-    request.identity = await options.auth.authenticate(request.raw);
-    options.onAuthenticated?.(Number(process.hrtime.bigint() - start) / 1e9);
-  };
+  const authenticate = authenticationHook({
+    auth: options.auth,
+    penalties: options.penalties ?? null,
+    ...(options.onAuthenticated ? { onSlowAuthentication: options.onAuthenticated } : {}),
+  });
   const ctx = { users: options.users, rpc: options.rpc, authenticate };
 
   app.register(

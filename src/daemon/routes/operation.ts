@@ -11,6 +11,7 @@ import type { UserConfigStore } from '../../access/user-info.js';
 import type { UserConfig } from '../../config/types.js';
 import { ApiError } from '../../errors.js';
 import type { Identity } from '../../http/authenticate.js';
+import type { AuthenticationHook } from '../../http/request-hook.js';
 import type { Operation } from '../../service/operations.js';
 import type { ParameterSchema, Raw } from '../../service/params.js';
 import type { RpcClient } from '../rpc.js';
@@ -22,7 +23,7 @@ export interface RouteContext {
   users: UserConfigStore;
   rpc: RpcClient;
   /** The onRequest hook that authenticates and sets `request.identity`. */
-  authenticate: (request: FastifyRequest) => Promise<void>;
+  authenticate: AuthenticationHook;
 }
 
 function pick(schema: ParameterSchema, names: readonly string[], keep: boolean) {
