@@ -62,8 +62,11 @@ export function serializeShadow(entries: ReadonlyMap<string, string>): string {
 
 const NEWLINE = 0x0a;
 const CHUNK = 64 * 1024;
-/** One member line of the canonical text: ` "id": "hash",` (no comma on the last). */
-const MEMBER = /^ ("(?:[^"\\\x00-\x1f]|\\.)*"): ("(?:[^"\\\x00-\x1f]|\\.)*")(,?)$/;
+/**
+ * One member line of the canonical text: ` "id": "hash",` (no comma on the last). The two
+ * strings are then parsed by JSON.parse, which refuses what JSON refuses (raw control characters).
+ */
+const MEMBER = /^ ("(?:[^"\\]|\\.)*"): ("(?:[^"\\]|\\.)*")(,?)$/;
 
 /** Length of the common prefix of a and b, by memcmp over chunks, then bisection in the first differing one. */
 function commonPrefix(a: Buffer, b: Buffer): number {
