@@ -61,6 +61,34 @@ export class BusyError extends TokenShadowError {
   }
 }
 
+/**
+ * This host may no longer trust its copy of the shared store (multi-host mode:
+ * the sync agent stopped confirming its lease). Every token is refused with
+ * 503 until the agent has resynchronised: never a stale accept.
+ */
+export class FencedError extends BusyError {
+  constructor() {
+    super('this host is fenced from the cluster store, try again later');
+    Object.defineProperty(this, 'code', { value: 'ERR_FENCED' });
+  }
+}
+
+export type ClusterProblem = 'unavailable' | 'conflict' | 'unconfirmed' | 'not-configured';
+
+/**
+ * Multi-host mode could not do what was asked: etcd unreachable or without
+ * quorum (`unavailable`), a change kept losing its compare (`conflict`), or a
+ * committed change that some live host did not confirm in time (`unconfirmed`:
+ * the change is stored, but the call cannot promise every host applies it).
+ */
+export class ClusterError extends TokenShadowError {
+  readonly problem: ClusterProblem;
+  constructor(problem: ClusterProblem, message: string, options?: { cause?: unknown }) {
+    super(`ERR_CLUSTER_${problem.toUpperCase().replace(/-/g, '_')}`, message, options);
+    this.problem = problem;
+  }
+}
+
 /** What is wrong with token.shadow. */
 export type ShadowFileProblem = 'unreadable' | 'bad-json' | 'bad-shape' | 'insecure';
 

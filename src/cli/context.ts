@@ -20,6 +20,7 @@ import {
   type WriteOperation,
 } from '../service/operations.js';
 import { resolveSettings, type Settings } from '../service/settings.js';
+import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
 import { ExitCode } from './exit.js';
 import { type Column, type OutputFormat, renderJson, renderRecord, renderTable } from './output.js';
 
@@ -98,6 +99,7 @@ export class CliContext {
   readonly settings: Settings;
   readonly command: Command;
   #deployment: Deployment | null = null;
+  #mode: StorageMode | null = null;
   #pageWarning: string | undefined;
 
   constructor(cli: Cli, command: Command) {
@@ -132,10 +134,12 @@ export class CliContext {
   async writer(): Promise<Stores> {
     if (this.#deployment === null) await ensureDirectories(this.settings);
     const deployment = this.reader();
-    if (this.settings.caching && deployment.page === null) {
+    this.#mode ??= await openStorageMode(deployment, 'cli');
+    // Multi-host mode writes to etcd and waits for every host's sync agent.
+    if (this.#mode.cluster === null && this.settings.caching && deployment.page === null) {
       throw pageFailure(this.settings.pagePath, this.#pageWarning);
     }
-    return deployment;
+    return this.#mode.storage;
   }
 
   /** Runs a write operation of the service as root@pam, writing the files from this process. */
@@ -178,7 +182,10 @@ export class CliContext {
 
   async close(): Promise<void> {
     const deployment = this.#deployment;
+    const mode = this.#mode;
     this.#deployment = null;
+    this.#mode = null;
+    await mode?.close();
     await deployment?.close();
   }
 }

@@ -14,6 +14,7 @@ import { parseAuthid } from '../ids.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { OPERATIONS, runWrite, type Stores } from '../service/operations.js';
 import type { Settings } from '../service/settings.js';
+import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
 import { daemonCommand, settingsFrom } from './cli-options.js';
 import { createLogger, type Logger } from './logger.js';
 import { type RpcRequest, type RpcResponse, serveRpc } from './rpc.js';
@@ -99,6 +100,7 @@ async function warnAboutCertificate(settings: Settings, log: Logger): Promise<vo
 
 export interface RunningManager {
   deployment: Deployment;
+  mode: StorageMode;
   server: net.Server;
   stop(): Promise<void>;
 }
@@ -109,13 +111,15 @@ export async function startManager(
 ): Promise<RunningManager> {
   await ensureDirectories(settings);
   const deployment = openDeployment(settings, 'manager', { warn: (m) => log.warn(m) });
-  // First start: user.cfg with root@pam (re-added on every read) and the API certificate.
-  await deployment.users.mutate(() => undefined);
+  const mode = await openStorageMode(deployment, 'manager', log);
+  // First start: user.cfg with root@pam (re-added on every read) and the API
+  // certificate. In multi-host mode the sync agent writes user.cfg.
+  if (mode.cluster === null) await deployment.users.mutate(() => undefined);
   const tls = await ensureCertificate(settings.certPath, settings.keyPath, settings.gid);
   if (tls.created) log.info({ cert: settings.certPath }, 'created a self-signed certificate');
   await clearStaleSocket(settings.socketPath);
   const server = net.createServer();
-  serveRpc(server, handler(deployment, log));
+  serveRpc(server, handler(mode.storage, log));
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -136,16 +140,20 @@ export async function startManager(
       socket: settings.socketPath,
       config: settings.configDir,
       page: deployment.page?.path ?? null,
+      mode: mode.cluster === null ? 'single-host' : 'multi-host',
+      ...(mode.cluster ? { cluster: mode.cluster.cluster, host: mode.cluster.host } : {}),
     },
     'manager ready',
   );
   let stopping: Promise<void> | null = null;
   return {
     deployment,
+    mode,
     server,
     stop() {
       stopping ??= (async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        await mode.close();
         await deployment.close();
         await fsp.rm(settings.socketPath, { force: true });
       })();

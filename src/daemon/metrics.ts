@@ -12,6 +12,7 @@ import { Slot } from '../generations/slots.js';
 import type { SourcePenalties, SourcePenaltyStats } from '../http/source-penalties.js';
 import type { Deployment } from '../service/deployment.js';
 import { VERSION } from '../version.js';
+import { registerClusterMetrics } from './multihost-metrics.js';
 
 /** Registers the collectors; returns the function that records one authentication. */
 export function registerWorkerMetrics(
@@ -94,6 +95,7 @@ export function registerWorkerMetrics(
   if (penalties !== null) registerPenaltyMetrics(penalties);
   // Only the slow path is timed: a cached verify is counted by token_shadow_cache_hits_total,
   // and timing it would cost more than the verify itself.
+  registerClusterMetrics(deployment);
   const histogram = new client.Histogram({
     name: 'token_shadow_authentication_seconds',
     help: 'Time to authenticate a request that missed the cache (tens of ms when it hashes)',

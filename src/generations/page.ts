@@ -153,6 +153,23 @@ export class GenerationPage {
     }
   }
 
+  /**
+   * Sets `slot` to `value` (Atomics.store, sequentially consistent). Only for
+   * slots that are not generation counters (the fence): a counter must only
+   * ever be incremented, or a reader could see an old value again.
+   */
+  store(slot: number, value: number): void {
+    if (this.readOnly) {
+      throw new GenerationPageError(this.path, 'read-only', 'cannot store into a read-only page');
+    }
+    if (!(slot >= 0 && slot < SLOT_COUNT && slot === Math.floor(slot))) {
+      throw new RangeError(`slot must be an integer from 0 to ${SLOT_COUNT - 1}`);
+    }
+    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError('value must be a safe u64');
+    this.#page();
+    Atomics.store(this.#words, slot + 1, BigInt(value));
+  }
+
   /** The descriptor of the mapped file, for checking that the path still names it. */
   fd(): number {
     return this.#page().fd();

@@ -8,6 +8,16 @@ export const Slot = {
   TRAFFIC_CONTROL: 1,
   REMOTE_MAPPING: 2,
   TOKEN_SHADOW: 3,
+  /**
+   * Multi-host mode: the CLOCK_MONOTONIC microsecond until which this host may
+   * trust its copy of the cluster store; 0 (single-host mode) means no fence.
+   * Not a counter: the sync agent stores it (see fence.ts).
+   */
+  FENCE: 4,
+  /** Multi-host mode: the last store revision this host published and acked (stored). */
+  CLUSTER_ACKED: 5,
+  /** Multi-host mode: the latest store revision the agent saw at its last check (stored). */
+  CLUSTER_SEEN: 6,
 } as const;
 
 /** The name of a slot of the generation page. */

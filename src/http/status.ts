@@ -8,6 +8,7 @@ import {
   ApiError,
   AuthenticationError,
   BusyError,
+  ClusterError,
   ConfigError,
   GenerationPageError,
   InvalidIdError,
@@ -30,6 +31,8 @@ function statusOf(error: unknown): number {
   if (error instanceof BusyError) return 503;
   // A process maps an older page this writer cannot bump: nothing was changed, try again.
   if (error instanceof GenerationPageError && error.problem === 'unreachable') return 503;
+  // etcd unreachable, or a change some live host has not confirmed yet: try again.
+  if (error instanceof ClusterError) return error.problem === 'not-configured' ? 500 : 503;
   if (error instanceof InvalidIdError) return 400;
   if (error instanceof ConfigError) {
     if (error.problem === 'insecure') return 500; // user.cfg may not be trusted: our fault, not the client's

@@ -12,13 +12,14 @@
  * `tokenctl`, run by root on the host, runs the write operations in its own
  * process as root@pam and writes the files directly, under the same file
  * locks and generation bumps, so running daemons see its changes at once.
+ * In multi-host mode both write to etcd instead, and each host's sync agent
+ * writes its files (src/cluster).
  *
  * A privilege rule is a function of the caller, the params and the config it
  * is checked against. A write checks it again inside the file lock, on the
  * fresh config, before every look at the config its run takes.
  */
 import { permissionsTree } from '../access/permissions.js';
-import type { UserConfigStore } from '../access/user-info.js';
 import { type AclRequest, listAcl, setAcl } from '../config/acl.js';
 import { currentEpochSeconds } from '../config/active.js';
 import { addGroup } from '../config/groups.js';
@@ -29,7 +30,6 @@ import type { TokenFields, UserFields } from '../config/users.js';
 import * as userConfig from '../config/users.js';
 import { ApiError, ConfigError } from '../errors.js';
 import { isAuthid, joinTokenid, parseAuthid, parseUserid } from '../ids.js';
-import type { TokenShadow } from '../shadow/token-shadow.js';
 import { aclInfo, type CreatedToken, type TokenInfo, tokenInfo, userInfo } from './answers.js';
 import {
   defined,
@@ -53,6 +53,7 @@ import {
   requireSelfOrUserModify,
   USER_AUDIT,
 } from './rules.js';
+import type { AccessStorage } from './storage.js';
 
 interface OperationBase<P> {
   /** The stable name, `resource.verb`: the manager's socket and its logs use it. */
@@ -82,39 +83,47 @@ export interface WriteOperation<P, R> extends OperationBase<P> {
 
 export type Operation<P = never, R = unknown> = ReadOperation<P, R> | WriteOperation<P, R>;
 
-export interface Stores {
-  readonly users: UserConfigStore;
-  readonly shadow: TokenShadow;
-}
+/**
+ * Where the write operations keep their changes: the files (FileStorage) or,
+ * in multi-host mode, etcd (src/cluster's EtcdStorage). See storage.ts.
+ */
+export type Stores = AccessStorage;
 
 /**
  * The stores as one write operation sees them: every look at the config
  * checks the operation's privilege rule first, on that same config.
  */
 export class Writer {
-  readonly shadow: TokenShadow;
-  readonly #users: UserConfigStore;
+  readonly #storage: AccessStorage;
   readonly #authorize: (config: UserConfig) => void;
 
   constructor(stores: Stores, authorize: (config: UserConfig) => void) {
-    this.#users = stores.users;
-    this.shadow = stores.shadow;
+    this.#storage = stores;
     this.#authorize = authorize;
   }
 
   /** Reads the fresh config (no lock): for checks made before a secret is written. */
   async check<T>(fn: (config: UserConfig) => T): Promise<T> {
-    const config = await this.#users.get();
+    const config = await this.#storage.readConfig();
     this.#authorize(config);
     return fn(config);
   }
 
-  /** Changes user.cfg under its lock; the change is written and announced when this returns. */
+  /** Changes the config; the change is stored and announced everywhere when this returns. */
   change<T>(fn: (config: UserConfig) => T): Promise<T> {
-    return this.#users.mutate((config) => {
+    return this.#storage.mutateConfig((config) => {
       this.#authorize(config);
       return fn(config);
     });
+  }
+
+  /** A new random secret for `tokenid`, stored as a hash; returned once. */
+  newSecret(tokenid: string): Promise<string> {
+    return this.#storage.newSecret(tokenid);
+  }
+
+  deleteSecret(tokenid: string): Promise<boolean> {
+    return this.#storage.deleteSecret(tokenid);
   }
 }
 
@@ -213,7 +222,7 @@ function parseTokenParams(raw: Raw): TokenParams {
 
 /** A new secret for `tokenid`, answered once; the old one stops working everywhere at once. */
 async function newSecret(writer: Writer, tokenid: string, info: TokenInfo): Promise<CreatedToken> {
-  const value = await writer.shadow.generateAndSetSecret(tokenid);
+  const value = await writer.newSecret(tokenid);
   return { 'full-tokenid': tokenid, info, value };
 }
 
@@ -443,7 +452,7 @@ export const deleteUser = write({
       userConfig.removeUser(config, params.userid);
       return ids;
     });
-    for (const tokenid of tokenids) await writer.shadow.deleteSecret(tokenid);
+    for (const tokenid of tokenids) await writer.deleteSecret(tokenid);
     return null;
   },
 });
@@ -469,14 +478,14 @@ export const createToken = write({
         throw new ConfigError('exists', `token ${tokenid} already exists`);
       }
     });
-    const value = await writer.shadow.generateAndSetSecret(tokenid);
+    const value = await writer.newSecret(tokenid);
     try {
       const token = await writer.change((config) =>
         userConfig.addToken(config, tokenid, params.fields),
       );
       return { 'full-tokenid': tokenid, info: tokenInfo(token), value };
     } catch (error) {
-      await writer.shadow.deleteSecret(tokenid);
+      await writer.deleteSecret(tokenid);
       throw error;
     }
   },
@@ -538,7 +547,7 @@ export const deleteToken = write({
   async run(writer, params) {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     await writer.change((config) => userConfig.removeToken(config, tokenid));
-    await writer.shadow.deleteSecret(tokenid);
+    await writer.deleteSecret(tokenid);
     return null;
   },
 });

@@ -5,11 +5,12 @@
  * cache, we revalidate entry by entry (see #revalidate).
  */
 import { randomUUID } from 'node:crypto';
-import { BusyError } from '../errors.js';
+import { BusyError, FencedError } from '../errors.js';
 import { Freshness } from '../files/freshness.js';
 import type { LockOptions } from '../files/lock.js';
 import { publishUnderLock } from '../files/publish.js';
 import { isRacy, sameStamp, stampPath, wallClockNs } from '../files/stamp.js';
+import { fencePassed } from '../generations/fence.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import { isLegacyHash } from '../hashing/params.js';
@@ -146,7 +147,7 @@ export class TokenShadow {
     const page = this.#page;
     if (page === null || page.load(Slot.TOKEN_SHADOW) !== this.#generation) return undefined;
     if (page.mapping !== this.#mapping) return undefined;
-    if (this.#freshness.expired()) return undefined;
+    if (this.#freshness.expired() || fencePassed(page)) return undefined;
     if (this.#cache.matches(tokenid, secret) !== true) return undefined;
     this.#stats.hits++;
     return true;
@@ -154,20 +155,31 @@ export class TokenShadow {
 
   /**
    * Whether `secret` is the current secret of `tokenid`. Throws BusyError when
-   * the hashing queue is full and ShadowFileError when the file is corrupt.
+   * the hashing queue is full, ShadowFileError when the file is corrupt and
+   * FencedError (a BusyError: 503) when this host's fence has passed, before
+   * or while it checked: a copy that may be stale never says yes.
    */
   async verifySecret(tokenid: string, secret: string): Promise<boolean> {
     if (this.verifyCached(tokenid, secret)) return true;
+    this.#refuseIfFenced();
     if (typeof secret !== 'string' || secret.length === 0 || secret.length > MAX_SECRET_LENGTH) {
       return false;
     }
     await this.#refresh();
     if (this.#page !== null && this.#cache.matches(tokenid, secret) === true) {
       this.#stats.hits++;
+      this.#refuseIfFenced();
       return true;
     }
     this.#stats.misses++;
-    return this.#coalesced(tokenid, secret);
+    const ok = await this.#coalesced(tokenid, secret);
+    if (ok) this.#refuseIfFenced();
+    return ok;
+  }
+
+  #refuseIfFenced(): void {
+    const page = this.#page;
+    if (page !== null && fencePassed(page)) throw new FencedError();
   }
 
   /** Makes a new random secret (a lowercase UUID v4, as Proxmox does), stores its hash, returns it once. */

@@ -63,8 +63,8 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
   const userCfg = ctx.settings.userCfgPath;
   refuseUnlessForced(await ctx.config(), force, userCfg);
   const replaced = [...(await readShadow(ctx.settings.shadowPath)).entries.keys()];
-  for (const tokenid of replaced) await stores.shadow.deleteSecret(tokenid);
-  await stores.users.mutate((config) => {
+  for (const tokenid of replaced) await stores.deleteSecret(tokenid);
+  await stores.mutateConfig((config) => {
     refuseUnlessForced(config, force, userCfg);
     replaceContent(config, imported.config);
   });

@@ -1,0 +1,163 @@
+/**
+ * The writer's half of the mutation protocol: after a commit at revision R,
+ * return only when every live host acked >= R, or its `hosts/` key vanished
+ * (its lease expired: the host fenced itself before that, see agent.ts) or
+ * was replaced by a new session (which starts from a read at >= R). One
+ * watch on `acks/` and `hosts/`, kept for the life of the manager, so a
+ * healthy revoke costs the commit, one read of `hosts/` and the acks' trip.
+ */
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import { ClusterError } from '../errors.js';
+import { retrying } from './client.js';
+import type { ClusterKeys } from './keys.js';
+import { prefixEnd } from './store.js';
+
+export interface AckTrackerOptions {
+  /** Longest a confirmation may take before ClusterError('unconfirmed'). */
+  confirmTimeoutMs: number;
+  deadlineMs: number;
+}
+
+export class AckTracker {
+  #client: Etcd3;
+  #keys: ClusterKeys;
+  #options: AckTrackerOptions;
+  #acks = new Map<string, number>();
+  /** host -> the session value its key holds now, and the revision it last changed at. */
+  #hosts = new Map<string, string>();
+  #changedAt = new Map<string, number>();
+  #wake = new Set<() => void>();
+  #watchers: Watcher[] = [];
+  #ready: Promise<void> | null = null;
+  #closed = false;
+
+  constructor(client: Etcd3, keys: ClusterKeys, options: AckTrackerOptions) {
+    this.#client = client;
+    this.#keys = keys;
+    this.#options = options;
+  }
+
+  /** Waits until every live host confirmed `revision`; ClusterError('unconfirmed') after the timeout. */
+  async confirm(revision: number): Promise<void> {
+    this.#ready ??= this.#start();
+    await this.#ready;
+    const live = await this.#liveHosts();
+    const pending = new Map(live.hosts);
+    const settled = () => {
+      for (const [host, session] of pending) {
+        const acked = (this.#acks.get(host) ?? 0) >= revision;
+        const gone =
+          (this.#changedAt.get(host) ?? 0) > live.revision && this.#hosts.get(host) !== session;
+        if (acked || gone) pending.delete(host);
+      }
+      return pending.size === 0;
+    };
+    if (settled()) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#wake.delete(check);
+        reject(
+          new ClusterError(
+            'unconfirmed',
+            `revision ${revision} is committed but not confirmed by ${[...pending.keys()].join(', ')}`,
+          ),
+        );
+      }, this.#options.confirmTimeoutMs);
+      const check = () => {
+        if (!settled()) return;
+        clearTimeout(timer);
+        this.#wake.delete(check);
+        resolve();
+      };
+      this.#wake.add(check);
+    });
+  }
+
+  /** What the tracker knows now: acked revision per host (tokenctl cluster status). */
+  acks(): ReadonlyMap<string, number> {
+    return this.#acks;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#watchers.map((w) => w.cancel().catch(() => undefined)));
+    this.#watchers = [];
+  }
+
+  async #liveHosts(): Promise<{ hosts: Map<string, string>; revision: number }> {
+    const response = await retrying('reading hosts', { deadlineMs: this.#options.deadlineMs }, () =>
+      this.#client.kv.range({
+        key: Buffer.from(this.#keys.hosts),
+        range_end: prefixEnd(this.#keys.hosts),
+      }),
+    );
+    const hosts = new Map<string, string>();
+    for (const kv of response.kvs) {
+      hosts.set(kv.key.toString().slice(this.#keys.hosts.length), kv.value.toString());
+    }
+    return { hosts, revision: Number(response.header.revision) };
+  }
+
+  /** Reads acks/ and hosts/ at one revision, then watches both from the next one. */
+  async #start(): Promise<void> {
+    const prefixes = [this.#keys.acks, this.#keys.hosts];
+    const response = await retrying('reading acks', { deadlineMs: this.#options.deadlineMs }, () =>
+      this.#client.kv.txn({
+        compare: [],
+        success: prefixes.map((p) => ({
+          request_range: { key: Buffer.from(p), range_end: prefixEnd(p) },
+        })),
+        failure: [],
+      }),
+    );
+    const revision = Number(response.header.revision);
+    for (const op of response.responses) {
+      for (const kv of op.response_range?.kvs ?? []) this.#apply(kv, false);
+    }
+    for (const prefix of prefixes) {
+      const watcher = await this.#client
+        .watch()
+        .prefix(prefix)
+        .startRevision(String(revision + 1))
+        .create();
+      watcher.on('put', (kv) => this.#apply(kv, false));
+      watcher.on('delete', (kv) => this.#apply(kv, true));
+      // Cancelled (a compaction): start again from a fresh read.
+      watcher.on('error', () => this.#restart());
+      this.#watchers.push(watcher);
+    }
+  }
+
+  #restart(): void {
+    if (this.#closed) return;
+    const old = this.#watchers;
+    this.#watchers = [];
+    for (const w of old) w.cancel().catch(() => undefined);
+    this.#ready = this.#start().then(
+      () => this.#notify(),
+      () => {
+        this.#ready = null;
+      },
+    );
+  }
+
+  #apply(kv: IKeyValue, deleted: boolean): void {
+    const key = kv.key.toString();
+    if (key.startsWith(this.#keys.acks)) {
+      const host = key.slice(this.#keys.acks.length);
+      const value = deleted ? 0 : Number(kv.value.toString());
+      if (Number.isSafeInteger(value))
+        this.#acks.set(host, Math.max(this.#acks.get(host) ?? 0, value));
+    } else if (key.startsWith(this.#keys.hosts)) {
+      const host = key.slice(this.#keys.hosts.length);
+      if (deleted) this.#hosts.delete(host);
+      else this.#hosts.set(host, kv.value.toString());
+      this.#changedAt.set(host, Number(kv.mod_revision));
+    }
+    this.#notify();
+  }
+
+  #notify(): void {
+    for (const wake of [...this.#wake]) wake();
+  }
+}

@@ -1,0 +1,343 @@
+/**
+ * The sync agent, in each host's manager (still the only writer of the local
+ * files): mirrors etcd into user.cfg and token.shadow with the existing
+ * publish protocol (so workers, tokenctl's reads and the fast path stay as
+ * they are), acks each revision it published, and keeps the host's fence.
+ *
+ * A session: grant a lease, put `hosts/<host>` on it, read everything
+ * linearizably at R, publish, ack R, watch `data/` from R+1 and, for each
+ * response, publish what it touched and ack. Every TTL/3 a keepalive; once
+ * confirmed, the fence moves to (its send time + TTL - margin), before the
+ * lease can expire on the server. A session ends on a cancelled watch (a
+ * compaction), an expired lease, a keepalive unconfirmed for a whole TTL, or
+ * a watch that fell behind the store for two checks running (a silent
+ * member): the fence closes at once, and a new session (new client, new
+ * lease) resynchronises from a fresh read.
+ */
+import {
+  type Etcd3,
+  EtcdLeaseInvalidError,
+  type IWatchResponse,
+  type Lease,
+  type Watcher,
+} from 'etcd3';
+import { publishUnderLock } from '../files/publish.js';
+import { fenceWriter, monotonicUs } from '../generations/fence.js';
+import type { GenerationPage } from '../generations/page.js';
+import { Slot } from '../generations/slots.js';
+import { serializeShadow } from '../shadow/file.js';
+import { createEtcdClient, retrying } from './client.js';
+import { entriesToText } from './entries.js';
+import { type ClusterKeys, slotOf } from './keys.js';
+import type { ClusterSettings } from './settings.js';
+import { EtcdStore } from './store.js';
+
+export interface AgentLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+export interface SyncAgentOptions {
+  settings: ClusterSettings;
+  keys: ClusterKeys;
+  /** The host's page, writable: the agent bumps slots and stores the fence. */
+  page: GenerationPage;
+  userCfgPath: string;
+  shadowPath: string;
+  gid?: number | undefined;
+  log: AgentLog;
+}
+
+export interface AgentStatus {
+  host: string;
+  /** Last revision published and acked; null before the first sync. */
+  ackedRevision: number | null;
+  /** Latest data revision seen in the store at the last check. */
+  storeRevision: number | null;
+  /** Revisions the host was behind at the last check. */
+  lagRevisions: number | null;
+  /** ms since the last confirmed keepalive (or the first sync). */
+  sinceConfirmMs: number | null;
+  fenced: boolean;
+  /** ms of trust left on the fence (negative once passed). */
+  fenceRemainingMs: number;
+  sessions: number;
+  syncing: boolean;
+}
+
+type SessionEnd = { reason: string };
+
+export class SyncAgent {
+  readonly settings: ClusterSettings;
+  #options: SyncAgentOptions;
+  #page: GenerationPage;
+  #stopped = false;
+  #loop: Promise<void> | null = null;
+  #acked: number | null = null;
+  #storeRevision: number | null = null;
+  #confirmedAtUs: number | null = null;
+  #sessions = 0;
+  #syncing = false;
+  #firstSync: { promise: Promise<void>; resolve: () => void };
+  #endSession: ((end: SessionEnd) => void) | null = null;
+  #published = { userCfg: null as string | null, shadow: null as string | null };
+
+  constructor(options: SyncAgentOptions) {
+    this.#options = options;
+    this.settings = options.settings;
+    this.#page = options.page;
+    let resolve: () => void = () => undefined;
+    const promise = new Promise<void>((r) => {
+      resolve = r;
+    });
+    this.#firstSync = { promise, resolve };
+  }
+
+  /** Fences the host, then runs sessions until stop(); resolves when first in sync. */
+  start(): Promise<void> {
+    fenceWriter.close(this.#page);
+    this.#loop ??= this.#run();
+    return this.#firstSync.promise;
+  }
+
+  status(): AgentStatus {
+    const remainingUs = this.#page.load(Slot.FENCE) - monotonicUs();
+    return {
+      host: this.settings.host,
+      ackedRevision: this.#acked,
+      storeRevision: this.#storeRevision,
+      lagRevisions:
+        this.#acked === null || this.#storeRevision === null
+          ? null
+          : Math.max(0, this.#storeRevision - this.#acked),
+      sinceConfirmMs:
+        this.#confirmedAtUs === null ? null : (monotonicUs() - this.#confirmedAtUs) / 1000,
+      fenced: remainingUs <= 0,
+      fenceRemainingMs: remainingUs / 1000,
+      sessions: this.#sessions,
+      syncing: this.#syncing,
+    };
+  }
+
+  /** Ends the session, revokes the lease (so writers stop waiting for us) and stays fenced. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#endSession?.({ reason: 'stopping' });
+    await this.#loop;
+    fenceWriter.close(this.#page);
+  }
+
+  async #run(): Promise<void> {
+    let pause = 50;
+    while (!this.#stopped) {
+      const startedAt = Date.now();
+      const end = await this.#session().catch((error: unknown) => ({
+        reason: String((error as Error)?.message ?? error).slice(0, 300),
+      }));
+      fenceWriter.close(this.#page);
+      if (this.#stopped) break;
+      this.#options.log.warn({ reason: end.reason }, 'cluster session ended: fenced, resyncing');
+      pause = Date.now() - startedAt > 5000 ? 50 : Math.min(1000, pause * 2);
+      await new Promise((resolve) => setTimeout(resolve, pause * (0.5 + Math.random())));
+    }
+  }
+
+  async #session(): Promise<SessionEnd> {
+    const { settings, keys } = this.#options;
+    const ttlUs = settings.leaseSeconds * 1e6;
+    const marginUs = settings.marginMs * 1000;
+    const client = createEtcdClient(settings);
+    const store = new EtcdStore(client, keys, { deadlineMs: settings.leaseSeconds * 1000 });
+    const deadline = { deadlineMs: settings.leaseSeconds * 1000 };
+    let lease: Lease | null = null;
+    let watcher: Watcher | null = null;
+    let ticker: NodeJS.Timeout | null = null;
+    this.#sessions++;
+    this.#syncing = true;
+    try {
+      lease = client.lease(settings.leaseSeconds, { autoKeepAlive: false });
+      lease.on('lost', () => undefined);
+      const grantSentUs = monotonicUs();
+      const leaseId = await retrying('granting a lease', deadline, () => (lease as Lease).grant());
+      await retrying('registering the host', deadline, () =>
+        (lease as Lease)
+          .put(keys.host(settings.host))
+          .value(JSON.stringify({ lease: leaseId, pid: process.pid, since: Date.now() }))
+          .exec(),
+      );
+      const snapshot = await store.snapshot();
+      const entries = new Map<string, string>();
+      for (const [id, entry] of snapshot.entries) entries.set(id, entry.value);
+      await this.#publish(entries, new Set(['USER_AND_ACL', 'TOKEN_SHADOW']));
+      await this.#ack(client, snapshot.revision);
+      this.#seen(Math.max(0, ...snapshot.gens.values()));
+      this.#confirm(grantSentUs, ttlUs, marginUs);
+      this.#syncing = false;
+      this.#firstSync.resolve();
+      this.#options.log.info(
+        { host: settings.host, revision: snapshot.revision, session: this.#sessions },
+        'cluster in sync',
+      );
+
+      const ended = new Promise<SessionEnd>((resolve) => {
+        this.#endSession = resolve;
+      });
+      const end = (reason: string) => this.#endSession?.({ reason });
+      if (this.#stopped) end('stopping');
+
+      // Responses are applied one after another, in the order etcd sent them.
+      let chain = Promise.resolve();
+      const onData = (response: IWatchResponse) => {
+        chain = chain
+          .then(() => this.#apply(client, entries, response))
+          .catch((error) => end(`applying a change failed: ${String(error).slice(0, 200)}`));
+      };
+      watcher = await client
+        .watch()
+        .prefix(keys.data)
+        .startRevision(String(snapshot.revision + 1))
+        .create();
+      watcher.on('data', onData);
+      watcher.on('error', (error) => end(`watch cancelled: ${String(error?.message ?? error)}`));
+
+      let behindAt: number | null = null;
+      const tick = async () => {
+        const sentUs = monotonicUs();
+        try {
+          await (lease as Lease).keepaliveOnce({ deadline: Date.now() + settings.callTimeoutMs });
+          this.#confirm(sentUs, ttlUs, marginUs);
+        } catch (error) {
+          if (error instanceof EtcdLeaseInvalidError) return end('lease expired');
+        }
+        if (this.#confirmedAtUs !== null && monotonicUs() - this.#confirmedAtUs > ttlUs) {
+          return end('no keepalive confirmed for a whole lease');
+        }
+        // A silent stream (a SIGSTOPped member) delivers nothing: compare with the store.
+        try {
+          const gens = await store.snapshot([]);
+          const latest = Math.max(0, ...gens.gens.values());
+          this.#seen(latest);
+          const applied = this.#acked ?? 0;
+          if (latest <= applied) behindAt = null;
+          else if (behindAt !== null && applied < behindAt)
+            return end('watch fell behind the store');
+          else behindAt = latest;
+        } catch {
+          // Unreachable store: the keepalive check above fences in time.
+        }
+      };
+      const schedule = () => {
+        ticker = setTimeout(
+          () => {
+            tick().finally(() => {
+              if (!this.#stopped && ticker !== null) schedule();
+            });
+          },
+          (settings.leaseSeconds * 1000) / 3,
+        );
+      };
+      schedule();
+      const result = await ended;
+      await chain;
+      return result;
+    } finally {
+      this.#endSession = null;
+      this.#syncing = true;
+      if (ticker !== null) clearTimeout(ticker);
+      ticker = null;
+      fenceWriter.close(this.#page);
+      await watcher?.cancel().catch(() => undefined);
+      if (this.#stopped && lease !== null) {
+        await lease
+          .revoke({ deadline: Date.now() + settings.callTimeoutMs })
+          .catch(() => undefined);
+      } else {
+        lease?.release();
+      }
+      client.close();
+    }
+  }
+
+  /** A confirmed grant or keepalive sent at `sentUs`: the server keeps the lease past this. */
+  #confirm(sentUs: number, ttlUs: number, marginUs: number): void {
+    this.#confirmedAtUs = sentUs;
+    fenceWriter.extend(this.#page, sentUs + ttlUs - marginUs);
+  }
+
+  async #apply(
+    client: Etcd3,
+    entries: Map<string, string>,
+    response: IWatchResponse,
+  ): Promise<void> {
+    const { keys } = this.#options;
+    const touched = new Set<string>();
+    let revision = 0;
+    for (const event of response.events) {
+      revision = Math.max(revision, Number(event.kv.mod_revision));
+      const parsed = keys.parseData(event.kv.key.toString());
+      if (parsed === null) continue;
+      const id = `${parsed.kind}/${parsed.id}`;
+      if (event.type === 'Delete') entries.delete(id);
+      else entries.set(id, event.kv.value.toString());
+      touched.add(slotOf(parsed.kind));
+    }
+    if (revision === 0) return;
+    await this.#publish(entries, touched);
+    await this.#ack(client, revision);
+  }
+
+  /** Writes the files whose slots were touched, when their text changed; each bumps its slot. */
+  async #publish(
+    entries: ReadonlyMap<string, string>,
+    touched: ReadonlySet<string>,
+  ): Promise<void> {
+    const gid = this.#options.gid;
+    if (touched.has('TOKEN_SHADOW')) {
+      const hashes = new Map<string, string>();
+      for (const [id, value] of entries)
+        if (id.startsWith('shadow/')) hashes.set(id.slice(7), value);
+      const text = serializeShadow(hashes);
+      if (text !== this.#published.shadow) {
+        await this.#write(
+          this.#options.shadowPath,
+          Slot.TOKEN_SHADOW,
+          gid === undefined ? 0o600 : 0o640,
+          text,
+        );
+        this.#published.shadow = text;
+      }
+    }
+    if (touched.has('USER_AND_ACL')) {
+      const lines = new Map<string, string>();
+      for (const [id, value] of entries) if (!id.startsWith('shadow/')) lines.set(id, value);
+      const text = entriesToText(lines);
+      if (text !== this.#published.userCfg) {
+        await this.#write(this.#options.userCfgPath, Slot.USER_AND_ACL, 0o640, text);
+        this.#published.userCfg = text;
+      }
+    }
+  }
+
+  async #write(path: string, slot: number, mode: number, text: string): Promise<void> {
+    await publishUnderLock(
+      { path, page: this.#page, slot, mode, gid: this.#options.gid },
+      async (publish) => {
+        await publish(text);
+      },
+    );
+  }
+
+  async #ack(client: Etcd3, revision: number): Promise<void> {
+    const key = this.#options.keys.ack(this.settings.host);
+    await retrying('acknowledging', { deadlineMs: this.settings.leaseSeconds * 1000 }, () =>
+      client.put(key).value(String(revision)).exec(),
+    );
+    this.#acked = Math.max(this.#acked ?? 0, revision);
+    this.#page.store(Slot.CLUSTER_ACKED, this.#acked);
+  }
+
+  #seen(revision: number): void {
+    this.#storeRevision = revision;
+    this.#page.store(Slot.CLUSTER_SEEN, revision);
+  }
+}

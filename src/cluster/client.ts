@@ -1,0 +1,87 @@
+/**
+ * The etcd client (npm `etcd3`, the maintained gRPC client) as multi-host mode
+ * needs it: connections to every member; its circuit breaker off, because it
+ * kept a healed member closed for 5 s and blocked resyncs; no hidden global
+ * retry; a deadline on every call. retrying() is the one backoff: short
+ * jittered pauses, each attempt on another member, bounded by a deadline.
+ */
+import { readFileSync } from 'node:fs';
+import { noop } from 'cockatiel';
+import { Etcd3, type IOptions, isRecoverableError } from 'etcd3';
+import { ClusterError } from '../errors.js';
+import type { ClusterSettings } from './settings.js';
+
+export function createEtcdClient(settings: ClusterSettings): Etcd3 {
+  const options: IOptions = {
+    hosts: settings.endpoints,
+    dialTimeout: settings.callTimeoutMs,
+    defaultCallOptions: (context) =>
+      context.isStream ? {} : { deadline: Date.now() + settings.callTimeoutMs },
+    faultHandling: { host: () => noop, global: noop },
+  };
+  if (settings.tls) {
+    options.credentials = {
+      rootCertificate: readFileSync(settings.tls.ca),
+      ...(settings.tls.key ? { privateKey: readFileSync(settings.tls.key) } : {}),
+      ...(settings.tls.cert ? { certChain: readFileSync(settings.tls.cert) } : {}),
+    };
+  }
+  if (settings.auth) {
+    options.auth = {
+      username: settings.auth.username,
+      password: readFileSync(settings.auth.passwordFile, 'utf8').trim(),
+    };
+  }
+  return new Etcd3(options);
+}
+
+/** gRPC failures worth another attempt on another member (unavailable, deadline, leader change). */
+export function isTransient(error: unknown): boolean {
+  if (isRecoverableError(error as Error)) return true;
+  const message = String((error as Error)?.message ?? '');
+  return /deadline|unavailable|leader|timed out|no connection|ECONNREFUSED|EHOSTUNREACH|Stream removed|too many requests/i.test(
+    message,
+  );
+}
+
+export interface RetryOptions {
+  /** Give up after this long (ms). */
+  deadlineMs: number;
+  /** Stop early, e.g. the agent is stopping. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs `attempt` until it succeeds, fails with a non-transient error, or the
+ * deadline passes (then ClusterError 'unavailable'). Pauses grow from 10 ms
+ * to 200 ms with jitter: a few retries fit in one lease.
+ */
+export async function retrying<T>(
+  what: string,
+  options: RetryOptions,
+  attempt: () => Promise<T>,
+): Promise<T> {
+  const end = Date.now() + options.deadlineMs;
+  let pause = 10;
+  let last: unknown;
+  for (;;) {
+    if (options.signal?.aborted) throw new ClusterError('unavailable', `${what}: stopped`);
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!isTransient(error)) throw error;
+      last = error;
+    }
+    const left = end - Date.now();
+    if (left <= 0) break;
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.min(left, pause * (0.5 + Math.random()))),
+    );
+    pause = Math.min(200, pause * 2);
+  }
+  throw new ClusterError(
+    'unavailable',
+    `${what}: etcd unavailable (${String((last as Error)?.message ?? last).slice(0, 200)})`,
+    { cause: last },
+  );
+}

@@ -1,0 +1,70 @@
+/**
+ * Where a cluster keeps its state in etcd, all under `/token-shadow/<cluster>/`:
+ * `data/` holds the shared store, one key per entry (`shadow/<tokenid>` the
+ * hash, `user/`, `token/`, `group/`, `role/`, `acl/` one user.cfg entry each)
+ * plus `gen/<slot>`, rewritten in every transaction that changes that slot's
+ * file, so its mod_revision is the slot's generation and the latest data
+ * revision. `hosts/<host>` lives on the host's lease; `acks/<host>` is the last
+ * revision the host published to its page. Sync agents watch `data/` only, so
+ * their acks never wake each other.
+ */
+import { ClusterError, quote } from '../errors.js';
+
+export type EntryKind = 'shadow' | 'user' | 'token' | 'group' | 'role' | 'acl';
+export const CONFIG_KINDS: readonly EntryKind[] = ['user', 'token', 'group', 'role', 'acl'];
+export type GenSlot = 'USER_AND_ACL' | 'TOKEN_SHADOW';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/** Cluster and host names: short, printable, safe inside a key. */
+export function checkName(what: string, value: string): string {
+  if (!NAME.test(value)) {
+    throw new ClusterError('not-configured', `invalid ${what} ${quote(value)}: use [A-Za-z0-9._-]`);
+  }
+  return value;
+}
+
+export class ClusterKeys {
+  readonly root: string;
+  readonly data: string;
+  readonly hosts: string;
+  readonly acks: string;
+
+  constructor(cluster: string) {
+    this.root = `/token-shadow/${checkName('cluster name', cluster)}/`;
+    this.data = `${this.root}data/`;
+    this.hosts = `${this.root}hosts/`;
+    this.acks = `${this.root}acks/`;
+  }
+
+  entry(kind: EntryKind, id: string): string {
+    return `${this.data}${kind}/${id}`;
+  }
+
+  gen(slot: GenSlot): string {
+    return `${this.data}gen/${slot}`;
+  }
+
+  host(name: string): string {
+    return `${this.hosts}${name}`;
+  }
+
+  ack(name: string): string {
+    return `${this.acks}${name}`;
+  }
+
+  /** A data key split into kind and id; null for gen/ and anything unknown. */
+  parseData(key: string): { kind: EntryKind; id: string } | null {
+    if (!key.startsWith(this.data)) return null;
+    const rest = key.slice(this.data.length);
+    const slash = rest.indexOf('/');
+    const kind = rest.slice(0, slash) as EntryKind;
+    if (slash < 0 || !(kind === 'shadow' || CONFIG_KINDS.includes(kind))) return null;
+    return { kind, id: rest.slice(slash + 1) };
+  }
+}
+
+/** Which page slot a kind of entry belongs to. */
+export function slotOf(kind: EntryKind): GenSlot {
+  return kind === 'shadow' ? 'TOKEN_SHADOW' : 'USER_AND_ACL';
+}

@@ -1,0 +1,226 @@
+/**
+ * The shared store on etcd: reads are linearizable (a cut-off member's
+ * serializable reads served a deleted secret for 9 s in the prototype), and
+ * every change is one transaction that compares the mod_revision of every key
+ * it changes and of its slot's gen/ key, so a concurrent change makes it read
+ * again and a retried call never applies twice. Hashes only, never a secret.
+ */
+import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
+import { DEFAULT_ACCESS_BACKEND } from '../config/access-control.js';
+import type { UserConfig } from '../config/types.js';
+import { ClusterError } from '../errors.js';
+import { retrying } from './client.js';
+import { configToEntries, entriesToConfig } from './entries.js';
+import { type ClusterKeys, CONFIG_KINDS, type EntryKind, type GenSlot } from './keys.js';
+
+export interface StoredEntry {
+  value: string;
+  modRevision: number;
+}
+
+/** Part of the data prefix read at one revision; entries keyed `kind/id`. */
+export interface StoreSnapshot {
+  revision: number;
+  entries: Map<string, StoredEntry>;
+  /** mod_revision of each gen/ key present: the generation of that slot. */
+  gens: Map<GenSlot, number>;
+}
+
+/**
+ * What a change returns: the revision every host must confirm before the call
+ * may return (the commit's; when nothing needed writing, the slot's latest
+ * generation, which covers an earlier attempt of a retried call).
+ */
+export interface Committed<T> {
+  result: T;
+  revision: number;
+}
+
+const MAX_ATTEMPTS = 20;
+
+/** The end of the range of keys starting with `prefix` (the prefix with its last byte + 1). */
+export function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  end[end.length - 1] = (end[end.length - 1] as number) + 1;
+  return end;
+}
+
+function rangeOf(prefix: string): IRequestOp {
+  return { request_range: { key: Buffer.from(prefix), range_end: prefixEnd(prefix) } };
+}
+
+export class EtcdStore {
+  readonly keys: ClusterKeys;
+  readonly client: Etcd3;
+  #deadlineMs: number;
+
+  constructor(client: Etcd3, keys: ClusterKeys, options: { deadlineMs: number }) {
+    this.client = client;
+    this.keys = keys;
+    this.#deadlineMs = options.deadlineMs;
+  }
+
+  /**
+   * The given kinds (default all) and the gen/ keys at one revision: one
+   * read-only transaction of several ranges, which etcd serves linearizably.
+   */
+  async snapshot(
+    kinds: readonly EntryKind[] = ['shadow', ...CONFIG_KINDS],
+  ): Promise<StoreSnapshot> {
+    const prefixes = [...kinds.map((k) => `${this.keys.data}${k}/`), `${this.keys.data}gen/`];
+    const response = await retrying('reading the store', { deadlineMs: this.#deadlineMs }, () =>
+      this.client.kv.txn({ compare: [], success: prefixes.map(rangeOf), failure: [] }),
+    );
+    const snapshot: StoreSnapshot = {
+      revision: Number(response.header.revision),
+      entries: new Map(),
+      gens: new Map(),
+    };
+    for (const op of response.responses) {
+      for (const kv of op.response_range?.kvs ?? []) this.#adopt(snapshot, kv);
+    }
+    return snapshot;
+  }
+
+  #adopt(snapshot: StoreSnapshot, kv: IKeyValue): void {
+    const key = kv.key.toString();
+    if (key.startsWith(`${this.keys.data}gen/`)) {
+      snapshot.gens.set(key.slice(this.keys.data.length + 4) as GenSlot, Number(kv.mod_revision));
+      return;
+    }
+    const parsed = this.keys.parseData(key);
+    if (parsed === null) return;
+    snapshot.entries.set(`${parsed.kind}/${parsed.id}`, {
+      value: kv.value.toString(),
+      modRevision: Number(kv.mod_revision),
+    });
+  }
+
+  /** The config as stored, with root@pam added as every reader of user.cfg adds it. */
+  async readConfig(): Promise<UserConfig> {
+    const snapshot = await this.snapshot(CONFIG_KINDS);
+    return configOf(snapshot);
+  }
+
+  /**
+   * Applies `change` to the stored config and commits what it changed in one
+   * transaction; on a lost compare, reads and applies again. `change` may
+   * throw to abort.
+   */
+  async mutateConfig<T>(change: (config: UserConfig) => T): Promise<Committed<T>> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const snapshot = await this.snapshot(CONFIG_KINDS);
+      const config = configOf(snapshot);
+      const result = change(config);
+      const wanted = configToEntries(config);
+      const compare: ICompare[] = [this.#genCompare(snapshot, 'USER_AND_ACL')];
+      const ops: IRequestOp[] = [];
+      for (const [id, value] of wanted) {
+        const stored = snapshot.entries.get(id);
+        if (stored?.value === value) continue;
+        compare.push(this.#unchanged(id, stored));
+        ops.push({ request_put: { key: this.#key(id), value: Buffer.from(value) } });
+      }
+      for (const [id, stored] of snapshot.entries) {
+        if (wanted.has(id)) continue;
+        compare.push(this.#unchanged(id, stored));
+        ops.push({ request_delete_range: { key: this.#key(id) } });
+      }
+      if (ops.length === 0) {
+        return { result, revision: snapshot.gens.get('USER_AND_ACL') ?? snapshot.revision };
+      }
+      ops.push(this.#bump('USER_AND_ACL'));
+      const revision = await this.#commit(compare, ops);
+      if (revision !== null) return { result, revision };
+    }
+    throw new ClusterError('conflict', 'the configuration kept changing: gave up');
+  }
+
+  /**
+   * Stores a token's hash. Returns the revision every host must confirm: the
+   * commit's, or, when the key already holds this hash (a retried call whose
+   * first attempt committed), the slot's latest generation, which covers it.
+   */
+  async putSecretHash(tokenid: string, hash: string): Promise<number> {
+    const key = Buffer.from(this.keys.entry('shadow', tokenid));
+    const value = Buffer.from(hash);
+    const ops = [{ request_put: { key, value } }, this.#bump('TOKEN_SHADOW')];
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      // etcd fails a Value compare on a missing key, so absent is its own case.
+      const differs = await this.#commit(
+        [{ key, target: 'Value', result: 'NotEqual', value }],
+        ops,
+      );
+      if (differs !== null) return differs;
+      const absent = await this.#commit(
+        [{ key, target: 'Version', result: 'Equal', version: 0 }],
+        ops,
+      );
+      if (absent !== null) return absent;
+      const snapshot = await this.snapshot(['shadow']);
+      if (snapshot.entries.get(`shadow/${tokenid}`)?.value === hash) {
+        return snapshot.gens.get('TOKEN_SHADOW') ?? snapshot.revision;
+      }
+    }
+    throw new ClusterError('conflict', 'the token kept changing: gave up');
+  }
+
+  /**
+   * Removes a token's hash. `revision` is the one to confirm: the commit's,
+   * or the slot's latest generation when there was nothing (any earlier
+   * delete, such as a retried call's first attempt, is covered by it).
+   */
+  async deleteSecretHash(tokenid: string): Promise<{ existed: boolean; revision: number }> {
+    const key = Buffer.from(this.keys.entry('shadow', tokenid));
+    const revision = await this.#commit(
+      [{ key, target: 'Version', result: 'Greater', version: 0 }],
+      [{ request_delete_range: { key } }, this.#bump('TOKEN_SHADOW')],
+    );
+    if (revision !== null) return { existed: true, revision };
+    const gens = await this.snapshot([]);
+    return { existed: false, revision: gens.gens.get('TOKEN_SHADOW') ?? gens.revision };
+  }
+
+  /**
+   * Commits, retrying transient failures on other members. A failed compare
+   * returns null. After an ambiguous failure (the call died, maybe after the
+   * commit) the retry's compare fails too: the caller reads and decides again.
+   */
+  async #commit(compare: ICompare[], success: IRequestOp[]): Promise<number | null> {
+    const response = await retrying('committing a change', { deadlineMs: this.#deadlineMs }, () =>
+      this.client.kv.txn({ compare, success, failure: [] }),
+    );
+    return response.succeeded ? Number(response.header.revision) : null;
+  }
+
+  #key(id: string): Buffer {
+    return Buffer.from(`${this.keys.data}${id}`);
+  }
+
+  #unchanged(id: string, stored: StoredEntry | undefined): ICompare {
+    return stored === undefined
+      ? { key: this.#key(id), target: 'Version', result: 'Equal', version: 0 }
+      : { key: this.#key(id), target: 'Mod', result: 'Equal', mod_revision: stored.modRevision };
+  }
+
+  #genCompare(snapshot: StoreSnapshot, slot: GenSlot): ICompare {
+    const key = Buffer.from(this.keys.gen(slot));
+    const gen = snapshot.gens.get(slot);
+    return gen === undefined
+      ? { key, target: 'Version', result: 'Equal', version: 0 }
+      : { key, target: 'Mod', result: 'Equal', mod_revision: gen };
+  }
+
+  #bump(slot: GenSlot): IRequestOp {
+    return { request_put: { key: Buffer.from(this.keys.gen(slot)), value: Buffer.from('') } };
+  }
+}
+
+function configOf(snapshot: StoreSnapshot): UserConfig {
+  const lines = new Map<string, string>();
+  for (const [id, entry] of snapshot.entries)
+    if (!id.startsWith('shadow/')) lines.set(id, entry.value);
+  const { config } = entriesToConfig(lines);
+  DEFAULT_ACCESS_BACKEND.initUserConfig(config);
+  return config;
+}

@@ -1,0 +1,86 @@
+/**
+ * Which storage a deployment's writers use: the files (single-host mode, the
+ * default) or etcd when `cluster.json` is in the configuration directory. The
+ * manager of a multi-host deployment also runs the sync agent, which keeps
+ * this host's files, page and fence in step with etcd.
+ */
+import { type AgentLog, SyncAgent } from '../cluster/agent.js';
+import { ClusterKeys } from '../cluster/keys.js';
+import { type ClusterSettings, loadClusterSettings } from '../cluster/settings.js';
+import { EtcdStorage } from '../cluster/storage.js';
+import { ClusterError } from '../errors.js';
+import { fenceWriter } from '../generations/fence.js';
+import { Slot } from '../generations/slots.js';
+import type { Deployment } from './deployment.js';
+import { type AccessStorage, FileStorage } from './storage.js';
+
+export interface StorageMode {
+  storage: AccessStorage;
+  /** The cluster settings, null in single-host mode. */
+  cluster: ClusterSettings | null;
+  agent: SyncAgent | null;
+  close(): Promise<void>;
+}
+
+/**
+ * The storage for `role`. The manager in multi-host mode starts the agent and
+ * waits (at most three leases) for the first sync; past that it serves anyway,
+ * fenced, and the agent keeps trying.
+ */
+export async function openStorageMode(
+  deployment: Deployment,
+  role: 'manager' | 'cli',
+  log?: AgentLog,
+): Promise<StorageMode> {
+  const cluster = loadClusterSettings(deployment.settings.configDir);
+  const page = deployment.page;
+  if (cluster === null) {
+    // Back from multi-host mode: a leftover fence would refuse every token.
+    if (role === 'manager' && page !== null && page.load(Slot.FENCE) !== 0) {
+      fenceWriter.remove(page);
+    }
+    return {
+      storage: new FileStorage(deployment.users, deployment.shadow),
+      cluster: null,
+      agent: null,
+      close: async () => undefined,
+    };
+  }
+  const storage = new EtcdStorage(cluster, deployment.pool);
+  if (role === 'cli') {
+    return { storage, cluster, agent: null, close: () => storage.close() };
+  }
+  if (page === null) {
+    await storage.close();
+    throw new ClusterError(
+      'not-configured',
+      'multi-host mode needs the generation page (it carries the fence)',
+    );
+  }
+  const agent = new SyncAgent({
+    settings: cluster,
+    keys: new ClusterKeys(cluster.cluster),
+    page,
+    userCfgPath: deployment.settings.userCfgPath,
+    shadowPath: deployment.settings.shadowPath,
+    gid: deployment.settings.gid,
+    log: log ?? { info: () => undefined, warn: () => undefined },
+  });
+  const synced = agent.start().then(() => true);
+  const waited = await Promise.race([
+    synced,
+    new Promise<false>((resolve) =>
+      setTimeout(() => resolve(false), cluster.leaseSeconds * 3000).unref(),
+    ),
+  ]);
+  if (!waited) log?.warn({ host: cluster.host }, 'cluster not reachable yet: serving fenced');
+  return {
+    storage,
+    cluster,
+    agent,
+    async close() {
+      await agent.stop();
+      await storage.close();
+    },
+  };
+}

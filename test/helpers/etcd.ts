@@ -1,0 +1,187 @@
+/**
+ * A real etcd cluster for tests, benchmarks and the demo: Debian's
+ * `etcd-server` binary, three members by default, on loopback with random
+ * free ports (or on given addresses, each member optionally inside a network
+ * namespace), temporary data directories, every member killed at the end.
+ * Readiness is the member's own "serving client traffic" log line.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const ETCD_BINARY = process.env.ETCD_BINARY ?? 'etcd';
+
+/** Why etcd cannot run here, or null when it can. */
+export function etcdUnavailable(): string | null {
+  const probe = spawnSync(ETCD_BINARY, ['--version'], { encoding: 'utf8' });
+  if (probe.error) return `${ETCD_BINARY} not found (.ci/run installs Debian's etcd-server)`;
+  return probe.status === 0 ? null : `${ETCD_BINARY} --version failed: ${probe.stderr}`;
+}
+
+/** A free TCP port on `host`, found by binding port 0 and closing again. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, host);
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export interface EtcdMember {
+  name: string;
+  clientUrl: string;
+  peerUrl: string;
+  dataDir: string;
+  /** The running process, or null while stopped. */
+  process: ChildProcess | null;
+  pid(): number;
+  /** Sends a signal to the member (SIGKILL, SIGSTOP, SIGCONT). */
+  signal(signal: NodeJS.Signals): void;
+  /** Starts a stopped or killed member again on its data directory. */
+  restart(): Promise<void>;
+}
+
+export interface EtcdCluster {
+  members: EtcdMember[];
+  endpoints: string[];
+  stop(): Promise<void>;
+}
+
+export interface EtcdClusterOptions {
+  size?: number;
+  /** One listen address per member (default 127.0.0.1 for all, with random ports). */
+  addresses?: string[];
+  /** One network namespace per member to run it in (`ip netns exec`). */
+  netns?: string[];
+  /** etcd's raft heartbeat and election timeout, ms (defaults 100 / 1000). */
+  heartbeatMs?: number;
+  electionMs?: number;
+}
+
+export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
+  const size = options.size ?? 3;
+  const root = mkdtempSync(path.join(tmpdir(), 'token-shadow-etcd-'));
+  const addresses = options.addresses ?? Array.from({ length: size }, () => '127.0.0.1');
+  const fixedPorts = options.addresses !== undefined;
+  const specs: Array<{ name: string; client: string; peer: string; dir: string; ns?: string }> = [];
+  for (let i = 0; i < size; i++) {
+    const host = addresses[i] ?? '127.0.0.1';
+    const clientPort = fixedPorts ? 2379 : await freePort(host);
+    const peerPort = fixedPorts ? 2380 : await freePort(host);
+    const ns = options.netns?.[i];
+    specs.push({
+      name: `m${i + 1}`,
+      client: `http://${host}:${clientPort}`,
+      peer: `http://${host}:${peerPort}`,
+      dir: path.join(root, `m${i + 1}`),
+      ...(ns === undefined ? {} : { ns }),
+    });
+  }
+  const initialCluster = specs.map((s) => `${s.name}=${s.peer}`).join(',');
+  const members: EtcdMember[] = [];
+  const launch = async (spec: (typeof specs)[number], state: 'new' | 'existing') => {
+    const args = [
+      '--name',
+      spec.name,
+      '--data-dir',
+      spec.dir,
+      '--listen-client-urls',
+      spec.client,
+      '--advertise-client-urls',
+      spec.client,
+      '--listen-peer-urls',
+      spec.peer,
+      '--initial-advertise-peer-urls',
+      spec.peer,
+      '--initial-cluster',
+      initialCluster,
+      '--initial-cluster-state',
+      state,
+      '--initial-cluster-token',
+      path.basename(root),
+      '--heartbeat-interval',
+      String(options.heartbeatMs ?? 100),
+      '--election-timeout',
+      String(options.electionMs ?? 1000),
+      '--logger',
+      'zap',
+      '--log-outputs',
+      'stderr',
+    ];
+    const [command, argv] =
+      spec.ns === undefined
+        ? [ETCD_BINARY, args]
+        : ['ip', ['netns', 'exec', spec.ns, ETCD_BINARY, ...args]];
+    const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const ready = new Promise<void>((resolve, reject) => {
+      let tail = '';
+      createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => {
+        tail = `${tail}\n${line}`.slice(-2000);
+        if (/ready to serve client requests|serving client traffic/.test(line)) resolve();
+      });
+      child.once('exit', (code, signal) =>
+        reject(new Error(`etcd ${spec.name} exited (${code ?? signal}) before ready:${tail}`)),
+      );
+    });
+    return { child, ready };
+  };
+  const started = await Promise.all(specs.map((spec) => launch(spec, 'new')));
+  specs.forEach((spec, i) => {
+    const member: EtcdMember = {
+      name: spec.name,
+      clientUrl: spec.client,
+      peerUrl: spec.peer,
+      dataDir: spec.dir,
+      process: started[i]?.child ?? null,
+      pid() {
+        const pid = member.process?.pid;
+        if (pid === undefined) throw new Error(`etcd ${spec.name} is not running`);
+        return pid;
+      },
+      signal(signal) {
+        member.process?.kill(signal);
+        if (signal === 'SIGKILL') member.process = null;
+      },
+      async restart() {
+        if (member.process !== null) {
+          const proc = member.process;
+          proc.kill('SIGKILL');
+          if (proc.exitCode === null && proc.signalCode === null) await once(proc, 'exit');
+        }
+        const again = await launch(spec, 'existing');
+        member.process = again.child;
+        await again.ready;
+      },
+    };
+    members.push(member);
+  });
+  try {
+    await Promise.all(started.map((s) => s.ready));
+  } catch (error) {
+    for (const s of started) s.child.kill('SIGKILL');
+    rmSync(root, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    members,
+    endpoints: specs.map((s) => s.client),
+    async stop() {
+      await Promise.all(
+        members.map(async (m) => {
+          const proc = m.process;
+          if (proc === null) return;
+          proc.kill('SIGCONT');
+          proc.kill('SIGKILL');
+          if (proc.exitCode === null && proc.signalCode === null) await once(proc, 'exit');
+          m.process = null;
+        }),
+      );
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
