@@ -104,11 +104,12 @@ export function chart(
   };
   if (floodData) {
     const pick = [
-      ['wrong-secret', 'wrong secrets\nfor a real id', '#cc6677'],
-      ['unknown-id', 'random\nunknown ids', '#cc6677'],
-      ['malformed', 'control:\nbad header', '#999999'],
-      ['wrong-secret-limited', 'wrong secrets\n500 req/s', '#ee99aa'],
-      ['malformed-limited', 'control:\n500 req/s', '#bbbbbb'],
+      ['wrong-secret', 'wrong secrets\n1 source', '#cc6677'],
+      ['unknown-id', 'unknown ids\n1 source', '#cc6677'],
+      ['malformed', 'bad header\n1 source', '#999999'],
+      ['wrong-secret-4', 'wrong secrets\n4 sources', '#ee99aa'],
+      ['unknown-id-4', 'unknown ids\n4 sources', '#ee99aa'],
+      ['malformed-4', 'bad header\n4 sources', '#bbbbbb'],
     ] as const;
     panels.push({
       title: 'Valid client under a flood',
@@ -117,7 +118,7 @@ export function chart(
         const phase = floodData.phases.find((p) => p.key === key);
         return { label, value: phase?.ratio ?? 0, text: (phase?.ratio ?? 0).toFixed(2), color };
       }),
-      line: { value: 0.8, label: 'target 0.8' },
+      line: { value: 0.8, label: 'target 0.8 (one source; 0.6 for four)' },
     });
   }
   if (panels.length === 0) return null;

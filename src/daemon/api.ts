@@ -62,6 +62,11 @@ function buildCommand(): Command {
     .option('--hash-threads <n>', 'hashing threads per worker', (v) => Number(v))
     .option('--hash-queue <n>', 'hash tasks that may wait per worker before 503', (v) => Number(v))
     .option(
+      '--hash-nice <n>',
+      'nice value of the hashing threads (0-19; 0: same priority as serving)',
+      (v) => Number(v),
+    )
+    .option(
       '--penalty-budget <n>',
       'authentication failures a source may have before it is refused (0: no penalties)',
       (v) => Number(v),
@@ -91,6 +96,7 @@ function parseCommand(argv: string[]) {
       metricsHost: flags.metricsHost,
       metricsPort: flags.metricsPort,
       caching: flags.cache !== false,
+      ...(flags.hashNice !== undefined ? { hashNice: flags.hashNice } : {}),
       penalties: {
         ...(flags.penaltyBudget !== undefined ? { budget: flags.penaltyBudget } : {}),
         ...(flags.penaltyDecay !== undefined ? { decayPerSecond: flags.penaltyDecay } : {}),

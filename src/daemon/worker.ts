@@ -4,8 +4,10 @@
  * manager. Closing drains without dropping a request (see drain()).
  */
 import { X509Certificate } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
+import { setPriority } from 'node:os';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { Authenticator } from '../http/authenticate.js';
@@ -47,6 +49,8 @@ export async function startWorker(
 ): Promise<RunningWorker> {
   const deployment = openDeployment(settings, 'worker', { warn: (m) => log.warn(m) });
   await deployment.shadow.warmUp();
+  // After the warm-up hash: by now libuv's pool and the hashing threads exist.
+  if (settings.hashNice > 0) lowerBackgroundThreads(settings.hashNice, log);
   const auth = new Authenticator({ users: deployment.users, shadow: deployment.shadow });
   const rpc = new RpcClient(settings.socketPath);
   const https = settings.plainHttp
@@ -107,6 +111,34 @@ export async function startWorker(
       return closing;
     },
   };
+}
+
+/**
+ * Gives every thread of this process but the main one the nice value `nice`:
+ * libuv's pool (where node-argon2 computes, and where file reads run), the
+ * hashing pool's threads and V8's helpers. Under a hashing flood the kernel
+ * then runs argon2 on what serving leaves of the cores, instead of sharing
+ * them equally (Linux: nice is per thread, and setpriority takes a thread id).
+ * Threads started later inherit the main thread's priority.
+ */
+function lowerBackgroundThreads(nice: number, log: Logger): void {
+  let lowered = 0;
+  try {
+    for (const name of readdirSync('/proc/self/task')) {
+      const tid = Number(name);
+      if (!Number.isInteger(tid) || tid === process.pid) continue;
+      try {
+        setPriority(tid, nice);
+        lowered++;
+      } catch {
+        // a thread that just exited, or not permitted: it keeps its priority
+      }
+    }
+  } catch {
+    log.warn("cannot list this process's threads (/proc): hashing keeps the priority of serving");
+    return;
+  }
+  log.debug({ threads: lowered, nice }, 'lowered the priority of the background threads');
 }
 
 /** The open sockets of `server`, kept up to date. */

@@ -34,6 +34,11 @@ export interface Settings {
   ttlMs: number;
   hashThreads: number;
   hashQueue: number;
+  /**
+   * Nice value the API workers give their threads but the main one (libuv's pool, where argon2
+   * runs, and the hashing pool's): hashing then gets only the CPU serving leaves. 0: unchanged.
+   */
+  hashNice: number;
   /** Generation page caching; off means every verify hashes (for comparison). */
   caching: boolean;
   /** Per-source authentication failure budgets of the API workers (see src/http/source-penalties.ts). */
@@ -68,10 +73,13 @@ export interface SettingsInput {
   ttlMs?: number;
   hashThreads?: number;
   hashQueue?: number;
+  hashNice?: number;
   caching?: boolean;
   penalties?: Partial<PenaltySettings>;
 }
 
+/** See Settings.hashNice; measured in bench/RESULTS.md (valid client p99 under a hashing flood). */
+export const DEFAULT_HASH_NICE = 10;
 export const DEFAULT_CONFIG_DIR = '/etc/token-shadow';
 export const DEFAULT_RUNTIME_DIR = '/run/token-shadow';
 export const DEFAULT_PORT = 8006;
@@ -116,6 +124,7 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
     ttlMs: input.ttlMs ?? 60_000,
     hashThreads: Math.max(1, input.hashThreads ?? Math.floor(availableParallelism() / workers)),
     hashQueue: input.hashQueue ?? 16,
+    hashNice: Math.max(0, Math.min(19, input.hashNice ?? DEFAULT_HASH_NICE)),
     caching: input.caching ?? true,
     penalties: {
       budget: input.penalties?.budget ?? DEFAULT_PENALTY_BUDGET,

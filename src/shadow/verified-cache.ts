@@ -1,31 +1,33 @@
 /**
  * The per-process cache of secrets already verified: token id -> the hash the
  * secret was verified against, plus a keyed digest of the secret (never the
- * secret). Digests live in one preallocated slab, 32 bytes per entry, so an
- * entry costs a Map slot, a small object and 32 bytes. Bounded: when full, the
- * second-chance (CLOCK) policy evicts an entry not hit since it was last
- * considered — LRU-like, without reordering the Map on every hit.
+ * secret). Laid out by slot, so that a lookup touches as little memory as it
+ * can: the Map takes an id to a small integer (no entry object to chase), the
+ * digest is at slot x 32 in one preallocated slab, and the hash, the id and
+ * the "used" bit sit in arrays indexed by slot, read only when revalidating or
+ * evicting. Bounded: when full, the second-chance (CLOCK) hand walks the slots
+ * and evicts one not hit since it last passed — LRU-like, with nothing
+ * reordered on a hit.
  */
 import { type Addon, loadAddon } from '../native.js';
 import { ownCopy } from '../strings.js';
-
-interface Entry {
-  /** The stored hash this secret was verified against. */
-  hash: string;
-  /** Index of the digest in the slab. */
-  readonly slot: number;
-  /** Hit since the eviction hand last passed it. */
-  used: boolean;
-}
 
 export class VerifiedSecretCache {
   readonly capacity: number;
   #addon: Addon;
   #slab: Uint8Array;
   #width: number;
+  /** id -> slot. */
+  #index = new Map<string, number>();
+  /** By slot: the cached id (its own copy), or undefined when the slot is free. */
+  #ids: Array<string | undefined>;
+  /** By slot: the stored hash the secret was verified against. */
+  #hashes: Array<string | undefined>;
+  /** By slot: 1 when hit since the eviction hand last passed it. */
+  #used: Uint8Array;
   #free: number[] = [];
   #next = 0;
-  #entries = new Map<string, Entry>();
+  #hand = 0;
   #evictions = 0;
 
   constructor(capacity: number, addon: Addon = loadAddon()) {
@@ -33,10 +35,13 @@ export class VerifiedSecretCache {
     this.#addon = addon;
     this.#width = addon.digestSize;
     this.#slab = new Uint8Array(this.capacity * this.#width);
+    this.#used = new Uint8Array(this.capacity);
+    this.#ids = [];
+    this.#hashes = [];
   }
 
   get size(): number {
-    return this.#entries.size;
+    return this.#index.size;
   }
 
   /** Entries evicted to make room (not invalidations). */
@@ -46,31 +51,38 @@ export class VerifiedSecretCache {
 
   /** true/false when `tokenid` is cached (does `secret` match?), undefined when not. */
   matches(tokenid: string, secret: string): boolean | undefined {
-    const entry = this.#entries.get(tokenid);
-    if (entry === undefined) return undefined;
-    const equal = this.#addon.digestEquals(this.#slab, entry.slot * this.#width, secret);
-    if (equal) entry.used = true;
+    const slot = this.#index.get(tokenid);
+    if (slot === undefined) return undefined;
+    const equal = this.#addon.digestEquals(this.#slab, slot * this.#width, secret);
+    if (equal) this.#used[slot] = 1;
     return equal;
   }
 
   /** Records that `secret` verified against `hash` for `tokenid`. */
   set(tokenid: string, hash: string, secret: string): void {
-    let entry = this.#entries.get(tokenid);
-    if (entry === undefined) {
-      entry = { hash, slot: this.#allocate(), used: false };
+    let slot = this.#index.get(tokenid);
+    if (slot === undefined) {
+      slot = this.#allocate();
       // The id may be a slice of the request header: keep a copy, not the header.
-      this.#entries.set(ownCopy(tokenid), entry);
+      const own = ownCopy(tokenid);
+      this.#index.set(own, slot);
+      this.#ids[slot] = own;
+      this.#used[slot] = 0;
     }
-    entry.hash = hash;
-    this.#addon.digestInto(this.#slab, entry.slot * this.#width, secret);
+    this.#hashes[slot] = hash;
+    this.#addon.digestInto(this.#slab, slot * this.#width, secret);
   }
 
   clear(): number {
-    const n = this.#entries.size;
-    this.#entries.clear();
+    const n = this.#index.size;
+    this.#index.clear();
     this.#slab.fill(0);
+    this.#used.fill(0);
+    this.#ids = [];
+    this.#hashes = [];
     this.#free = [];
     this.#next = 0;
+    this.#hand = 0;
     return n;
   }
 
@@ -81,12 +93,12 @@ export class VerifiedSecretCache {
    */
   retainMatching(current: ReadonlyMap<string, string>): number {
     let dropped = 0;
-    for (const [tokenid, entry] of this.#entries) {
+    for (const [tokenid, slot] of this.#index) {
       const hash = current.get(tokenid);
-      if (hash === entry.hash) {
-        entry.hash = hash; // share the new snapshot's string, release the old
+      if (hash === this.#hashes[slot]) {
+        this.#hashes[slot] = hash; // share the new snapshot's string, release the old
       } else {
-        this.#release(tokenid, entry);
+        this.#release(tokenid, slot);
         dropped++;
       }
     }
@@ -97,19 +109,22 @@ export class VerifiedSecretCache {
   retainChanged(changed: readonly string[], current: ReadonlyMap<string, string>): number {
     let dropped = 0;
     for (const tokenid of changed) {
-      const entry = this.#entries.get(tokenid);
-      if (entry !== undefined && current.get(tokenid) !== entry.hash) {
-        this.#release(tokenid, entry);
+      const slot = this.#index.get(tokenid);
+      if (slot !== undefined && current.get(tokenid) !== this.#hashes[slot]) {
+        this.#release(tokenid, slot);
         dropped++;
       }
     }
     return dropped;
   }
 
-  #release(tokenid: string, entry: Entry): void {
-    this.#entries.delete(tokenid);
-    this.#slab.fill(0, entry.slot * this.#width, (entry.slot + 1) * this.#width);
-    this.#free.push(entry.slot);
+  #release(tokenid: string, slot: number): void {
+    this.#index.delete(tokenid);
+    this.#ids[slot] = undefined;
+    this.#hashes[slot] = undefined;
+    this.#used[slot] = 0;
+    this.#slab.fill(0, slot * this.#width, (slot + 1) * this.#width);
+    this.#free.push(slot);
   }
 
   #allocate(): number {
@@ -120,20 +135,21 @@ export class VerifiedSecretCache {
     return this.#free.pop() as number;
   }
 
-  /** Second chance: walk from the oldest; a used entry is cleared and moved to the back. */
+  /** Second chance: the hand clears the bit of a used slot and moves on; an unused one goes. */
   #evictOne(): void {
-    for (;;) {
-      const first = this.#entries.entries().next();
-      if (first.done) throw new Error('cache full but empty');
-      const [tokenid, entry] = first.value;
-      if (!entry.used) {
-        this.#release(tokenid, entry);
-        this.#evictions++;
-        return;
+    for (let steps = 0; steps <= 2 * this.capacity; steps++) {
+      const slot = this.#hand;
+      this.#hand = (slot + 1) % this.capacity;
+      const tokenid = this.#ids[slot];
+      if (tokenid === undefined) continue;
+      if (this.#used[slot] === 1) {
+        this.#used[slot] = 0;
+        continue;
       }
-      entry.used = false;
-      this.#entries.delete(tokenid);
-      this.#entries.set(tokenid, entry);
+      this.#release(tokenid, slot);
+      this.#evictions++;
+      return;
     }
+    throw new Error('cache full but empty');
   }
 }
