@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SourcePenalties } from '../src/http/source-penalties.js';
+import { DEFAULT_HASH_NICE } from '../src/service/settings.js';
 import { type Daemons, pveHeader, startDaemons } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -227,5 +229,26 @@ describe('per-source penalties in the API daemon', () => {
     // The token is not locked out from elsewhere, the attacker's address is locked out for all.
     assert.equal((await call(d, '127.0.0.1', valid))?.status, 200);
     assert.equal((await call(d, '127.0.0.8', valid))?.status, 200);
+  });
+
+  it('runs hashing at a lower priority: every worker thread but the main one at nice 10', () => {
+    const workers = d.apiLog.lines
+      .filter((l) => l.msg === 'worker listening')
+      .map((l) => Number(l.worker));
+    assert.equal(workers.length, 2);
+    for (const pid of workers) {
+      const nice = (tid: string) =>
+        Number(
+          readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ')[16],
+        );
+      const threads = readdirSync(`/proc/${pid}/task`);
+      assert.equal(nice(String(pid)), 0, 'serving keeps its priority');
+      const others = threads.filter((t) => t !== String(pid)).map(nice);
+      assert.ok(others.length >= 4, 'libuv pool and hashing threads exist');
+      assert.ok(
+        others.every((n) => n === DEFAULT_HASH_NICE),
+        `background threads: ${others.join(' ')}`,
+      );
+    }
   });
 });
