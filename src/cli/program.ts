@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import { DEFAULT_CONFIG_DIR, DEFAULT_RUNTIME_DIR } from '../service/settings.js';
 import { registerAclCommands } from './commands/acl.js';
+import { registerClusterCommands } from './commands/cluster.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerGenerationsCommand } from './commands/generations.js';
 import { registerGroupCommands } from './commands/group.js';
@@ -56,5 +57,6 @@ export function buildProgram(cli: Cli): Command {
   registerImportCommand(program, cli);
   registerGenerationsCommand(program, cli);
   registerDoctorCommand(program, cli);
+  registerClusterCommands(program, cli);
   return program;
 }

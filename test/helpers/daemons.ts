@@ -48,6 +48,8 @@ export interface HarnessOptions {
   /** A working directory per daemon (`cwd-<name>` below the directory), e.g. for heap snapshots. */
   ownDirectories?: boolean;
   track?: ChildTracker;
+  /** A command the daemons run under, e.g. `ip netns exec <ns>` (it must exec, keeping the pid). */
+  prefix?: string[];
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -241,7 +243,13 @@ export async function startDeployment(
     const cwd = options.ownDirectories ? path.join(dir, `cwd-${name}`) : undefined;
     if (cwd) mkdirSync(cwd, { recursive: true });
     const spawnOptions = { env, ...(cwd ? { cwd } : {}) };
-    const argv = [path.join(daemonDir, script), ...args];
+    const prefix = options.prefix ?? [];
+    const command = prefix[0] ?? process.execPath;
+    const argv = [
+      ...(prefix.length > 0 ? [...prefix.slice(1), process.execPath] : []),
+      path.join(daemonDir, script),
+      ...args,
+    ];
     let child: ChildProcess;
     let log: LogWatcher;
     if (options.logs === 'file') {
@@ -250,13 +258,13 @@ export async function startDeployment(
       const file = path.join(logDir, `${name}-${++started}.log`);
       const fd = openSync(file, 'a');
       try {
-        child = spawn(process.execPath, argv, { ...spawnOptions, stdio: ['ignore', fd, fd] });
+        child = spawn(command, argv, { ...spawnOptions, stdio: ['ignore', fd, fd] });
       } finally {
         closeSync(fd);
       }
       log = fileLog(child, file);
     } else {
-      child = spawn(process.execPath, argv, { ...spawnOptions, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(command, argv, { ...spawnOptions, stdio: ['ignore', 'pipe', 'pipe'] });
       log = pipeLog(child, name, options.transcript);
     }
     options.track?.child(child);

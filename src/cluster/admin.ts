@@ -1,0 +1,167 @@
+/**
+ * Operating a cluster: moving a single host's files into etcd (`tokenctl
+ * cluster init`) and the cluster's state as etcd sees it (`tokenctl cluster
+ * status`). The move claims the empty store with one transaction, writes the
+ * entries in batches under etcd's per-transaction limit, then reads all back
+ * and compares: nothing is lost, or the command says so.
+ */
+import type { Etcd3, ICompare, IRequestOp } from 'etcd3';
+import type { UserConfig } from '../config/types.js';
+import { ClusterError } from '../errors.js';
+import { retrying } from './client.js';
+import { configToEntries } from './entries.js';
+import type { ClusterKeys } from './keys.js';
+import { EtcdStore, prefixEnd } from './store.js';
+
+/** etcd's default --max-txn-ops is 128; stay below it. */
+const BATCH = 100;
+
+export interface MoveSummary {
+  entries: number;
+  secrets: number;
+  revision: number;
+}
+
+/**
+ * Writes `config` and `secrets` (token id -> hash) into an empty cluster
+ * store. ClusterError('conflict') when the store already holds data.
+ */
+export async function moveIntoEtcd(
+  client: Etcd3,
+  keys: ClusterKeys,
+  config: UserConfig,
+  secrets: ReadonlyMap<string, string>,
+  deadlineMs: number,
+): Promise<MoveSummary> {
+  const gens = [keys.gen('USER_AND_ACL'), keys.gen('TOKEN_SHADOW')].map((k) => Buffer.from(k));
+  const claim = await retrying('claiming the store', { deadlineMs }, () =>
+    client.kv.txn({
+      // A range compare (etcd's Compare.range_end, which the client's typings lack):
+      // every key under data/ must be absent.
+      compare: [
+        {
+          key: Buffer.from(keys.data),
+          range_end: prefixEnd(keys.data),
+          target: 'Version',
+          result: 'Equal',
+          version: 0,
+        } as ICompare,
+      ],
+      success: gens.map((key) => ({ request_put: { key, value: Buffer.from('') } })),
+      failure: [],
+    }),
+  );
+  if (!claim.succeeded) {
+    throw new ClusterError(
+      'conflict',
+      `the cluster store ${keys.data} already holds data: use --join to add this host to it`,
+    );
+  }
+  const wanted = new Map<string, string>();
+  for (const [id, text] of configToEntries(config)) wanted.set(id, text);
+  for (const [tokenid, hash] of secrets) wanted.set(`shadow/${tokenid}`, hash);
+  const ops: IRequestOp[] = [...wanted].map(([id, value]) => ({
+    request_put: { key: Buffer.from(`${keys.data}${id}`), value: Buffer.from(value) },
+  }));
+  for (let i = 0; i < ops.length; i += BATCH) {
+    const batch = ops.slice(i, i + BATCH);
+    // Each batch bumps both gen keys, so agents already watching republish.
+    const bump = gens.map((key) => ({ request_put: { key, value: Buffer.from('') } }));
+    await retrying('writing entries', { deadlineMs }, () =>
+      client.kv.txn({ compare: [], success: [...batch, ...bump], failure: [] }),
+    );
+  }
+  const stored = await new EtcdStore(client, keys, { deadlineMs }).snapshot();
+  for (const [id, value] of wanted) {
+    if (stored.entries.get(id)?.value !== value) {
+      throw new ClusterError('conflict', `entry ${id.split('/')[0]} did not arrive intact in etcd`);
+    }
+  }
+  return {
+    entries: wanted.size - secrets.size,
+    secrets: secrets.size,
+    revision: stored.revision,
+  };
+}
+
+export interface HostState {
+  host: string;
+  /** Registered with a live lease right now. */
+  live: boolean;
+  ackedRevision: number | null;
+  /** Data revisions it has not acked yet. */
+  behind: number | null;
+  /** What is left of its lease, ms (0 when gone). */
+  leaseRemainingMs: number;
+  pid: number | null;
+}
+
+export interface ClusterState {
+  cluster: string;
+  /** The latest revision that changed the shared store. */
+  dataRevision: number;
+  hosts: HostState[];
+}
+
+export async function readClusterState(
+  client: Etcd3,
+  keys: ClusterKeys,
+  cluster: string,
+  deadlineMs: number,
+): Promise<ClusterState> {
+  const prefixes = [keys.hosts, keys.acks, `${keys.data}gen/`];
+  const response = await retrying('reading the cluster', { deadlineMs }, () =>
+    client.kv.txn({
+      compare: [],
+      success: prefixes.map((p) => ({
+        request_range: { key: Buffer.from(p), range_end: prefixEnd(p) },
+      })),
+      failure: [],
+    }),
+  );
+  const [hostKvs, ackKvs, genKvs] = response.responses.map((r) => r.response_range?.kvs ?? []);
+  const dataRevision = Math.max(0, ...(genKvs ?? []).map((kv) => Number(kv.mod_revision)));
+  const names = new Set<string>();
+  const registered = new Map<string, { lease: string; pid: number | null }>();
+  for (const kv of hostKvs ?? []) {
+    const host = kv.key.toString().slice(keys.hosts.length);
+    names.add(host);
+    let value: { lease?: unknown; pid?: unknown } = {};
+    try {
+      value = JSON.parse(kv.value.toString());
+    } catch {
+      // an unreadable value still counts as registered
+    }
+    registered.set(host, {
+      lease: String(kv.lease),
+      pid: typeof value.pid === 'number' ? value.pid : null,
+    });
+  }
+  const acks = new Map<string, number>();
+  for (const kv of ackKvs ?? []) {
+    const host = kv.key.toString().slice(keys.acks.length);
+    names.add(host);
+    acks.set(host, Number(kv.value.toString()));
+  }
+  const hosts: HostState[] = [];
+  for (const host of [...names].sort()) {
+    const entry = registered.get(host);
+    let leaseRemainingMs = 0;
+    if (entry) {
+      const ttl = await retrying('reading a lease', { deadlineMs }, () =>
+        client.leaseClient.leaseTimeToLive({ ID: entry.lease }),
+      );
+      leaseRemainingMs = Math.max(0, Number(ttl.TTL) * 1000);
+    }
+    const acked = acks.get(host) ?? null;
+    hosts.push({
+      host,
+      live: entry !== undefined && leaseRemainingMs > 0,
+      ackedRevision: acked,
+      behind: acked === null ? null : Math.max(0, dataRevision - acked),
+      leaseRemainingMs,
+      pid: entry?.pid ?? null,
+    });
+  }
+  return { cluster, dataRevision, hosts };
+}
