@@ -27,8 +27,7 @@ import path from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { GenerationPage } from '../src/generations/page.js';
-import { resultsDir } from './lib/stats.js';
-import { type BenchOptions, type BenchResult, isMain, standaloneOptions } from './lib/suite.js';
+import { type BenchOptions, type BenchResult, runWhenMain } from './lib/suite.js';
 import { printTable } from './lib/table.js';
 
 type Op = 'load' | 'increment';
@@ -283,7 +282,4 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
   return { name: 'generation', markdown: [table], targets: [], data: json };
 }
 
-if (isMain(import.meta.url)) {
-  if (process.argv[2] === 'child') await child(process.argv.slice(3));
-  else await run(standaloneOptions(resultsDir));
-}
+await runWhenMain(import.meta.url, run, { child });

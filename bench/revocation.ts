@@ -40,14 +40,8 @@ import {
   stdinLines,
   tempDir,
 } from './lib/children.js';
-import { fmt, machineLine, median, resultsDir, stamp, writeResults } from './lib/stats.js';
-import {
-  type BenchOptions,
-  type BenchResult,
-  isMain,
-  standaloneOptions,
-  type Target,
-} from './lib/suite.js';
+import { fmt, machineLine, median, stamp, writeResults } from './lib/stats.js';
+import { type BenchOptions, type BenchResult, runWhenMain, type Target } from './lib/suite.js';
 import { printTable } from './lib/table.js';
 
 const VERIFIERS = 4;
@@ -331,11 +325,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
   }
 }
 
-if (isMain(import.meta.url)) {
-  if (process.argv[2] === 'verifier') {
-    const [shadowPath, pagePath, base] = process.argv.slice(3);
-    await verifier(shadowPath as string, pagePath as string, BigInt(base as string));
-  } else {
-    await run(standaloneOptions(resultsDir));
-  }
-}
+await runWhenMain(import.meta.url, run, {
+  verifier: ([shadowPath, pagePath, base]) =>
+    verifier(shadowPath as string, pagePath as string, BigInt(base as string)),
+});

@@ -32,14 +32,8 @@ import { GenerationPage, HashPool, Slot, TokenShadow } from '../src/index.js';
 import { readShadow } from '../src/shadow/file.js';
 import { ownCopy } from '../src/strings.js';
 import { removeTempDir, sleep, spawnChannel, tempDir } from './lib/children.js';
-import { fmt, machineLine, median, nsPerOp, resultsDir, stamp, writeResults } from './lib/stats.js';
-import {
-  type BenchOptions,
-  type BenchResult,
-  isMain,
-  standaloneOptions,
-  type Target,
-} from './lib/suite.js';
+import { fmt, machineLine, median, nsPerOp, stamp, writeResults } from './lib/stats.js';
+import { type BenchOptions, type BenchResult, runWhenMain, type Target } from './lib/suite.js';
 import { printTable } from './lib/table.js';
 import { FAST_ARGON2, makeTokens, writeShadowFile } from './lib/tokens.js';
 
@@ -372,11 +366,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
   }
 }
 
-if (isMain(import.meta.url)) {
-  if (process.argv[2] === 'child') {
-    const [dir, n, tokensFile, rounds] = process.argv.slice(3);
-    await child(dir as string, Number(n), tokensFile as string, Number(rounds));
-  } else {
-    await run(standaloneOptions(resultsDir));
-  }
-}
+await runWhenMain(import.meta.url, run, {
+  child: ([dir, n, tokensFile, rounds]) =>
+    child(dir as string, Number(n), tokensFile as string, Number(rounds)),
+});

@@ -32,14 +32,8 @@ import {
   UserConfigStore,
 } from '../src/index.js';
 import { loadAddon } from '../src/native.js';
-import { machineLine, median, nsPerOp, resultsDir, stamp, writeResults } from './lib/stats.js';
-import {
-  type BenchOptions,
-  type BenchResult,
-  isMain,
-  standaloneOptions,
-  type Target,
-} from './lib/suite.js';
+import { machineLine, median, nsPerOp, stamp, writeResults } from './lib/stats.js';
+import { type BenchOptions, type BenchResult, runWhenMain, type Target } from './lib/suite.js';
 import { printTable } from './lib/table.js';
 
 /** The target for a cached verify, in ns at the median. */
@@ -242,10 +236,6 @@ async function measure(
   return { name: 'verify', markdown: [costTable, poolTable], targets, data };
 }
 
-if (isMain(import.meta.url)) {
-  if (process.argv[2] === 'pool-child') {
-    await poolChild(Number(process.argv[3]), Number(process.argv[4]));
-  } else {
-    await run(standaloneOptions(resultsDir));
-  }
-}
+await runWhenMain(import.meta.url, run, {
+  'pool-child': ([threads, uv]) => poolChild(Number(threads), Number(uv)),
+});

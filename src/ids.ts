@@ -49,6 +49,15 @@ export function authidParts(value: string | AuthidParts): AuthidParts {
   return typeof value === 'string' ? parseAuthid(value) : value;
 }
 
+/** The parts of `value`, or null when it is not a valid id. Never throws. */
+export function validAuthidParts(value: string | AuthidParts): AuthidParts | null {
+  try {
+    return authidParts(value);
+  } catch {
+    return null;
+  }
+}
+
 /** The user behind a user or token id. */
 export function userParts(id: AuthidParts): AuthidParts {
   return id.tokenName === null ? id : { authid: id.userid, userid: id.userid, tokenName: null };

@@ -37,10 +37,18 @@ export function standaloneOptions(outDir: string): BenchOptions {
   return { full: process.argv.includes('--full'), outDir };
 }
 
-/** Runs the benchmark when its file is the script node was started with. */
+/**
+ * Runs the benchmark when its file is the script node was started with, or,
+ * when the first argument names one of `modes`, that child mode with the
+ * arguments after it (benchmarks start copies of themselves as children).
+ */
 export async function runWhenMain(
   moduleUrl: string,
   run: (options: BenchOptions) => Promise<unknown>,
+  modes: Record<string, (args: string[]) => Promise<unknown>> = {},
 ): Promise<void> {
-  if (isMain(moduleUrl)) await run(standaloneOptions(resultsDir));
+  if (!isMain(moduleUrl)) return;
+  const mode = modes[process.argv[2] ?? ''];
+  if (mode) await mode(process.argv.slice(3));
+  else await run(standaloneOptions(resultsDir));
 }

@@ -32,7 +32,7 @@ import { poolMemberPaths } from '../config/pools.js';
 import { normalizeAclPath } from '../config/syntax.js';
 import type { AclNode, AclRoles, UserConfig } from '../config/types.js';
 import { ConfigError, quote } from '../errors.js';
-import { type AuthidParts, authidParts, userParts } from '../ids.js';
+import { type AuthidParts, userParts, validAuthidParts } from '../ids.js';
 import { withPoolRoles } from './pool-roles.js';
 
 /** Privilege to its propagate flag. */
@@ -112,13 +112,8 @@ export function rolesAt(
   access: AccessControlConfig = accessConfigOrDefault(),
 ): AclRoles {
   const normalized = normalizeAclPath(path);
-  let id: AuthidParts;
-  try {
-    id = authidParts(authid);
-  } catch {
-    return new Map();
-  }
-  if (normalized === null) return new Map();
+  const id = validAuthidParts(authid);
+  if (id === null || normalized === null) return new Map();
   let roles: AclRoles = new Map();
   for (const level of pathAndAncestors(normalized)) {
     const node = config.acl.get(level);
@@ -176,13 +171,8 @@ export function permissions(
 ): PrivilegeMap {
   const { now, access } = resolveOptions(nowOrOptions);
   const normalized = normalizeAclPath(path);
-  let id: AuthidParts;
-  try {
-    id = authidParts(authid);
-  } catch {
-    return new Map();
-  }
-  if (normalized === null) return new Map();
+  const id = validAuthidParts(authid);
+  if (id === null || normalized === null) return new Map();
   const ownPrivileges = (who: AuthidParts) => {
     return access.isSuperuser(who.authid)
       ? allPrivileges(access)

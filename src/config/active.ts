@@ -2,7 +2,7 @@
  * Whether a user or token may act now. Expiry is inclusive: at `expire` the
  * account is already expired (PVE compares with '<', one second later).
  */
-import { type AuthidParts, authidParts } from '../ids.js';
+import { type AuthidParts, validAuthidParts } from '../ids.js';
 import type { UserConfig } from './types.js';
 
 function expired(expire: number, nowSeconds: number): boolean {
@@ -21,13 +21,9 @@ export function isTokenActive(
   tokenid: string | AuthidParts,
   nowSeconds: number,
 ): boolean {
-  let id: AuthidParts;
-  try {
-    id = authidParts(tokenid);
-  } catch {
+  const id = validAuthidParts(tokenid);
+  if (id === null || id.tokenName === null || !isUserActive(config, id.userid, nowSeconds))
     return false;
-  }
-  if (id.tokenName === null || !isUserActive(config, id.userid, nowSeconds)) return false;
   const token = config.users.get(id.userid)?.tokens.get(id.tokenName);
   return token?.enable === true && !expired(token.expire, nowSeconds);
 }

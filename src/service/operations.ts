@@ -220,6 +220,19 @@ function parseTokenParams(raw: Raw): TokenParams {
   return { userid: text(raw, 'userid'), tokenName: text(raw, 'tokenName') };
 }
 
+/** What every operation on one token shares: its parameters and its privilege rule. */
+const onToken = {
+  parameters: tokenParameters,
+  fromApi: tokenParamsOf,
+  parse: parseTokenParams,
+  authorize: ownTokensOrUserModify,
+};
+
+/** The token's parameters with `fields` besides (what a create or update may set). */
+function tokenParametersWith(fields: ParameterSchema['properties']): ParameterSchema {
+  return { ...tokenParameters, properties: { ...tokenParameters.properties, ...fields } };
+}
+
 /** A new secret for `tokenid`, answered once; the old one stops working everywhere at once. */
 async function newSecret(writer: Writer, tokenid: string, info: TokenInfo): Promise<CreatedToken> {
   const value = await writer.newSecret(tokenid);
@@ -320,10 +333,7 @@ export const listTokens = read({
 export const readToken = read({
   name: 'token.read',
   summary: 'one token (never its secret)',
-  parameters: tokenParameters,
-  fromApi: tokenParamsOf,
-  parse: parseTokenParams,
-  authorize: ownTokensOrUserModify,
+  ...onToken,
   run(config, _caller, params) {
     return tokenInfo(userConfig.getToken(config, joinTokenid(params.userid, params.tokenName)));
   },
@@ -464,13 +474,10 @@ export const deleteUser = write({
 export const createToken = write({
   name: 'token.create',
   summary: 'a new token and its secret, answered once',
-  parameters: {
-    ...tokenParameters,
-    properties: { ...tokenParameters.properties, ...tokenFieldSchemas },
-  },
+  ...onToken,
+  parameters: tokenParametersWith(tokenFieldSchemas),
   fromApi: (input: Raw) => ({ ...tokenParamsOf(input), fields: tokenFieldsOf(input) }),
   parse: (raw: Raw) => ({ ...parseTokenParams(raw), fields: record<TokenFields>(raw, 'fields') }),
-  authorize: ownTokensOrUserModify,
   async run(writer, params): Promise<CreatedToken> {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     await writer.check((config) => {
@@ -498,10 +505,8 @@ export const createToken = write({
 export const updateToken = write({
   name: 'token.update',
   summary: "a token's fields, and with regenerate a new secret",
-  parameters: {
-    ...tokenParameters,
-    properties: { ...tokenParameters.properties, ...tokenFieldSchemas, regenerate: schema.flag },
-  },
+  ...onToken,
+  parameters: tokenParametersWith({ ...tokenFieldSchemas, regenerate: schema.flag }),
   fromApi: (input: Raw) => ({
     ...tokenParamsOf(input),
     changes: tokenFieldsOf(input),
@@ -512,7 +517,6 @@ export const updateToken = write({
     changes: record<TokenFields>(raw, 'changes'),
     ...defined({ regenerate: raw.regenerate === undefined ? undefined : raw.regenerate === true }),
   }),
-  authorize: ownTokensOrUserModify,
   async run(writer, params): Promise<TokenInfo | CreatedToken> {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     const token = await writer.change((config) =>
@@ -525,10 +529,7 @@ export const updateToken = write({
 export const rotateToken = write({
   name: 'token.rotate',
   summary: 'a new secret for a token, answered once; the old one stops working at once',
-  parameters: tokenParameters,
-  fromApi: tokenParamsOf,
-  parse: parseTokenParams,
-  authorize: ownTokensOrUserModify,
+  ...onToken,
   async run(writer, params) {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     const token = await writer.check((config) => userConfig.getToken(config, tokenid));
@@ -540,10 +541,7 @@ export const rotateToken = write({
 export const deleteToken = write({
   name: 'token.delete',
   summary: 'a token and its secret',
-  parameters: tokenParameters,
-  fromApi: tokenParamsOf,
-  parse: parseTokenParams,
-  authorize: ownTokensOrUserModify,
+  ...onToken,
   async run(writer, params) {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     await writer.change((config) => userConfig.removeToken(config, tokenid));
