@@ -12,6 +12,9 @@ import { retrying } from './client.js';
 import type { ClusterKeys } from './keys.js';
 import { prefixEnd } from './store.js';
 
+/** How often a waiting confirmation reads acks/ directly. */
+const POLL_MS = 250;
+
 export interface AckTrackerOptions {
   /** Longest a confirmation may take before ClusterError('unconfirmed'). */
   confirmTimeoutMs: number;
@@ -54,7 +57,13 @@ export class AckTracker {
     };
     if (settled()) return;
     await new Promise<void>((resolve, reject) => {
+      // The watch is the fast path; a watch on a member that went silent
+      // (SIGSTOP) delivers nothing, so read the keys directly now and then too.
+      const poller = setInterval(() => {
+        this.#poll().catch(() => undefined);
+      }, POLL_MS);
       const timer = setTimeout(() => {
+        clearInterval(poller);
         this.#wake.delete(check);
         reject(
           new ClusterError(
@@ -66,6 +75,7 @@ export class AckTracker {
       const check = () => {
         if (!settled()) return;
         clearTimeout(timer);
+        clearInterval(poller);
         this.#wake.delete(check);
         resolve();
       };
@@ -98,8 +108,8 @@ export class AckTracker {
     return { hosts, revision: Number(response.header.revision) };
   }
 
-  /** Reads acks/ and hosts/ at one revision, then watches both from the next one. */
-  async #start(): Promise<void> {
+  /** acks/ and hosts/ at one revision. */
+  async #read() {
     const prefixes = [this.#keys.acks, this.#keys.hosts];
     const response = await retrying('reading acks', { deadlineMs: this.#options.deadlineMs }, () =>
       this.#client.kv.txn({
@@ -110,10 +120,34 @@ export class AckTracker {
         failure: [],
       }),
     );
-    const revision = Number(response.header.revision);
-    for (const op of response.responses) {
-      for (const kv of op.response_range?.kvs ?? []) this.#apply(kv, false);
+    const [acks, hosts] = response.responses.map((r) => r.response_range?.kvs ?? []);
+    return { revision: Number(response.header.revision), acks: acks ?? [], hosts: hosts ?? [] };
+  }
+
+  /** A direct read: acks only grow; a host whose key changed or vanished is marked at this revision. */
+  async #poll(): Promise<void> {
+    const { revision, acks, hosts } = await this.#read();
+    for (const kv of acks) this.#apply(kv, false);
+    const now = new Map(
+      hosts.map((kv) => [kv.key.toString().slice(this.#keys.hosts.length), kv.value.toString()]),
+    );
+    for (const [host, session] of this.#hosts) {
+      if (now.get(host) !== session)
+        this.#changedAt.set(host, Math.max(this.#changedAt.get(host) ?? 0, revision));
     }
+    for (const [host, session] of now) {
+      if (this.#hosts.get(host) !== session)
+        this.#changedAt.set(host, Math.max(this.#changedAt.get(host) ?? 0, revision));
+    }
+    this.#hosts = now;
+    this.#notify();
+  }
+
+  /** Reads acks/ and hosts/ at one revision, then watches both from the next one. */
+  async #start(): Promise<void> {
+    const prefixes = [this.#keys.acks, this.#keys.hosts];
+    const { revision, acks, hosts } = await this.#read();
+    for (const kv of [...acks, ...hosts]) this.#apply(kv, false);
     for (const prefix of prefixes) {
       const watcher = await this.#client
         .watch()

@@ -10,8 +10,7 @@
  * confirmed, the fence moves to (its send time + TTL - margin), before the
  * lease can expire on the server. A session ends on a cancelled watch (a
  * compaction), an expired lease, a keepalive unconfirmed for a whole TTL, or
- * a watch that fell behind the store for two checks running (a silent
- * member): the fence closes at once, and a new session (new client, new
+ * a watch stuck behind the store for half a second (a silent member): the fence closes at once, and a new session (new client, new
  * lease) resynchronises from a fresh read.
  */
 import {
@@ -66,6 +65,10 @@ export interface AgentStatus {
 }
 
 type SessionEnd = { reason: string };
+
+/** How often the agent compares its acked revision with the store's, and how long behind is a stall. */
+const STALL_CHECK_MS = 250;
+const STALL_MS = 500;
 
 export class SyncAgent {
   readonly settings: ClusterSettings;
@@ -151,7 +154,7 @@ export class SyncAgent {
     const deadline = { deadlineMs: settings.leaseSeconds * 1000 };
     let lease: Lease | null = null;
     let watcher: Watcher | null = null;
-    let ticker: NodeJS.Timeout | null = null;
+    const timers = new Set<NodeJS.Timeout>();
     this.#sessions++;
     this.#syncing = true;
     try {
@@ -200,7 +203,6 @@ export class SyncAgent {
       watcher.on('data', onData);
       watcher.on('error', (error) => end(`watch cancelled: ${String(error?.message ?? error)}`));
 
-      let behindAt: number | null = null;
       const tick = async () => {
         const sentUs = monotonicUs();
         try {
@@ -212,39 +214,48 @@ export class SyncAgent {
         if (this.#confirmedAtUs !== null && monotonicUs() - this.#confirmedAtUs > ttlUs) {
           return end('no keepalive confirmed for a whole lease');
         }
-        // A silent stream (a SIGSTOPped member) delivers nothing: compare with the store.
+      };
+      // A silent stream (a SIGSTOPped member) delivers nothing: compare with
+      // the store; behind the same revision for STALL_MS means stalled.
+      let behind: { revision: number; sinceMs: number } | null = null;
+      const stallCheck = async () => {
         try {
           const gens = await store.snapshot([]);
           const latest = Math.max(0, ...gens.gens.values());
           this.#seen(latest);
           const applied = this.#acked ?? 0;
-          if (latest <= applied) behindAt = null;
-          else if (behindAt !== null && applied < behindAt)
-            return end('watch fell behind the store');
-          else behindAt = latest;
+          if (latest <= applied || (behind !== null && applied >= behind.revision)) behind = null;
+          if (latest <= applied) return;
+          behind ??= { revision: latest, sinceMs: performance.now() };
+          if (performance.now() - behind.sinceMs > STALL_MS) end('watch fell behind the store');
         } catch {
-          // Unreachable store: the keepalive check above fences in time.
+          // Unreachable store: the keepalive check fences in time.
         }
       };
-      const schedule = () => {
-        ticker = setTimeout(
-          () => {
-            tick().finally(() => {
-              if (!this.#stopped && ticker !== null) schedule();
+      const loop = (fn: () => Promise<unknown>, everyMs: number) => {
+        const run = () => {
+          const timer = setTimeout(() => {
+            fn().finally(() => {
+              if (!this.#stopped && timers.has(timer)) {
+                timers.delete(timer);
+                run();
+              }
             });
-          },
-          (settings.leaseSeconds * 1000) / 3,
-        );
+          }, everyMs);
+          timers.add(timer);
+        };
+        run();
       };
-      schedule();
+      loop(tick, (settings.leaseSeconds * 1000) / 3);
+      loop(stallCheck, STALL_CHECK_MS);
       const result = await ended;
       await chain;
       return result;
     } finally {
       this.#endSession = null;
       this.#syncing = true;
-      if (ticker !== null) clearTimeout(ticker);
-      ticker = null;
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
       fenceWriter.close(this.#page);
       await watcher?.cancel().catch(() => undefined);
       if (this.#stopped && lease !== null) {

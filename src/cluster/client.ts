@@ -6,7 +6,7 @@
  * jittered pauses, each attempt on another member, bounded by a deadline.
  */
 import { readFileSync } from 'node:fs';
-import { noop } from 'cockatiel';
+import { ExponentialBackoff, type IBackoff, noop } from 'cockatiel';
 import { Etcd3, type IOptions, isRecoverableError } from 'etcd3';
 import { ClusterError } from '../errors.js';
 import type { ClusterSettings } from './settings.js';
@@ -17,7 +17,16 @@ export function createEtcdClient(settings: ClusterSettings): Etcd3 {
     dialTimeout: settings.callTimeoutMs,
     defaultCallOptions: (context) =>
       context.isStream ? {} : { deadline: Date.now() + settings.callTimeoutMs },
-    faultHandling: { host: () => noop, global: noop },
+    faultHandling: {
+      host: () => noop,
+      global: noop,
+      // A watch stream that broke reconnects (to another member) within half a second.
+      // (etcd3 calls .next() on it, a backoff factory; its typings say IBackoff.)
+      watchBackoff: new ExponentialBackoff({
+        initialDelay: 20,
+        maxDelay: 500,
+      }) as unknown as IBackoff<unknown>,
+    },
   };
   if (settings.tls) {
     options.credentials = {

@@ -15,17 +15,27 @@ import { ClusterKeys } from './keys.js';
 import type { ClusterSettings } from './settings.js';
 import { EtcdStore } from './store.js';
 
+/** One confirmed change: how long the commit took, and the wait for every host after it. */
+export interface Confirmation {
+  revision: number;
+  commitMs: number;
+  confirmMs: number;
+}
+
 export class EtcdStorage {
   readonly store: EtcdStore;
   readonly tracker: AckTracker;
   readonly client: Etcd3;
   #pool: HashPool;
+  #onConfirmed: ((confirmation: Confirmation) => void) | undefined;
 
   constructor(
     settings: ClusterSettings,
     pool: HashPool,
-    client: Etcd3 = createEtcdClient(settings),
+    options: { client?: Etcd3; onConfirmed?: (confirmation: Confirmation) => void } = {},
   ) {
+    const client = options.client ?? createEtcdClient(settings);
+    this.#onConfirmed = options.onConfirmed;
     const keys = new ClusterKeys(settings.cluster);
     const leaseMs = settings.leaseSeconds * 1000;
     this.client = client;
@@ -43,23 +53,37 @@ export class EtcdStorage {
   }
 
   async mutateConfig<T>(change: (config: UserConfig) => T): Promise<T> {
+    const started = performance.now();
     const { result, revision } = await this.store.mutateConfig(change);
-    await this.tracker.confirm(revision);
+    await this.#confirm(revision, started);
     return result;
   }
 
   async newSecret(tokenid: string): Promise<string> {
     parseTokenid(tokenid);
     const secret = randomUUID();
-    const revision = await this.store.putSecretHash(tokenid, await this.#pool.hash(secret));
-    await this.tracker.confirm(revision);
+    const hash = await this.#pool.hash(secret);
+    const started = performance.now();
+    await this.#confirm(await this.store.putSecretHash(tokenid, hash), started);
     return secret;
   }
 
   async deleteSecret(tokenid: string): Promise<boolean> {
+    const started = performance.now();
     const { existed, revision } = await this.store.deleteSecretHash(tokenid);
-    await this.tracker.confirm(revision);
+    await this.#confirm(revision, started);
     return existed;
+  }
+
+  /** Waits for every live host (the mutation protocol), then reports the timings. */
+  async #confirm(revision: number, started: number): Promise<void> {
+    const committed = performance.now();
+    await this.tracker.confirm(revision);
+    this.#onConfirmed?.({
+      revision,
+      commitMs: committed - started,
+      confirmMs: performance.now() - committed,
+    });
   }
 
   async close(): Promise<void> {

@@ -46,7 +46,9 @@ export async function openStorageMode(
       close: async () => undefined,
     };
   }
-  const storage = new EtcdStorage(cluster, deployment.pool);
+  const storage = new EtcdStorage(cluster, deployment.pool, {
+    onConfirmed: (timings) => log?.info({ ...timings }, 'cluster change confirmed'),
+  });
   if (role === 'cli') {
     return { storage, cluster, agent: null, close: () => storage.close() };
   }

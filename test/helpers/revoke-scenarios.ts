@@ -25,6 +25,9 @@ export interface RevokeRun {
   victim: string | null;
   /** From sending the revoke to its answer. */
   revokeMs: number;
+  /** The writer's own account: the commit, then the wait for every host after it. */
+  commitMs: number | null;
+  afterCommitMs: number | null;
   reports: Array<{ host: string } & VerifierReport>;
   /** The victim's verifier: ms from the fault until its first 503 (time to fence). */
   fenceMs: number | null;
@@ -59,6 +62,10 @@ export async function revokeUnder(cluster: MultiHost, fault: Fault | null): Prom
     const faultUs = monotonicUs();
     const victim = fault ? await fault.apply(cluster, writerIndex) : null;
     const fenced = victim === null ? null : (verifiers[victim]?.saw(503) ?? null);
+    const confirmed = (l: Record<string, unknown>) => l.msg === 'cluster change confirmed';
+    const before = new Set(
+      writer.deployment.managerLog.lines.filter(confirmed).map((l) => l.revision),
+    );
     const sentUs = monotonicUs();
     const answer = await writer.deployment.asRoot('token.delete', {
       userid: 'root@pam',
@@ -66,6 +73,9 @@ export async function revokeUnder(cluster: MultiHost, fault: Fault | null): Prom
     });
     const returnedUs = monotonicUs();
     if (!answer.ok) throw new Error(`token.delete: ${answer.status} ${answer.message}`);
+    const timing = await writer.deployment.managerLog.waitFor(
+      (l) => confirmed(l) && !before.has(l.revision),
+    );
     // Every host now refuses: 401 when in sync, 503 when fenced.
     await Promise.all(verifiers.map((v) => v.saw(401, 503)));
     const reports = await Promise.all(
@@ -87,6 +97,8 @@ export async function revokeUnder(cluster: MultiHost, fault: Fault | null): Prom
       writer: writer.name,
       victim: victim === null ? null : (cluster.hosts[victim] as Host).name,
       revokeMs: (returnedUs - sentUs) / 1000,
+      commitMs: typeof timing.commitMs === 'number' ? timing.commitMs : null,
+      afterCommitMs: typeof timing.confirmMs === 'number' ? timing.confirmMs : null,
       reports,
       fenceMs,
     };
