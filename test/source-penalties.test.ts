@@ -141,7 +141,7 @@ describe('SourcePenalties.guard on a real HTTP server', () => {
   });
 
   it('holds a penalised connection unread, then closes it', async () => {
-    const holding = new SourcePenalties({ budget: 1, holdMs: 50 });
+    const holding = new SourcePenalties({ budget: 1, holdMs: 300 });
     const held = http.createServer((_req, res) => res.end('ok'));
     holding.guard(held);
     held.listen(0, '127.0.0.1');
@@ -154,8 +154,9 @@ describe('SourcePenalties.guard on a real HTTP server', () => {
         host: '127.0.0.1',
         localAddress: '127.0.0.4',
       });
-      socket.on('error', () => undefined);
-      await once(socket, 'connect');
+      socket.on('error', () => undefined); // the server's reset, when it lets go
+      const closed = new Promise((resolve) => socket.once('close', resolve));
+      await new Promise((resolve) => socket.once('connect', resolve));
       socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
       let received = 0;
       socket.on('data', (d: Buffer) => {
@@ -163,7 +164,7 @@ describe('SourcePenalties.guard on a real HTTP server', () => {
       });
       // Wait until the server has it in hand, then until it lets go.
       while (holding.stats().heldConnections === 0) await new Promise(setImmediate);
-      await once(socket, 'close');
+      await closed;
       assert.equal(received, 0, 'not a byte of answer');
       // The server's side closes too, and the held set forgets it.
       while (holding.stats().heldConnections !== 0) await new Promise(setImmediate);
