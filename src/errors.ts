@@ -180,3 +180,16 @@ export class ApiError extends TokenShadowError {
     this.errors = errors;
   }
 }
+
+export type LastUsedFileProblem = 'unreadable' | 'bad-json' | 'bad-shape';
+
+/** The manager's last-used file cannot be read; it holds ids and times, never secrets. */
+export class LastUsedFileError extends TokenShadowError {
+  readonly path: string;
+  readonly problem: LastUsedFileProblem;
+  constructor(path: string, problem: LastUsedFileProblem, detail: string) {
+    super('ERR_LAST_USED_FILE', `${path}: ${detail}`);
+    this.path = path;
+    this.problem = problem;
+  }
+}

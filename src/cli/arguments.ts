@@ -8,6 +8,7 @@ import { isPoolId } from '../config/pools.js';
 import { isGroupId, normalizeAclPath, splitList } from '../config/syntax.js';
 import { quote } from '../errors.js';
 import { parseTokenid, parseUserid, type Tokenid } from '../ids.js';
+import { parseDuration } from '../service/durations.js';
 import { parseExpire } from './dates.js';
 
 function asUsageError<T>(parse: (value: string) => T): (value: string) => T {
@@ -51,6 +52,9 @@ export const aclPathArgument = asUsageError((value: string): string => {
 });
 
 export const expireArgument: (value: string) => number = asUsageError(parseExpire);
+
+/** `90d`, `12h`, `10s`: milliseconds. */
+export const durationArgument: (value: string) => number = asUsageError(parseDuration);
 
 /** `0` or `1`, as the API takes flags. */
 export const flagArgument = asUsageError((value: string): boolean => {

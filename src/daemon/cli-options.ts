@@ -1,5 +1,6 @@
 /** The command-line options both daemons share, turned into Settings. */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { parseDuration } from '../service/durations.js';
 import { resolveGroupId } from '../service/group.js';
 import { resolveSettings, type Settings, type SettingsInput } from '../service/settings.js';
 
@@ -20,7 +21,25 @@ export function daemonCommand(name: string, description: string): Command {
       '--group <group>',
       'group sharing the files, the page and the socket with the API daemon',
     )
-    .option('--ttl <ms>', 'how long a stat of a file is trusted', (v) => Number(v));
+    .option('--ttl <ms>', 'how long a stat of a file is trusted', (v) => Number(v))
+    .option(
+      '--last-used-interval <duration>',
+      'how often workers report token uses to the manager and it writes them (e.g. 10s)',
+      duration,
+    )
+    .option(
+      '--expiry-window <duration>',
+      'tokens and users expiring within it are logged daily and counted (e.g. 14d)',
+      duration,
+    );
+}
+
+function duration(text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 export function settingsFrom(
@@ -32,5 +51,11 @@ export function settingsFrom(
   if (typeof options.runtimeDir === 'string') input.runtimeDir = options.runtimeDir;
   if (typeof options.group === 'string') input.gid = resolveGroupId(options.group);
   if (typeof options.ttl === 'number' && Number.isFinite(options.ttl)) input.ttlMs = options.ttl;
+  if (typeof options.lastUsedInterval === 'number') {
+    input.lastUsedIntervalMs = options.lastUsedInterval;
+  }
+  if (typeof options.expiryWindow === 'number') {
+    input.expiryWindowSeconds = Math.round(options.expiryWindow / 1000);
+  }
   return resolveSettings(input);
 }

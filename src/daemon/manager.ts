@@ -15,11 +15,13 @@ import { type Deployment, ensureDirectories, openDeployment } from '../service/d
 import { OPERATIONS, runWrite, type Stores } from '../service/operations.js';
 import type { Settings } from '../service/settings.js';
 import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
+import type { LastUsedLedger } from '../usage/ledger.js';
 import { daemonCommand, settingsFrom } from './cli-options.js';
 import { createLogger, type Logger } from './logger.js';
 import { type RpcRequest, type RpcResponse, serveRpc } from './rpc.js';
 import { notifySystemd } from './systemd.js';
 import { ensureCertificate, expiryWarning, loadCertificate } from './tls.js';
+import { openLedger, USAGE_REPORT_OP, watchExpiry } from './usage.js';
 
 /** The operation a socket request names, with its params checked: only writes are served here. */
 function operationOf(request: RpcRequest) {
@@ -43,7 +45,7 @@ function describe(request: RpcRequest) {
 }
 
 /** Runs one socket request as the operation it names, for the identity it names. */
-export function handler(stores: Stores, log: Logger) {
+export function handler(stores: Stores, log: Logger, ledger?: LastUsedLedger) {
   return async (request: RpcRequest): Promise<RpcResponse> => {
     const id = typeof request.id === 'number' ? request.id : -1;
     // The API's readiness probe: proves the manager answers, changes nothing, logs nothing.
@@ -56,8 +58,13 @@ export function handler(stores: Stores, log: Logger) {
       return { id, ok: false, status: 400, message: 'malformed request' };
     }
     try {
+      // A worker's usage batch: no mutation, no log line (one arrives every interval per worker).
+      if (request.op === USAGE_REPORT_OP && ledger) {
+        return { id, ok: true, data: { taken: await ledger.report(request.params.uses) } };
+      }
       const { operation, params } = operationOf(request);
       const data = await runWrite(operation, stores, parseAuthid(request.identity), params);
+      if (request.op === 'token.delete') ledger?.forget(String(describe(request).target));
       log.info({ ...describe(request), outcome: 'ok' }, 'mutation');
       return { id, ok: true, data };
     } catch (error) {
@@ -118,8 +125,10 @@ export async function startManager(
   const tls = await ensureCertificate(settings.certPath, settings.keyPath, settings.gid);
   if (tls.created) log.info({ cert: settings.certPath }, 'created a self-signed certificate');
   await clearStaleSocket(settings.socketPath);
+  const ledger = await openLedger(deployment, log);
+  const expiryWatch = watchExpiry(deployment, log);
   const server = net.createServer();
-  serveRpc(server, handler(mode.storage, log));
+  serveRpc(server, handler(mode.storage, log, ledger));
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -142,6 +151,8 @@ export async function startManager(
       page: deployment.page?.path ?? null,
       mode: mode.cluster === null ? 'single-host' : 'multi-host',
       ...(mode.cluster ? { cluster: mode.cluster.cluster, host: mode.cluster.host } : {}),
+      lastUsed: settings.lastUsedPath,
+      lastUsedIntervalMs: settings.lastUsedIntervalMs,
     },
     'manager ready',
   );
@@ -153,6 +164,8 @@ export async function startManager(
     stop() {
       stopping ??= (async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        expiryWatch.stop();
+        await ledger.close();
         await mode.close();
         await deployment.close();
         await fsp.rm(settings.socketPath, { force: true });

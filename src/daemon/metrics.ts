@@ -8,9 +8,11 @@
  * the certificate's expiry.
  */
 import client from 'prom-client';
+import { expiringWithin } from '../config/expiring.js';
 import { Slot } from '../generations/slots.js';
 import type { SourcePenalties, SourcePenaltyStats } from '../http/source-penalties.js';
 import type { Deployment } from '../service/deployment.js';
+import type { UsageNotes } from '../usage/notes.js';
 import { VERSION } from '../version.js';
 import { registerClusterMetrics } from './multihost-metrics.js';
 
@@ -18,6 +20,7 @@ import { registerClusterMetrics } from './multihost-metrics.js';
 export function registerWorkerMetrics(
   deployment: Deployment,
   penalties: SourcePenalties | null = null,
+  usage: UsageNotes | null = null,
 ): (seconds: number) => void {
   client.collectDefaultMetrics();
   const shadowCounter = (
@@ -96,6 +99,32 @@ export function registerWorkerMetrics(
   // Only the slow path is timed: a cached verify is counted by token_shadow_cache_hits_total,
   // and timing it would cost more than the verify itself.
   registerClusterMetrics(deployment);
+  if (usage) {
+    new client.Counter({
+      name: 'token_shadow_token_uses_total',
+      help: 'Successful token authentications noted for last-used (all tokens together)',
+      collect() {
+        this.reset();
+        this.inc(usage.total);
+      },
+    });
+  }
+  const windowSeconds = deployment.settings.expiryWindowSeconds;
+  new client.Gauge({
+    name: 'token_shadow_expiring',
+    help: `Enabled users and tokens whose expiry falls within the expiry window (${windowSeconds} s)`,
+    labelNames: ['kind'],
+    aggregator: 'max',
+    async collect() {
+      const found = expiringWithin(
+        await deployment.users.get(),
+        Math.floor(Date.now() / 1000),
+        windowSeconds,
+      );
+      this.set({ kind: 'user' }, found.filter((e) => e.kind === 'user').length);
+      this.set({ kind: 'token' }, found.filter((e) => e.kind === 'token').length);
+    },
+  });
   const histogram = new client.Histogram({
     name: 'token_shadow_authentication_seconds',
     help: 'Time to authenticate a request that missed the cache (tens of ms when it hashes)',

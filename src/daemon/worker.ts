@@ -18,6 +18,7 @@ import type { Logger } from './logger.js';
 import { registerWorkerMetrics } from './metrics.js';
 import { registerRoutes } from './routes/index.js';
 import { RpcClient } from './rpc.js';
+import { startWorkerUsage } from './usage.js';
 
 export interface WorkerOptions {
   publicVersion?: boolean;
@@ -51,8 +52,13 @@ export async function startWorker(
   await deployment.shadow.warmUp();
   // After the warm-up hash: by now libuv's pool and the hashing threads exist.
   if (settings.hashNice > 0) lowerBackgroundThreads(settings.hashNice, log);
-  const auth = new Authenticator({ users: deployment.users, shadow: deployment.shadow });
   const rpc = new RpcClient(settings.socketPath);
+  const usage = startWorkerUsage(deployment, rpc, log);
+  const auth = new Authenticator({
+    users: deployment.users,
+    shadow: deployment.shadow,
+    usage: usage.notes,
+  });
   const https = settings.plainHttp
     ? null
     : { cert: await readFile(settings.certPath), key: await readFile(settings.keyPath) };
@@ -83,12 +89,15 @@ export async function startWorker(
   // Before listening: a penalised peer's connection must never reach the HTTP parser.
   penalties?.guard(app.server);
   const observe =
-    options.metrics === false ? undefined : registerWorkerMetrics(deployment, penalties);
+    options.metrics === false
+      ? undefined
+      : registerWorkerMetrics(deployment, penalties, usage.notes);
   registerRoutes(app, {
     auth,
     penalties,
     users: deployment.users,
     rpc,
+    lastUsed: usage.lookup,
     ...(options.publicVersion ? { publicVersion: true } : {}),
     ...(observe ? { onAuthenticated: observe } : {}),
   });
@@ -105,6 +114,7 @@ export async function startWorker(
         penalties?.releaseHeld();
         await drain(app.server, connections);
         await app.close();
+        await usage.reporter.close(); // the last batch, after the last request
         rpc.close();
         await deployment.close();
       })();

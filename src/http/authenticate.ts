@@ -13,6 +13,7 @@ import { currentEpochSeconds, isTokenActive } from '../config/active.js';
 import { AuthenticationError } from '../errors.js';
 import type { Tokenid } from '../ids.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
+import type { UseRecorder } from '../usage/notes.js';
 import {
   type AuthorizationOptions,
   authorizationOf,
@@ -46,6 +47,8 @@ export interface AuthenticatorOptions extends AuthorizationOptions {
   shadow: TokenShadow;
   /** Epoch seconds, for expiry; tests substitute their own. */
   now?: () => number;
+  /** Told of every successful authentication (last use per token, in memory). */
+  usage?: UseRecorder;
 }
 
 /** Authenticates a request by its Authorization header: the whole check, from header to identity. */
@@ -54,11 +57,13 @@ export class Authenticator {
   #shadow: TokenShadow;
   #now: () => number;
   #header: AuthorizationOptions;
+  #usage: UseRecorder | undefined;
 
   constructor(options: AuthenticatorOptions) {
     this.#users = options.users;
     this.#shadow = options.shadow;
     this.#now = options.now ?? currentEpochSeconds;
+    this.#usage = options.usage;
     this.#header = {
       ...(options.schemes ? { schemes: options.schemes } : {}),
       ...(options.maxHeaderLength ? { maxHeaderLength: options.maxHeaderLength } : {}),
@@ -79,7 +84,7 @@ export class Authenticator {
     const config = this.#users.current();
     if (config === null || this.#shadow.verifyCached(id.authid, secret) !== true) return undefined;
     if (!isTokenActive(config, id, this.#now())) throw new AuthenticationError('inactive');
-    return identityOf(id);
+    return this.#accepted(id);
   }
 
   /**
@@ -100,10 +105,12 @@ export class Authenticator {
       (await this.#shadow.verifySecret(id.authid, secret));
     if (!verified) throw new AuthenticationError('bad-secret');
     if (!active) throw new AuthenticationError('inactive');
-    return identityOf(id);
+    return this.#accepted(id);
   }
-}
 
-function identityOf(id: Tokenid): Identity {
-  return { authid: id.authid, userid: id.userid, tokenName: id.tokenName };
+  /** Every successful authentication ends here: noted for last-used, then the identity. */
+  #accepted(id: Tokenid): Identity {
+    this.#usage?.note(id.authid);
+    return { authid: id.authid, userid: id.userid, tokenName: id.tokenName };
+  }
 }

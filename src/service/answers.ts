@@ -16,6 +16,17 @@ export function tokenInfo(token: TokenEntry) {
 
 export type TokenInfo = ReturnType<typeof tokenInfo>;
 
+/** Epoch second of a token's last use; undefined for never (or not known here). */
+export type LastUsedLookup = (tokenid: string) => number | undefined;
+
+/** Adds `last-used`, absent for never: an additional field, which PVE clients ignore. */
+export function withLastUsed<T extends object>(
+  info: T,
+  seconds: number | undefined,
+): T & { 'last-used'?: number } {
+  return seconds === undefined ? info : { ...info, 'last-used': seconds };
+}
+
 /** A token with its new secret: the only answer that ever carries a secret. */
 export interface CreatedToken {
   'full-tokenid': string;

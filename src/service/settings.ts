@@ -11,6 +11,8 @@ import {
   DEFAULT_PENALTY_DECAY_PER_SECOND,
   DEFAULT_PENALTY_HOLD_MS,
 } from '../http/source-penalties.js';
+import { lastUsedPathFor } from '../usage/file.js';
+import { DEFAULT_REPORT_INTERVAL_MS } from '../usage/reporter.js';
 
 export interface Settings {
   configDir: string;
@@ -41,6 +43,12 @@ export interface Settings {
   hashNice: number;
   /** Generation page caching; off means every verify hashes (for comparison). */
   caching: boolean;
+  /** The manager's record of last uses, next to token.shadow. */
+  lastUsedPath: string;
+  /** How often workers hand their usage notes to the manager, and the manager writes them. */
+  lastUsedIntervalMs: number;
+  /** Tokens and users expiring within this many seconds are logged daily and counted. */
+  expiryWindowSeconds: number;
   /** Per-source authentication failure budgets of the API workers (see src/http/source-penalties.ts). */
   penalties: PenaltySettings;
 }
@@ -76,6 +84,8 @@ export interface SettingsInput {
   hashNice?: number;
   caching?: boolean;
   penalties?: Partial<PenaltySettings>;
+  lastUsedIntervalMs?: number;
+  expiryWindowSeconds?: number;
 }
 
 /** See Settings.hashNice; measured in bench/RESULTS.md (valid client p99 under a hashing flood). */
@@ -83,6 +93,7 @@ export const DEFAULT_HASH_NICE = 10;
 export const DEFAULT_CONFIG_DIR = '/etc/token-shadow';
 export const DEFAULT_RUNTIME_DIR = '/run/token-shadow';
 export const DEFAULT_PORT = 8006;
+export const DEFAULT_EXPIRY_WINDOW_SECONDS = 14 * 86_400;
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
@@ -98,13 +109,14 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
   const workers = Math.max(1, input.workers ?? availableParallelism());
   const host = input.host ?? '0.0.0.0';
   const plainHttp = input.plainHttp ?? false;
+  const shadowPath = path.join(configDir, 'token.shadow');
   if (plainHttp && !isLoopback(host)) {
     throw new Error(`plain HTTP is only allowed on loopback, not on ${host}`);
   }
   return {
     configDir,
     userCfgPath: path.join(configDir, 'user.cfg'),
-    shadowPath: path.join(configDir, 'token.shadow'),
+    shadowPath,
     runtimeDir,
     pagePath:
       input.pagePath ??
@@ -132,5 +144,8 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
       holdMs: input.penalties?.holdMs ?? DEFAULT_PENALTY_HOLD_MS,
       trustedProxies: [...(input.penalties?.trustedProxies ?? [])],
     },
+    lastUsedPath: lastUsedPathFor(shadowPath),
+    lastUsedIntervalMs: Math.max(1, input.lastUsedIntervalMs ?? DEFAULT_REPORT_INTERVAL_MS),
+    expiryWindowSeconds: input.expiryWindowSeconds ?? DEFAULT_EXPIRY_WINDOW_SECONDS,
   };
 }

@@ -50,6 +50,8 @@ export interface HarnessOptions {
   track?: ChildTracker;
   /** A command the daemons run under, e.g. `ip netns exec <ns>` (it must exec, keeping the pid). */
   prefix?: string[];
+  /** Added to the manager's command line. */
+  managerArgs?: string[];
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -271,7 +273,7 @@ export async function startDeployment(
     return { child, log, cwd };
   };
 
-  const manager = spawnDaemon('manager.js', 'manager', common);
+  const manager = spawnDaemon('manager.js', 'manager', [...common, ...(options.managerArgs ?? [])]);
   const apis: Api[] = [];
   let rpc: RpcClient | null = null;
   const stop = async () => {

@@ -1,9 +1,11 @@
 /** `tokenctl token ...`: API tokens, with the API's semantics, as root@pam. */
 import { type Command, Option } from 'commander';
 import { currentEpochSeconds } from '../../config/active.js';
+import { expiringWithin } from '../../config/expiring.js';
 import type { TokenFields } from '../../config/users.js';
 import type { Tokenid } from '../../ids.js';
-import type { CreatedToken, TokenInfo } from '../../service/answers.js';
+import { type CreatedToken, type TokenInfo, withLastUsed } from '../../service/answers.js';
+import { formatAge } from '../../service/durations.js';
 import {
   createToken,
   deleteToken,
@@ -13,7 +15,14 @@ import {
   updateToken,
 } from '../../service/operations.js';
 import { readShadow } from '../../shadow/file.js';
-import { expireArgument, flagArgument, tokenidArgument, useridArgument } from '../arguments.js';
+import { readLastUsed } from '../../usage/file.js';
+import {
+  durationArgument,
+  expireArgument,
+  flagArgument,
+  tokenidArgument,
+  useridArgument,
+} from '../arguments.js';
 import type { Cli, CliContext } from '../context.js';
 import { formatExpire } from '../dates.js';
 import { type Column, yesNo } from '../output.js';
@@ -37,6 +46,15 @@ export interface TokenRow {
   comment: string;
   /** Whether token.shadow holds a secret for it (not after import-pve until rotated). */
   'has-secret': boolean;
+  /** Epoch second of the last use the manager recorded; absent for never. */
+  'last-used'?: number;
+}
+
+interface ListOptions {
+  /** Milliseconds, from --unused-since. */
+  unusedSince?: number;
+  /** Milliseconds, from --expiring-within. */
+  expiringWithin?: number;
 }
 
 function tokenColumns(now: number): Column<TokenRow>[] {
@@ -46,6 +64,7 @@ function tokenColumns(now: number): Column<TokenRow>[] {
     { header: 'EXPIRE', cell: (t) => formatExpire(t.expire, now) },
     { header: 'PRIVSEP', cell: (t) => yesNo(t.privsep) },
     { header: 'SECRET', cell: (t) => yesNo(t['has-secret']) },
+    { header: 'LAST-USED', cell: (t) => formatAge(t['last-used'], now) },
     { header: 'COMMENT', cell: (t) => t.comment },
   ];
 }
@@ -73,7 +92,13 @@ function fieldsOf(options: TokenOptions): TokenFields {
   return fields;
 }
 
-async function list(ctx: CliContext, userid: string | undefined): Promise<void> {
+async function list(
+  ctx: CliContext,
+  userid: string | undefined,
+  options: ListOptions,
+): Promise<void> {
+  const now = currentEpochSeconds();
+  const record = await readLastUsed(ctx.settings.lastUsedPath);
   const perUser =
     userid === undefined
       ? (await ctx.read(listUsers, { full: true })).map((u) => [u.userid, u.tokens ?? []] as const)
@@ -82,15 +107,28 @@ async function list(ctx: CliContext, userid: string | undefined): Promise<void> 
   const rows: TokenRow[] = perUser.flatMap(([owner, tokens]) =>
     tokens.map((t) => {
       const full = `${owner}!${t.tokenid}`;
-      return {
-        'full-tokenid': full,
-        userid: owner,
-        ...t,
-        'has-secret': secrets.has(full),
-      };
+      return withLastUsed(
+        { 'full-tokenid': full, userid: owner, ...t, 'has-secret': secrets.has(full) },
+        record.tokens.get(full),
+      );
     }),
   );
-  ctx.printList(rows, tokenColumns(currentEpochSeconds()));
+  let shown = rows;
+  if (options.unusedSince !== undefined) {
+    const cutoff = now - Math.floor(options.unusedSince / 1000);
+    shown = shown.filter((t) => (t['last-used'] ?? Number.NEGATIVE_INFINITY) < cutoff);
+    if (record.since === null || record.since > cutoff) {
+      const since =
+        record.since === null ? 'not yet' : `only since ${formatExpire(record.since, 0)}`;
+      ctx.warn(`uses are recorded ${since}; a token listed may have been used before`);
+    }
+  }
+  if (options.expiringWithin !== undefined) {
+    const soon = expiringWithin(await ctx.config(), now, Math.floor(options.expiringWithin / 1000));
+    const ids = new Set(soon.filter((e) => e.kind === 'token').map((e) => e.id));
+    shown = shown.filter((t) => ids.has(t['full-tokenid']));
+  }
+  ctx.printList(shown, tokenColumns(now));
 }
 
 const privsepOption = (extra = '') =>
@@ -129,7 +167,23 @@ export function registerTokenCommands(program: Command, cli: Cli): void {
     .command('list')
     .description("list every user's tokens, or one user's")
     .argument('[userid]', 'USER@REALM', useridArgument)
-    .action(cli.action(async (ctx, userid: string | undefined) => list(ctx, userid)));
+    .addOption(
+      new Option(
+        '--unused-since <duration>',
+        'only tokens not used within it (e.g. 90d), never used ones included',
+      ).argParser(durationArgument),
+    )
+    .addOption(
+      new Option(
+        '--expiring-within <duration>',
+        "only tokens that stop working within it (e.g. 14d), by their own or their user's expiry",
+      ).argParser(durationArgument),
+    )
+    .action(
+      cli.action(async (ctx, userid: string | undefined, options: ListOptions) =>
+        list(ctx, userid, options),
+      ),
+    );
 
   token
     .command('update')

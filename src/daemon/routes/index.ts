@@ -11,6 +11,7 @@ import type { Authenticator } from '../../http/authenticate.js';
 import { authenticationHook } from '../../http/request-hook.js';
 import type { SourcePenalties } from '../../http/source-penalties.js';
 import { errorCode, httpFailureOf } from '../../http/status.js';
+import type { LastUsedLookup } from '../../service/answers.js';
 import type { RpcClient } from '../rpc.js';
 import { registerAclRoutes } from './acl.js';
 import { registerGroupRoutes } from './groups.js';
@@ -31,6 +32,8 @@ export interface RoutesOptions {
   penalties?: SourcePenalties | null;
   /** Called with the seconds each slow-path authentication (a cache miss) took (metrics). */
   onAuthenticated?: (seconds: number) => void;
+  /** Last use per token, for `last-used` in the token answers. */
+  lastUsed?: () => Promise<LastUsedLookup>;
 }
 
 /** Maps a fastify schema failure to PVE's per-parameter error object. */
@@ -74,7 +77,12 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
     penalties: options.penalties ?? null,
     ...(options.onAuthenticated ? { onSlowAuthentication: options.onAuthenticated } : {}),
   });
-  const ctx = { users: options.users, rpc: options.rpc, authenticate };
+  const ctx = {
+    users: options.users,
+    rpc: options.rpc,
+    authenticate,
+    ...(options.lastUsed ? { lastUsed: options.lastUsed } : {}),
+  };
 
   app.register(
     async (api) => {

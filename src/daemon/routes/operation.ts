@@ -12,6 +12,7 @@ import type { UserConfig } from '../../config/types.js';
 import { ApiError } from '../../errors.js';
 import type { Identity } from '../../http/authenticate.js';
 import type { AuthenticationHook } from '../../http/request-hook.js';
+import type { LastUsedLookup } from '../../service/answers.js';
 import type { Operation } from '../../service/operations.js';
 import type { ParameterSchema, Raw } from '../../service/params.js';
 import type { RpcClient } from '../rpc.js';
@@ -24,6 +25,8 @@ export interface RouteContext {
   rpc: RpcClient;
   /** The onRequest hook that authenticates and sets `request.identity`. */
   authenticate: AuthenticationHook;
+  /** Last use per token, for `last-used` in the token answers. */
+  lastUsed?: () => Promise<LastUsedLookup>;
 }
 
 function pick(schema: ParameterSchema, names: readonly string[], keep: boolean) {
@@ -69,13 +72,14 @@ function inputOf(method: Method, request: FastifyRequest): Raw {
   return { ...((rest ?? {}) as Raw), ...(request.params as Raw) };
 }
 
-/** Serves `operation` at `method url`, answering PVE's `{"data": ...}`. */
-export function operationRoute<P>(
+/** Serves `operation` at `method url`, answering PVE's `{"data": ...}`; `answer` may add to a read's. */
+export function operationRoute<P, R = unknown>(
   api: FastifyInstance,
   ctx: RouteContext,
   method: Method,
   url: string,
-  operation: Operation<P>,
+  operation: Operation<P, R>,
+  answer?: (data: R, params: P) => Promise<unknown>,
 ): void {
   api.route({
     method,
@@ -87,7 +91,10 @@ export function operationRoute<P>(
       const params = operation.fromApi(inputOf(method, request));
       const current = await config(ctx);
       operation.authorize(caller, params, current);
-      if (operation.access === 'read') return { data: operation.run(current, caller, params) };
+      if (operation.access === 'read') {
+        const data = operation.run(current, caller, params);
+        return { data: answer ? await answer(data, params) : data };
+      }
       return { data: await forward(ctx, operation.name, caller, params) };
     },
   });

@@ -3,6 +3,8 @@
  * `regenerate=1` gives the token a new secret, as Proxmox Backup Server does.
  */
 import type { FastifyInstance } from 'fastify';
+import { joinTokenid } from '../../ids.js';
+import { withLastUsed } from '../../service/answers.js';
 import {
   createToken,
   deleteToken,
@@ -15,8 +17,14 @@ import { operationRoute, type RouteContext } from './operation.js';
 const TOKEN = '/access/users/:userid/token/:tokenid';
 
 export function registerTokenRoutes(api: FastifyInstance, ctx: RouteContext): void {
-  operationRoute(api, ctx, 'GET', '/access/users/:userid/token', listTokens);
-  operationRoute(api, ctx, 'GET', TOKEN, readToken);
+  const lastUsed = async () => (await ctx.lastUsed?.()) ?? (() => undefined);
+  operationRoute(api, ctx, 'GET', '/access/users/:userid/token', listTokens, async (rows, p) => {
+    const lookup = await lastUsed();
+    return rows.map((row) => withLastUsed(row, lookup(joinTokenid(p.userid, row.tokenid))));
+  });
+  operationRoute(api, ctx, 'GET', TOKEN, readToken, async (info, p) =>
+    withLastUsed(info, (await lastUsed())(joinTokenid(p.userid, p.tokenName))),
+  );
   operationRoute(api, ctx, 'POST', TOKEN, createToken);
   operationRoute(api, ctx, 'PUT', TOKEN, updateToken);
   operationRoute(api, ctx, 'DELETE', TOKEN, deleteToken);

@@ -1,0 +1,49 @@
+/**
+ * Which users and tokens stop working soon: those whose expiry falls within a
+ * window from now, so an operator can renew them before clients start failing.
+ * A token stops at its own expiry or at its user's, whichever comes first.
+ * Disabled or already expired ones are left out: they fail already.
+ */
+import { joinTokenid } from '../ids.js';
+import type { UserConfig } from './types.js';
+
+export interface Expiring {
+  kind: 'user' | 'token';
+  /** A user id, or a full token id. */
+  id: string;
+  /** Epoch second at which it stops working. */
+  expire: number;
+}
+
+function within(expire: number, nowSeconds: number, windowSeconds: number): boolean {
+  return expire > nowSeconds && expire <= nowSeconds + windowSeconds;
+}
+
+/** The effective expiry of a token: its own or its user's, the earlier; 0 for never. */
+export function effectiveExpiry(userExpire: number, tokenExpire: number): number {
+  if (userExpire === 0) return tokenExpire;
+  if (tokenExpire === 0) return userExpire;
+  return Math.min(userExpire, tokenExpire);
+}
+
+/** Users and tokens expiring in (now, now + window], soonest first. */
+export function expiringWithin(
+  config: UserConfig,
+  nowSeconds: number,
+  windowSeconds: number,
+): Expiring[] {
+  const found: Expiring[] = [];
+  for (const [userid, user] of config.users) {
+    if (!user.enable || (user.expire !== 0 && user.expire <= nowSeconds)) continue;
+    if (within(user.expire, nowSeconds, windowSeconds)) {
+      found.push({ kind: 'user', id: userid, expire: user.expire });
+    }
+    for (const [name, token] of user.tokens) {
+      const expire = effectiveExpiry(user.expire, token.expire);
+      if (token.enable && within(expire, nowSeconds, windowSeconds)) {
+        found.push({ kind: 'token', id: joinTokenid(userid, name), expire });
+      }
+    }
+  }
+  return found.sort((a, b) => a.expire - b.expire || a.id.localeCompare(b.id));
+}

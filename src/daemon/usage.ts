@@ -1,0 +1,118 @@
+/**
+ * Last use per token and expiry ahead, wired into the daemons. Workers note
+ * uses in memory and report them in batches over the manager's socket; the
+ * manager merges them into its ledger and writes `last-used.json`; the manager
+ * also logs, once a day, the users and tokens about to expire.
+ */
+import { expiringWithin } from '../config/expiring.js';
+import type { UserConfig } from '../config/types.js';
+import { splitTokenid } from '../ids.js';
+import type { Deployment } from '../service/deployment.js';
+import { LastUsedFileSink, LastUsedReader, readLastUsed } from '../usage/file.js';
+import { LastUsedLedger } from '../usage/ledger.js';
+import { UsageNotes } from '../usage/notes.js';
+import { UsageReporter } from '../usage/reporter.js';
+import type { Logger } from './logger.js';
+import type { RpcClient } from './rpc.js';
+
+/** The RPC operation a worker's batch travels in; it names no identity and changes no config. */
+export const USAGE_REPORT_OP = 'usage.report';
+
+const DAY_MS = 86_400_000;
+
+export function tokenExists(config: UserConfig, tokenid: string): boolean {
+  try {
+    const [userid, name] = splitTokenid(tokenid);
+    return config.users.get(userid)?.tokens.has(name) === true;
+  } catch {
+    return false;
+  }
+}
+
+/** The manager's ledger, started from the file (an unreadable file is logged and replaced). */
+export async function openLedger(deployment: Deployment, log: Logger): Promise<LastUsedLedger> {
+  const { settings, users } = deployment;
+  const sink = new LastUsedFileSink(settings.lastUsedPath, {
+    ...(settings.gid === undefined ? {} : { gid: settings.gid }),
+  });
+  const initial = await readLastUsed(settings.lastUsedPath).catch((error: Error) => {
+    log.error({ err: error.message }, 'last-used file unreadable: starting a new record');
+    return undefined;
+  });
+  return new LastUsedLedger({
+    sinks: [sink],
+    ...(initial ? { initial } : {}),
+    intervalMs: settings.lastUsedIntervalMs,
+    known: async () => {
+      const config = await users.get();
+      return (tokenid) => tokenExists(config, tokenid);
+    },
+    onError: (error) => log.error({ err: String(error) }, 'last-used write failed'),
+  });
+}
+
+/** Logs the users and tokens expiring within the window now and then once a day. */
+export function watchExpiry(deployment: Deployment, log: Logger): { stop(): void } {
+  const windowSeconds = deployment.settings.expiryWindowSeconds;
+  const check = async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const found = expiringWithin(await deployment.users.get(), now, windowSeconds);
+    const list = (kind: 'user' | 'token') =>
+      found.filter((e) => e.kind === kind).map((e) => ({ id: e.id, expire: e.expire }));
+    if (found.length === 0) {
+      log.info({ windowSeconds }, 'nothing expires soon');
+      return;
+    }
+    log.warn({ windowSeconds, users: list('user'), tokens: list('token') }, 'expiring soon');
+  };
+  const run = () => {
+    check().catch((error) => log.error({ err: String(error) }, 'expiry check failed'));
+  };
+  run();
+  const timer = setInterval(run, DAY_MS);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}
+
+export interface WorkerUsage {
+  notes: UsageNotes;
+  reporter: UsageReporter;
+  /** Last use per token for the API's answers: the manager's file, or this worker's newer note. */
+  lookup(): Promise<(tokenid: string) => number | undefined>;
+}
+
+export function startWorkerUsage(deployment: Deployment, rpc: RpcClient, log: Logger): WorkerUsage {
+  const notes = new UsageNotes();
+  const reporter = new UsageReporter({
+    notes,
+    intervalMs: deployment.settings.lastUsedIntervalMs,
+    async send(uses) {
+      const response = await rpc.call(USAGE_REPORT_OP, '', { uses });
+      if (!response.ok) throw new Error(`manager refused the usage report: ${response.message}`);
+    },
+    onError: (error) => log.warn({ err: String(error) }, 'usage report kept for the next batch'),
+  });
+  const reader = new LastUsedReader(deployment.settings.lastUsedPath);
+  let warned = false;
+  return {
+    notes,
+    reporter,
+    async lookup() {
+      const recorded = await reader.read().then(
+        (record) => record.tokens,
+        (error: Error) => {
+          // The listing still answers, from this worker's notes alone.
+          if (!warned) log.warn({ err: error.message }, 'last-used file unreadable');
+          warned = true;
+          return new Map<string, number>();
+        },
+      );
+      return (tokenid) => {
+        const file = recorded.get(tokenid);
+        const mine = notes.lastUse(tokenid);
+        if (file === undefined) return mine;
+        return mine !== undefined && mine > file ? mine : file;
+      };
+    },
+  };
+}

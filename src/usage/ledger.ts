@@ -1,0 +1,163 @@
+/**
+ * The manager's view of last uses: what the workers reported, merged (latest
+ * second wins), handed to the sinks at most once per batch interval. Writes
+ * happen a little after each multiple of the interval on the wall clock, when
+ * the workers' batches of that moment are in, so one write serves all workers.
+ * It never touches user.cfg or token.shadow, nor their locks.
+ */
+import { ApiError } from '../errors.js';
+import { isTokenid } from '../ids.js';
+import { type LastUsedMap, mergeLatest } from './notes.js';
+import { DEFAULT_REPORT_INTERVAL_MS, MAX_REPORT_ENTRIES, untilNextBoundary } from './reporter.js';
+import type { LastUsedSink } from './sink.js';
+
+/** A worker's clock may run a little ahead; anything further ahead is taken as now. */
+const FUTURE_SLACK_SECONDS = 60;
+
+export interface LastUsedLedgerOptions {
+  sinks: LastUsedSink[];
+  /** What was recorded before (the file as loaded at start). */
+  initial?: { since: number | null; tokens: ReadonlyMap<string, number> };
+  intervalMs?: number;
+  /** How long after each boundary to write (default: a tenth of the interval, at most 1 s). */
+  settleMs?: number;
+  /**
+   * Which tokens exist now: reports for others are dropped, and so are their
+   * entries at each write (a token deleted outside the manager, by tokenctl).
+   */
+  known?: () => Promise<(tokenid: string) => boolean>;
+  /** Epoch seconds (tests substitute their own). */
+  now?: () => number;
+  onError?: (error: unknown) => void;
+}
+
+export class LastUsedLedger {
+  readonly intervalMs: number;
+  readonly since: number;
+  #sinks: LastUsedSink[];
+  #all: LastUsedMap = new Map();
+  #changed: LastUsedMap = new Map();
+  #settleMs: number;
+  #known: () => Promise<(tokenid: string) => boolean>;
+  #now: () => number;
+  #onError: (error: unknown) => void;
+  #timer: NodeJS.Timeout | null = null;
+  #writing: Promise<void> | null = null;
+  #closed = false;
+  #dirty = false;
+  #reports = 0;
+
+  constructor(options: LastUsedLedgerOptions) {
+    this.#sinks = options.sinks;
+    this.intervalMs = Math.max(1, options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS);
+    this.#settleMs = options.settleMs ?? Math.min(1000, Math.floor(this.intervalMs / 10));
+    this.#known = options.known ?? (async () => () => true);
+    this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
+    this.#onError = options.onError ?? (() => undefined);
+    this.since = options.initial?.since ?? this.#now();
+    if (options.initial) mergeLatest(this.#all, options.initial.tokens);
+    // A file that did not exist yet is written at the first boundary, so `since` is kept.
+    if (options.initial?.since == null) this.#dirty = true;
+    this.#schedule();
+  }
+
+  /** Reports taken so far (messages, not uses). */
+  get reports(): number {
+    return this.#reports;
+  }
+
+  lastUse(tokenid: string): number | undefined {
+    return this.#all.get(tokenid);
+  }
+
+  /**
+   * Merges one worker message: a list of [token id, epoch second]. Anything
+   * else is a 400; entries of unknown tokens are dropped; a second too far in
+   * the future is taken as now. Returns how many entries were taken.
+   */
+  async report(uses: unknown): Promise<number> {
+    if (!Array.isArray(uses) || uses.length > MAX_REPORT_ENTRIES) {
+      throw new ApiError(400, `uses must be a list of at most ${MAX_REPORT_ENTRIES} entries`, {
+        uses: 'invalid',
+      });
+    }
+    const isKnown = await this.#known();
+    const now = this.#now();
+    let taken = 0;
+    for (const entry of uses) {
+      if (!Array.isArray(entry) || entry.length !== 2) continue;
+      const [tokenid, seconds] = entry as [unknown, unknown];
+      if (typeof tokenid !== 'string' || !isTokenid(tokenid) || !isKnown(tokenid)) continue;
+      if (typeof seconds !== 'number' || !Number.isSafeInteger(seconds) || seconds < 0) continue;
+      const second = seconds > now + FUTURE_SLACK_SECONDS ? now : seconds;
+      const known = this.#all.get(tokenid);
+      if (known !== undefined && known >= second) continue;
+      this.#all.set(tokenid, second);
+      this.#changed.set(tokenid, second);
+      this.#dirty = true;
+      taken++;
+    }
+    this.#reports++;
+    return taken;
+  }
+
+  /** A deleted token's record goes with it, so that a new token of the same name starts unused. */
+  forget(tokenid: string): void {
+    if (this.#all.delete(tokenid)) this.#dirty = true;
+    this.#changed.delete(tokenid);
+  }
+
+  /** Hands the current view to every sink if anything changed; one write at a time. */
+  flush(): Promise<void> {
+    this.#writing ??= this.#write().finally(() => {
+      this.#writing = null;
+    });
+    return this.#writing;
+  }
+
+  /** Stops the timer and writes what is left (the manager's shutdown). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    await this.#writing;
+    await this.flush();
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(
+      () => {
+        this.flush().finally(() => this.#schedule());
+      },
+      untilNextBoundary(this.intervalMs, this.#settleMs),
+    );
+    this.#timer.unref();
+  }
+
+  async #write(): Promise<void> {
+    let isKnown: (tokenid: string) => boolean;
+    try {
+      isKnown = await this.#known();
+    } catch (error) {
+      this.#onError(error);
+      isKnown = () => true; // cannot tell now: prune at a later write
+    }
+    for (const tokenid of this.#all.keys()) {
+      if (!isKnown(tokenid)) this.forget(tokenid);
+    }
+    if (!this.#dirty) return;
+    const changed = this.#changed;
+    this.#changed = new Map();
+    this.#dirty = false;
+    const batch = { since: this.since, all: this.#all, changed };
+    const results = await Promise.allSettled(this.#sinks.map((sink) => sink.write(batch)));
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed.length > 0) {
+      // Keep the changes for the next attempt (newer reports win in the merge).
+      mergeLatest(this.#changed, changed);
+      this.#dirty = true;
+      for (const failure of failed) this.#onError(failure.reason);
+    }
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Hands a worker's usage notes to the manager in batches: at every multiple of
+ * the interval on the wall clock (so the workers of a host report together and
+ * the manager writes once for all of them) and once more at shutdown. A batch
+ * the manager did not take is kept and sent with the next one, so only a crash
+ * of this process loses notes: those since its last batch.
+ */
+import { type LastUsedMap, mergeLatest, type UsageNotes } from './notes.js';
+
+/** Entries per message, so that one message stays far below the RPC's line limit. */
+export const MAX_REPORT_ENTRIES = 256;
+
+export const DEFAULT_REPORT_INTERVAL_MS = 10_000;
+
+/** Milliseconds until the wall clock reaches the next multiple of `intervalMs`, plus `offsetMs`. */
+export function untilNextBoundary(intervalMs: number, offsetMs = 0, nowMs = Date.now()): number {
+  return intervalMs - (nowMs % intervalMs) + offsetMs;
+}
+
+export interface UsageReporterOptions {
+  notes: UsageNotes;
+  intervalMs?: number;
+  /** Delivers one message of at most MAX_REPORT_ENTRIES uses; rejects when it was not taken. */
+  send: (uses: Array<[tokenid: string, seconds: number]>) => Promise<void>;
+  onError?: (error: unknown) => void;
+}
+
+export class UsageReporter {
+  readonly intervalMs: number;
+  #notes: UsageNotes;
+  #send: UsageReporterOptions['send'];
+  #onError: (error: unknown) => void;
+  /** Uses of batches that did not reach the manager, sent with the next one. */
+  #pending: LastUsedMap = new Map();
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<void> | null = null;
+  #closed = false;
+  #batches = 0;
+
+  constructor(options: UsageReporterOptions) {
+    this.#notes = options.notes;
+    this.intervalMs = Math.max(1, options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS);
+    this.#send = options.send;
+    this.#onError = options.onError ?? (() => undefined);
+    this.#schedule();
+  }
+
+  /** Batches delivered so far. */
+  get batches(): number {
+    return this.#batches;
+  }
+
+  /** Sends what was noted since the last batch; one flush at a time. */
+  flush(): Promise<void> {
+    this.#running ??= this.#deliver().finally(() => {
+      this.#running = null;
+    });
+    return this.#running;
+  }
+
+  /** Stops the timer and sends the last batch (the shutdown path). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    await this.#running;
+    await this.flush();
+    this.#notes.close();
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.flush().finally(() => this.#schedule());
+    }, untilNextBoundary(this.intervalMs));
+    this.#timer.unref();
+  }
+
+  async #deliver(): Promise<void> {
+    const batch = this.#notes.take();
+    mergeLatest(batch, this.#pending);
+    this.#pending.clear();
+    if (batch.size === 0) return;
+    const entries = [...batch];
+    for (let i = 0; i < entries.length; i += MAX_REPORT_ENTRIES) {
+      try {
+        await this.#send(entries.slice(i, i + MAX_REPORT_ENTRIES));
+      } catch (error) {
+        mergeLatest(this.#pending, entries.slice(i));
+        this.#onError(error);
+        return;
+      }
+    }
+    this.#batches++;
+  }
+}

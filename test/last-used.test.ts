@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmodSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { LAST_USED_FILE, parseLastUsed } from '../src/usage/file.js';
+import { type Api, call, type Deployment, pveHeader, startDeployment } from './helpers/daemons.js';
+import { waitForFile } from './helpers/files.js';
+import { tempDir } from './helpers/tmp.js';
+
+const INTERVAL_MS = 2000;
+/** The manager writes a tenth of the interval after each boundary. */
+const SETTLE_MS = INTERVAL_MS / 10;
+/** What a loaded 2-core machine may add (timers late, processes descheduled). */
+const LOAD_ALLOWANCE_MS = 1500;
+const interval = ['--last-used-interval', `${INTERVAL_MS}ms`];
+const tokenctl = fileURLToPath(new URL('../src/cli/tokenctl.js', import.meta.url));
+
+describe('last use per token, across real processes', () => {
+  let d: Deployment;
+  let first: Api;
+  let second: Api;
+  const secrets = new Map<string, string>();
+  const dir = tempDir();
+  chmodSync(dir, 0o755);
+  const file = path.join(dir, 'etc', LAST_USED_FILE);
+  const recorded = (text: string) => parseLastUsed(file, text).tokens;
+  const header = (name: string) => pveHeader(`root@pam!${name}`, secrets.get(name) as string);
+  const use = async (api: { url: string; ca: Buffer }, name: string) => {
+    const reply = await call(api, 'GET', '/version', { auth: header(name) });
+    assert.equal(reply.status, 200, reply.raw);
+  };
+
+  before(async () => {
+    d = await startDeployment(dir, { managerArgs: interval });
+    // Two API daemons of one worker each: two worker processes, each known for sure.
+    first = await d.startApi('first', ['--workers', '1', ...interval]);
+    second = await d.startApi('second', ['--workers', '1', ...interval]);
+    for (const name of ['a', 'b', 'c', 'd', 'e', 'f', 'never']) {
+      const created = await d.asRoot('token.create', {
+        userid: 'root@pam',
+        tokenName: name,
+        fields: { privsep: false },
+      });
+      assert.equal(created.ok, true, JSON.stringify(created));
+      secrets.set(name, (created.data as { value: string }).value);
+    }
+  });
+  after(() => d?.stop());
+
+  it('uses on two workers reach the manager file within one batch interval', async () => {
+    const startSecond = Math.floor(Date.now() / 1000);
+    await use(first, 'a'); // the first API daemon's only worker
+    await use(second, 'b'); // the second's
+    const answered = Date.now();
+    const tokens = await waitForFile(file, (text) => {
+      const t = recorded(text);
+      return t.has('root@pam!a') && t.has('root@pam!b') ? t : undefined;
+    });
+    const elapsed = Date.now() - answered;
+    assert.ok(
+      elapsed <= INTERVAL_MS + SETTLE_MS + LOAD_ALLOWANCE_MS,
+      `took ${elapsed} ms for a ${INTERVAL_MS} ms interval`,
+    );
+    for (const id of ['root@pam!a', 'root@pam!b']) {
+      const second = tokens.get(id) as number;
+      assert.ok(second >= startSecond - 1 && second <= Math.ceil(answered / 1000) + 1, id);
+    }
+    assert.equal(tokens.has('root@pam!never'), false);
+
+    // The API shows it: an additional field, absent for never.
+    const list = await call(first, 'GET', '/access/users/root@pam/token', { auth: header('a') });
+    const rows = list.body.data as Array<{ tokenid: string; 'last-used'?: number }>;
+    const byName = new Map(rows.map((r) => [r.tokenid, r]));
+    assert.equal(byName.get('b')?.['last-used'], tokens.get('root@pam!b'));
+    assert.equal(byName.get('never')?.['last-used'], undefined);
+    // The request itself was a use of 'a': this worker's own note is newer than or equal to the file.
+    assert.ok((byName.get('a')?.['last-used'] as number) >= (tokens.get('root@pam!a') as number));
+    const one = await call(first, 'GET', '/access/users/root@pam/token/b', { auth: header('a') });
+    assert.equal(
+      (one.body.data as { 'last-used'?: number })['last-used'],
+      tokens.get('root@pam!b'),
+    );
+    assert.equal((one.body.data as { enable: number }).enable, 1);
+
+    // tokenctl reads the same file: epoch in JSON, relative time in the table.
+    const run = promisify(execFile);
+    const args = ['--config-dir', path.join(dir, 'etc'), '--runtime-dir', path.join(dir, 'run')];
+    const json = await run(process.execPath, [
+      tokenctl,
+      ...args,
+      '--output',
+      'json',
+      'token',
+      'list',
+      'root@pam',
+    ]);
+    const listed = JSON.parse(json.stdout) as Array<{ tokenid: string; 'last-used'?: number }>;
+    assert.equal(listed.find((t) => t.tokenid === 'b')?.['last-used'], tokens.get('root@pam!b'));
+    const table = await run(process.execPath, [tokenctl, ...args, 'token', 'list', 'root@pam']);
+    assert.match(table.stdout, /LAST-USED/);
+    assert.match(table.stdout, /root@pam!never .*never/);
+  });
+
+  it('a worker crash loses at most its last batch', async () => {
+    const [pid] = second.workerPids as [number];
+    await use(second, 'c');
+    const before = await waitForFile(file, (text) => recorded(text).get('root@pam!c'));
+    await use(second, 'd'); // noted in the worker's memory only, until its next batch
+    process.kill(pid, 'SIGKILL');
+    await second.log.waitFor((l) => String(l.msg).startsWith('worker died') && l.worker === pid);
+    const replaced = await second.log.waitFor(
+      (l) => l.msg === 'worker listening' && l.worker !== pid,
+    );
+    // The only worker died, so the primary's listening socket went with it: a new port.
+    second.url = second.url.replace(/:\d+\//, `:${replaced.port}/`);
+    await use(second, 'e'); // the replacement worker reports as before
+    const tokens = await waitForFile(file, (text) => {
+      const t = recorded(text);
+      return t.has('root@pam!e') ? t : undefined;
+    });
+    // What an earlier batch delivered survives the crash unchanged; only 'd' may be lost.
+    assert.equal(tokens.get('root@pam!c'), before);
+    assert.ok(tokens.has('root@pam!a') && tokens.has('root@pam!b'));
+  });
+
+  it('a worker stopping hands over its last batch, whatever the interval', async () => {
+    // An hour between batches: only the shutdown batch can bring this use to the manager.
+    const third = await d.startApi('third', ['--workers', '1', '--last-used-interval', '1h']);
+    await use(third, 'f');
+    await third.stop();
+    assert.equal(third.child.exitCode, 0);
+    const second = await waitForFile(file, (text) => recorded(text).get('root@pam!f'));
+    assert.ok(second > 0);
+  });
+
+  it('a deleted token leaves the record', async () => {
+    const removed = await d.asRoot('token.delete', { userid: 'root@pam', tokenName: 'c' });
+    assert.equal(removed.ok, true);
+    await use(first, 'a'); // something to write
+    await waitForFile(file, (text) => (recorded(text).has('root@pam!c') ? undefined : true));
+  });
+});

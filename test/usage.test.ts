@@ -1,0 +1,249 @@
+import assert from 'node:assert/strict';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { effectiveExpiry, expiringWithin } from '../src/config/expiring.js';
+import { createUserConfig } from '../src/config/types.js';
+import { addToken, addUser } from '../src/config/users.js';
+import { ApiError, LastUsedFileError } from '../src/errors.js';
+import { formatAge, parseDuration } from '../src/service/durations.js';
+import {
+  LastUsedFileSink,
+  LastUsedReader,
+  parseLastUsed,
+  readLastUsed,
+  serializeLastUsed,
+} from '../src/usage/file.js';
+import { LastUsedLedger } from '../src/usage/ledger.js';
+import { UsageNotes } from '../src/usage/notes.js';
+import { MAX_REPORT_ENTRIES, UsageReporter, untilNextBoundary } from '../src/usage/reporter.js';
+import type { LastUsedBatch, LastUsedSink } from '../src/usage/sink.js';
+import { tempDir } from './helpers/tmp.js';
+
+/** A clock the test moves by hand. */
+function manualClock(seconds = 1_000) {
+  return { seconds };
+}
+
+describe('UsageNotes', () => {
+  it('keeps the latest second per token and hands each use over once', () => {
+    const clock = manualClock();
+    const notes = new UsageNotes(clock);
+    notes.note('a@pve!x');
+    notes.note('a@pve!x');
+    clock.seconds = 1_001;
+    notes.note('b@pve!y');
+    assert.equal(notes.total, 3);
+    assert.deepEqual(
+      [...notes.take()],
+      [
+        ['a@pve!x', 1_000],
+        ['b@pve!y', 1_001],
+      ],
+    );
+    // Nothing new: an entry older than the last take is dropped, one of the same second resent.
+    clock.seconds = 1_005;
+    assert.deepEqual([...notes.take()], [['b@pve!y', 1_001]]);
+    assert.deepEqual([...notes.take()], []);
+    assert.equal(notes.size, 0);
+    notes.note('a@pve!x');
+    assert.deepEqual([...notes.take()], [['a@pve!x', 1_005]]);
+    assert.equal(notes.lastUse('a@pve!x'), 1_005);
+  });
+
+  it('does not keep the header a token id was sliced from', () => {
+    const notes = new UsageNotes(manualClock());
+    const header = `PVEAPIToken=a@pve!x=${'s'.repeat(36)}`;
+    notes.note(header.slice(12, 19));
+    const [key] = [...notes.take().keys()];
+    assert.equal(key, 'a@pve!x');
+  });
+});
+
+describe('UsageReporter', () => {
+  it('splits a batch into messages and keeps what the manager did not take', async () => {
+    const notes = new UsageNotes(manualClock());
+    for (let i = 0; i < MAX_REPORT_ENTRIES + 10; i++) notes.note(`u@pve!t${i}`);
+    const sent: Array<Array<[string, number]>> = [];
+    let refuse = true;
+    const reporter = new UsageReporter({
+      notes,
+      intervalMs: 3_600_000,
+      async send(uses) {
+        if (refuse && sent.length === 1) throw new Error('manager down');
+        sent.push(uses);
+      },
+    });
+    await reporter.flush();
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]?.length, MAX_REPORT_ENTRIES);
+    assert.equal(reporter.batches, 0);
+    refuse = false;
+    // The shutdown batch: everything again (uses of the second of the last take are resent,
+    // the manager keeps the latest), in two messages.
+    await reporter.close();
+    assert.deepEqual(
+      sent.slice(1).map((m) => m.length),
+      [MAX_REPORT_ENTRIES, 10],
+    );
+    assert.equal(new Set(sent.flat().map(([id]) => id)).size, MAX_REPORT_ENTRIES + 10);
+    assert.equal(reporter.batches, 1);
+  });
+
+  it('aims at the next multiple of the interval', () => {
+    assert.equal(untilNextBoundary(10_000, 0, 123_456), 6_544);
+    assert.equal(untilNextBoundary(10_000, 500, 120_000), 10_500);
+  });
+});
+
+class MemorySink implements LastUsedSink {
+  batches: LastUsedBatch[] = [];
+  fail = false;
+  async write(batch: LastUsedBatch) {
+    if (this.fail) throw new Error('disk full');
+    this.batches.push({ ...batch, all: new Map(batch.all) });
+  }
+}
+
+describe('LastUsedLedger', () => {
+  const known = async () => (id: string) => id.startsWith('a@pve!');
+
+  it('merges reports, drops unknown tokens and bad entries, clamps the future', async () => {
+    const sink = new MemorySink();
+    const errors: unknown[] = [];
+    const ledger = new LastUsedLedger({
+      sinks: [sink],
+      initial: { since: 500, tokens: new Map([['a@pve!old', 600]]) },
+      intervalMs: 3_600_000,
+      known,
+      now: () => 1_000,
+      onError: (e) => errors.push(e),
+    });
+    const taken = await ledger.report([
+      ['a@pve!x', 900],
+      ['a@pve!x', 800], // older: ignored
+      ['a@pve!y', 99_999], // far in the future: now
+      ['b@pve!z', 900], // unknown token
+      ['not an id', 900],
+      ['a@pve!w', -1],
+      'garbage',
+    ]);
+    assert.equal(taken, 2);
+    await assert.rejects(ledger.report('nope'), ApiError);
+    await assert.rejects(
+      ledger.report(Array.from({ length: MAX_REPORT_ENTRIES + 1 }, () => ['a@pve!x', 1])),
+      ApiError,
+    );
+    await ledger.flush();
+    assert.equal(sink.batches.length, 1);
+    const batch = sink.batches[0] as LastUsedBatch;
+    assert.equal(batch.since, 500);
+    assert.deepEqual(Object.fromEntries(batch.all), {
+      'a@pve!old': 600,
+      'a@pve!x': 900,
+      'a@pve!y': 1_000,
+    });
+    assert.deepEqual(Object.fromEntries(batch.changed), { 'a@pve!x': 900, 'a@pve!y': 1_000 });
+    // Nothing changed: no write.
+    await ledger.flush();
+    assert.equal(sink.batches.length, 1);
+    // A failed write keeps the changes for the next one.
+    sink.fail = true;
+    await ledger.report([['a@pve!x', 950]]);
+    await ledger.flush();
+    assert.equal(errors.length, 1);
+    sink.fail = false;
+    ledger.forget('a@pve!old');
+    await ledger.close();
+    assert.equal(sink.batches.length, 2);
+    assert.deepEqual(Object.fromEntries(sink.batches[1]?.changed ?? []), { 'a@pve!x': 950 });
+    assert.equal(sink.batches[1]?.all.has('a@pve!old'), false);
+  });
+});
+
+describe('last-used.json', () => {
+  it('round-trips, is written 0600 (0640 with a group) and re-read only when replaced', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'last-used.json');
+    assert.deepEqual(await readLastUsed(file), { since: null, tokens: new Map() });
+    const sink = new LastUsedFileSink(file);
+    const all = new Map([
+      ['b@pve!x', 20],
+      ['__proto__', 5],
+    ]);
+    await sink.write({ since: 10, all, changed: all });
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const reader = new LastUsedReader(file);
+    const first = await reader.read();
+    assert.deepEqual(
+      [...first.tokens],
+      [
+        ['__proto__', 5],
+        ['b@pve!x', 20],
+      ],
+    );
+    assert.equal(first.since, 10);
+    assert.equal(await reader.read(), first); // same stamp: the parsed record again
+    await sink.write({ since: 10, all: new Map([['b@pve!x', 30]]), changed: new Map() });
+    assert.equal((await reader.read()).tokens.get('b@pve!x'), 30);
+    assert.equal(readFileSync(file, 'utf8'), serializeLastUsed(10, new Map([['b@pve!x', 30]])));
+    const shared = path.join(dir, 'shared.json');
+    await new LastUsedFileSink(shared, { gid: 65534 }).write({ since: 1, all, changed: all });
+    assert.equal(statSync(shared).mode & 0o777, 0o640);
+    assert.equal(statSync(shared).gid, 65534);
+  });
+
+  it('refuses a file it does not understand, with a typed error', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'last-used.json');
+    for (const text of [
+      '{',
+      '[]',
+      '{"format":2,"since":1,"tokens":{}}',
+      '{"format":1,"since":1,"tokens":{"a@pve!x":"1"}}',
+    ]) {
+      assert.throws(() => parseLastUsed(file, text), LastUsedFileError);
+    }
+    writeFileSync(file, '{"format":1,"since":"x","tokens":{}}');
+    await assert.rejects(new LastUsedReader(file).read(), LastUsedFileError);
+  });
+});
+
+describe('expiry ahead', () => {
+  it('lists enabled users and tokens expiring within the window, by the earlier expiry', () => {
+    const config = createUserConfig();
+    const now = 1_000_000;
+    addUser(config, 'soon@pve', { expire: now + 100 });
+    addToken(config, 'soon@pve!t', { expire: now + 5_000 }); // stops with its user
+    addUser(config, 'ok@pve');
+    addToken(config, 'ok@pve!later', { expire: now + 50 });
+    addToken(config, 'ok@pve!far', { expire: now + 1_000_000 });
+    addToken(config, 'ok@pve!gone', { expire: now - 1 });
+    addToken(config, 'ok@pve!off', { expire: now + 10, enable: false });
+    assert.deepEqual(expiringWithin(config, now, 1_000), [
+      { kind: 'token', id: 'ok@pve!later', expire: now + 50 },
+      { kind: 'user', id: 'soon@pve', expire: now + 100 },
+      { kind: 'token', id: 'soon@pve!t', expire: now + 100 },
+    ]);
+    assert.equal(effectiveExpiry(0, 0), 0);
+    assert.equal(effectiveExpiry(0, 7), 7);
+    assert.equal(effectiveExpiry(9, 0), 9);
+  });
+});
+
+describe('durations', () => {
+  it('parses what people type and refuses bare numbers and nonsense', () => {
+    assert.equal(parseDuration('90d'), 90 * 86_400_000);
+    assert.equal(parseDuration('10s'), 10_000);
+    assert.equal(parseDuration('500ms'), 500);
+    for (const bad of ['90', '', 'soon', '-1d', '0s'])
+      assert.throws(() => parseDuration(bad), RangeError);
+  });
+
+  it('formats ages for people', () => {
+    assert.equal(formatAge(undefined, 100), 'never');
+    assert.equal(formatAge(100, 100), 'just now');
+    assert.equal(formatAge(58, 100), '42s ago');
+    assert.equal(formatAge(0, 3 * 86_400), '3d ago');
+  });
+});
