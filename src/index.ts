@@ -129,6 +129,17 @@ export {
 } from './config/access-control.js';
 export { PVE_BUILTIN_ROLES, PVE_PRIVILEGES } from './config/privileges.js';
 
+// --- which tokens are in use: last use per token, expiry ahead -------------------
+
+export { type Expiring, effectiveExpiry, expiringWithin } from './config/expiring.js';
+export {
+  type LastUsedMap,
+  type SecondClock,
+  TickingClock,
+  UsageNotes,
+  type UseRecorder,
+} from './usage/notes.js';
+
 // --- ids -------------------------------------------------------------------------
 
 export {
@@ -162,6 +173,8 @@ export {
   GenerationPageError,
   type GenerationPageProblem,
   InvalidIdError,
+  LastUsedFileError,
+  type LastUsedFileProblem,
   LockError,
   type LockProblem,
   ShadowFileError,

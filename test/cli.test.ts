@@ -197,7 +197,10 @@ describe('tokenctl tokens', () => {
     const table = await tokenctl(dirs, 'token', 'list');
     assert.equal(table.code, 0, table.stderr);
     assert.ok(!table.stdout.includes(secret), 'list never shows a secret');
-    assert.match(table.stdout, /^TOKENID\s+ENABLED\s+EXPIRE\s+PRIVSEP\s+SECRET\s+LAST-USED\s+COMMENT$/m);
+    assert.match(
+      table.stdout,
+      /^TOKENID\s+ENABLED\s+EXPIRE\s+PRIVSEP\s+SECRET\s+LAST-USED\s+COMMENT$/m,
+    );
     assert.match(table.stdout, /^root@pam!ci\s+yes\s+2027-01-01\s+no\s+yes\s+never\s+ci runner$/m);
 
     const rows = await tokenctlJson<TokenRow[]>(dirs, 'token', 'list', 'root@pam');

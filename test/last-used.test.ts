@@ -38,11 +38,13 @@ describe('last use per token, across real processes', () => {
     // Two API daemons of one worker each: two worker processes, each known for sure.
     first = await d.startApi('first', ['--workers', '1', ...interval]);
     second = await d.startApi('second', ['--workers', '1', ...interval]);
-    for (const name of ['a', 'b', 'c', 'd', 'e', 'f', 'never']) {
+    for (const name of ['a', 'b', 'c', 'd', 'e', 'f', 'never', 'soon']) {
+      // 'soon' expires in three days: within --expiring-within 14d, unlike the others.
+      const expire = name === 'soon' ? Math.floor(Date.now() / 1000) + 3 * 86_400 : 0;
       const created = await d.asRoot('token.create', {
         userid: 'root@pam',
         tokenName: name,
-        fields: { privsep: false },
+        fields: { privsep: false, expire },
       });
       assert.equal(created.ok, true, JSON.stringify(created));
       secrets.set(name, (created.data as { value: string }).value);
@@ -87,21 +89,30 @@ describe('last use per token, across real processes', () => {
 
     // tokenctl reads the same file: epoch in JSON, relative time in the table.
     const run = promisify(execFile);
-    const args = ['--config-dir', path.join(dir, 'etc'), '--runtime-dir', path.join(dir, 'run')];
-    const json = await run(process.execPath, [
-      tokenctl,
-      ...args,
-      '--output',
-      'json',
-      'token',
-      'list',
-      'root@pam',
-    ]);
-    const listed = JSON.parse(json.stdout) as Array<{ tokenid: string; 'last-used'?: number }>;
+    const dirs = ['--config-dir', path.join(dir, 'etc'), '--runtime-dir', path.join(dir, 'run')];
+    const ctl = (...args: string[]) => run(process.execPath, [tokenctl, ...dirs, ...args]);
+    const json = async (...args: string[]) =>
+      JSON.parse((await ctl('--output', 'json', ...args)).stdout) as Array<{
+        tokenid: string;
+        'last-used'?: number;
+      }>;
+    const names = (rows: Array<{ tokenid: string }>) => rows.map((r) => r.tokenid).sort();
+    const listed = await json('token', 'list', 'root@pam');
     assert.equal(listed.find((t) => t.tokenid === 'b')?.['last-used'], tokens.get('root@pam!b'));
-    const table = await run(process.execPath, [tokenctl, ...args, 'token', 'list', 'root@pam']);
+    const table = await ctl('token', 'list', 'root@pam');
     assert.match(table.stdout, /LAST-USED/);
     assert.match(table.stdout, /root@pam!never .*never/);
+    assert.match(table.stdout, /root@pam!b .*(just now|\ds ago)/);
+    const info = await ctl('--output', 'json', 'token', 'info', 'root@pam!b');
+    assert.equal(JSON.parse(info.stdout)['last-used'], tokens.get('root@pam!b'));
+    assert.match((await ctl('token', 'info', 'root@pam!never')).stdout, /last-used\s+never/);
+
+    // Finding tokens to revoke: none of these was used within the hour but a and b.
+    const unused = await ctl('--output', 'json', 'token', 'list', '--unused-since', '1h');
+    assert.deepEqual(names(JSON.parse(unused.stdout)), ['c', 'd', 'e', 'f', 'never', 'soon']);
+    assert.match(unused.stderr, /uses are recorded only since/); // the record is younger than 1h
+    assert.deepEqual(names(await json('token', 'list', '--expiring-within', '14d')), ['soon']);
+    assert.deepEqual(names(await json('token', 'list', '--expiring-within', '1d')), []);
   });
 
   it('a worker crash loses at most its last batch', async () => {

@@ -8,6 +8,7 @@ import { joinTokenid } from '../ids.js';
 import type { UserConfig } from './types.js';
 
 export interface Expiring {
+  /** A user, or a token (expiring by its own expiry or its user's). */
   kind: 'user' | 'token';
   /** A user id, or a full token id. */
   id: string;

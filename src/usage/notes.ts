@@ -10,20 +10,24 @@ import { ownCopy } from '../strings.js';
 
 /** What a request path needs: record that a token just authenticated. */
 export interface UseRecorder {
+  /** Called with the token id after every successful authentication; must not block. */
   note(tokenid: string): void;
 }
 
-/** Token id -> epoch second of its last use. */
+/** Token id to the epoch second of its last use. */
 export type LastUsedMap = Map<string, number>;
 
 /** The current epoch second, advanced by a timer instead of read per call. */
 export interface SecondClock {
+  /** The current epoch second. */
   readonly seconds: number;
+  /** Stops whatever advances it (a timer). */
   stop?(): void;
 }
 
 /** A SecondClock ticking at each wall-clock second boundary (unref'd: never keeps a process up). */
 export class TickingClock implements SecondClock {
+  /** The current epoch second, as of the last tick. */
   seconds = Math.floor(Date.now() / 1000);
   #timer: NodeJS.Timeout | null = null;
 
@@ -31,6 +35,7 @@ export class TickingClock implements SecondClock {
     this.#schedule();
   }
 
+  /** Stops ticking. */
   stop(): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
@@ -46,6 +51,7 @@ export class TickingClock implements SecondClock {
   }
 }
 
+/** The notes of one process; give it to an Authenticator as `usage`. */
 export class UsageNotes implements UseRecorder {
   #clock: SecondClock;
   #uses: LastUsedMap = new Map();
@@ -67,6 +73,7 @@ export class UsageNotes implements UseRecorder {
     return this.#uses.size;
   }
 
+  /** The request path's part: a Map lookup, and a write at most once per token and second. */
   note(tokenid: string): void {
     this.#total++;
     const seconds = this.#clock.seconds;
@@ -86,7 +93,7 @@ export class UsageNotes implements UseRecorder {
    * a token in steady use is updated in place and costs no allocation; a note
    * older than the previous take was already in that batch and is dropped here.
    * Exact because JavaScript runs one thing at a time: a note written after the
-   * previous take carries a second >= the second that take ran in.
+   * previous take carries a second no earlier than the second that take ran in.
    */
   take(): LastUsedMap {
     const since = this.#takenAt;
@@ -99,6 +106,7 @@ export class UsageNotes implements UseRecorder {
     return batch;
   }
 
+  /** Stops the clock (the notes stay readable). */
   close(): void {
     this.#clock.stop?.();
   }

@@ -3,7 +3,7 @@ import { type Command, Option } from 'commander';
 import { currentEpochSeconds } from '../../config/active.js';
 import { expiringWithin } from '../../config/expiring.js';
 import type { TokenFields } from '../../config/users.js';
-import type { Tokenid } from '../../ids.js';
+import { joinTokenid, type Tokenid } from '../../ids.js';
 import { type CreatedToken, type TokenInfo, withLastUsed } from '../../service/answers.js';
 import { formatAge } from '../../service/durations.js';
 import {
@@ -11,11 +11,12 @@ import {
   deleteToken,
   listTokens,
   listUsers,
+  readToken,
   rotateToken,
   updateToken,
 } from '../../service/operations.js';
 import { readShadow } from '../../shadow/file.js';
-import { readLastUsed } from '../../usage/file.js';
+import { type LastUsedRecord, readLastUsed } from '../../usage/file.js';
 import {
   durationArgument,
   expireArgument,
@@ -92,6 +93,21 @@ function fieldsOf(options: TokenOptions): TokenFields {
   return fields;
 }
 
+/** One token as tokenctl shows it: the API's fields, whether it has a secret, its last use. */
+function rowOf(
+  userid: string,
+  tokenid: string,
+  info: TokenInfo,
+  secrets: ReadonlyMap<string, string>,
+  record: LastUsedRecord,
+): TokenRow {
+  const full = joinTokenid(userid, tokenid);
+  return withLastUsed(
+    { 'full-tokenid': full, userid, tokenid, ...info, 'has-secret': secrets.has(full) },
+    record.tokens.get(full),
+  );
+}
+
 async function list(
   ctx: CliContext,
   userid: string | undefined,
@@ -105,13 +121,7 @@ async function list(
       : [[userid, await ctx.read(listTokens, { userid })] as const];
   const secrets = (await readShadow(ctx.settings.shadowPath)).entries;
   const rows: TokenRow[] = perUser.flatMap(([owner, tokens]) =>
-    tokens.map((t) => {
-      const full = `${owner}!${t.tokenid}`;
-      return withLastUsed(
-        { 'full-tokenid': full, userid: owner, ...t, 'has-secret': secrets.has(full) },
-        record.tokens.get(full),
-      );
-    }),
+    tokens.map(({ tokenid, ...info }) => rowOf(owner, tokenid, info, secrets, record)),
   );
   let shown = rows;
   if (options.unusedSince !== undefined) {
@@ -183,6 +193,33 @@ export function registerTokenCommands(program: Command, cli: Cli): void {
       cli.action(async (ctx, userid: string | undefined, options: ListOptions) =>
         list(ctx, userid, options),
       ),
+    );
+
+  token
+    .command('info')
+    .description('show one token: its fields, whether it has a secret, when it was last used')
+    .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
+    .action(
+      cli.action(async (ctx, id: Tokenid) => {
+        const info = await ctx.read(readToken, { userid: id.userid, tokenName: id.tokenName });
+        const shown = rowOf(
+          id.userid,
+          id.tokenName,
+          info,
+          (await readShadow(ctx.settings.shadowPath)).entries,
+          await readLastUsed(ctx.settings.lastUsedPath),
+        );
+        const now = currentEpochSeconds();
+        ctx.printRecord(shown, [
+          ['full-tokenid', id.authid],
+          ['enabled', yesNo(info.enable)],
+          ['expire', formatExpire(info.expire, now)],
+          ['privsep', yesNo(info.privsep)],
+          ['secret', yesNo(shown['has-secret'])],
+          ['last-used', formatAge(shown['last-used'], now)],
+          ['comment', info.comment],
+        ]);
+      }),
     );
 
   token
