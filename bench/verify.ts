@@ -39,7 +39,7 @@ import { printTable } from './lib/table.js';
 
 /** The issue's target for a cached verify, in ns at the median. */
 const CACHED_TARGET_NS = 500;
-/** Issue 17: noting the last use may cost the request path at most 5%. */
+/** Issue 17: noting the last use may cost the fast path (and the async path) at most 5%. */
 const NOTING_TARGET_RATIO = 1.05;
 
 const OPS = 1_000_000;
@@ -144,12 +144,10 @@ async function measure(
     for (let i = 0; i < asyncOps; i++) await a.authenticate(header);
     return Number(process.hrtime.bigint() - start) / asyncOps;
   };
-  const timeSync = (note: boolean) => {
+  // The API's fast path: the synchronous authenticateCached (no promise), as the hook runs it.
+  const timeSync = (a: Authenticator) => {
     const start = process.hrtime.bigint();
-    for (let i = 0; i < OPS; i++) {
-      shadow.verifyCached(id, secret);
-      if (note) notes.note(id);
-    }
+    for (let i = 0; i < OPS; i++) sink += a.authenticateCached(header) === undefined ? 1 : 0;
     return Number(process.hrtime.bigint() - start) / OPS;
   };
   // Rounds alternate (plain, noting, noting, plain, ...) so drift and noise hit both alike;
@@ -158,9 +156,14 @@ async function measure(
   const plainSamples: number[] = [];
   const notingSamples: number[] = [];
   const authRatios: number[] = [];
+  const syncPlain: number[] = [];
+  const syncNoting: number[] = [];
   const syncRatios: number[] = [];
   await timeAuth(auth); // warm-up
   await timeAuth(noting);
+  timeSync(auth);
+  timeSync(noting);
+  if (auth.authenticateCached(header) === undefined) throw new Error('fast path not taken');
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 === 0 ? [auth, noting] : [noting, auth];
     const times = new Map<Authenticator, number>();
@@ -170,15 +173,18 @@ async function measure(
     plainSamples.push(plain);
     notingSamples.push(withNote);
     authRatios.push(withNote / plain);
-    const [first, second] = r % 2 === 0 ? [false, true] : [true, false];
-    const a = timeSync(first);
-    const b = timeSync(second);
-    syncRatios.push(first ? a / b : b / a);
+    const sync = new Map<Authenticator, number>();
+    for (const a of order) sync.set(a, timeSync(a));
+    syncPlain.push(sync.get(auth) as number);
+    syncNoting.push(sync.get(noting) as number);
+    syncRatios.push((sync.get(noting) as number) / (sync.get(auth) as number));
   }
   const authenticateNs = median(plainSamples);
   const notingNs = median(notingSamples);
   const notingRatio = median(authRatios);
   const syncNotingRatio = median(syncRatios);
+  const fastNs = median(syncPlain);
+  const fastNotingNs = median(syncNoting);
   notes.close();
 
   const n = quick ? 15 : 60;
@@ -213,9 +219,14 @@ async function measure(
       (notingNs / cachedSync).toFixed(1),
     ],
     [
-      `cached verify + note, sync loop (x${syncNotingRatio.toFixed(3)} of the verify alone)`,
-      (cachedSync * syncNotingRatio).toFixed(1),
-      syncNotingRatio.toFixed(2),
+      'fast path: authenticate a request, sync (Authenticator.authenticateCached)',
+      fastNs.toFixed(1),
+      (fastNs / cachedSync).toFixed(1),
+    ],
+    [
+      `fast path, noting last use (x${syncNotingRatio.toFixed(3)} of the row above)`,
+      fastNotingNs.toFixed(1),
+      (fastNotingNs / cachedSync).toFixed(1),
     ],
     [
       `uncached argon2id verify (m=${DEFAULT_ARGON2.memoryCost} KiB, t=${DEFAULT_ARGON2.timeCost}, p=${DEFAULT_ARGON2.parallelism})`,
@@ -273,6 +284,8 @@ async function measure(
     notingRatio,
     notingRatios: authRatios,
     syncNotingRatio,
+    fastPathNs: fastNs,
+    fastPathNotingNs: fastNotingNs,
     argon2Ms: argonMs,
     argon2: DEFAULT_ARGON2,
     legacyMs: Object.fromEntries(legacy),
@@ -292,12 +305,12 @@ async function measure(
     {
       benchmark: 'verify',
       target:
-        'noting last use costs the request path <= 5% (authenticate with vs without, same run)',
+        'noting last use costs the fast path <= 5% (authenticateCached with vs without, same run)',
       measured:
-        `x${notingRatio.toFixed(3)} (${notingNs.toFixed(0)} vs ${authenticateNs.toFixed(0)} ns, ` +
-        `median of ${rounds} alternating rounds); the note alone ${noteNs.toFixed(1)} ns; ` +
-        `in a bare verifyCached loop x${syncNotingRatio.toFixed(3)}`,
-      met: notingRatio <= NOTING_TARGET_RATIO,
+        `x${syncNotingRatio.toFixed(3)} (${fastNotingNs.toFixed(0)} vs ${fastNs.toFixed(0)} ns, ` +
+        `median of ${rounds} alternating rounds); await authenticate x${notingRatio.toFixed(3)}; ` +
+        `the note alone ${noteNs.toFixed(1)} ns`,
+      met: syncNotingRatio <= NOTING_TARGET_RATIO && notingRatio <= NOTING_TARGET_RATIO,
     },
   ];
   return { name: 'verify', markdown: [costTable, poolTable], targets, data };

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { UserConfigStore } from '../src/access/user-info.js';
+import { addUser } from '../src/config/users.js';
 import { LAST_USED_FILE, parseLastUsed } from '../src/usage/file.js';
 import { type Api, call, type Deployment, pveHeader, startDeployment } from './helpers/daemons.js';
 import { waitForFile } from './helpers/files.js';
@@ -16,6 +18,11 @@ const SETTLE_MS = INTERVAL_MS / 10;
 /** What a loaded 2-core machine may add (timers late, processes descheduled). */
 const LOAD_ALLOWANCE_MS = 1500;
 const interval = ['--last-used-interval', `${INTERVAL_MS}ms`];
+/** An epoch second `days` from when this file was loaded. */
+const base = Math.floor(Date.now() / 1000);
+function soon(days: number): number {
+  return base + days * 86_400;
+}
 const tokenctl = fileURLToPath(new URL('../src/cli/tokenctl.js', import.meta.url));
 
 describe('last use per token, across real processes', () => {
@@ -34,13 +41,17 @@ describe('last use per token, across real processes', () => {
   };
 
   before(async () => {
+    // A user expiring in two days, there before the manager starts: its first expiry check sees it.
+    mkdirSync(path.join(dir, 'etc'), { recursive: true });
+    const store = new UserConfigStore({ path: path.join(dir, 'etc', 'user.cfg'), page: null });
+    await store.mutate((config) => addUser(config, 'ann@pve', { expire: soon(2) }));
     d = await startDeployment(dir, { managerArgs: interval });
     // Two API daemons of one worker each: two worker processes, each known for sure.
-    first = await d.startApi('first', ['--workers', '1', ...interval]);
+    first = await d.startApi('first', ['--workers', '1', ...interval], { metrics: true });
     second = await d.startApi('second', ['--workers', '1', ...interval]);
     for (const name of ['a', 'b', 'c', 'd', 'e', 'f', 'never', 'soon']) {
       // 'soon' expires in three days: within --expiring-within 14d, unlike the others.
-      const expire = name === 'soon' ? Math.floor(Date.now() / 1000) + 3 * 86_400 : 0;
+      const expire = name === 'soon' ? soon(3) : 0;
       const created = await d.asRoot('token.create', {
         userid: 'root@pam',
         tokenName: name,
@@ -51,6 +62,19 @@ describe('last use per token, across real processes', () => {
     }
   });
   after(() => d?.stop());
+
+  it('the manager logs what expires within the window, and the metrics count it', async () => {
+    const line = await d.managerLog.waitFor((l) => l.msg === 'expiring soon');
+    assert.deepEqual(line.users, [{ id: 'ann@pve', expire: soon(2) }]);
+    assert.equal(line.windowSeconds, 14 * 86_400);
+    await use(first, 'a');
+    await use(first, 'a');
+    const metrics = await first.metrics();
+    assert.ok((metrics.get('token_shadow_token_uses_total') as number) >= 2);
+    assert.equal(metrics.get('token_shadow_expiring{kind="user"}'), 1);
+    assert.equal(metrics.get('token_shadow_expiring{kind="token"}'), 1); // root@pam!soon
+    for (const name of metrics.keys()) assert.ok(!name.includes('root@pam!'), name);
+  });
 
   it('uses on two workers reach the manager file within one batch interval', async () => {
     const startSecond = Math.floor(Date.now() / 1000);

@@ -7,6 +7,7 @@ import { createUserConfig } from '../src/config/types.js';
 import { addToken, addUser } from '../src/config/users.js';
 import { ApiError, LastUsedFileError } from '../src/errors.js';
 import { formatAge, parseDuration } from '../src/service/durations.js';
+import { untilNextBoundary } from '../src/usage/boundary-task.js';
 import {
   LastUsedFileSink,
   LastUsedReader,
@@ -16,7 +17,7 @@ import {
 } from '../src/usage/file.js';
 import { LastUsedLedger } from '../src/usage/ledger.js';
 import { UsageNotes } from '../src/usage/notes.js';
-import { MAX_REPORT_ENTRIES, UsageReporter, untilNextBoundary } from '../src/usage/reporter.js';
+import { MAX_REPORT_ENTRIES, UsageReporter } from '../src/usage/reporter.js';
 import type { LastUsedBatch, LastUsedSink } from '../src/usage/sink.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -88,6 +89,23 @@ describe('UsageReporter', () => {
     );
     assert.equal(new Set(sent.flat().map(([id]) => id)).size, MAX_REPORT_ENTRIES + 10);
     assert.equal(reporter.batches, 1);
+  });
+
+  it('does not wait for a manager that never answers when it stops', async () => {
+    const notes = new UsageNotes(manualClock());
+    notes.note('a@pve!x');
+    let asked = 0;
+    const reporter = new UsageReporter({
+      notes,
+      intervalMs: 3_600_000,
+      send: () => {
+        asked++;
+        return new Promise<void>(() => undefined); // never settles
+      },
+    });
+    await reporter.close(50);
+    assert.equal(asked, 1);
+    assert.equal(reporter.batches, 0);
   });
 
   it('aims at the next multiple of the interval', () => {

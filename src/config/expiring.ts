@@ -7,6 +7,7 @@
 import { joinTokenid } from '../ids.js';
 import type { UserConfig } from './types.js';
 
+/** A user or token that stops working soon, and when. */
 export interface Expiring {
   /** A user, or a token (expiring by its own expiry or its user's). */
   kind: 'user' | 'token';

@@ -7,8 +7,9 @@
  */
 import { ApiError } from '../errors.js';
 import { isTokenid } from '../ids.js';
+import { BoundaryTask } from './boundary-task.js';
 import { type LastUsedMap, mergeLatest } from './notes.js';
-import { DEFAULT_REPORT_INTERVAL_MS, MAX_REPORT_ENTRIES, untilNextBoundary } from './reporter.js';
+import { DEFAULT_REPORT_INTERVAL_MS, MAX_REPORT_ENTRIES } from './reporter.js';
 import type { LastUsedSink } from './sink.js';
 
 /** A worker's clock may run a little ahead; anything further ahead is taken as now. */
@@ -37,12 +38,10 @@ export class LastUsedLedger {
   #sinks: LastUsedSink[];
   #all: LastUsedMap = new Map();
   #changed: LastUsedMap = new Map();
-  #settleMs: number;
   #known: () => Promise<(tokenid: string) => boolean>;
   #now: () => number;
   #onError: (error: unknown) => void;
-  #timer: NodeJS.Timeout | null = null;
-  #writing: Promise<void> | null = null;
+  #task: BoundaryTask;
   #closed = false;
   #dirty = false;
   #reports = 0;
@@ -50,7 +49,6 @@ export class LastUsedLedger {
   constructor(options: LastUsedLedgerOptions) {
     this.#sinks = options.sinks;
     this.intervalMs = Math.max(1, options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS);
-    this.#settleMs = options.settleMs ?? Math.min(1000, Math.floor(this.intervalMs / 10));
     this.#known = options.known ?? (async () => () => true);
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
     this.#onError = options.onError ?? (() => undefined);
@@ -58,7 +56,8 @@ export class LastUsedLedger {
     if (options.initial) mergeLatest(this.#all, options.initial.tokens);
     // A file that did not exist yet is written at the first boundary, so `since` is kept.
     if (options.initial?.since == null) this.#dirty = true;
-    this.#schedule();
+    const settleMs = options.settleMs ?? Math.min(1000, Math.floor(this.intervalMs / 10));
+    this.#task = new BoundaryTask(this.intervalMs, settleMs, () => this.#write());
   }
 
   /** Reports taken so far (messages, not uses). */
@@ -109,30 +108,15 @@ export class LastUsedLedger {
 
   /** Hands the current view to every sink if anything changed; one write at a time. */
   flush(): Promise<void> {
-    this.#writing ??= this.#write().finally(() => {
-      this.#writing = null;
-    });
-    return this.#writing;
+    return this.#task.run();
   }
 
   /** Stops the timer and writes what is left (the manager's shutdown). */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    await this.#writing;
+    await this.#task.stop();
     await this.flush();
-  }
-
-  #schedule(): void {
-    if (this.#closed) return;
-    this.#timer = setTimeout(
-      () => {
-        this.flush().finally(() => this.#schedule());
-      },
-      untilNextBoundary(this.intervalMs, this.#settleMs),
-    );
-    this.#timer.unref();
   }
 
   async #write(): Promise<void> {

@@ -5,17 +5,13 @@
  * the manager did not take is kept and sent with the next one, so only a crash
  * of this process loses notes: those since its last batch.
  */
+import { BoundaryTask } from './boundary-task.js';
 import { type LastUsedMap, mergeLatest, type UsageNotes } from './notes.js';
 
 /** Entries per message, so that one message stays far below the RPC's line limit. */
 export const MAX_REPORT_ENTRIES = 256;
 
 export const DEFAULT_REPORT_INTERVAL_MS = 10_000;
-
-/** Milliseconds until the wall clock reaches the next multiple of `intervalMs`, plus `offsetMs`. */
-export function untilNextBoundary(intervalMs: number, offsetMs = 0, nowMs = Date.now()): number {
-  return intervalMs - (nowMs % intervalMs) + offsetMs;
-}
 
 export interface UsageReporterOptions {
   notes: UsageNotes;
@@ -32,8 +28,7 @@ export class UsageReporter {
   #onError: (error: unknown) => void;
   /** Uses of batches that did not reach the manager, sent with the next one. */
   #pending: LastUsedMap = new Map();
-  #timer: NodeJS.Timeout | null = null;
-  #running: Promise<void> | null = null;
+  #task: BoundaryTask;
   #closed = false;
   #batches = 0;
 
@@ -42,7 +37,7 @@ export class UsageReporter {
     this.intervalMs = Math.max(1, options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS);
     this.#send = options.send;
     this.#onError = options.onError ?? (() => undefined);
-    this.#schedule();
+    this.#task = new BoundaryTask(this.intervalMs, 0, () => this.#deliver());
   }
 
   /** Batches delivered so far. */
@@ -52,28 +47,28 @@ export class UsageReporter {
 
   /** Sends what was noted since the last batch; one flush at a time. */
   flush(): Promise<void> {
-    this.#running ??= this.#deliver().finally(() => {
-      this.#running = null;
-    });
-    return this.#running;
+    return this.#task.run();
   }
 
-  /** Stops the timer and sends the last batch (the shutdown path). */
-  async close(): Promise<void> {
+  /**
+   * Stops the timer and sends the last batch (the shutdown path), waiting at
+   * most `timeoutMs` for the manager: a stuck manager must not hold a worker's
+   * exit, and what it did not take is what a crash would have lost.
+   */
+  async close(timeoutMs = 5000): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    await this.#running;
-    await this.flush();
+    let timer: NodeJS.Timeout | undefined;
+    const last = (async () => {
+      await this.#task.stop();
+      await this.flush();
+    })();
+    const gaveUp = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([last, gaveUp]);
+    clearTimeout(timer);
     this.#notes.close();
-  }
-
-  #schedule(): void {
-    if (this.#closed) return;
-    this.#timer = setTimeout(() => {
-      this.flush().finally(() => this.#schedule());
-    }, untilNextBoundary(this.intervalMs));
-    this.#timer.unref();
   }
 
   async #deliver(): Promise<void> {
