@@ -351,10 +351,14 @@ function denyCutAcl(context: LineContext): Problem {
   if (context.complete < 3) pathText = pathText.slice(0, pathText.lastIndexOf('/') + 1);
   const path = normalizeAclPath(pathText);
   if (noAccess === null || path === null) return 'ignoring acl entry cut before its path';
+  // Only ids an ACL line can name (one list item: no separator inside) get the entry.
+  const nameable = (id: string) => splitList(id).length === 1 && splitList(id)[0] === id;
   for (const [userid, user] of config.users) {
+    if (!nameable(userid)) continue;
     aclEntryOf(config, path, 'users', userid).set(noAccess, true);
     for (const name of user.tokens.keys()) {
-      aclEntryOf(config, path, 'tokens', `${userid}!${name}`).set(noAccess, true);
+      const tokenid = `${userid}!${name}`;
+      if (nameable(tokenid)) aclEntryOf(config, path, 'tokens', tokenid).set(noAccess, true);
     }
   }
   return `denying every user and token at ${quote(path)} (NoAccess) until the line is repaired`;
