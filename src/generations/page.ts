@@ -291,7 +291,7 @@ export class GenerationPage {
     this.#native = null;
   }
 
-  /** Sets RETIRED and bumps every slot, so that readers of this mapping fall to the slow path. */
+  /** Sets RETIRED and bumps every counter slot, so that readers of this mapping fall to the slow path. */
   #retire(): void {
     const native = this.#page();
     if (this.readOnly || native.faulted()) return;

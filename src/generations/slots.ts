@@ -20,6 +20,18 @@ export const Slot = {
   CLUSTER_SEEN: 6,
 } as const;
 
+/**
+ * The slots that count changes (bumped by writers); the others are stored
+ * values (the fence, revisions), which a bump would corrupt: FENCE from 0 to 1
+ * would fence a single host for good.
+ */
+export const COUNTER_SLOTS: readonly number[] = Object.freeze([
+  Slot.USER_AND_ACL,
+  Slot.TRAFFIC_CONTROL,
+  Slot.REMOTE_MAPPING,
+  Slot.TOKEN_SHADOW,
+]);
+
 /** The name of a slot of the generation page. */
 export type SlotName = keyof typeof Slot;
 
@@ -29,7 +41,7 @@ export const SLOT_COUNT = (PAGE_SIZE - 8) / 8;
 
 /**
  * Two words at the end of the page belong to the page itself, not to a file:
- * RETIRED is set (with every slot bumped) by a writer that found the page no
+ * RETIRED is set (with every counter slot bumped) by a writer that found the page no
  * longer at its path, so its readers fall to the slow path and remap; IDENTITY
  * holds the inode a writer last confirmed the page under, so a copy (a
  * restore, `cp -p` and `mv`) is recognised by whoever opens it next. Named

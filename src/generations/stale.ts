@@ -12,15 +12,15 @@ import { readdirSync, readlinkSync, type Stats, statSync } from 'node:fs';
 import path from 'node:path';
 import { GenerationPageError } from '../errors.js';
 import { loadAddon, type NativePage } from '../native.js';
-import { PAGE_SIZE, PageWord, Slot } from './slots.js';
+import { COUNTER_SLOTS, PAGE_SIZE, PageWord } from './slots.js';
 
 const DELETED = ' (deleted)';
 /** Errors that mean the page is gone or is no page: its readers fault or never cached. */
 const HARMLESS = new Set(['ENOENT', 'EBADSIZE', 'EBADMAGIC', 'ENOTREG', 'ESRCH']);
 
-/** Sets RETIRED and bumps every named slot of a writable mapping. */
+/** Sets RETIRED and bumps every counter slot of a writable mapping (never the stored ones). */
 export function retireMapping(native: NativePage): void {
-  for (const slot of Object.values(Slot)) native.increment(slot);
+  for (const slot of COUNTER_SLOTS) native.increment(slot);
   native.increment(PageWord.RETIRED);
 }
 
