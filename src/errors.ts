@@ -47,6 +47,25 @@ export class GenerationPageError extends TokenShadowError {
   }
 }
 
+/**
+ * The native addon (token_shadow.node) could not be loaded and `purpose` needs
+ * it: the generation page (caching) and legacy crypt(3) hashes ($5$, $6$, $y$).
+ * Everything else works without it.
+ */
+export class AddonUnavailableError extends TokenShadowError {
+  readonly purpose: string;
+  constructor(purpose: string, cause: Error) {
+    const detail = cause.message.split('\n')[0];
+    super(
+      'ERR_ADDON_UNAVAILABLE',
+      `${purpose} needs the native addon token_shadow.node, which could not be loaded ` +
+        `(${detail}); reinstall token-shadow on this platform or build it with npm run build:native`,
+      { cause },
+    );
+    this.purpose = purpose;
+  }
+}
+
 /** A user id, token id or token name that does not follow the id grammar. */
 export class InvalidIdError extends TokenShadowError {
   constructor(kind: string, value: string, reason: string) {

@@ -1,9 +1,17 @@
 /**
- * Loads the N-API addon built from native/. Set TOKEN_SHADOW_ADDON to a path to
- * load another build (the sanitizer builds); otherwise the node-gyp Release build.
+ * Loads the N-API addon built from native/. N-API keeps one binary valid for
+ * every Node version, so the package ships prebuilds/<platform>-<arch>/ and
+ * node-gyp-build picks the first that fits: a local build/Release (present only
+ * when this checkout or install compiled one, because no prebuild fitted or a
+ * developer rebuilt native/), else the prebuild. Set TOKEN_SHADOW_ADDON to a
+ * path to load another build (the sanitizer builds).
+ *
+ * Everything except the generation page (caching) and legacy crypt(3) hashes
+ * works without the addon; those say so with AddonUnavailableError.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { AddonUnavailableError } from './errors.js';
 
 export interface NativePageOptions {
   create?: boolean;
@@ -39,22 +47,42 @@ export interface Addon {
 }
 
 const require = createRequire(import.meta.url);
-const defaultPath = fileURLToPath(
-  new URL('../../build/Release/token_shadow.node', import.meta.url),
-);
+/** The package root: this file is dist/src/native.js. */
+const packageRoot = fileURLToPath(new URL('../..', import.meta.url));
 
 let cached: Addon | undefined;
 let failure: Error | undefined;
 
-/** The addon, or throws the load error (remembered, so it is tried once). */
-export function loadAddon(): Addon {
+function resolveAddonPath(): string {
+  const override = process.env.TOKEN_SHADOW_ADDON;
+  if (override) return override;
+  const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+  return nodeGypBuild.resolve(packageRoot);
+}
+
+/**
+ * The addon, or AddonUnavailableError naming `purpose` (what needed it). The
+ * load is tried once; its failure is remembered.
+ */
+export function loadAddon(purpose = 'this operation'): Addon {
   if (cached) return cached;
-  if (failure) throw failure;
+  if (!failure) {
+    try {
+      cached = require(resolveAddonPath()) as Addon;
+      return cached;
+    } catch (error) {
+      failure = error instanceof Error ? error : new Error(String(error));
+    }
+  }
+  throw new AddonUnavailableError(purpose, failure);
+}
+
+/** Whether the addon loads (tries it once). */
+export function addonAvailable(): boolean {
   try {
-    cached = require(process.env.TOKEN_SHADOW_ADDON || defaultPath) as Addon;
-    return cached;
-  } catch (error) {
-    failure = error instanceof Error ? error : new Error(String(error));
-    throw failure;
+    loadAddon();
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -3,13 +3,14 @@
  * the deployment (opened on first use, closed when the command ends, since the
  * hash pool keeps the process alive) and where output goes.
  */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SUPERUSER } from '../config/access-control.js';
 import type { UserConfig } from '../config/types.js';
 import { GenerationPageError } from '../errors.js';
 import { GenerationPage } from '../generations/page.js';
 import { parseAuthid } from '../ids.js';
+import { addonAvailable } from '../native.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { resolveGroupId } from '../service/group.js';
 import {
@@ -92,6 +93,15 @@ function pageFailure(path: string, warning: string | undefined): GenerationPageE
   }
 }
 
+/**
+ * Without the addon tokenctl cannot map the page, so it cannot announce a
+ * change. That is safe only when no page exists: every process that caches
+ * maps it, so without one nobody holds a cached secret to forget.
+ */
+function nothingCaches(settings: Settings): boolean {
+  return !addonAvailable() && !existsSync(settings.pagePath);
+}
+
 /** What one command runs with; the run itself (output, exit code) is `cli`. */
 export class CliContext {
   readonly cli: Cli;
@@ -136,7 +146,12 @@ export class CliContext {
     const deployment = this.reader();
     this.#mode ??= await openStorageMode(deployment, 'cli');
     // Multi-host mode writes to etcd and waits for every host's sync agent.
-    if (this.#mode.cluster === null && this.settings.caching && deployment.page === null) {
+    if (
+      this.#mode.cluster === null &&
+      this.settings.caching &&
+      deployment.page === null &&
+      !nothingCaches(this.settings)
+    ) {
       throw pageFailure(this.settings.pagePath, this.#pageWarning);
     }
     return this.#mode.storage;

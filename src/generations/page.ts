@@ -323,13 +323,9 @@ export class GenerationPage {
 function mapPage(path: string, options: NativePageOptions): NativePage {
   let addon: ReturnType<typeof loadAddon>;
   try {
-    addon = loadAddon();
+    addon = loadAddon('the generation page (caching)');
   } catch (error) {
-    throw new GenerationPageError(
-      path,
-      'addon-unavailable',
-      `native addon not loadable: ${(error as Error).message}`,
-    );
+    throw new GenerationPageError(path, 'addon-unavailable', (error as Error).message);
   }
   try {
     const native: NativePage = new addon.NativePage(path, options);

@@ -8,7 +8,7 @@ import { loadAddon } from '../native.js';
 const PREFIX = { 'sha256-crypt': '$5$', 'sha512-crypt': '$6$', yescrypt: '$y$' } as const;
 
 export function makeLegacyHash(secret: string, kind: keyof typeof PREFIX): string {
-  const addon = loadAddon();
+  const addon = loadAddon(`making ${kind} hashes`);
   const setting = addon.cryptGensalt(PREFIX[kind], 0);
   const hash = setting === null ? null : addon.cryptHash(secret, setting);
   if (hash === null) throw new Error(`libcrypt cannot make ${kind} hashes`);

@@ -35,6 +35,11 @@ export function hashKind(hash: string): HashKind {
   return 'unknown';
 }
 
+/** What verifying a legacy hash is called in AddonUnavailableError. */
+export function legacyPurpose(hash: string): string {
+  return `verifying ${hash.slice(0, 3)} (${hashKind(hash)}) hashes`;
+}
+
 export function isLegacyHash(hash: string): boolean {
   const kind = hashKind(hash);
   return kind !== 'argon2' && kind !== 'unknown';

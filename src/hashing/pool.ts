@@ -12,8 +12,9 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { BusyError } from '../errors.js';
+import { loadAddon } from '../native.js';
 import { hashCostProblem } from './cost.js';
-import { type Argon2Params, DEFAULT_ARGON2 } from './params.js';
+import { type Argon2Params, DEFAULT_ARGON2, isLegacyHash, legacyPurpose } from './params.js';
 import type { HashTask } from './worker.js';
 
 /** How many threads hash, how many tasks may wait, and the argon2 parameters of new hashes. */
@@ -103,6 +104,9 @@ export class HashPool {
       }
       return false;
     }
+    // Legacy crypt(3) needs the addon; say so here, as a typed error, rather
+    // than let the worker fail with an error that loses its class in transit.
+    if (isLegacyHash(hash)) loadAddon(legacyPurpose(hash));
     this.#verifies++;
     return (await this.#run({ op: 'verify', hash, secret }, signal)) === true;
   }

@@ -5,7 +5,7 @@
  */
 import argon2 from 'argon2';
 import { loadAddon } from '../native.js';
-import { type Argon2Params, hashKind } from './params.js';
+import { type Argon2Params, hashKind, legacyPurpose } from './params.js';
 
 export type HashTask =
   | { op: 'hash'; secret: string; params: Argon2Params }
@@ -25,7 +25,7 @@ export default async function run(task: HashTask): Promise<string | boolean> {
     case 'sha256-crypt':
     case 'sha512-crypt':
     case 'yescrypt':
-      return loadAddon().cryptVerify(task.secret, task.hash);
+      return loadAddon(legacyPurpose(task.hash)).cryptVerify(task.secret, task.hash);
     default:
       return false;
   }

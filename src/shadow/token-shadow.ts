@@ -4,7 +4,7 @@
  * The semantics follow Proxmox's token_shadow.rs; where it drops the whole
  * cache, we revalidate entry by entry (see #revalidate).
  */
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { BusyError, FencedError } from '../errors.js';
 import { Freshness } from '../files/freshness.js';
 import type { LockOptions } from '../files/lock.js';
@@ -16,7 +16,6 @@ import { Slot } from '../generations/slots.js';
 import { isLegacyHash } from '../hashing/params.js';
 import type { HashPool } from '../hashing/pool.js';
 import { parseTokenid } from '../ids.js';
-import { loadAddon } from '../native.js';
 import { readShadow, type ShadowSnapshot, serializeShadow } from './file.js';
 import { VerifiedSecretCache } from './verified-cache.js';
 
@@ -81,7 +80,8 @@ export class TokenShadow {
   readonly ttlMs: number;
   #page: GenerationPage | null;
   #pool: HashPool;
-  #cache: VerifiedSecretCache;
+  /** Null without a page: nothing is cached, and the addon is not needed. */
+  #cache: VerifiedSecretCache | null;
   #mode: number;
   #gid: number | undefined;
   #lock: LockOptions;
@@ -104,7 +104,8 @@ export class TokenShadow {
   #reading: Promise<ShadowSnapshot> | null = null;
   #inflight = new Map<string, Promise<boolean>>();
   #dummyHash: Promise<string> | null = null;
-  #scratch: Uint8Array;
+  /** Keys the in-flight map, so that it holds no secret (slow path only: an HMAC is cheap there). */
+  #inflightKey = randomBytes(32);
   #upgrades = new Set<Promise<void>>();
   #stats = {
     hits: 0,
@@ -123,7 +124,8 @@ export class TokenShadow {
     this.#page = options.page;
     this.#pool = options.pool;
     this.ttlMs = options.ttlMs ?? 60_000;
-    this.#cache = new VerifiedSecretCache(options.maxEntries ?? 100_000);
+    this.#cache =
+      options.page === null ? null : new VerifiedSecretCache(options.maxEntries ?? 100_000);
     this.#gid = options.gid;
     this.#mode = options.mode ?? (options.gid === undefined ? 0o600 : 0o640);
     this.#lock = options.lock ?? {};
@@ -131,7 +133,6 @@ export class TokenShadow {
     this.#freshness = new Freshness(this.ttlMs, options.clock ?? null);
     this.#hooks = options.hooks ?? {};
     this.#warn = options.onWarning ?? ((m) => process.emitWarning(m, { code: 'TOKEN_SHADOW' }));
-    this.#scratch = new Uint8Array(loadAddon().digestSize);
   }
 
   /** Whether verified secrets are cached (only with a generation page, and while it is good). */
@@ -148,7 +149,7 @@ export class TokenShadow {
     if (page === null || page.load(Slot.TOKEN_SHADOW) !== this.#generation) return undefined;
     if (page.mapping !== this.#mapping) return undefined;
     if (this.#freshness.expired() || fencePassed(page)) return undefined;
-    if (this.#cache.matches(tokenid, secret) !== true) return undefined;
+    if (this.#cache?.matches(tokenid, secret) !== true) return undefined;
     this.#stats.hits++;
     return true;
   }
@@ -166,7 +167,7 @@ export class TokenShadow {
       return false;
     }
     await this.#refresh();
-    if (this.#page !== null && this.#cache.matches(tokenid, secret) === true) {
+    if (this.#page !== null && this.#cache?.matches(tokenid, secret) === true) {
       this.#stats.hits++;
       this.#refuseIfFenced();
       return true;
@@ -198,7 +199,7 @@ export class TokenShadow {
         entries.set(tokenid, hash);
         return true;
       },
-      () => this.#cache.set(tokenid, hash, secret),
+      () => this.#cache?.set(tokenid, hash, secret),
     );
   }
 
@@ -215,8 +216,8 @@ export class TokenShadow {
   stats(): TokenShadowStats {
     return {
       ...this.#stats,
-      evictions: this.#cache.evictions,
-      entries: this.#cache.size,
+      evictions: this.#cache?.evictions ?? 0,
+      entries: this.#cache?.size ?? 0,
       generation: this.#generation,
     };
   }
@@ -239,7 +240,7 @@ export class TokenShadow {
   }
 
   #forget(page: GenerationPage): void {
-    this.#cache.clear();
+    this.#cache?.clear();
     this.#generation = null;
     this.#mapping = page.mapping;
   }
@@ -338,8 +339,8 @@ export class TokenShadow {
     let dropped: number;
     if (snapshot === from) dropped = 0;
     else if (snapshot.changed !== undefined && from !== null && from === this.#snapshot) {
-      dropped = this.#cache.retainChanged(snapshot.changed, snapshot.entries);
-    } else dropped = this.#cache.retainMatching(snapshot.entries);
+      dropped = this.#cache?.retainChanged(snapshot.changed, snapshot.entries) ?? 0;
+    } else dropped = this.#cache?.retainMatching(snapshot.entries) ?? 0;
     this.#snapshot = snapshot;
     this.#readAtNs = readAtNs;
     this.#freshness.touch();
@@ -350,9 +351,8 @@ export class TokenShadow {
 
   /** Concurrent verifies of one (tokenid, secret) share one hash verify. */
   #coalesced(tokenid: string, secret: string): Promise<boolean> {
-    const addon = loadAddon();
-    addon.digestInto(this.#scratch, 0, secret);
-    const key = `${tokenid}\n${Buffer.from(this.#scratch).toString('base64')}`;
+    const digest = createHmac('sha256', this.#inflightKey).update(secret).digest('base64');
+    const key = `${tokenid}\n${digest}`;
     const running = this.#inflight.get(key);
     if (running !== undefined) {
       this.#stats.coalescedWaits++;
@@ -410,7 +410,7 @@ export class TokenShadow {
           mapping === this.#mapping &&
           this.#snapshot?.entries.get(tokenid) === hash
         ) {
-          this.#cache.set(tokenid, hash, secret);
+          this.#cache?.set(tokenid, hash, secret);
         }
         if (ok && this.#upgrade && isLegacyHash(hash)) this.#upgradeLater(tokenid, hash, secret);
         return ok;
@@ -457,7 +457,7 @@ export class TokenShadow {
           if (still) entries.set(tokenid, hash);
           return still;
         },
-        () => this.#cache.set(tokenid, hash, secret),
+        () => this.#cache?.set(tokenid, hash, secret),
       );
     };
     const task = run()

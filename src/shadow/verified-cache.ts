@@ -30,7 +30,7 @@ export class VerifiedSecretCache {
   #hand = 0;
   #evictions = 0;
 
-  constructor(capacity: number, addon: Addon = loadAddon()) {
+  constructor(capacity: number, addon: Addon = loadAddon('the verified-secret cache')) {
     this.capacity = Math.max(1, Math.floor(capacity));
     this.#addon = addon;
     this.#width = addon.digestSize;
