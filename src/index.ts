@@ -30,6 +30,27 @@ export {
   type TokenScheme,
 } from './http/authorization.js';
 
+// --- in a fastify or connect/Express app ------------------------------------------
+
+export {
+  type TokenAuthMiddleware,
+  type TokenAuthRequest,
+  tokenAuthMiddleware,
+} from './http/connect.js';
+export {
+  type FastifyTokenAuthOptions,
+  type TokenAuthHook,
+  tokenAuth,
+  tokenAuthHook,
+} from './http/fastify.js';
+export {
+  type GuardOutcome,
+  type Refusal,
+  type RequestGuard,
+  requestGuard,
+  type TokenAuthOptions,
+} from './http/guard.js';
+
 // --- the secrets and their cache ------------------------------------------------
 
 export { type Argon2Params, DEFAULT_ARGON2 } from './hashing/params.js';
@@ -161,6 +182,7 @@ export {
 
 export {
   AccessControlNotInitialisedError,
+  AddonUnavailableError,
   ApiError,
   AuthenticationError,
   type AuthenticationFailure,

@@ -19,11 +19,14 @@ export interface Child {
   stderr(): string;
 }
 
-export function startChild(
-  script: string,
-  args: string[],
-  options: { prefix?: string[]; env?: NodeJS.ProcessEnv } = {},
-): Child {
+export interface ChildOptions {
+  /** A command the child runs under, e.g. setpriv's arguments. */
+  prefix?: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+export function startChild(script: string, args: string[], options: ChildOptions = {}): Child {
   const prefix = options.prefix ?? [];
   const command = prefix.length > 0 ? (prefix[0] as string) : process.execPath;
   const argv = [
@@ -35,6 +38,7 @@ export function startChild(
   const proc = spawn(command, argv, {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
+    ...(options.cwd ? { cwd: options.cwd } : {}),
   });
   const lines: string[] = [];
   const waiters: Array<(line: string) => void> = [];
@@ -88,7 +92,7 @@ export async function raceChildren(
 export async function runChild(
   script: string,
   args: string[],
-  options: { prefix?: string[]; env?: NodeJS.ProcessEnv } = {},
+  options: ChildOptions = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = startChild(script, args, options);
   child.process.stdin?.end();

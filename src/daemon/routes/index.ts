@@ -8,7 +8,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { UserConfigStore } from '../../access/user-info.js';
 import type { Authenticator } from '../../http/authenticate.js';
-import { authenticationHook } from '../../http/request-hook.js';
+import { tokenAuthHook } from '../../http/fastify.js';
 import type { SourcePenalties } from '../../http/source-penalties.js';
 import { errorCode, httpFailureOf } from '../../http/status.js';
 import type { LastUsedLookup } from '../../service/answers.js';
@@ -72,8 +72,9 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
     return reply.code(status).send({ data: null, ...body });
   });
 
-  const authenticate = authenticationHook({
-    auth: options.auth,
+  // The library's fastify hook: what an app author gets is what the daemon runs.
+  const authenticate = tokenAuthHook({
+    authenticator: options.auth,
     penalties: options.penalties ?? null,
     ...(options.onAuthenticated ? { onSlowAuthentication: options.onAuthenticated } : {}),
   });
