@@ -28,7 +28,7 @@ describe('without the native addon', () => {
     );
     const out = await runChild(
       copy.file('dist/test/fixtures/library-walk.js'),
-      [dir, 'root@pam!old'],
+      ['../../src/index.js', dir, 'root@pam!old'],
       { env },
     );
     assert.equal(out.code, 0, out.stderr);
@@ -49,7 +49,10 @@ describe('without the native addon', () => {
 
   it('the same walk in the checkout caches (the copy really lacks only the addon)', async () => {
     const withAddon = packageCopy({ addon: true });
-    const out = await runChild(withAddon.file('dist/test/fixtures/library-walk.js'), [tempDir()]);
+    const out = await runChild(withAddon.file('dist/test/fixtures/library-walk.js'), [
+      '../../src/index.js',
+      tempDir(),
+    ]);
     assert.equal(out.code, 0, out.stderr);
     const result = JSON.parse(out.stdout);
     assert.equal(result.caching, true);

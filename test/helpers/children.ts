@@ -24,17 +24,15 @@ export interface ChildOptions {
   prefix?: string[];
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** The node binary (default: this process's). */
+  node?: string;
 }
 
 export function startChild(script: string, args: string[], options: ChildOptions = {}): Child {
   const prefix = options.prefix ?? [];
-  const command = prefix.length > 0 ? (prefix[0] as string) : process.execPath;
-  const argv = [
-    ...prefix.slice(1),
-    ...(prefix.length > 0 ? [process.execPath] : []),
-    script,
-    ...args,
-  ];
+  const node = options.node ?? process.execPath;
+  const command = prefix.length > 0 ? (prefix[0] as string) : node;
+  const argv = [...prefix.slice(1), ...(prefix.length > 0 ? [node] : []), script, ...args];
   const proc = spawn(command, argv, {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
