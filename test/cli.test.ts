@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -20,6 +19,7 @@ import { main } from '../src/cli/tokenctl.js';
 import { openDeployment } from '../src/service/deployment.js';
 import { resolveSettings } from '../src/service/settings.js';
 import { runChild } from './helpers/children.js';
+import { AS_NOBODY, NOBODY, nobodysCopy } from './helpers/nobody.js';
 import { tempDir } from './helpers/tmp.js';
 
 const TOKENCTL = fileURLToPath(new URL('../src/cli/tokenctl.js', import.meta.url));
@@ -78,8 +78,8 @@ async function tokenctlJson<T>(dirs: Dirs, ...args: string[]): Promise<T> {
 }
 
 /** tokenctl as a real process. */
-function spawnTokenctl(args: string[], prefix: string[] = []) {
-  return runChild(TOKENCTL, args, { prefix });
+function spawnTokenctl(args: string[]) {
+  return runChild(TOKENCTL, args);
 }
 
 function secretOf(tableOutput: string): string {
@@ -128,12 +128,6 @@ function doctorLine(stdout: string, check: string): string {
 }
 
 const isRoot = process.getuid?.() === 0;
-const NOBODY = 65534;
-const canDropToNobody = !isRoot
-  ? 'needs root to switch to nobody'
-  : spawnSync('setpriv', ['--version']).error
-    ? 'setpriv is not installed'
-    : false;
 
 describe('tokenctl dates and tables', () => {
   it('parses a day as 00:00 UTC, epoch seconds as they are, 0 as never', () => {
@@ -660,9 +654,9 @@ describe('tokenctl as separate processes', () => {
     assert.match(unknown.stderr, /unknown command 'tokens'/);
   });
 
-  it('exits 3 with a permission message when it cannot read token.shadow', {
-    skip: canDropToNobody,
-  }, async () => {
+  it('exits 3 with a permission message when it cannot read token.shadow', async (t) => {
+    const nobody = nobodysCopy();
+    if (typeof nobody === 'string') return t.skip(nobody);
     const dirs = deploymentDirs();
     assert.equal((await tokenctl(dirs, 'token', 'add', 'root@pam!s')).code, 0);
     // nobody may traverse the directories and read user.cfg, but not token.shadow (0600).
@@ -671,9 +665,10 @@ describe('tokenctl as separate processes', () => {
     chmodSync(path.join(dirs.config, 'user.cfg'), 0o644);
     const shadow = path.join(dirs.config, 'token.shadow');
     assert.equal(statSync(shadow).mode & 0o777, 0o600);
-    const result = await spawnTokenctl(
+    const result = await runChild(
+      nobody.file('dist/src/cli/tokenctl.js'),
       [...dirs.args, 'token', 'list'],
-      ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups'],
+      { prefix: AS_NOBODY },
     );
     assert.equal(result.code, 3, result.stderr);
     assert.match(

@@ -12,6 +12,7 @@ import {
   Slot,
 } from '../src/index.js';
 import { fixture, raceChildren, runChild } from './helpers/children.js';
+import { AS_NOBODY, nobodysCopy } from './helpers/nobody.js';
 import { tempDir } from './helpers/tmp.js';
 
 const child = fixture('page-child');
@@ -102,14 +103,20 @@ describe('generation page', () => {
     expectProblem(() => GenerationPage.open(fifo), 'not-regular-file', fifo);
   });
 
-  it('reports permission denied to an unprivileged process', async () => {
+  it('reports permission denied to an unprivileged process', async (t) => {
+    const nobody = nobodysCopy();
+    if (typeof nobody === 'string') return t.skip(nobody);
     const dir = tempDir();
     chmodSync(dir, 0o755);
     const file = path.join(dir, 'config-versions');
     GenerationPage.open(file, { mode: 0o600 }).close();
-    const out = await runChild(child, ['open', file, '0'], {
-      prefix: ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'],
-    });
+    const out = await runChild(
+      nobody.file('dist/test/fixtures/page-child.js'),
+      ['open', file, '0'],
+      {
+        prefix: AS_NOBODY,
+      },
+    );
     assert.equal(out.code, 0, out.stderr);
     const result = JSON.parse(out.stdout);
     assert.equal(result.ok, false);

@@ -3,7 +3,9 @@
  * `npm start`: the manager and the API cluster on an embedded configuration
  * inside the checkout (var/), created on first run with root@pam. Prints the
  * URL and a ready-to-paste curl command with a freshly rotated root token,
- * root@pam!quickstart. Ctrl-C stops everything cleanly.
+ * root@pam!quickstart. Ctrl-C stops everything cleanly, and so does any
+ * failure: a daemon that started is never left behind. A port already in use
+ * is named, with the variable that moves it (PORT, METRICS_PORT).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
@@ -23,6 +25,23 @@ const port = Number(process.env.PORT ?? 8006);
 const metricsPort = Number(process.env.METRICS_PORT ?? 9106);
 const TOKEN = { userid: 'root@pam', tokenName: 'quickstart' };
 
+/** Every port npm start listens on, and the variable that chooses another. */
+const PORTS = [
+  { port, variable: 'PORT', what: 'the API' },
+  { port: metricsPort, variable: 'METRICS_PORT', what: 'the metrics' },
+];
+
+/** Everything started so far: stopped on Ctrl-C and on any failure. */
+const children: ChildProcess[] = [];
+
+function portTaken(taken: number): string {
+  const known = PORTS.find((p) => p.port === taken);
+  const how = known
+    ? `choose another with ${known.variable}=<port> npm start (${known.what})`
+    : 'see PORT and METRICS_PORT in the README';
+  return `port ${taken} on 127.0.0.1 is already in use; ${how}`;
+}
+
 /** Starts a daemon, copies its JSON log to var/log, resolves with the first line matching `ready`. */
 function startDaemon(
   name: string,
@@ -33,6 +52,11 @@ function startDaemon(
   const child = spawn(process.execPath, [path.join(here, `${name}.js`), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { UV_THREADPOOL_SIZE: '4', ...process.env },
+  });
+  children.push(child);
+  let stderr = '';
+  child.stderr?.on('data', (chunk) => {
+    stderr = `${stderr}${chunk}`.slice(-8192);
   });
   child.stderr?.pipe(log);
   return new Promise((resolve, reject) => {
@@ -46,9 +70,12 @@ function startDaemon(
         // not JSON: kept in the log only
       }
     });
-    child.once('exit', (code) =>
-      reject(new Error(`${name} exited (${code}) before it was ready; see ${log.path}`)),
-    );
+    child.once('exit', (code) => {
+      // The daemon's own words, when it says which address was taken.
+      const busy = /EADDRINUSE[^\n]*?:(\d+)/.exec(stderr);
+      const why = busy ? `: ${portTaken(Number(busy[1]))}` : '';
+      reject(new Error(`${name} exited (${code}) before it was ready${why}; see ${log.path}`));
+    });
   });
 }
 
@@ -68,7 +95,6 @@ function stop(children: ChildProcess[]): Promise<void> {
 async function main(): Promise<void> {
   mkdirSync(logDir, { recursive: true });
   const common = ['--config-dir', configDir, '--runtime-dir', runtimeDir];
-  const children: ChildProcess[] = [];
   let stopping = false;
   const shutdown = () => {
     if (stopping) return;
@@ -79,8 +105,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
 
-  const manager = await startDaemon('manager', common, 'manager ready');
-  children.push(manager.child);
+  await startDaemon('manager', common, 'manager ready');
 
   // A fresh secret for root@pam!quickstart: rotated if it exists, created otherwise.
   const rpc = new RpcClient(path.join(runtimeDir, 'manager.sock'));
@@ -108,7 +133,6 @@ async function main(): Promise<void> {
     ],
     'api ready',
   );
-  children.push(api.child);
   for (const child of children) {
     child.once('exit', (code, signal) => {
       if (stopping) return;
@@ -135,7 +159,11 @@ async function main(): Promise<void> {
   );
 }
 
-main().catch((error) => {
+main().catch(async (error) => {
   process.stderr.write(`npm start: ${error instanceof Error ? error.message : error}\n`);
+  const running = children.filter((c) => c.exitCode === null && c.signalCode === null);
+  if (running.length > 0)
+    process.stderr.write(`npm start: stopping the ${running.length} daemon(s) it started\n`);
+  await stop(children);
   process.exit(1);
 });
