@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import selfsigned from 'selfsigned';
 import { Agent, request } from 'undici';
 import { ensureCertificate } from '../src/daemon/tls.js';
-import { type Api, type Deployment, pveHeader, startDeployment } from './helpers/daemons.js';
+import { type Api, alive, type Deployment, pveHeader, startDeployment } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 /** GET on the metrics listener: status and body. */
@@ -58,15 +58,6 @@ function servedFingerprint(url: string, ca: Buffer[]): Promise<string> {
 /** Workers the primary reported listening, by pid, in order. */
 function workerPids(api: Api): number[] {
   return api.log.lines.filter((l) => l.msg === 'worker listening').map((l) => Number(l.worker));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

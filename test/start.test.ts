@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runChild } from './helpers/children.js';
+import { alive } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 const START = fileURLToPath(new URL('../src/daemon/start.js', import.meta.url));
@@ -19,15 +20,6 @@ async function occupiedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   after(() => server.close());
   return (server.address() as net.AddressInfo).port;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Runs npm start's script with `port` taken; returns its stderr and the manager's pid. */
