@@ -16,6 +16,8 @@ import { etcdUnavailable } from './helpers/etcd.js';
 import { type MultiHost, netnsUnavailable, startMultiHost } from './helpers/multihost.js';
 import { FAULTS, type RevokeRun, revokeUnder, settle } from './helpers/revoke-scenarios.js';
 
+/** A wedged scenario fails (and after() still cleans up) instead of hanging npm test. */
+const SCENARIO_MS = 90_000;
 const TOKENCTL = fileURLToPath(new URL('../src/cli/tokenctl.js', import.meta.url));
 const why = etcdUnavailable() ?? netnsUnavailable();
 if (why) process.stdout.write(`# multi-host namespace tests skipped: ${why}\n`);
@@ -34,22 +36,32 @@ function assertNoStaleAccepts(run: RevokeRun): void {
 describe('several hosts on etcd, in network namespaces', { skip: why ?? false }, () => {
   let cluster: MultiHost;
 
-  before(async () => {
-    cluster = await startMultiHost({ netns: true, leaseSeconds: 2 });
-  });
+  before(
+    async () => {
+      cluster = await startMultiHost({ netns: true, leaseSeconds: 2 });
+    },
+    { timeout: 120_000 },
+  );
 
-  after(async () => {
-    await cluster?.stop();
-  });
+  after(
+    async () => {
+      await cluster?.stop();
+    },
+    { timeout: 120_000 },
+  );
 
-  it('a token made on A works on B and C; revoked on A, B and C refuse from the moment it returns', async () => {
+  it('a token made on A works on B and C; revoked on A, B and C refuse from the moment it returns', {
+    timeout: SCENARIO_MS,
+  }, async () => {
     const run = await revokeUnder(cluster, null);
     assertNoStaleAccepts(run);
     for (const report of run.reports) assert.equal(report.unavailable, 0, 'nobody fenced');
   });
 
   for (const key of ['memberKilled', 'memberStopped'] as const) {
-    it(`${FAULTS[key]?.name}: the revoke returns, 0 stale accepts, nothing acknowledged lost`, async () => {
+    it(`${FAULTS[key]?.name}: the revoke returns, 0 stale accepts, nothing acknowledged lost`, {
+      timeout: SCENARIO_MS,
+    }, async () => {
       const run = await revokeUnder(cluster, FAULTS[key] ?? null);
       assertNoStaleAccepts(run);
       await settle(cluster);
@@ -57,7 +69,9 @@ describe('several hosts on etcd, in network namespaces', { skip: why ?? false },
   }
 
   for (const key of ['followerCut', 'leaderCut', 'agentKilled', 'compaction'] as const) {
-    it(`${FAULTS[key]?.name}: the victim fences (503) on its own, 0 stale accepts anywhere`, async () => {
+    it(`${FAULTS[key]?.name}: the victim fences (503) on its own, 0 stale accepts anywhere`, {
+      timeout: SCENARIO_MS,
+    }, async () => {
       const run = await revokeUnder(cluster, FAULTS[key] ?? null);
       assertNoStaleAccepts(run);
       assert.notEqual(run.fenceMs, null, 'the victim answered 503');
@@ -68,7 +82,9 @@ describe('several hosts on etcd, in network namespaces', { skip: why ?? false },
     });
   }
 
-  it('tokenctl cluster status lists every host with its acked revision and lease', async () => {
+  it('tokenctl cluster status lists every host with its acked revision and lease', {
+    timeout: SCENARIO_MS,
+  }, async () => {
     const host = cluster.hosts[0];
     assert.ok(host);
     const out = await runChild(TOKENCTL, [

@@ -42,8 +42,20 @@ export class AckTracker {
 
   /** Waits until every live host confirmed `revision`; ClusterError('unconfirmed') after the timeout. */
   async confirm(revision: number): Promise<void> {
-    this.#ready ??= this.#start();
-    await this.#ready;
+    const timeout = (what: string) =>
+      new Promise<never>((_, reject) => {
+        setTimeout(
+          () =>
+            reject(new ClusterError('unconfirmed', `revision ${revision} is committed; ${what}`)),
+          this.#options.confirmTimeoutMs,
+        ).unref();
+      });
+    this.#ready ??= this.#start().catch((error: unknown) => {
+      this.#ready = null;
+      throw error;
+    });
+    // Even the watch's setup is bounded: a stream that never opens fails the call.
+    await Promise.race([this.#ready, timeout('the ack watch could not be set up')]);
     const live = await this.#liveHosts();
     const pending = new Map(live.hosts);
     const settled = () => {
