@@ -51,7 +51,8 @@ function deploymentDirs(): Dirs {
     config,
     run,
     page: path.join(run, 'shmem', 'config-versions'),
-    args: ['--config-dir', config, '--runtime-dir', run],
+    // Most tests read tables without borders; the bordered default has its own test.
+    args: ['--config-dir', config, '--runtime-dir', run, '--noborder'],
   };
 }
 
@@ -158,8 +159,48 @@ describe('tokenctl dates and tables', () => {
         { header: 'A', cell: (r) => r.a },
         { header: 'B', cell: (r) => r.b },
       ],
+      { border: false, header: true, unicode: false },
     );
     assert.equal(text, 'A       B\nx       evil\\u000a\\u001b[2Jline\nlonger\n');
+  });
+
+  it("draws pveum's borders, counting terminal columns for wide characters", () => {
+    const rows = [
+      { name: '日本語', note: 'x' },
+      { name: 'ascii', note: '👍' },
+    ];
+    const columns = [
+      { header: 'NAME', cell: (r: (typeof rows)[number]) => r.name },
+      { header: 'NOTE', cell: (r: (typeof rows)[number]) => r.note },
+    ];
+    assert.equal(
+      renderTable(rows, columns, { border: true, header: true, unicode: true }),
+      [
+        '┌────────┬──────┐',
+        '│ NAME   │ NOTE │',
+        '╞════════╪══════╡',
+        '│ 日本語 │ x    │',
+        '├────────┼──────┤',
+        '│ ascii  │ 👍   │',
+        '└────────┴──────┘',
+        '',
+      ].join('\n'),
+    );
+    assert.equal(
+      renderTable(rows, columns, { border: true, header: false, unicode: false }),
+      [
+        '+--------+----+',
+        '| 日本語 | x  |',
+        '+--------+----+',
+        '| ascii  | 👍 |',
+        '+--------+----+',
+        '',
+      ].join('\n'),
+    );
+    assert.equal(
+      renderTable(rows, columns, { border: false, header: false, unicode: false }),
+      '日本語  x\nascii   👍\n',
+    );
   });
 });
 
@@ -272,7 +313,7 @@ describe('tokenctl tokens', () => {
       [['acl', 'set', '/', '--roles', 'PVEAuditor'], /at least one of --users/],
       [['acl', 'set', 'vms', '--roles', 'PVEAuditor', '--users', 'root@pam'], /ACL path/],
       [['user', 'update', 'joe@pve', '--append'], /--append needs --groups/],
-      [['--output', 'yaml', 'user', 'list'], /yaml/],
+      [['--output', 'xml', 'user', 'list'], /xml/],
     ];
     for (const [args, message] of cases) {
       const result = await tokenctl(dirs, ...args);

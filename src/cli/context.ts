@@ -23,7 +23,16 @@ import {
 import { resolveSettings, type Settings } from '../service/settings.js';
 import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
 import { ExitCode } from './exit.js';
-import { type Column, type OutputFormat, renderJson, renderRecord, renderTable } from './output.js';
+import {
+  type Column,
+  type OutputFormat,
+  outputFormatOf,
+  renderData,
+  renderRecord,
+  renderTable,
+  type TextStyle,
+  utf8Locale,
+} from './output.js';
 
 /** tokenctl acts for the administrator on the host, with every privilege. */
 export const CLI_CALLER = parseAuthid(SUPERUSER);
@@ -42,7 +51,11 @@ export interface GlobalOptions {
   configDir: string;
   runtimeDir: string;
   group?: string;
-  output: OutputFormat;
+  output: string;
+  /** pveum's name of --output; wins when given. */
+  outputFormat?: string;
+  noborder?: boolean;
+  noheader?: boolean;
 }
 
 /**
@@ -106,6 +119,7 @@ function nothingCaches(settings: Settings): boolean {
 export class CliContext {
   readonly cli: Cli;
   readonly format: OutputFormat;
+  readonly style: TextStyle;
   readonly settings: Settings;
   readonly command: Command;
   #deployment: Deployment | null = null;
@@ -116,7 +130,12 @@ export class CliContext {
     const options = command.optsWithGlobals<GlobalOptions>();
     this.cli = cli;
     this.command = command;
-    this.format = options.output;
+    this.format = outputFormatOf(options.outputFormat ?? options.output);
+    this.style = {
+      border: options.noborder !== true,
+      header: options.noheader !== true,
+      unicode: utf8Locale(),
+    };
     this.settings = settingsFromOptions(options);
   }
 
@@ -173,17 +192,21 @@ export class CliContext {
 
   /** A list: a table for people, the rows themselves for scripts. */
   printList<T>(rows: readonly T[], columns: readonly Column<T>[]): void {
-    this.cli.io.stdout(this.format === 'json' ? renderJson(rows) : renderTable(rows, columns));
+    this.cli.io.stdout(
+      this.format === 'text' ? renderTable(rows, columns, this.style) : renderData(rows, this.format),
+    );
   }
 
-  /** One object: `name  value` lines for people, `json` for scripts. */
-  printRecord(json: unknown, fields: ReadonlyArray<readonly [string, string]>): void {
-    this.cli.io.stdout(this.format === 'json' ? renderJson(json) : renderRecord(fields));
+  /** One object: a key/value table for people, the object itself for scripts. */
+  printRecord(data: unknown, fields: ReadonlyArray<readonly [string, string]>): void {
+    this.cli.io.stdout(
+      this.format === 'text' ? renderRecord(fields, this.style) : renderData(data, this.format),
+    );
   }
 
   /** The API's answer (often null) for scripts, a sentence for people. */
-  printDone(json: unknown, sentence: string): void {
-    this.cli.io.stdout(this.format === 'json' ? renderJson(json) : `${sentence}\n`);
+  printDone(data: unknown, sentence: string): void {
+    this.cli.io.stdout(this.format === 'text' ? `${sentence}\n` : renderData(data, this.format));
   }
 
   /** A usage error (exit 2) found after parsing, e.g. nothing to change. */

@@ -15,6 +15,7 @@ import { registerTokenCommands } from './commands/token.js';
 import { registerUserCommands } from './commands/user.js';
 import type { Cli } from './context.js';
 import { OUTPUT_FORMATS } from './output.js';
+import { VERSION } from '../version.js';
 
 export function buildProgram(cli: Cli): Command {
   const program = new Command('tokenctl')
@@ -38,10 +39,18 @@ export function buildProgram(cli: Cli): Command {
       ).env('TOKEN_SHADOW_GROUP'),
     )
     .addOption(
-      new Option('--output <format>', 'table for people, json for scripts')
-        .choices(OUTPUT_FORMATS)
-        .default('table'),
+      new Option('--output <format>', 'text (tables) for people, the others for scripts')
+        .choices([...OUTPUT_FORMATS, 'table'])
+        .default('text'),
     )
+    .addOption(
+      new Option('--output-format <format>', "the same as --output (pveum's name)")
+        .choices([...OUTPUT_FORMATS, 'table'])
+        .hideHelp(),
+    )
+    .option('--noborder', 'text tables without borders')
+    .option('--noheader', 'text tables without the header line')
+    .version(VERSION, '--version', 'print the version and exit')
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({

@@ -90,7 +90,7 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
       `${summary.pools} pools, ${summary.roles} roles and ACLs at ${summary.acl} paths from ${quote(file, 200)}` +
       (replaced.length > 0 ? `; removed ${replaced.length} secrets of replaced tokens` : ''),
   );
-  if (ctx.format === 'table' && tokenids.length > 0) {
+  if (ctx.format === 'text' && tokenids.length > 0) {
     ctx.cli.io.stderr(
       `PVE keeps token secrets elsewhere: give each imported token a new one with\n${tokenids
         .map((id) => `  tokenctl token rotate ${shellQuote(id)}\n`)

@@ -76,7 +76,7 @@ function printSecret(ctx: CliContext, created: CreatedToken): void {
     ['full-tokenid', created['full-tokenid']],
     ['value', created.value],
   ]);
-  if (ctx.format === 'table') {
+  if (ctx.format === 'text') {
     ctx.cli.io.stderr('Store the value now: it is shown only once.\n');
   }
 }
