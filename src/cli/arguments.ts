@@ -67,3 +67,17 @@ export const flagArgument = asUsageError((value: string): boolean => {
 export function listArgument(value: string): string[] {
   return splitList(value);
 }
+
+/**
+ * A token named as tokenctl does (`USER@REALM!NAME`) or as pveum does
+ * (`USER@REALM NAME`, two arguments). Throws a usage error for both at once.
+ */
+export function tokenidOf(first: string, name: string | undefined): Tokenid {
+  if (name === undefined) return tokenidArgument(first);
+  if (first.includes('!')) {
+    throw new InvalidArgumentError(
+      `give USER@REALM!NAME or USER@REALM NAME, not ${quote(first)} and a name`,
+    );
+  }
+  return tokenidArgument(`${first}!${name}`);
+}

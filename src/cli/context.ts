@@ -193,7 +193,9 @@ export class CliContext {
   /** A list: a table for people, the rows themselves for scripts. */
   printList<T>(rows: readonly T[], columns: readonly Column<T>[]): void {
     this.cli.io.stdout(
-      this.format === 'text' ? renderTable(rows, columns, this.style) : renderData(rows, this.format),
+      this.format === 'text'
+        ? renderTable(rows, columns, this.style)
+        : renderData(rows, this.format),
     );
   }
 

@@ -66,7 +66,13 @@ function layout(header: string[], body: string[][], style: TextStyle): string {
   const widths = header.map((_, i) => Math.max(...lines.map((l) => stringWidth(l[i] ?? ''))));
   if (!style.border) {
     return lines
-      .map((line) => `${line.map((cell, i) => pad(cell, widths[i] ?? 0)).join('  ').trimEnd()}\n`)
+      .map(
+        (line) =>
+          `${line
+            .map((cell, i) => pad(cell, widths[i] ?? 0))
+            .join('  ')
+            .trimEnd()}\n`,
+      )
       .join('');
   }
   const box = style.unicode ? BOX.unicode : BOX.ascii;

@@ -4,18 +4,20 @@
  */
 import { Command, Option } from 'commander';
 import { DEFAULT_CONFIG_DIR, DEFAULT_RUNTIME_DIR } from '../service/settings.js';
+import { VERSION } from '../version.js';
 import { registerAclCommands } from './commands/acl.js';
 import { registerClusterCommands } from './commands/cluster.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerGenerationsCommand } from './commands/generations.js';
 import { registerGroupCommands } from './commands/group.js';
 import { registerImportCommand } from './commands/import-pve.js';
+import { registerPermissionsCommand } from './commands/permissions.js';
 import { registerPoolCommands } from './commands/pool.js';
+import { registerRoleCommands } from './commands/role.js';
 import { registerTokenCommands } from './commands/token.js';
 import { registerUserCommands } from './commands/user.js';
 import type { Cli } from './context.js';
 import { OUTPUT_FORMATS } from './output.js';
-import { VERSION } from '../version.js';
 
 export function buildProgram(cli: Cli): Command {
   const program = new Command('tokenctl')
@@ -59,7 +61,12 @@ export function buildProgram(cli: Cli): Command {
       outputError: (text, write) => write(`tokenctl: ${text.replace(/^error: /, '')}`),
     });
   registerTokenCommands(program, cli);
-  registerUserCommands(program, cli);
+  const user = registerUserCommands(program, cli);
+  // pveum's places for the same commands: `user token ...` and `user permissions`.
+  registerTokenCommands(user, cli);
+  registerPermissionsCommand(user, cli);
+  registerPermissionsCommand(program, cli);
+  registerRoleCommands(program, cli);
   registerGroupCommands(program, cli);
   registerAclCommands(program, cli);
   registerPoolCommands(program, cli);

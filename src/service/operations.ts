@@ -20,11 +20,13 @@
  * fresh config, before every look at the config its run takes.
  */
 import { permissionsTree } from '../access/permissions.js';
+import { accessConfigOrDefault } from '../config/access-control.js';
 import { type AclRequest, listAcl, setAcl } from '../config/acl.js';
 import { currentEpochSeconds } from '../config/active.js';
-import { addGroup } from '../config/groups.js';
+import { addGroup, removeGroup } from '../config/groups.js';
 import type { PoolChanges } from '../config/pools.js';
 import * as poolConfig from '../config/pools.js';
+import { addRole, updateRole as changeRole, removeRole } from '../config/roles.js';
 import type { UserConfig } from '../config/types.js';
 import type { TokenFields, UserFields } from '../config/users.js';
 import * as userConfig from '../config/users.js';
@@ -753,6 +755,123 @@ export const deletePool = write({
   },
 });
 
+export const deleteGroup = write({
+  name: 'group.delete',
+  summary: 'a group and its ACL entries; its users stay',
+  parameters: {
+    type: 'object',
+    required: ['groupid'],
+    properties: { groupid: schema.groupid },
+  },
+  fromApi: (input: Raw) => ({ groupid: input.groupid as string }),
+  parse: (raw: Raw) => ({ groupid: text(raw, 'groupid') }),
+  authorize: (caller, _params, config) =>
+    requirePrivileges(config, caller, ACCESS_GROUPS, ['Group.Allocate']),
+  async run(writer, params) {
+    await writer.change((config) => removeGroup(config, params.groupid));
+    return null;
+  },
+});
+
+// --- roles: PVE's /access/roles. Anyone may read them; changing needs Sys.Modify on /access.
+
+/** A role as GET /access/roles answers it: privileges comma separated, `special` when built in. */
+export interface RoleInfo {
+  roleid: string;
+  privs: string;
+  special?: 1;
+}
+
+function roleInfo(roleid: string, privileges: Iterable<string>, builtIn: boolean): RoleInfo {
+  return { roleid, privs: [...privileges].sort().join(','), ...(builtIn ? { special: 1 } : {}) };
+}
+
+const roleParameters: ParameterSchema = {
+  type: 'object',
+  required: ['roleid'],
+  properties: { roleid: schema.roleid },
+};
+
+const sysModify = (caller: Caller, _params: unknown, config: UserConfig) =>
+  requirePrivileges(config, caller, '/access', ['Sys.Modify']);
+
+export const listRoles = read({
+  name: 'role.list',
+  summary: 'every role, built in and custom, with its privileges',
+  parameters: { type: 'object', properties: {} },
+  fromApi: () => ({}),
+  parse: () => ({}),
+  authorize: anyone,
+  run(config) {
+    const access = accessConfigOrDefault();
+    const builtIn = [...access.roles].map(([id, privs]) => roleInfo(id, privs, true));
+    const custom = [...config.roles].map(([id, privs]) => roleInfo(id, privs, false));
+    return [...builtIn, ...custom].sort((a, b) => a.roleid.localeCompare(b.roleid));
+  },
+});
+
+export const createRole = write({
+  name: 'role.create',
+  summary: 'a custom role',
+  parameters: {
+    type: 'object',
+    required: ['roleid'],
+    properties: { roleid: schema.roleid, privs: schema.list },
+  },
+  fromApi: (input: Raw) => ({
+    roleid: input.roleid as string,
+    privs: splitList(input.privs) ?? [],
+  }),
+  parse: (raw: Raw) => ({ roleid: text(raw, 'roleid'), privs: list(raw, 'privs') }),
+  authorize: sysModify,
+  async run(writer, params) {
+    await writer.change((config) => {
+      addRole(config, params.roleid, params.privs);
+    });
+    return null;
+  },
+});
+
+export const updateRole = write({
+  name: 'role.update',
+  summary: "a custom role's privileges (replaced, or with append added to)",
+  parameters: {
+    type: 'object',
+    required: ['roleid', 'privs'],
+    properties: { roleid: schema.roleid, privs: schema.list, append: schema.flag },
+  },
+  fromApi: (input: Raw) => ({
+    roleid: input.roleid as string,
+    privs: splitList(input.privs) ?? [],
+    append: flagOf(input.append) ?? false,
+  }),
+  parse: (raw: Raw) => ({
+    roleid: text(raw, 'roleid'),
+    privs: list(raw, 'privs'),
+    append: raw.append === true,
+  }),
+  authorize: sysModify,
+  async run(writer, params) {
+    await writer.change((config) => {
+      changeRole(config, params.roleid, params.privs, { append: params.append });
+    });
+    return null;
+  },
+});
+
+export const deleteRole = write({
+  name: 'role.delete',
+  summary: 'a custom role and the ACL entries granting it',
+  parameters: roleParameters,
+  fromApi: (input: Raw) => ({ roleid: input.roleid as string }),
+  parse: (raw: Raw) => ({ roleid: text(raw, 'roleid') }),
+  authorize: sysModify,
+  async run(writer, params) {
+    await writer.change((config) => removeRole(config, params.roleid));
+    return null;
+  },
+});
+
 /** Every operation, by name: what the manager's socket accepts. */
 export const OPERATIONS: ReadonlyMap<string, Operation<Raw>> = new Map(
   (
@@ -777,6 +896,11 @@ export const OPERATIONS: ReadonlyMap<string, Operation<Raw>> = new Map(
       createPool,
       updatePool,
       deletePool,
+      deleteGroup,
+      listRoles,
+      createRole,
+      updateRole,
+      deleteRole,
     ] as unknown as Operation<Raw>[]
   ).map((op) => [op.name, op]),
 );

@@ -81,6 +81,7 @@ export const schema = {
   userid: { type: 'string', minLength: 3, maxLength: 64 },
   tokenName: { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]*$', maxLength: 64 },
   groupid: { type: 'string', pattern: '^[A-Za-z0-9._-]+$' },
+  roleid: { type: 'string', pattern: '^[A-Za-z0-9._-]+$', maxLength: 64 },
   expire: { type: 'integer', minimum: 0 },
   list: { type: 'string', maxLength: 65536 },
 } as const;

@@ -17,21 +17,27 @@ interface AclOptions {
 export function registerAclCommands(program: Command, cli: Cli): void {
   const acl = program.command('acl').description('access control list');
 
-  acl
-    .command('set')
-    .description('grant roles at a path to users, groups and tokens (or take them with --delete)')
-    .argument('<path>', 'ACL path, e.g. / or /vms/100', aclPathArgument)
-    .addOption(
-      new Option('--roles <list>', 'roles, comma separated')
-        .argParser(listArgument)
-        .makeOptionMandatory(),
-    )
-    .addOption(new Option('--users <list>', 'user ids, comma separated').argParser(listArgument))
-    .addOption(new Option('--groups <list>', 'group ids, comma separated').argParser(listArgument))
-    .addOption(new Option('--tokens <list>', 'token ids, comma separated').argParser(listArgument))
-    .option('--no-propagate', 'apply at this path only, not below it')
-    .option('--delete', 'take the roles away instead of granting them')
-    .action(
+  const change = (name: string, alias: string, description: string, take: boolean) => {
+    const command = acl
+      .command(name)
+      .alias(alias)
+      .description(description)
+      .argument('<path>', 'ACL path, e.g. / or /vms/100', aclPathArgument)
+      .addOption(
+        new Option('--roles <list>', 'roles, comma separated')
+          .argParser(listArgument)
+          .makeOptionMandatory(),
+      )
+      .addOption(new Option('--users <list>', 'user ids, comma separated').argParser(listArgument))
+      .addOption(
+        new Option('--groups <list>', 'group ids, comma separated').argParser(listArgument),
+      )
+      .addOption(
+        new Option('--tokens <list>', 'token ids, comma separated').argParser(listArgument),
+      )
+      .option('--no-propagate', 'apply at this path only, not below it');
+    if (!take) command.option('--delete', 'take the roles away instead of granting them');
+    command.action(
       cli.action(async (ctx, path: string, options: AclOptions) => {
         const targets = [options.users, options.groups, options.tokens];
         if (targets.every((list) => list === undefined || list.length === 0)) {
@@ -42,7 +48,7 @@ export function registerAclCommands(program: Command, cli: Cli): void {
           path,
           roles: options.roles,
           propagate: options.propagate,
-          delete: options.delete ?? false,
+          delete: take || (options.delete ?? false),
           ...(options.users ? { users: options.users } : {}),
           ...(options.groups ? { groups: options.groups } : {}),
           ...(options.tokens ? { tokens: options.tokens } : {}),
@@ -50,6 +56,14 @@ export function registerAclCommands(program: Command, cli: Cli): void {
         ctx.printDone(result, `updated the ACL at ${path}`);
       }),
     );
+  };
+  change(
+    'set',
+    'modify',
+    'grant roles at a path to users, groups and tokens (or take them with --delete)',
+    false,
+  );
+  change('delete', 'remove', 'take roles at a path away from users, groups and tokens', true);
 
   acl
     .command('list')

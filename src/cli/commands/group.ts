@@ -1,6 +1,6 @@
 /** `tokenctl group ...`: groups, as root@pam. */
 import type { Command } from 'commander';
-import { createGroup, listGroups } from '../../service/operations.js';
+import { createGroup, deleteGroup, listGroups } from '../../service/operations.js';
 import { groupidArgument } from '../arguments.js';
 import type { Cli } from '../context.js';
 
@@ -32,6 +32,17 @@ export function registerGroupCommands(program: Command, cli: Cli): void {
           { header: 'USERS', cell: (g) => g.users },
           { header: 'COMMENT', cell: (g) => g.comment },
         ]);
+      }),
+    );
+
+  group
+    .command('delete')
+    .alias('remove')
+    .description('remove a group and its ACL entries; its users stay')
+    .argument('<groupid>', 'group name', groupidArgument)
+    .action(
+      cli.action(async (ctx, groupid: string) => {
+        ctx.printDone(await ctx.write(deleteGroup, { groupid }), `removed group ${groupid}`);
       }),
     );
 }

@@ -21,7 +21,7 @@ import {
   durationArgument,
   expireArgument,
   flagArgument,
-  tokenidArgument,
+  tokenidOf,
   useridArgument,
 } from '../arguments.js';
 import type { Cli, CliContext } from '../context.js';
@@ -151,19 +151,45 @@ const expireOption = () =>
     expireArgument,
   );
 
-export function registerTokenCommands(program: Command, cli: Cli): void {
-  const token = program.command('token').description('API tokens');
+/** `<tokenid> [name]`: USER@REALM!NAME, or pveum's USER@REALM NAME. */
+function withTokenArguments(command: Command): Command {
+  return command
+    .argument('<tokenid>', "USER@REALM!NAME, or USER@REALM followed by NAME (pveum's order)")
+    .argument('[name]', 'the token name, when <tokenid> is a user id');
+}
 
-  token
-    .command('add')
-    .description('create a token and print its secret, once')
-    .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
+/** The token the two arguments name; a usage error (exit 2) when they name none. */
+function tokenOf(ctx: CliContext, first: string, name: string | undefined): Tokenid {
+  try {
+    return tokenidOf(first, name);
+  } catch (error) {
+    return ctx.usageError((error as Error).message);
+  }
+}
+
+function printInfo(ctx: CliContext, id: Tokenid, info: TokenInfo): void {
+  const now = currentEpochSeconds();
+  ctx.printRecord(info, [
+    ['full-tokenid', id.authid],
+    ['enabled', yesNo(info.enable)],
+    ['expire', formatExpire(info.expire, now)],
+    ['privsep', yesNo(info.privsep)],
+    ['comment', info.comment],
+  ]);
+}
+
+/** `token ...` under `parent`: tokenctl's `token` and pveum's `user token`. */
+export function registerTokenCommands(parent: Command, cli: Cli): void {
+  const token = parent.command('token').description('API tokens');
+
+  withTokenArguments(token.command('add').description('create a token and print its secret, once'))
     .addOption(privsepOption(' (default 1)'))
     .addOption(expireOption())
     .option('--comment <text>', 'free text')
     .option('--disabled', 'create it disabled')
     .action(
-      cli.action(async (ctx, id: Tokenid, options: TokenOptions) => {
+      cli.action(async (ctx, first: string, name: string | undefined, options: TokenOptions) => {
+        const id = tokenOf(ctx, first, name);
         const created = await ctx.write(createToken, {
           userid: id.userid,
           tokenName: id.tokenName,
@@ -195,44 +221,43 @@ export function registerTokenCommands(program: Command, cli: Cli): void {
       ),
     );
 
-  token
-    .command('info')
-    .description('show one token: its fields, whether it has a secret, when it was last used')
-    .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
-    .action(
-      cli.action(async (ctx, id: Tokenid) => {
-        const info = await ctx.read(readToken, { userid: id.userid, tokenName: id.tokenName });
-        const shown = rowOf(
-          id.userid,
-          id.tokenName,
-          info,
-          (await readShadow(ctx.settings.shadowPath)).entries,
-          await readLastUsed(ctx.settings.lastUsedPath),
-        );
-        const now = currentEpochSeconds();
-        ctx.printRecord(shown, [
-          ['full-tokenid', id.authid],
-          ['enabled', yesNo(info.enable)],
-          ['expire', formatExpire(info.expire, now)],
-          ['privsep', yesNo(info.privsep)],
-          ['secret', yesNo(shown['has-secret'])],
-          ['last-used', formatAge(shown['last-used'], now)],
-          ['comment', info.comment],
-        ]);
-      }),
-    );
+  withTokenArguments(
+    token
+      .command('info')
+      .description('show one token: its fields, whether it has a secret, when it was last used'),
+  ).action(
+    cli.action(async (ctx, first: string, name: string | undefined) => {
+      const id = tokenOf(ctx, first, name);
+      const info = await ctx.read(readToken, { userid: id.userid, tokenName: id.tokenName });
+      const shown = rowOf(
+        id.userid,
+        id.tokenName,
+        info,
+        (await readShadow(ctx.settings.shadowPath)).entries,
+        await readLastUsed(ctx.settings.lastUsedPath),
+      );
+      const now = currentEpochSeconds();
+      ctx.printRecord(shown, [
+        ['full-tokenid', id.authid],
+        ['enabled', yesNo(info.enable)],
+        ['expire', formatExpire(info.expire, now)],
+        ['privsep', yesNo(info.privsep)],
+        ['secret', yesNo(shown['has-secret'])],
+        ['last-used', formatAge(shown['last-used'], now)],
+        ['comment', info.comment],
+      ]);
+    }),
+  );
 
-  token
-    .command('update')
-    .description('change a token')
-    .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
+  withTokenArguments(token.command('update').alias('modify').description('change a token'))
     .addOption(privsepOption())
     .addOption(expireOption())
     .option('--comment <text>', 'free text')
     .addOption(new Option('--enable', 'enable the token').conflicts('disable'))
     .addOption(new Option('--disable', 'disable the token'))
     .action(
-      cli.action(async (ctx, id: Tokenid, options: TokenOptions) => {
+      cli.action(async (ctx, first: string, name: string | undefined, options: TokenOptions) => {
+        const id = tokenOf(ctx, first, name);
         const changes = fieldsOf(options);
         if (Object.keys(changes).length === 0) ctx.usageError('nothing to change');
         const info = (await ctx.write(updateToken, {
@@ -240,40 +265,33 @@ export function registerTokenCommands(program: Command, cli: Cli): void {
           tokenName: id.tokenName,
           changes,
         })) as TokenInfo;
-        const now = currentEpochSeconds();
-        ctx.printRecord(info, [
-          ['full-tokenid', id.authid],
-          ['enabled', yesNo(info.enable)],
-          ['expire', formatExpire(info.expire, now)],
-          ['privsep', yesNo(info.privsep)],
-          ['comment', info.comment],
-        ]);
+        printInfo(ctx, id, info);
       }),
     );
 
-  token
-    .command('rotate')
-    .description('give a token a new secret and print it, once; the old one stops working')
-    .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
-    .action(
-      cli.action(async (ctx, id: Tokenid) => {
-        printSecret(
-          ctx,
-          await ctx.write(rotateToken, { userid: id.userid, tokenName: id.tokenName }),
-        );
-      }),
-    );
+  withTokenArguments(
+    token
+      .command('rotate')
+      .description('give a token a new secret and print it, once; the old one stops working'),
+  ).action(
+    cli.action(async (ctx, first: string, name: string | undefined) => {
+      const id = tokenOf(ctx, first, name);
+      printSecret(
+        ctx,
+        await ctx.write(rotateToken, { userid: id.userid, tokenName: id.tokenName }),
+      );
+    }),
+  );
 
-  token
-    .command('remove')
-    .description('remove a token and its secret')
-    .argument('<tokenid>', 'USER@REALM!NAME', tokenidArgument)
-    .action(
-      cli.action(async (ctx, id: Tokenid) => {
-        ctx.printDone(
-          await ctx.write(deleteToken, { userid: id.userid, tokenName: id.tokenName }),
-          `removed token ${id.authid}`,
-        );
-      }),
-    );
+  withTokenArguments(
+    token.command('remove').alias('delete').description('remove a token and its secret'),
+  ).action(
+    cli.action(async (ctx, first: string, name: string | undefined) => {
+      const id = tokenOf(ctx, first, name);
+      ctx.printDone(
+        await ctx.write(deleteToken, { userid: id.userid, tokenName: id.tokenName }),
+        `removed token ${id.authid}`,
+      );
+    }),
+  );
 }

@@ -52,7 +52,8 @@ function withUserFieldOptions(command: Command): Command {
     .addOption(new Option('--groups <list>', 'groups, comma separated').argParser(listArgument));
 }
 
-export function registerUserCommands(program: Command, cli: Cli): void {
+/** Registers `user ...` and returns it, so that pveum's `user token` can go below it. */
+export function registerUserCommands(program: Command, cli: Cli): Command {
   const user = program.command('user').description('users');
 
   withUserFieldOptions(
@@ -94,6 +95,7 @@ export function registerUserCommands(program: Command, cli: Cli): void {
   withUserFieldOptions(
     user
       .command('update')
+      .alias('modify')
       .description('change a user')
       .argument('<userid>', 'USER@REALM', useridArgument),
   )
@@ -113,6 +115,7 @@ export function registerUserCommands(program: Command, cli: Cli): void {
 
   user
     .command('remove')
+    .alias('delete')
     .description('remove a user with its tokens, their secrets and its ACL entries')
     .argument('<userid>', 'USER@REALM', useridArgument)
     .action(
@@ -120,4 +123,5 @@ export function registerUserCommands(program: Command, cli: Cli): void {
         ctx.printDone(await ctx.write(deleteUser, { userid }), `removed user ${userid}`);
       }),
     );
+  return user;
 }

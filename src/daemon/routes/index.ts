@@ -17,6 +17,7 @@ import { registerAclRoutes } from './acl.js';
 import { registerGroupRoutes } from './groups.js';
 import { registerPermissionRoutes } from './permissions.js';
 import { registerPoolRoutes } from './pools.js';
+import { registerRoleRoutes } from './roles.js';
 import { registerTokenRoutes } from './tokens.js';
 import { registerUserRoutes } from './users.js';
 
@@ -95,6 +96,7 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
       registerTokenRoutes(api, ctx);
       registerAclRoutes(api, ctx);
       registerGroupRoutes(api, ctx);
+      registerRoleRoutes(api, ctx);
       registerPoolRoutes(api, ctx);
     },
     { prefix: '/api2/json' },
