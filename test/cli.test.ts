@@ -8,16 +8,19 @@ import {
   statSync,
   truncateSync,
   utimesSync,
+  writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
 import { formatExpire, parseExpire } from '../src/cli/dates.js';
 import { groupName } from '../src/cli/names.js';
 import { renderTable } from '../src/cli/output.js';
 import { main } from '../src/cli/tokenctl.js';
 import { openDeployment } from '../src/service/deployment.js';
 import { resolveSettings } from '../src/service/settings.js';
+import { VERSION } from '../src/version.js';
 import { runChild } from './helpers/children.js';
 import { AS_NOBODY, NOBODY, nobodysCopy } from './helpers/nobody.js';
 import { tempDir } from './helpers/tmp.js';
@@ -736,5 +739,154 @@ describe('tokenctl as separate processes', () => {
       doctorLine(doctor.stdout, 'generation page'),
       new RegExp(`^OK\\s.*0660 ${owners}; magic ok`),
     );
+  });
+});
+
+describe('tokenctl next to pveum', () => {
+  it("takes pveum's argument order and places: token add USER NAME, user token ..., info", async () => {
+    const dirs = deploymentDirs();
+    await tokenctl(dirs, 'user', 'add', 'alice@pve');
+    const added = await tokenctlJson<{ 'full-tokenid': string; value: string }>(
+      dirs,
+      'token',
+      'add',
+      'alice@pve',
+      'ci',
+      '--privsep',
+      '1',
+    );
+    assert.equal(added['full-tokenid'], 'alice@pve!ci');
+    assert.equal(await verifies(dirs, 'alice@pve!ci', added.value), true);
+    await tokenctlJson(dirs, 'user', 'token', 'add', 'alice@pve!deploy', '--comment', 'd');
+    const pveumInfo = await tokenctlJson(dirs, 'user', 'token', 'info', 'alice@pve', 'deploy');
+    assert.deepEqual(pveumInfo, await tokenctlJson(dirs, 'token', 'info', 'alice@pve!deploy'));
+    assert.deepEqual(pveumInfo, { enable: 1, expire: 0, privsep: 1, comment: 'd' });
+    await tokenctlJson(dirs, 'token', 'modify', 'alice@pve', 'deploy', '--comment', 'e');
+    assert.equal(
+      (await tokenctlJson<{ comment: string }>(dirs, 'token', 'info', 'alice@pve', 'deploy'))
+        .comment,
+      'e',
+    );
+    await tokenctlJson(dirs, 'user', 'token', 'delete', 'alice@pve', 'deploy');
+    const both = await tokenctl(dirs, 'token', 'info', 'alice@pve!ci', 'ci');
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /not both|not "alice@pve!ci" and a name/);
+    const missing = await tokenctl(dirs, 'token', 'info', 'alice@pve', 'nope');
+    assert.equal(missing.code, 1, missing.stderr);
+  });
+
+  it('prints text with borders or not, headers or not, json, json-pretty and yaml', async () => {
+    const dirs = deploymentDirs();
+    await tokenctl(dirs, 'token', 'add', 'root@pam!ci', '--comment', 'CI 日本');
+    const bordered = await tokenctl(
+      { ...dirs, args: dirs.args.filter((a) => a !== '--noborder') },
+      'token',
+      'list',
+    );
+    assert.match(bordered.stdout, /^[│|] TOKENID +[│|] ENABLED [│|]/m);
+    assert.match(bordered.stdout, /^[│|] root@pam!ci +[│|] yes +[│|]/m);
+    const lengths = new Set(
+      bordered.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => [...l].reduce((n, c) => n + (/[日本]/.test(c) ? 2 : 1), 0)),
+    );
+    assert.equal(lengths.size, 1, `ragged table:\n${bordered.stdout}`);
+    const bare = await tokenctl(dirs, '--noheader', 'token', 'list');
+    assert.match(bare.stdout, /^root@pam!ci\s+yes\s+never\s+yes\s+yes\s+CI 日本$/m);
+    assert.doesNotMatch(bare.stdout, /TOKENID/);
+
+    const compact = await tokenctl(dirs, '--output', 'json', 'token', 'list');
+    assert.equal(compact.stdout.trimEnd().includes('\n'), false);
+    const rows = JSON.parse(compact.stdout);
+    const pretty = await tokenctl(dirs, '--output', 'json-pretty', 'token', 'list');
+    assert.match(pretty.stdout, /^\[\n {2}\{/);
+    assert.deepEqual(JSON.parse(pretty.stdout), rows);
+    const yaml = await tokenctl(dirs, '--output-format', 'yaml', 'token', 'list');
+    assert.deepEqual(YAML.parse(yaml.stdout), rows);
+    assert.match(yaml.stdout, /^- full-tokenid: root@pam!ci$/m);
+    const table = await tokenctl(dirs, '--output', 'table', 'token', 'list');
+    assert.match(table.stdout, /^TOKENID/m, 'the old name of text still works');
+
+    const version = await tokenctl(dirs, '--version');
+    assert.equal(version.code, 0);
+    assert.equal(version.stdout.trim(), VERSION);
+    assert.match(VERSION, /^\d+\.\d+\.\d+/);
+  });
+
+  it('role list|add|modify|delete, group delete, acl delete and permissions', async () => {
+    const dirs = deploymentDirs();
+    await tokenctl(dirs, 'user', 'add', 'bob@pve');
+    const added = await tokenctl(dirs, 'role', 'add', 'Ops', '--privs', 'VM.Audit,Sys.Audit');
+    assert.equal(added.stdout, 'added role Ops\n', added.stderr);
+    type Role = { roleid: string; privs: string; special?: number };
+    const roles = await tokenctlJson<Role[]>(dirs, 'role', 'list');
+    assert.deepEqual(
+      roles.find((r) => r.roleid === 'Ops'),
+      { roleid: 'Ops', privs: 'Sys.Audit,VM.Audit' },
+    );
+    assert.equal(roles.find((r) => r.roleid === 'PVEAdmin')?.special, 1);
+    await tokenctl(dirs, 'role', 'modify', 'Ops', '--privs', 'VM.PowerMgmt', '--append', '1');
+    const modified = (await tokenctlJson<Role[]>(dirs, 'role', 'list')).find(
+      (r) => r.roleid === 'Ops',
+    );
+    assert.equal(modified?.privs, 'Sys.Audit,VM.Audit,VM.PowerMgmt');
+    const builtIn = await tokenctl(dirs, 'role', 'modify', 'PVEAdmin', '--privs', 'VM.Audit');
+    assert.equal(builtIn.code, 1);
+    assert.match(builtIn.stderr, /built-in role/);
+
+    await tokenctl(dirs, 'acl', 'modify', '/vms', '--roles', 'Ops', '--users', 'bob@pve');
+    type Tree = Record<string, Record<string, number>>;
+    const all = await tokenctlJson<Tree>(dirs, 'permissions', 'bob@pve');
+    assert.deepEqual(all['/vms'], { 'Sys.Audit': 1, 'VM.Audit': 1, 'VM.PowerMgmt': 1 });
+    const one = await tokenctlJson<Tree>(dirs, 'user', 'permissions', 'bob@pve', '--path', '/');
+    assert.deepEqual(one, { '/': {} });
+    const text = await tokenctl(dirs, 'permissions', 'bob@pve', '--path', '/vms');
+    assert.match(
+      text.stdout,
+      /^\/vms\s+Sys\.Audit \(\*\), VM\.Audit \(\*\), VM\.PowerMgmt \(\*\)$/m,
+    );
+    const root = await tokenctlJson<Tree>(dirs, 'permissions', '--path', '/');
+    assert.equal(root['/']?.['Permissions.Modify'], 1, 'root@pam without an id');
+    await tokenctl(dirs, 'acl', 'delete', '/vms', '--roles', 'Ops', '--users', 'bob@pve');
+    assert.deepEqual(await tokenctlJson(dirs, 'acl', 'list'), []);
+
+    await tokenctl(dirs, 'acl', 'modify', '/', '--roles', 'Ops', '--users', 'bob@pve');
+    assert.equal((await tokenctl(dirs, 'role', 'delete', 'Ops')).code, 0);
+    assert.deepEqual(await tokenctlJson(dirs, 'acl', 'list'), [], 'its ACL entries went with it');
+    assert.equal((await tokenctl(dirs, 'role', 'delete', 'Ops')).code, 1);
+
+    await tokenctl(dirs, 'group', 'add', 'admins');
+    await tokenctl(dirs, 'acl', 'modify', '/', '--roles', 'PVEAuditor', '--groups', 'admins');
+    const removed = await tokenctl(dirs, 'group', 'delete', 'admins');
+    assert.equal(removed.stdout, 'removed group admins\n');
+    assert.deepEqual(await tokenctlJson(dirs, 'group', 'list'), []);
+    assert.deepEqual(await tokenctlJson(dirs, 'acl', 'list'), []);
+  });
+
+  it('completes commands, subcommands and options in bash', {
+    skip: spawnSync('bash', ['--version']).error ? 'bash is not installed' : false,
+  }, async () => {
+    const dirs = deploymentDirs();
+    const script = path.join(dirs.root, 'tokenctl.bash');
+    writeFileSync(script, (await tokenctl(dirs, 'completion', 'bash')).stdout);
+    const complete = (...words: string[]) => {
+      const result = spawnSync(
+        'bash',
+        [
+          '-c',
+          `source "$0"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _tokenctl; printf '%s\\n' "\${COMPREPLY[@]}"`,
+          script,
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(result.status, 0, result.stderr);
+      return result.stdout.trim().split('\n');
+    };
+    assert.deepEqual(complete('tokenctl', 'ro'), ['role']);
+    assert.deepEqual(complete('tokenctl', '--config-dir', '/x', 'role', 'mo'), ['modify']);
+    assert.deepEqual(complete('tokenctl', 'user', 'token', 'add', '--pr'), ['--privsep']);
+    assert.ok(complete('tokenctl', 'token', '').includes('info'));
+    assert.equal((await tokenctl(dirs, 'completion', 'fish')).code, 2);
   });
 });

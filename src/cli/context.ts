@@ -190,12 +190,12 @@ export class CliContext {
     return this.reader().users.get();
   }
 
-  /** A list: a table for people, the rows themselves for scripts. */
-  printList<T>(rows: readonly T[], columns: readonly Column<T>[]): void {
+  /** A list: a table for people, `data` (by default the rows themselves) for scripts. */
+  printList<T>(rows: readonly T[], columns: readonly Column<T>[], data: unknown = rows): void {
     this.cli.io.stdout(
       this.format === 'text'
         ? renderTable(rows, columns, this.style)
-        : renderData(rows, this.format),
+        : renderData(data, this.format),
     );
   }
 

@@ -16,6 +16,7 @@ import { registerPoolCommands } from './commands/pool.js';
 import { registerRoleCommands } from './commands/role.js';
 import { registerTokenCommands } from './commands/token.js';
 import { registerUserCommands } from './commands/user.js';
+import { bashCompletion } from './completion.js';
 import type { Cli } from './context.js';
 import { OUTPUT_FORMATS } from './output.js';
 
@@ -74,5 +75,14 @@ export function buildProgram(cli: Cli): Command {
   registerGenerationsCommand(program, cli);
   registerDoctorCommand(program, cli);
   registerClusterCommands(program, cli);
+  program
+    .command('completion')
+    .description('print a shell completion script (bash): source <(tokenctl completion bash)')
+    .argument('<shell>', 'bash')
+    .action((shell: string) => {
+      if (shell !== 'bash')
+        program.error(`error: no completion for ${shell}; only bash`, { exitCode: 2 });
+      cli.io.stdout(bashCompletion(program));
+    });
   return program;
 }

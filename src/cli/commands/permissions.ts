@@ -32,10 +32,15 @@ async function show(ctx: CliContext, authid: string | undefined, path: string | 
         .map(([name, propagate]) => (propagate ? `${name} (*)` : name))
         .join(', '),
     }));
-  ctx.printList(rows, [
-    { header: 'PATH', cell: (r) => r.path },
-    { header: 'PRIVILEGES', cell: (r) => r.privileges },
-  ]);
+  // Scripts get the API's answer: path -> privilege -> 1 when it propagates.
+  ctx.printList(
+    rows,
+    [
+      { header: 'PATH', cell: (r) => r.path },
+      { header: 'PRIVILEGES', cell: (r) => r.privileges },
+    ],
+    tree,
+  );
 }
 
 /** Adds `permissions` to `parent` (tokenctl's top level, and pveum's `user`). */
