@@ -669,6 +669,42 @@ describe('tokenctl doctor', () => {
     assert.equal(refused.code, 1, 'a broken page refuses changes');
     assert.match(refused.stderr, /refusing to change anything/);
   });
+
+  it('--fix repairs modes, owners, a broken page and a stale lock, and says what it changed', async () => {
+    const dirs = deploymentDirs();
+    assert.equal((await tokenctl(dirs, 'token', 'add', 'root@pam!d')).code, 0);
+    const shadow = path.join(dirs.config, 'token.shadow');
+    const userCfg = path.join(dirs.config, 'user.cfg');
+    chmodSync(shadow, 0o666);
+    chmodSync(userCfg, 0o606);
+    chownSync(userCfg, NOBODY, -1);
+    truncateSync(dirs.page, 100);
+    const lock = path.join(dirs.config, 'token.shadow.lock');
+    mkdirSync(lock);
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(lock, old, old);
+    assert.equal((await tokenctl(dirs, 'doctor')).code, 1);
+
+    const fixed = await tokenctl(dirs, 'doctor', '--fix');
+    assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+    assert.match(fixed.stdout, /^fixed token\.shadow \S+: mode 0666 -> 0600$/m);
+    assert.match(fixed.stdout, /^fixed user\.cfg \S+: owner nobody:\S+ -> root:\S+$/m);
+    assert.match(fixed.stdout, /^fixed user\.cfg \S+: mode 0606 -> 0640$/m);
+    assert.match(fixed.stdout, /^fixed generation page \S+: recreated \(it was unusable\)$/m);
+    assert.match(fixed.stdout, /^fixed token\.shadow lock \S+: removed the stale lock$/m);
+    assert.match(doctorLine(fixed.stdout, 'generation page'), /^OK\s.*magic ok/);
+    assert.equal(statSync(shadow).mode & 0o777, 0o600);
+    assert.equal(statSync(dirs.page).size, 4096);
+    assert.equal(existsSync(lock), false);
+    // The deployment works again: a change is accepted and announced.
+    assert.equal((await tokenctl(dirs, 'group', 'add', 'after')).code, 0);
+
+    const again = await tokenctl(dirs, '--output', 'json', 'doctor', '--fix');
+    assert.equal(again.code, 0);
+    const report = JSON.parse(again.stdout) as { changes: unknown[]; checks: unknown[] };
+    assert.deepEqual(report.changes, [], 'nothing left to fix');
+    assert.ok(report.checks.length > 5);
+  });
 });
 
 describe('tokenctl as separate processes', () => {

@@ -280,3 +280,110 @@ export async function runDoctor(
   }
   return results;
 }
+
+/** One thing `doctor --fix` changed, in words an administrator can check. */
+export interface Change {
+  name: string;
+  path: string;
+  change: string;
+}
+
+/** What the metadata of `target` should become, as chmod/chown calls; nothing for a wrong type. */
+async function fixTarget(
+  target: Target,
+  gid: number | undefined,
+  asRoot: boolean,
+): Promise<Change[]> {
+  let stats: Stats;
+  try {
+    stats =
+      target.type === 'directory' ? await fsp.stat(target.path) : await fsp.lstat(target.path);
+  } catch {
+    return [];
+  }
+  // A symlink or a file where a directory belongs is for a person to look at.
+  if (!hasType(stats, target.type)) return [];
+  const changes: Change[] = [];
+  const note = (change: string) => changes.push({ name: target.name, path: target.path, change });
+  const uid = asRoot && stats.uid !== 0 ? 0 : -1;
+  const group = gid !== undefined && stats.gid !== gid ? gid : -1;
+  if (uid !== -1 || group !== -1) {
+    await fsp.lchown(target.path, uid, group);
+    const owner = uid === -1 ? userName(stats.uid) : userName(0);
+    const to = `${owner}:${groupName(group === -1 ? stats.gid : group)}`;
+    note(`owner ${userName(stats.uid)}:${groupName(stats.gid)} -> ${to}`);
+  }
+  const mode = stats.mode & 0o7777;
+  if (mode !== target.mode) {
+    await fsp.chmod(target.path, target.mode);
+    note(`mode ${octal(mode)} -> ${octal(target.mode)}`);
+  }
+  return changes;
+}
+
+/**
+ * A page that is missing, of the wrong size or without the magic is made anew
+ * (atomically: readers see the old file or the new one, and remap to it on
+ * their next check); the page library's own repair does it, as the manager
+ * does at start.
+ */
+function fixPage(settings: Settings): Change[] {
+  const name = 'generation page';
+  const gid = settings.gid === undefined ? {} : { gid: settings.gid };
+  let existed = true;
+  try {
+    GenerationPage.open(settings.pagePath, { create: false, readOnly: true }).close();
+    return [];
+  } catch (error) {
+    if (!(error instanceof GenerationPageError)) throw error;
+    if (error.problem === 'not-found') existed = false;
+    else if (error.problem !== 'wrong-size' && error.problem !== 'wrong-magic') return [];
+  }
+  GenerationPage.open(settings.pagePath, {
+    mkdir: true,
+    repair: true,
+    onRepair: () => undefined,
+    ...gid,
+  }).close();
+  return [
+    { name, path: settings.pagePath, change: existed ? 'recreated (it was unusable)' : 'created' },
+  ];
+}
+
+/** A lock left by a crashed writer: removed, so that nobody waits for it. */
+async function fixLock(file: string, now: number, staleMs: number): Promise<Change[]> {
+  const lock = `${file}.lock`;
+  try {
+    const stats = await fsp.stat(lock);
+    if (now - stats.mtimeMs <= staleMs) return [];
+  } catch {
+    return [];
+  }
+  await fsp.rm(lock, { recursive: true, force: true });
+  return [{ name: `${path.basename(file)} lock`, path: lock, change: 'removed the stale lock' }];
+}
+
+/**
+ * `doctor --fix`: repairs what doctor can judge safely. Modes and owners are
+ * set to the deployment's (owner root only when run as root, the group when
+ * one is configured); a missing or broken page is made anew; stale locks go.
+ * It never touches a wrong type (a symlink, a directory where a file belongs)
+ * nor the contents of user.cfg or token.shadow. Returns what it changed.
+ */
+export async function fixDeployment(
+  settings: Settings,
+  options: DoctorOptions = {},
+): Promise<Change[]> {
+  const now = options.now ?? Date.now();
+  const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
+  const asRoot = process.getuid?.() === 0;
+  const changes: Change[] = [];
+  for (const target of targets(settings)) {
+    if (target.name === 'generation page') changes.push(...fixPage(settings));
+    changes.push(...(await fixTarget(target, settings.gid, asRoot)));
+  }
+  for (const file of [settings.userCfgPath, settings.shadowPath]) {
+    changes.push(...(await fixLock(file, now, staleMs)));
+  }
+  return changes;
+}
