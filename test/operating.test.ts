@@ -15,6 +15,8 @@ import { after, before, describe, it } from 'node:test';
 import selfsigned from 'selfsigned';
 import { Agent, request } from 'undici';
 import { ensureCertificate } from '../src/daemon/tls.js';
+import { GenerationPage } from '../src/generations/page.js';
+import { Slot } from '../src/generations/slots.js';
 import { type Api, alive, type Deployment, pveHeader, startDeployment } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -118,6 +120,22 @@ describe('health and readiness on the metrics listener', () => {
     assert.equal((await probe(port, '/readyz', 'HEAD')).status, 200);
     assert.equal((await probe(port, '/readyz', 'POST')).status, 405);
     assert.equal((await probe(port, '/ready')).status, 404);
+  });
+
+  it('turns not ready while this host is fenced (several hosts), ready again without a fence', async () => {
+    const page = GenerationPage.open(path.join(dir, 'run', 'shmem', 'config-versions'), {
+      create: false,
+    });
+    try {
+      page.store(Slot.FENCE, 1);
+      assert.deepEqual(await probe(port, '/readyz'), { status: 503, body: 'not ready\n' });
+      await api.log.waitFor((l) => l.msg === 'not ready' && String(l.failing) === 'fence');
+      page.store(Slot.FENCE, 0);
+      assert.deepEqual(await probe(port, '/readyz'), { status: 200, body: 'ok\n' });
+    } finally {
+      page.store(Slot.FENCE, 0);
+      page.close();
+    }
   });
 
   it('turns not ready when the manager stops, and ready again when it is back', async () => {

@@ -15,7 +15,14 @@ import type { Command } from 'commander';
 import type { Settings, SettingsInput } from '../service/settings.js';
 import { daemonCommand, settingsFrom } from './cli-options.js';
 import { answerMetricsRequests, clusterMetrics, METRICS_CONTENT_TYPE } from './cluster-metrics.js';
-import { managerCheck, pageCheck, Readiness, type ReadinessCheck, serveHealth } from './health.js';
+import {
+  fenceCheck,
+  managerCheck,
+  pageCheck,
+  Readiness,
+  type ReadinessCheck,
+  serveHealth,
+} from './health.js';
 import { authority, defaultListenHost } from './listen.js';
 import { createLogger, type Logger } from './logger.js';
 import { createPrimaryMetrics } from './metrics.js';
@@ -194,6 +201,7 @@ async function runPrimary(argv: string[]): Promise<void> {
   const checks: ReadinessCheck[] = [
     { name: 'workers', check: async () => !stopping && pool.serving > 0 },
     page,
+    fenceCheck(() => page.page),
     managerCheck(settings.socketPath),
   ];
   const readiness = new Readiness(checks, log);

@@ -5,10 +5,12 @@
  * change), so probing reveals nothing about the deployment.
  *
  *   /livez    200 while the primary answers at all.
- *   /readyz   200 when every readiness check passes, else 503.
+ *   /readyz   200 when every readiness check passes (workers, page, fence,
+ *             manager), else 503.
  *   /healthz  the same as /readyz: what most load balancers probe by default.
  */
 import type http from 'node:http';
+import { fenceState } from '../generations/fence.js';
 import { GenerationPage } from '../generations/page.js';
 import type { Logger } from './logger.js';
 import { RpcClient } from './rpc.js';
@@ -66,18 +68,30 @@ export function pageCheck(pagePath: string, caching: boolean, log: Logger) {
       }
       return page.usable(warn);
     },
+    /** The page as last mapped, for checks of its slots; null before the first check. */
+    get page(): GenerationPage | null {
+      return page;
+    },
     close() {
       page?.close();
     },
   };
 }
 
-/*
- * Where the fence goes: once several hosts share a deployment (src/cluster), a
- * host cut off from the others must stop answering. That is one more
- * ReadinessCheck, e.g. `{ name: 'fence', check: async () => !fenced(page) }`,
- * added to the list api.ts builds; nothing here changes.
+/**
+ * Several hosts (src/cluster): a host whose fence has passed refuses every
+ * token with 503, so it must not be sent traffic either. Single-host mode (no
+ * fence on the page, or no page) passes.
  */
+export function fenceCheck(page: () => GenerationPage | null): ReadinessCheck {
+  return {
+    name: 'fence',
+    async check() {
+      const current = page();
+      return current === null || current.closed || fenceState(current) !== 'fenced';
+    },
+  };
+}
 
 /** Runs the checks; logs when readiness changes, naming the failed checks. */
 export class Readiness {
@@ -92,10 +106,11 @@ export class Readiness {
 
   /** The names of the checks that failed; empty when ready. */
   async failing(): Promise<string[]> {
-    const results = await Promise.all(
-      this.#checks.map(async (c) => ((await c.check().catch(() => false)) ? null : c.name)),
-    );
-    const failed = results.filter((name): name is string => name !== null);
+    // In order: a later check may use what an earlier one opened (the fence, the page).
+    const failed: string[] = [];
+    for (const c of this.#checks) {
+      if (!(await c.check().catch(() => false))) failed.push(c.name);
+    }
     const summary = failed.join(',');
     if (summary !== this.#last) {
       if (failed.length === 0) this.#log.info('ready');
