@@ -124,7 +124,7 @@ async function status(ctx: CliContext): Promise<void> {
       settings.cluster,
       settings.leaseSeconds * 2000,
     );
-    if (ctx.format === 'json') {
+    if (ctx.format !== 'text') {
       ctx.printRecord({ ...state, local }, []);
       return;
     }
