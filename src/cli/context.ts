@@ -5,11 +5,9 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { SUPERUSER } from '../config/access-control.js';
 import type { UserConfig } from '../config/types.js';
 import { GenerationPageError } from '../errors.js';
 import { GenerationPage } from '../generations/page.js';
-import { parseAuthid } from '../ids.js';
 import { addonAvailable } from '../native.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { resolveGroupId } from '../service/group.js';
@@ -20,6 +18,7 @@ import {
   type Stores,
   type WriteOperation,
 } from '../service/operations.js';
+import { HOST_ROOT } from '../service/rules.js';
 import { resolveSettings, type Settings } from '../service/settings.js';
 import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
 import { ExitCode } from './exit.js';
@@ -34,8 +33,11 @@ import {
   utf8Locale,
 } from './output.js';
 
-/** tokenctl acts for the administrator on the host, with every privilege. */
-export const CLI_CALLER = parseAuthid(SUPERUSER);
+/**
+ * tokenctl acts for the administrator on the host: host root, whom every rule
+ * lets through whatever the files say, so it can always repair them.
+ */
+export const CLI_CALLER = HOST_ROOT;
 
 export interface CliIo {
   stdout(text: string): void;

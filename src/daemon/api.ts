@@ -87,6 +87,9 @@ function buildCommand(): Command {
       'a proxy (address or CIDR) whose X-Forwarded-For names the source; repeatable',
       (v: string, list: string[]) => [...list, v],
       [] as string[],
+    )
+    .option('--rpc-deadline <ms>', "how long to wait for the manager's answer before 503", (v) =>
+      Number(v),
     );
 }
 
@@ -110,6 +113,7 @@ function parseCommand(argv: string[]) {
         ...(flags.penaltyHold !== undefined ? { holdMs: flags.penaltyHold } : {}),
         trustedProxies: flags.trustedProxy,
       },
+      ...(typeof flags.rpcDeadline === 'number' ? { rpcDeadlineMs: flags.rpcDeadline } : {}),
     };
     for (const name of ['workers', 'hashThreads', 'hashQueue', 'ttlMs'] as const) {
       const value = (name === 'ttlMs' ? flags.ttl : flags[name]) ?? file[name];

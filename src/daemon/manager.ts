@@ -1,16 +1,20 @@
 #!/usr/bin/env node
 /**
  * The privileged manager: the daemons' only writer of user.cfg and token.shadow
- * (tokenctl, run by root on the host, writes them too: see src/service). It listens only on a unix socket (0600, or 0660 for the configured group),
- * re-checks the privileges of the identity each request names, bumps the
- * generations through the stores, and logs every mutation without secrets.
+ * (tokenctl, run by root on the host, writes them too: see src/service). It
+ * listens only on a unix socket (0600, or 0660 for the configured group),
+ * authenticates every request itself from the credential it carries (through
+ * its own TokenShadow: a cached verify), checks that caller's privileges,
+ * bumps the generations through the stores, and logs every mutation without
+ * secrets. A peer of the socket cannot name an identity: whoever it claims to
+ * act for, it gets 401 without that caller's secret.
  */
 import { promises as fsp } from 'node:fs';
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { ApiError } from '../errors.js';
+import { Authenticator, type Identity } from '../http/authenticate.js';
 import { errorCode, httpFailureOf } from '../http/status.js';
-import { parseAuthid } from '../ids.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { OPERATIONS, runWrite, type Stores } from '../service/operations.js';
 import type { Settings } from '../service/settings.js';
@@ -33,45 +37,49 @@ function operationOf(request: RpcRequest) {
 }
 
 /** What the log may say about a request: ids only, never secrets or hashes. */
-function describe(request: RpcRequest) {
+function describe(request: RpcRequest, caller: Identity | null) {
   const params = request.params;
   return {
     op: request.op,
-    identity: request.identity,
+    identity: caller?.authid ?? null,
     target: params.tokenName
       ? `${params.userid}!${params.tokenName}`
       : (params.userid ?? params.groupid ?? params.path),
   };
 }
 
-/** Runs one socket request as the operation it names, for the identity it names. */
-export function handler(stores: Stores, log: Logger, ledger?: LastUsedLedger) {
+/**
+ * Runs one socket request as the operation it names, for whoever its
+ * credential proves to `auth` (the manager's own stores: a cached verify).
+ */
+export function handler(stores: Stores, auth: Authenticator, log: Logger, ledger?: LastUsedLedger) {
   return async (request: RpcRequest): Promise<RpcResponse> => {
     const id = typeof request.id === 'number' ? request.id : -1;
     // The API's readiness probe: proves the manager answers, changes nothing, logs nothing.
     if (request.op === 'ping') return { id, ok: true, data: 'pong' };
-    if (
-      typeof request.identity !== 'string' ||
-      typeof request.params !== 'object' ||
-      !request.params
-    ) {
+    if (typeof request.params !== 'object' || !request.params) {
       return { id, ok: false, status: 400, message: 'malformed request' };
     }
+    let caller: Identity | null = null;
     try {
       // A worker's usage batch: no mutation, no log line (one arrives every interval per worker).
       if (request.op === USAGE_REPORT_OP && ledger) {
         return { id, ok: true, data: { taken: await ledger.report(request.params.uses) } };
       }
+      // No credential, or one that does not verify: AuthenticationError, a 401.
+      caller = await auth.authenticate(
+        typeof request.credential === 'string' ? request.credential : undefined,
+      );
       const { operation, params } = operationOf(request);
-      const data = await runWrite(operation, stores, parseAuthid(request.identity), params);
-      if (request.op === 'token.delete') ledger?.forget(String(describe(request).target));
-      log.info({ ...describe(request), outcome: 'ok' }, 'mutation');
+      const data = await runWrite(operation, stores, caller, params);
+      if (request.op === 'token.delete') ledger?.forget(String(describe(request, caller).target));
+      log.info({ ...describe(request, caller), outcome: 'ok' }, 'mutation');
       return { id, ok: true, data };
     } catch (error) {
       const failure = httpFailureOf(error);
       log[failure.status >= 500 ? 'error' : 'info'](
         {
-          ...describe(request),
+          ...describe(request, caller),
           outcome: 'refused',
           status: failure.status,
           code: errorCode(error),
@@ -128,7 +136,8 @@ export async function startManager(
   const ledger = await openLedger(deployment, log);
   const expiryWatch = watchExpiry(deployment, log);
   const server = net.createServer();
-  serveRpc(server, handler(mode.storage, log, ledger));
+  const auth = new Authenticator({ users: deployment.users, shadow: deployment.shadow });
+  serveRpc(server, handler(mode.storage, auth, log, ledger));
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {

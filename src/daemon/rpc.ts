@@ -1,17 +1,22 @@
 /**
  * The manager's unix-socket protocol: one JSON object per line each way.
- * A request carries the identity the API worker authenticated; the manager
- * checks that identity's privileges again before changing anything.
+ * A request carries the caller's credential (the Authorization header the API
+ * worker was given), never an identity: the manager verifies the credential
+ * through its own TokenShadow and derives who asks from it, so a peer of the
+ * socket (a compromised worker) can do no more than the credentials it holds.
+ *
+ * Both sides read lines off the byte stream with a limit (a line longer than
+ * it drops the connection before it is buffered), and every call has a
+ * deadline: a manager that does not answer is a 503, not a hung request.
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import { createInterface } from 'node:readline';
 
 export interface RpcRequest {
   id: number;
   op: string;
-  /** The authenticated user or token id on whose behalf the change is made. */
-  identity: string;
+  /** The caller's Authorization header value: `PVEAPIToken=ID=SECRET` or another scheme. */
+  credential: string;
   params: Record<string, unknown>;
 }
 
@@ -21,23 +26,63 @@ export type RpcResponse =
 
 /** Longest request line accepted, so a confused client cannot make the manager buffer without end. */
 export const MAX_LINE = 64 * 1024;
+/** Longest reply line a client accepts (replies are small: ids, a secret, token info). */
+export const MAX_REPLY_LINE = 1024 * 1024;
+/** How long a client waits for the manager's answer by default. */
+export const DEFAULT_DEADLINE_MS = 15_000;
 
 export type RpcHandler = (request: RpcRequest) => Promise<RpcResponse>;
+
+/**
+ * Calls `onLine` for each '\n'-terminated line of `socket`, holding at most
+ * `limit` bytes of an unfinished line: beyond that the socket is destroyed
+ * (and `onOverflow` told) before more is read into memory.
+ */
+export function readLines(
+  socket: net.Socket,
+  limit: number,
+  onLine: (line: string) => void,
+  onOverflow: () => void = () => undefined,
+): void {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  socket.on('data', (chunk: Buffer) => {
+    let start = 0;
+    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+      const piece = chunk.subarray(start, nl);
+      if (pendingBytes + piece.length > limit) break;
+      pending.push(piece);
+      const line = Buffer.concat(pending).toString('utf8');
+      pending = [];
+      pendingBytes = 0;
+      start = nl + 1;
+      if (socket.destroyed) return;
+      onLine(line);
+    }
+    const rest = chunk.subarray(start);
+    if (chunk.indexOf(10, start) !== -1 || pendingBytes + rest.length > limit) {
+      socket.destroy();
+      onOverflow();
+      return;
+    }
+    if (rest.length > 0) {
+      // A copy: a subarray would keep the whole chunk alive.
+      pending.push(Buffer.from(rest));
+      pendingBytes += rest.length;
+    }
+  });
+}
 
 /** Serves `handler` on every connection; answers in request order per connection. */
 export function serveRpc(server: net.Server, handler: RpcHandler): void {
   server.on('connection', (socket) => {
-    const lines = createInterface({ input: socket, crlfDelay: Number.POSITIVE_INFINITY });
     let chain = Promise.resolve();
-    lines.on('line', (line) => {
-      if (line.length > MAX_LINE) {
-        socket.destroy();
-        return;
-      }
+    readLines(socket, MAX_LINE, (line) => {
       chain = chain.then(async () => {
         let request: RpcRequest;
         try {
           request = JSON.parse(line) as RpcRequest;
+          if (typeof request !== 'object' || request === null) throw new Error('not an object');
         } catch {
           socket.write(
             `${JSON.stringify({ id: -1, ok: false, status: 400, message: 'bad request line' })}\n`,
@@ -52,27 +97,68 @@ export function serveRpc(server: net.Server, handler: RpcHandler): void {
   });
 }
 
+function failure(id: number, status: number, message: string): RpcResponse {
+  return { id, ok: false, status, message };
+}
+
+/** Whether a parsed reply line has the shape of an RpcResponse. */
+function isResponse(value: unknown): value is RpcResponse {
+  if (typeof value !== 'object' || value === null) return false;
+  const reply = value as Record<string, unknown>;
+  if (typeof reply.id !== 'number') return false;
+  if (reply.ok === true) return true;
+  return (
+    reply.ok === false && typeof reply.status === 'number' && typeof reply.message === 'string'
+  );
+}
+
+export interface RpcClientOptions {
+  /** How long one call may wait for its answer before it ends in 503 (default 15 s). */
+  deadlineMs?: number;
+}
+
 /** A client connection to the manager, reconnecting after it drops. */
 export class RpcClient {
   readonly socketPath: string;
+  readonly deadlineMs: number;
   #socket: net.Socket | null = null;
   #connecting: Promise<net.Socket> | null = null;
   #next = 1;
   #pending = new Map<number, (response: RpcResponse) => void>();
 
-  constructor(socketPath: string) {
+  constructor(socketPath: string, options: RpcClientOptions = {}) {
     this.socketPath = socketPath;
+    this.deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
   }
 
+  /**
+   * Runs `op` on the manager as whoever `credential` proves to be. Never
+   * throws: a lost connection, a malformed reply or a missed deadline answer
+   * 503.
+   */
   async call(
     op: string,
-    identity: string,
+    credential: string,
     params: Record<string, unknown> = {},
   ): Promise<RpcResponse> {
-    const socket = await this.#connect();
     const id = this.#next++;
-    const request: RpcRequest = { id, op, identity, params };
-    const reply = new Promise<RpcResponse>((resolve) => this.#pending.set(id, resolve));
+    let socket: net.Socket;
+    try {
+      socket = await this.#connect();
+    } catch {
+      return failure(id, 503, 'manager unavailable');
+    }
+    const request: RpcRequest = { id, op, credential, params };
+    const reply = new Promise<RpcResponse>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        resolve(failure(id, 503, 'the manager did not answer in time'));
+      }, this.deadlineMs);
+      this.#pending.set(id, (response) => {
+        clearTimeout(timer);
+        resolve(response);
+      });
+    });
     socket.write(`${JSON.stringify(request)}\n`);
     return reply;
   }
@@ -87,22 +173,36 @@ export class RpcClient {
     if (this.#connecting !== null) return this.#connecting;
     this.#connecting = (async () => {
       const socket = net.createConnection(this.socketPath);
-      await once(socket, 'connect');
-      const lines = createInterface({ input: socket, crlfDelay: Number.POSITIVE_INFINITY });
-      lines.on('line', (line) => {
-        const response = JSON.parse(line) as RpcResponse;
-        this.#pending.get(response.id)?.(response);
-        this.#pending.delete(response.id);
-      });
-      const fail = () => {
+      const fail = (message: string) => {
         if (this.#socket === socket) this.#socket = null;
-        for (const [id, resolve] of this.#pending) {
-          resolve({ id, ok: false, status: 503, message: 'manager connection lost' });
-        }
+        for (const [id, resolve] of this.#pending) resolve(failure(id, 503, message));
         this.#pending.clear();
       };
-      socket.on('close', fail);
-      socket.on('error', fail);
+      // Before 'connect', so that an error while connecting is handled, not thrown.
+      socket.on('close', () => fail('manager connection lost'));
+      socket.on('error', () => fail('manager connection lost'));
+      await once(socket, 'connect');
+      readLines(
+        socket,
+        MAX_REPLY_LINE,
+        (line) => {
+          let response: unknown;
+          try {
+            response = JSON.parse(line);
+          } catch {
+            response = undefined;
+          }
+          if (!isResponse(response)) {
+            // Nothing on this connection can be matched to its call any more.
+            socket.destroy();
+            fail('malformed reply from the manager');
+            return;
+          }
+          this.#pending.get(response.id)?.(response);
+          this.#pending.delete(response.id);
+        },
+        () => fail('reply from the manager too long'),
+      );
       this.#socket = socket;
       return socket;
     })().finally(() => {

@@ -12,8 +12,8 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createToken, rotateToken } from '../service/operations.js';
-import { RpcClient } from './rpc.js';
+import { hostRootToken } from '../service/bootstrap.js';
+import { resolveSettings } from '../service/settings.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -23,7 +23,7 @@ const runtimeDir = path.join(varDir, 'run');
 const logDir = path.join(varDir, 'log');
 const port = Number(process.env.PORT ?? 8006);
 const metricsPort = Number(process.env.METRICS_PORT ?? 9106);
-const TOKEN = { userid: 'root@pam', tokenName: 'quickstart' };
+const TOKEN = { tokenName: 'quickstart' };
 
 /** Every port npm start listens on, and the variable that chooses another. */
 const PORTS = [
@@ -107,18 +107,9 @@ async function main(): Promise<void> {
 
   await startDaemon('manager', common, 'manager ready');
 
-  // A fresh secret for root@pam!quickstart: rotated if it exists, created otherwise.
-  const rpc = new RpcClient(path.join(runtimeDir, 'manager.sock'));
-  let reply = await rpc.call(rotateToken.name, 'root@pam', TOKEN);
-  if (!reply.ok && reply.status === 404) {
-    reply = await rpc.call(createToken.name, 'root@pam', {
-      ...TOKEN,
-      fields: { privsep: false, comment: 'created by npm start' },
-    });
-  }
-  rpc.close();
-  if (!reply.ok) throw new Error(`cannot create the quickstart token: ${reply.message}`);
-  const secret = (reply.data as { value: string }).value;
+  // A fresh secret for root@pam!quickstart, made as tokenctl would (the manager takes no identity on trust).
+  const settings = resolveSettings({ configDir, runtimeDir, workers: 1, hashThreads: 1 });
+  const { secret } = await hostRootToken(settings, TOKEN.tokenName, 'created by npm start');
 
   const api = await startDaemon(
     'api',

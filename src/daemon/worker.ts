@@ -52,7 +52,7 @@ export async function startWorker(
   await deployment.shadow.warmUp();
   // After the warm-up hash: by now libuv's pool and the hashing threads exist.
   if (settings.hashNice > 0) lowerBackgroundThreads(settings.hashNice, log);
-  const rpc = new RpcClient(settings.socketPath);
+  const rpc = new RpcClient(settings.socketPath, { deadlineMs: settings.rpcDeadlineMs });
   const usage = startWorkerUsage(deployment, rpc, log);
   const auth = new Authenticator({
     users: deployment.users,

@@ -51,7 +51,9 @@ import {
   type Caller,
   canAuditUsers,
   isSelf,
+  requireNoEscalation,
   requirePrivileges,
+  requireRootForRoot,
   requireSelfOrUserModify,
   USER_AUDIT,
 } from './rules.js';
@@ -142,6 +144,24 @@ const userModify = (caller: Caller, _params: unknown, config: UserConfig) =>
   requirePrivileges(config, caller, ACCESS_GROUPS, ['User.Modify']);
 const ownTokensOrUserModify = (caller: Caller, params: { userid: string }, config: UserConfig) =>
   requireSelfOrUserModify(config, caller, params.userid);
+/** User.Modify, and root@pam alone changes root@pam (see requireRootForRoot). */
+const userModifyNotRoot = (caller: Caller, params: { userid: string }, config: UserConfig) => {
+  userModify(caller, params, config);
+  requireRootForRoot(config, caller, params.userid);
+};
+/**
+ * A token write: the user's own tokens or User.Modify, root@pam's tokens only
+ * by root@pam, and never more than the caller holds (requireNoEscalation).
+ */
+function tokenWrite(
+  grants: (params: never) => { privsep?: boolean | undefined; secret?: boolean },
+) {
+  return (caller: Caller, params: TokenParams, config: UserConfig) => {
+    requireSelfOrUserModify(config, caller, params.userid);
+    requireRootForRoot(config, caller, params.userid);
+    requireNoEscalation(config, caller, params, grants(params as never));
+  };
+}
 
 // --- parameters shared by several operations -------------------------------------
 
@@ -442,7 +462,7 @@ export const updateUser = write({
     userid: text(raw, 'userid'),
     changes: record<UserChanges & { append?: boolean }>(raw, 'changes'),
   }),
-  authorize: userModify,
+  authorize: userModifyNotRoot,
   async run(writer, params) {
     await writer.change((config) => {
       userConfig.updateUser(config, params.userid, params.changes);
@@ -456,7 +476,7 @@ export const deleteUser = write({
   summary: 'a user, its tokens and their secrets',
   parameters: userParameters,
   ...userParams,
-  authorize: userModify,
+  authorize: userModifyNotRoot,
   async run(writer, params) {
     const tokenids = await writer.change((config) => {
       const user = userConfig.getUser(config, params.userid);
@@ -480,6 +500,8 @@ export const createToken = write({
   parameters: tokenParametersWith(tokenFieldSchemas),
   fromApi: (input: Raw) => ({ ...tokenParamsOf(input), fields: tokenFieldsOf(input) }),
   parse: (raw: Raw) => ({ ...parseTokenParams(raw), fields: record<TokenFields>(raw, 'fields') }),
+  // A new token is separated unless asked otherwise (addToken's default).
+  authorize: tokenWrite((p: { fields: TokenFields }) => ({ privsep: p.fields.privsep ?? true })),
   async run(writer, params): Promise<CreatedToken> {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     await writer.check((config) => {
@@ -519,6 +541,10 @@ export const updateToken = write({
     changes: record<TokenFields>(raw, 'changes'),
     ...defined({ regenerate: raw.regenerate === undefined ? undefined : raw.regenerate === true }),
   }),
+  authorize: tokenWrite((p: { changes: TokenFields; regenerate?: boolean }) => ({
+    privsep: p.changes.privsep,
+    secret: p.regenerate === true,
+  })),
   async run(writer, params): Promise<TokenInfo | CreatedToken> {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     const token = await writer.change((config) =>
@@ -532,6 +558,7 @@ export const rotateToken = write({
   name: 'token.rotate',
   summary: 'a new secret for a token, answered once; the old one stops working at once',
   ...onToken,
+  authorize: tokenWrite(() => ({ secret: true })),
   async run(writer, params) {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     const token = await writer.check((config) => userConfig.getToken(config, tokenid));
@@ -544,6 +571,7 @@ export const deleteToken = write({
   name: 'token.delete',
   summary: 'a token and its secret',
   ...onToken,
+  authorize: tokenWrite(() => ({})),
   async run(writer, params) {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     await writer.change((config) => userConfig.removeToken(config, tokenid));

@@ -41,6 +41,8 @@ export interface Settings {
    * runs, and the hashing pool's): hashing then gets only the CPU serving leaves. 0: unchanged.
    */
   hashNice: number;
+  /** How long an API worker waits for the manager's answer before a 503. */
+  rpcDeadlineMs: number;
   /** Generation page caching; off means every verify hashes (for comparison). */
   caching: boolean;
   /** The manager's record of last uses, next to token.shadow. */
@@ -82,6 +84,7 @@ export interface SettingsInput {
   hashThreads?: number;
   hashQueue?: number;
   hashNice?: number;
+  rpcDeadlineMs?: number;
   caching?: boolean;
   penalties?: Partial<PenaltySettings>;
   lastUsedIntervalMs?: number;
@@ -137,6 +140,7 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
     hashThreads: Math.max(1, input.hashThreads ?? Math.floor(availableParallelism() / workers)),
     hashQueue: input.hashQueue ?? 16,
     hashNice: Math.max(0, Math.min(19, input.hashNice ?? DEFAULT_HASH_NICE)),
+    rpcDeadlineMs: input.rpcDeadlineMs ?? 15_000,
     caching: input.caching ?? true,
     penalties: {
       budget: input.penalties?.budget ?? DEFAULT_PENALTY_BUDGET,

@@ -19,6 +19,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { RpcClient, type RpcResponse } from '../../src/daemon/rpc.js';
+import { rootCredential } from '../../src/service/bootstrap.js';
 
 const daemonDir = fileURLToPath(new URL('../../src/daemon/', import.meta.url));
 
@@ -90,7 +91,11 @@ function parse(text: string): LogLine | null {
 }
 
 /** Reads the child's pipes line by line; waiters are told as soon as their line arrives. */
-function pipeLog(child: ChildProcess, name: string, transcript: string[] | undefined): LogWatcher {
+export function pipeLog(
+  child: ChildProcess,
+  name: string,
+  transcript: string[] | undefined,
+): LogWatcher {
   const lines: LogLine[] = [];
   const waiters: Array<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => {
@@ -199,7 +204,7 @@ export interface Deployment {
   manager: ChildProcess;
   managerLog: LogWatcher;
   managerCwd: string | undefined;
-  /** A mutation as root@pam over the manager's socket (bootstrapping tokens), its answer as is. */
+  /** A mutation as root@pam (a token made on first use) over the manager's socket, its answer as is. */
   asRoot(op: string, params: Record<string, unknown>): Promise<RpcResponse>;
   /** An API cluster on 127.0.0.1 and any free port, with `args` besides. */
   startApi(name: string, args: string[], options?: StartApiOptions): Promise<Api>;
@@ -289,6 +294,8 @@ export async function startDeployment(
     throw error;
   }
   rpc = new RpcClient(path.join(runtimeDir, 'manager.sock'));
+  // The manager takes no identity on trust: a root token, made as tokenctl makes one.
+  const rootHeader = rootCredential(configDir, runtimeDir);
   const client = rpc;
 
   const startApi = async (name: string, args: string[], apiOptions: StartApiOptions = {}) => {
@@ -357,7 +364,7 @@ export async function startDeployment(
     manager: manager.child,
     managerLog: manager.log,
     managerCwd: manager.cwd,
-    asRoot: (op, params) => client.call(op, 'root@pam', params),
+    asRoot: async (op, params) => client.call(op, await rootHeader(), params),
     startApi,
     stop,
   };

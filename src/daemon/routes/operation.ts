@@ -3,16 +3,18 @@
  * the operation's parameters (the names in the URL become the path schema,
  * the rest the query of a GET or DELETE, or the body of a POST or PUT), its
  * privilege rule is checked on the worker's cached config, and then a read
- * is answered here while a write is forwarded to the manager, which checks
- * the rule again on the fresh config.
+ * is answered here while a write is forwarded to the manager with the
+ * caller's credential: the manager authenticates it again and checks the rule
+ * again on the fresh config.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { UserConfigStore } from '../../access/user-info.js';
 import type { UserConfig } from '../../config/types.js';
-import { ApiError } from '../../errors.js';
+import { ApiError, AuthenticationError } from '../../errors.js';
 import type { Identity } from '../../http/authenticate.js';
 import type { AuthenticationHook } from '../../http/request-hook.js';
 import type { LastUsedLookup } from '../../service/answers.js';
+import { authorizationOf } from '../../http/authorization.js';
 import type { Operation } from '../../service/operations.js';
 import type { ParameterSchema, Raw } from '../../service/params.js';
 import type { RpcClient } from '../rpc.js';
@@ -55,13 +57,11 @@ function config(ctx: RouteContext): UserConfig | Promise<UserConfig> {
 }
 
 /** Forwards a checked write to the manager; its refusal keeps the manager's status. */
-async function forward(ctx: RouteContext, name: string, caller: Identity, params: unknown) {
-  let response: Awaited<ReturnType<RpcClient['call']>>;
-  try {
-    response = await ctx.rpc.call(name, caller.authid, params as Raw);
-  } catch {
-    throw new ApiError(503, 'manager unavailable');
-  }
+async function forward(ctx: RouteContext, name: string, request: FastifyRequest, params: unknown) {
+  // The manager authenticates the caller itself, from the same credential.
+  const credential = authorizationOf(request.raw);
+  if (typeof credential !== 'string') throw new AuthenticationError('missing-header');
+  const response = await ctx.rpc.call(name, credential, params as Raw);
   if (!response.ok) throw new ApiError(response.status, response.message, response.errors);
   return response.data;
 }
@@ -95,7 +95,7 @@ export function operationRoute<P, R = unknown>(
         const data = operation.run(current, caller, params);
         return { data: answer ? await answer(data, params) : data };
       }
-      return { data: await forward(ctx, operation.name, caller, params) };
+      return { data: await forward(ctx, operation.name, request, params) };
     },
   });
 }
