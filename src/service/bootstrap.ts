@@ -8,9 +8,9 @@ import { SUPERUSER } from '../config/access-control.js';
 import { ConfigError } from '../errors.js';
 import { ensureDirectories, openDeployment } from './deployment.js';
 import { createToken, rotateToken, runWrite } from './operations.js';
-import { openStorageMode } from './storage-mode.js';
 import { HOST_ROOT } from './rules.js';
 import { resolveSettings, type Settings } from './settings.js';
+import { openStorageMode } from './storage-mode.js';
 
 export interface RootToken {
   tokenid: string;
