@@ -54,10 +54,13 @@ export async function hostRootToken(
  * directories, made on first use: what test and benchmark harnesses send the
  * manager.
  */
+let harnesses = 0;
+
 export function rootCredential(
   configDir: string,
   runtimeDir: string,
-  tokenName = 'harness',
+  // One per harness: hosts sharing one cluster store must not rotate each other's.
+  tokenName = `harness${process.pid}x${harnesses++}`,
 ): () => Promise<string> {
   let token: Promise<RootToken> | null = null;
   return async () => {

@@ -364,7 +364,18 @@ export async function startDeployment(
     manager: manager.child,
     managerLog: manager.log,
     managerCwd: manager.cwd,
-    asRoot: async (op, params) => client.call(op, await rootHeader(), params),
+    asRoot: async (op, params) => {
+      // The manager authenticates the harness's token itself; a host whose fence has passed
+      // (multi-host mode, for the moment its lease is being renewed) refuses every credential:
+      // wait for it to trust its copy again, as a client retrying a 503 would.
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const reply = await client.call(op, await rootHeader(), params);
+        if (reply.ok || reply.status !== 503 || !/fenced/.test(reply.message)) return reply;
+        if (Date.now() > deadline) return reply;
+        await delay(50);
+      }
+    },
     startApi,
     stop,
   };
