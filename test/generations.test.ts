@@ -181,7 +181,7 @@ describe('generation page', () => {
   it('resolves the default path from the environment', () => {
     assert.equal(
       defaultPagePath('/etc/x', { RUNTIME_DIRECTORY: '/run/a:/run/b' }, 1000),
-      '/run/a/config-versions',
+      '/run/a/shmem/config-versions',
     );
     assert.equal(defaultPagePath('/etc/x', {}, 0), '/run/token-shadow/shmem/config-versions');
     assert.equal(

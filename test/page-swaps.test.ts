@@ -5,16 +5,35 @@
  * it has returned) right after the call, not after a TTL.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { chmodSync, copyFileSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+} from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { GenerationPage } from '../src/generations/page.js';
+import { fixture, runChild, startChild } from './helpers/children.js';
 import { call, type Daemons, pveHeader, startDaemons } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 const run = promisify(execFile);
+const NOBODY = 65534;
+const NOBODY_SKIP =
+  process.getuid?.() !== 0
+    ? 'needs root to switch to nobody'
+    : spawnSync('setpriv', ['--version']).error
+      ? 'setpriv is not installed'
+      : false;
 const TOKENCTL = fileURLToPath(new URL('../src/cli/tokenctl.js', import.meta.url));
 
 /** `cp -p page page.new && mv page.new page`: what a restore, tmpfiles or an admin does. */
@@ -130,6 +149,37 @@ describe('a replaced, removed or truncated generation page (issue 10, case 1)', 
     });
     assert.equal(removed.status, 200, removed.raw);
     assert.equal(await accepted(f), 0, 'no worker accepts the deleted secret');
+  });
+
+  it('a writer that cannot reach a page some process still maps changes nothing', {
+    skip: NOBODY_SKIP,
+  }, async () => {
+    // Readers of another user than the writer's, holding a page it may not open for writing.
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    chownSync(dir, NOBODY, NOBODY);
+    const page = path.join(dir, 'config-versions');
+    const shadow = path.join(dir, 'token.shadow');
+    GenerationPage.open(page, { mode: 0o644 }).close(); // root's, read-only for the others
+    const asNobody = {
+      prefix: ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups'],
+    };
+    const holder = startChild(fixture('page-swap-child'), ['hold', page], asNobody);
+    assert.equal(await holder.nextLine(), 'ready', holder.stderr());
+    replacePage(page);
+    chownSync(page, NOBODY, NOBODY);
+    chmodSync(page, 0o660);
+    const refused = await runChild(fixture('page-swap-child'), ['write', page, shadow], asNobody);
+    assert.deepEqual(JSON.parse(refused.stdout), {
+      ok: false,
+      name: 'GenerationPageError',
+      problem: 'unreachable',
+    });
+    assert.equal(existsSync(shadow), false, 'nothing was written');
+    holder.process.stdin?.end();
+    await once(holder.process, 'close');
+    const done = await runChild(fixture('page-swap-child'), ['write', page, shadow], asNobody);
+    assert.deepEqual(JSON.parse(done.stdout), { ok: true }, done.stderr);
   });
 
   it('a page truncated to 0 bytes is recreated by the manager at start, with one log line', async () => {

@@ -103,7 +103,8 @@ function levelRoles(config: UserConfig, node: AclNode, id: AuthidParts, final: b
 
 /**
  * The roles that decide for a user or token at a path from the ACL alone
- * (PVE's roles(), which, like this, does not consider pools).
+ * (PVE's roles(), which, like this, does not consider pools). A token without
+ * privilege separation has its user's roles, as in PVE; an unknown token none.
  */
 export function rolesAt(
   config: UserConfig,
@@ -114,6 +115,11 @@ export function rolesAt(
   const normalized = normalizeAclPath(path);
   const id = validAuthidParts(authid);
   if (id === null || normalized === null) return new Map();
+  if (id.tokenName !== null) {
+    const token = config.users.get(id.userid)?.tokens.get(id.tokenName);
+    if (token === undefined) return new Map();
+    if (!token.privsep) return rolesAt(config, userParts(id), path, access);
+  }
   let roles: AclRoles = new Map();
   for (const level of pathAndAncestors(normalized)) {
     const node = config.acl.get(level);

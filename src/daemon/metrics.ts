@@ -7,9 +7,11 @@
  * nothing. The primary has its own registry: build_info, workers, reloads and
  * the certificate's expiry.
  */
+
 import client from 'prom-client';
 import { expiringWithin } from '../config/expiring.js';
 import { Slot } from '../generations/slots.js';
+import type { AuthenticationObserver } from '../http/request-hook.js';
 import type { SourcePenalties, SourcePenaltyStats } from '../http/source-penalties.js';
 import type { Deployment } from '../service/deployment.js';
 import type { UsageNotes } from '../usage/notes.js';
@@ -21,7 +23,7 @@ export function registerWorkerMetrics(
   deployment: Deployment,
   penalties: SourcePenalties | null = null,
   usage: UsageNotes | null = null,
-): (seconds: number) => void {
+): AuthenticationObserver {
   client.collectDefaultMetrics();
   const shadowCounter = (
     name: string,
@@ -129,8 +131,10 @@ export function registerWorkerMetrics(
     name: 'token_shadow_authentication_seconds',
     help: 'Time to authenticate a request that missed the cache (tens of ms when it hashes)',
     buckets: [1e-6, 5e-6, 2e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.5, 1],
+    // Refusals and 503s too: a flood of bad secrets costs hashes, and would hide otherwise.
+    labelNames: ['outcome'],
   });
-  return (seconds) => histogram.observe(seconds);
+  return (seconds, outcome) => histogram.observe({ outcome }, seconds);
 }
 
 export interface PrimaryMetrics {

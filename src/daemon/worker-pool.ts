@@ -19,6 +19,38 @@ export const SHUTDOWN = 'shutdown';
 
 export class WorkerStartError extends Error {}
 
+/**
+ * How long to wait before the next replacement: none after a worker that
+ * served, then doubling from `firstMs` to `maxMs` while replacements die
+ * before they listen (a changed certificate, an unreadable file), so a
+ * worker that cannot start is not re-forked in a tight loop.
+ */
+export class Backoff {
+  readonly firstMs: number;
+  readonly maxMs: number;
+  #failures = 0;
+
+  constructor(firstMs = 100, maxMs = 10_000) {
+    this.firstMs = firstMs;
+    this.maxMs = maxMs;
+  }
+
+  /** The wait before the next attempt. */
+  next(): number {
+    return this.#failures === 0
+      ? 0
+      : Math.min(this.maxMs, this.firstMs * 2 ** (this.#failures - 1));
+  }
+
+  failed(): void {
+    this.#failures++;
+  }
+
+  succeeded(): void {
+    this.#failures = 0;
+  }
+}
+
 export class WorkerPool {
   readonly #log: Logger;
   #env: Record<string, string>;
@@ -28,6 +60,8 @@ export class WorkerPool {
   readonly #retiring = new Map<number, Promise<void>>();
   #stopping = false;
   #port: number | null = null;
+  readonly #backoff = new Backoff();
+  readonly #pendingReplacements = new Set<NodeJS.Timeout>();
   /** Called whenever the set of serving workers changes. */
   onChange: (serving: number) => void = () => undefined;
 
@@ -82,6 +116,7 @@ export class WorkerPool {
   /** Drains every worker; resolves when all have exited. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    for (const timer of this.#pendingReplacements) clearTimeout(timer);
     await Promise.all([...this.#serving.values()].map((w) => this.#retire(w)));
     await Promise.all(this.#retiring.values());
   }
@@ -132,7 +167,24 @@ export class WorkerPool {
     if (!this.#serving.delete(worker.id)) return;
     this.onChange(this.#serving.size);
     if (this.#stopping) return;
-    this.#log.warn({ worker: worker.process.pid, code, signal }, 'worker died, starting a new one');
-    this.#fork().catch((error) => this.#log.error({ err: String(error) }, 'replacement failed'));
+    this.#replace({ worker: worker.process.pid, code, signal }, 'worker died, starting a new one');
+  }
+
+  /** Forks a replacement after the backoff's wait, and tries again (waiting longer) if it dies. */
+  #replace(details: Record<string, unknown>, message: string): void {
+    const restartInMs = this.#backoff.next();
+    this.#log.warn({ ...details, restartInMs }, message);
+    const timer = setTimeout(() => {
+      this.#pendingReplacements.delete(timer);
+      if (this.#stopping) return;
+      this.#fork().then(
+        () => this.#backoff.succeeded(),
+        (error) => {
+          this.#backoff.failed();
+          if (!this.#stopping) this.#replace({ err: String(error) }, 'replacement failed');
+        },
+      );
+    }, restartInMs);
+    this.#pendingReplacements.add(timer);
   }
 }

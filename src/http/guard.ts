@@ -11,6 +11,7 @@ import { AuthenticationError, type AuthenticationFailure, BusyError } from '../e
 import type { TokenShadow } from '../shadow/token-shadow.js';
 import { Authenticator, type Identity } from './authenticate.js';
 import type { AuthorizationOptions, RequestHeaders } from './authorization.js';
+import type { AuthenticationObserver } from './request-hook.js';
 import { httpFailureOf } from './status.js';
 
 export interface TokenAuthOptions extends AuthorizationOptions {
@@ -18,8 +19,8 @@ export interface TokenAuthOptions extends AuthorizationOptions {
   authenticator?: Authenticator;
   users?: UserConfigStore;
   shadow?: TokenShadow;
-  /** Called with the seconds each slow-path authentication took (a cache miss; metrics). */
-  onSlowAuthentication?: (seconds: number) => void;
+  /** Told the seconds each slow-path authentication (a cache miss) took and how it ended. */
+  onSlowAuthentication?: AuthenticationObserver;
   /** Called when a request is refused, with why (for logs; never the secret). */
   onRefused?: (reason: AuthenticationFailure | 'busy') => void;
 }
@@ -71,16 +72,21 @@ export function refusalOf(error: unknown): Refusal | null {
 export function requestGuard(options: TokenAuthOptions): RequestGuard {
   const auth = authenticatorOf(options);
   return async (request) => {
+    let start: bigint | null = null;
+    const seconds = () => Number(process.hrtime.bigint() - (start ?? 0n)) / 1e9;
     try {
       const cached = auth.authenticateCached(request);
       if (cached !== undefined) return { identity: cached };
-      const start = process.hrtime.bigint();
+      start = process.hrtime.bigint();
       const identity = await auth.authenticate(request);
-      options.onSlowAuthentication?.(Number(process.hrtime.bigint() - start) / 1e9);
+      options.onSlowAuthentication?.(seconds(), 'ok');
       return { identity };
     } catch (error) {
       const refusal = refusalOf(error);
       if (refusal === null) throw error;
+      if (start !== null) {
+        options.onSlowAuthentication?.(seconds(), refusal.reason === 'busy' ? 'busy' : 'refused');
+      }
       options.onRefused?.(refusal.reason);
       return { refusal };
     }

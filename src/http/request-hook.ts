@@ -20,12 +20,20 @@ import { AuthenticationError, BusyError } from '../errors.js';
 import type { Authenticator, Identity } from './authenticate.js';
 import type { SourcePenalties } from './source-penalties.js';
 
+/** How an authentication ended: accepted, refused (401) or busy (503: the hashing queue is full). */
+export type AuthenticationOutcome = 'ok' | 'refused' | 'busy';
+/** Told the seconds a slow-path authentication took and how it ended. */
+export type AuthenticationObserver = (seconds: number, outcome: AuthenticationOutcome) => void;
+
 export interface RequestHookOptions {
   auth: Authenticator;
   /** Per-source failure budgets; none: no penalties. */
   penalties?: SourcePenalties | null;
-  /** Called with the seconds each slow-path authentication took (a cache miss). */
-  onSlowAuthentication?: (seconds: number) => void;
+  /**
+   * Called for each slow-path authentication (a cache miss), refusals too: a
+   * flood of wrong secrets costs hashes and must show in the histogram.
+   */
+  onSlowAuthentication?: AuthenticationObserver;
 }
 
 declare module 'fastify' {
@@ -89,11 +97,12 @@ export function authenticationHook(options: RequestHookOptions): AuthenticationH
     auth.authenticate(request.raw).then(
       (verified) => {
         request.identity = verified;
-        onSlowAuthentication?.(Number(process.hrtime.bigint() - start) / 1e9);
+        onSlowAuthentication?.(Number(process.hrtime.bigint() - start) / 1e9, 'ok');
         done();
       },
       (error: unknown) => {
-        onSlowAuthentication?.(Number(process.hrtime.bigint() - start) / 1e9);
+        const outcome = error instanceof BusyError ? 'busy' : 'refused';
+        onSlowAuthentication?.(Number(process.hrtime.bigint() - start) / 1e9, outcome);
         failed(request, reply, error);
         done(error as Error);
       },

@@ -37,6 +37,8 @@ import {
   defined,
   flagOf,
   list,
+  optionalFlag,
+  optionalList,
   optionalText,
   type ParameterSchema,
   type Raw,
@@ -255,10 +257,22 @@ function tokenParametersWith(fields: ParameterSchema['properties']): ParameterSc
   return { ...tokenParameters, properties: { ...tokenParameters.properties, ...fields } };
 }
 
-/** A new secret for `tokenid`, answered once; the old one stops working everywhere at once. */
-async function newSecret(writer: Writer, tokenid: string, info: TokenInfo): Promise<CreatedToken> {
+/**
+ * A new secret for `tokenid`, answered once; the old one stops working
+ * everywhere at once. The token is confirmed under user.cfg's lock after the
+ * secret is stored: a delete that ran meanwhile wins, and the secret we wrote
+ * is removed again rather than left behind as an orphan.
+ */
+async function newSecret(writer: Writer, tokenid: string): Promise<CreatedToken> {
   const value = await writer.newSecret(tokenid);
-  return { 'full-tokenid': tokenid, info, value };
+  let token: ReturnType<typeof userConfig.getToken>;
+  try {
+    token = await writer.change((config) => userConfig.getToken(config, tokenid));
+  } catch (error) {
+    await writer.deleteSecret(tokenid);
+    throw error;
+  }
+  return { 'full-tokenid': tokenid, info: tokenInfo(token), value };
 }
 
 // --- reads -----------------------------------------------------------------------
@@ -550,7 +564,7 @@ export const updateToken = write({
     const token = await writer.change((config) =>
       userConfig.updateToken(config, tokenid, params.changes),
     );
-    return params.regenerate ? newSecret(writer, tokenid, tokenInfo(token)) : tokenInfo(token);
+    return params.regenerate ? newSecret(writer, tokenid) : tokenInfo(token);
   },
 });
 
@@ -561,8 +575,8 @@ export const rotateToken = write({
   authorize: tokenWrite(() => ({ secret: true })),
   async run(writer, params) {
     const tokenid = joinTokenid(params.userid, params.tokenName);
-    const token = await writer.check((config) => userConfig.getToken(config, tokenid));
-    return newSecret(writer, tokenid, tokenInfo(token));
+    await writer.check((config) => userConfig.getToken(config, tokenid)); // 404 before any hashing
+    return newSecret(writer, tokenid);
   },
 });
 
@@ -616,9 +630,15 @@ export const updateAcl = write({
     }),
   }),
   parse: (raw: Raw): AclParams => ({
-    ...(raw as Partial<AclParams>),
     path: text(raw, 'path'),
     roles: list(raw, 'roles'),
+    ...defined({
+      users: optionalList(raw, 'users'),
+      groups: optionalList(raw, 'groups'),
+      tokens: optionalList(raw, 'tokens'),
+      propagate: optionalFlag(raw, 'propagate'),
+      delete: optionalFlag(raw, 'delete'),
+    }),
   }),
   authorize: (caller, params, config) =>
     requirePrivileges(config, caller, params.path, ['Permissions.Modify']),

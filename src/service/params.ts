@@ -43,11 +43,25 @@ export function record<T>(raw: Raw, name: string): T {
   return value as T;
 }
 
-/** A list parameter, its entries as strings. */
+/** A list parameter of strings (a copy: nothing else of the request is kept). */
 export function list(raw: Raw, name: string): string[] {
   const value = raw[name];
-  if (!Array.isArray(value)) invalid(name, 'a list');
-  return value.map(String);
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) {
+    invalid(name, 'a list of strings');
+  }
+  return [...value];
+}
+
+/** An optional list parameter of strings. */
+export function optionalList(raw: Raw, name: string): string[] | undefined {
+  return raw[name] === undefined ? undefined : list(raw, name);
+}
+
+/** An optional boolean parameter. */
+export function optionalFlag(raw: Raw, name: string): boolean | undefined {
+  const value = raw[name];
+  if (value !== undefined && typeof value !== 'boolean') invalid(name, 'true or false');
+  return value as boolean | undefined;
 }
 
 // --- the API's flat parameters -------------------------------------------------

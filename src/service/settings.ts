@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { defaultPagePath } from '../generations/paths.js';
+import { pagePathIn } from '../generations/paths.js';
 import {
   DEFAULT_PENALTY_BUDGET,
   DEFAULT_PENALTY_DECAY_PER_SECOND,
@@ -121,11 +121,7 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
     userCfgPath: path.join(configDir, 'user.cfg'),
     shadowPath,
     runtimeDir,
-    pagePath:
-      input.pagePath ??
-      (input.runtimeDir
-        ? path.join(runtimeDir, 'shmem', 'config-versions')
-        : defaultPagePath(configDir)),
+    pagePath: input.pagePath ?? pagePathIn(runtimeDir),
     socketPath: input.socketPath ?? path.join(runtimeDir, 'manager.sock'),
     certPath: input.certPath ?? path.join(configDir, 'api-ssl.pem'),
     keyPath: input.keyPath ?? path.join(configDir, 'api-ssl.key'),

@@ -62,12 +62,14 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
   const stores = await ctx.writer();
   const userCfg = ctx.settings.userCfgPath;
   refuseUnlessForced(await ctx.config(), force, userCfg);
+  // user.cfg first, decided under its lock: a refused import changes nothing. Then the secrets
+  // of the tokens it replaced, which no longer exist in user.cfg and so are accepted by nobody.
   const replaced = [...(await readShadow(ctx.settings.shadowPath)).entries.keys()];
-  for (const tokenid of replaced) await stores.deleteSecret(tokenid);
   await stores.mutateConfig((config) => {
     refuseUnlessForced(config, force, userCfg);
     replaceContent(config, imported.config);
   });
+  for (const tokenid of replaced) await stores.deleteSecret(tokenid);
 
   const config = imported.config;
   const tokenids = [...config.users].flatMap(([userid, user]) =>

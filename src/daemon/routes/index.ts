@@ -9,6 +9,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import type { UserConfigStore } from '../../access/user-info.js';
 import type { Authenticator } from '../../http/authenticate.js';
 import { tokenAuthHook } from '../../http/fastify.js';
+import type { AuthenticationObserver } from '../../http/request-hook.js';
 import type { SourcePenalties } from '../../http/source-penalties.js';
 import { errorCode, httpFailureOf } from '../../http/status.js';
 import type { LastUsedLookup } from '../../service/answers.js';
@@ -32,7 +33,7 @@ export interface RoutesOptions {
   /** Per-source failure budgets (none: no penalties). */
   penalties?: SourcePenalties | null;
   /** Called with the seconds each slow-path authentication (a cache miss) took (metrics). */
-  onAuthenticated?: (seconds: number) => void;
+  onAuthenticated?: AuthenticationObserver;
   /** Last use per token, for `last-used` in the token answers. */
   lastUsed?: () => Promise<LastUsedLookup>;
 }
