@@ -162,11 +162,12 @@ export class TokenShadow {
    */
   async verifySecret(tokenid: string, secret: string): Promise<boolean> {
     if (this.verifyCached(tokenid, secret)) return true;
+    // The page first: a retired one (replaced under us) carries a fence nobody renews any more.
+    await this.#refresh();
     this.#refuseIfFenced();
     if (typeof secret !== 'string' || secret.length === 0 || secret.length > MAX_SECRET_LENGTH) {
       return false;
     }
-    await this.#refresh();
     if (this.#page !== null && this.#cache?.matches(tokenid, secret) === true) {
       this.#stats.hits++;
       this.#refuseIfFenced();
