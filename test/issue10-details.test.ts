@@ -26,6 +26,20 @@ import { readShadow } from '../src/shadow/file.js';
 import { call, pveHeader, startDeployment } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
+/** Settings of a new deployment in a temporary directory, its directories made. */
+function freshSettings() {
+  const dir = tempDir();
+  const settings = resolveSettings({
+    configDir: path.join(dir, 'etc'),
+    runtimeDir: path.join(dir, 'run'),
+    workers: 1,
+    hashThreads: 1,
+  });
+  mkdirSync(settings.configDir, { recursive: true });
+  mkdirSync(path.dirname(settings.pagePath), { recursive: true });
+  return settings;
+}
+
 describe('issue 10, item 8', () => {
   it('rolesAt gives a token without privilege separation its user roles, as PVE roles() does', () => {
     const { config } = parseUserConfig(
@@ -62,15 +76,7 @@ describe('issue 10, item 8', () => {
   });
 
   it('a rotation racing a delete leaves no orphan secret (two writers on the same files)', async () => {
-    const dir = tempDir();
-    const settings = resolveSettings({
-      configDir: path.join(dir, 'etc'),
-      runtimeDir: path.join(dir, 'run'),
-      workers: 1,
-      hashThreads: 1,
-    });
-    mkdirSync(settings.configDir, { recursive: true });
-    mkdirSync(path.dirname(settings.pagePath), { recursive: true });
+    const settings = freshSettings();
     // Two deployments are two writers as two processes would be: own caches, the files' locks.
     const da = openDeployment(settings, 'cli');
     const db = openDeployment(settings, 'cli');
@@ -100,15 +106,7 @@ describe('issue 10, item 8', () => {
   });
 
   it('acl.update refuses lists that are not lists of strings, and changes nothing', async () => {
-    const dir = tempDir();
-    const settings = resolveSettings({
-      configDir: path.join(dir, 'etc'),
-      runtimeDir: path.join(dir, 'run'),
-      workers: 1,
-      hashThreads: 1,
-    });
-    mkdirSync(settings.configDir, { recursive: true });
-    mkdirSync(path.dirname(settings.pagePath), { recursive: true });
+    const settings = freshSettings();
     const d = openDeployment(settings, 'cli');
     try {
       await runWrite(createUser, new FileStorage(d.users, d.shadow), HOST_ROOT, {
