@@ -74,6 +74,7 @@ export {
 } from './generations/page.js';
 export { defaultPagePath } from './generations/paths.js';
 export { PAGE_SIZE, Slot, type SlotName } from './generations/slots.js';
+export type { NativePageOptions } from './native.js';
 
 // --- user.cfg: users, tokens, groups, roles, pools, the ACL ------------------------
 

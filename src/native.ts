@@ -13,12 +13,19 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { AddonUnavailableError } from './errors.js';
 
+/** How the addon opens the page (GenerationPageOptions adds the TypeScript face's own). */
 export interface NativePageOptions {
+  /** Create the page when it is missing (default true unless readOnly). */
   create?: boolean;
+  /** Map read-only: `increment` then throws. For processes that never write. */
   readOnly?: boolean;
+  /** Create the parent directory (mode `dirMode`) when missing. Default false. */
   mkdir?: boolean;
+  /** Mode of a newly created page. Default 0660: the group shares it. */
   mode?: number;
+  /** Mode of a newly created parent directory. Default 0770. */
   dirMode?: number;
+  /** Group id given to a newly created page (and directory). */
   gid?: number;
 }
 

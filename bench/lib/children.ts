@@ -68,32 +68,10 @@ process.once('exit', () => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Whether a process still exists (signal 0 probes without sending anything). */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+// One copy of the child helpers for the tests and the benchmarks: the harness's.
+export { alive, exited, stopChild } from '../../test/helpers/daemons.js';
 
-/** Resolves when `child` has exited (at once if it already has). */
-export function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once('exit', () => resolve());
-  });
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`; resolves once the child is gone. */
-export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  await exited(child);
-  clearTimeout(timer);
-}
+import { exited } from '../../test/helpers/daemons.js';
 
 export interface Channel {
   child: ChildProcess;

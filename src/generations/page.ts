@@ -31,19 +31,7 @@ export type PageHealthProblem =
   | 'insecure';
 
 /** How to open the generation page: create it, read-only, its mode and group. */
-export interface GenerationPageOptions {
-  /** Create the page when it is missing (default true unless readOnly). */
-  create?: boolean;
-  /** Map read-only: `increment` then throws. For processes that never write. */
-  readOnly?: boolean;
-  /** Create the parent directory (mode `dirMode`) when missing. Default false. */
-  mkdir?: boolean;
-  /** Mode of a newly created page. Default 0660: the group shares it. */
-  mode?: number;
-  /** Mode of a newly created parent directory. Default 0770. */
-  dirMode?: number;
-  /** Group id given to a newly created page (and directory). */
-  gid?: number;
+export interface GenerationPageOptions extends NativePageOptions {
   /**
    * Recreate a page of the wrong size or magic (atomically, one warning
    * through `onRepair`) instead of refusing it: for the daemon that owns it.

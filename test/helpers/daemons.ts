@@ -55,7 +55,8 @@ export interface HarnessOptions {
   managerArgs?: string[];
 }
 
-function exited(child: ChildProcess): Promise<void> {
+/** Resolves when `child` has exited (at once if it already has). */
+export function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
@@ -63,7 +64,7 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves once the child is gone. */
-async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
