@@ -24,6 +24,7 @@ import { machineLine, resultsDir, writeResults } from './lib/stats.js';
 import { type BenchOptions, type BenchResult, isMain, type Target } from './lib/suite.js';
 import { type Bar, barChart } from './lib/svg.js';
 import { printTable } from './lib/table.js';
+import * as pools from './pools.js';
 import * as revocation from './revocation.js';
 import * as scale from './scale.js';
 import * as storm from './storm.js';
@@ -37,6 +38,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>
   http: http.run,
   flood: flood.run,
   storm: storm.run,
+  pools: pools.run,
 };
 
 interface Outcome {

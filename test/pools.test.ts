@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isPoolId } from '../src/config/pools.js';
+import { normalizeAclPath } from '../src/config/syntax.js';
 import { parseAuthid } from '../src/ids.js';
 import {
   ApiError,
@@ -127,8 +128,28 @@ describe('pools: user.cfg lines', () => {
 
   it('validates pool ids as PVE does, and refuses to write what the format cannot hold', () => {
     for (const good of ['a', 'A.b-c_d', 'a/b', 'a/b/c', '1x']) assert.ok(isPoolId(good), good);
-    for (const bad of ['', 'a/b/c/d', '/a', 'a/', 'a//b', 'a b', 'a:b', 'ä']) {
+    for (const bad of [
+      '',
+      'a/b/c/d',
+      '/a',
+      'a/',
+      'a//b',
+      'a b',
+      'a:b',
+      'ä',
+      '..',
+      'a/.',
+      'x'.repeat(1019),
+    ]) {
       assert.equal(isPoolId(bad), false, bad);
+    }
+    assert.ok(
+      isPoolId('x'.repeat(1018)) && isPoolId('a/..b/c.'),
+      'the longest, and dots in a name',
+    );
+    // Exactly the ids whose ACL path this project holds as it is.
+    for (const id of ['a', 'a/b/c', 'x'.repeat(1018), '..', 'a/.', 'x'.repeat(1019)]) {
+      assert.equal(isPoolId(id), normalizeAclPath(`/pool/${id}`) === `/pool/${id}`, id);
     }
     const config = createUserConfig();
     config.pools.set('a:b', { comment: '', vms: new Set(), storage: new Set() });

@@ -28,7 +28,12 @@ import {
 } from '../config/access-control.js';
 import type { AclKind } from '../config/acl.js';
 import { currentEpochSeconds, isTokenActive, isUserActive } from '../config/active.js';
-import { poolMemberPaths } from '../config/pools.js';
+import {
+  indexPoolMembers,
+  type PoolMembership,
+  poolMemberPaths,
+  poolsWithMember,
+} from '../config/pools.js';
 import { normalizeAclPath } from '../config/syntax.js';
 import type { AclNode, AclRoles, UserConfig } from '../config/types.js';
 import { ConfigError, quote } from '../errors.js';
@@ -144,10 +149,10 @@ function aclPrivileges(
   authid: AuthidParts,
   path: string,
   access: AccessControlConfig,
+  members: PoolMembership,
 ): PrivilegeMap {
   const roles = withPoolRoles(
-    config,
-    path,
+    members(path),
     rolesAt(config, authid, path, access),
     (poolPath) => rolesAt(config, authid, poolPath, access),
     access.noAccessRole,
@@ -176,13 +181,25 @@ export function permissions(
   nowOrOptions?: number | PermissionOptions,
 ): PrivilegeMap {
   const { now, access } = resolveOptions(nowOrOptions);
+  return evaluate(config, authid, path, now, access, (at) => poolsWithMember(config, at));
+}
+
+/** permissions(), with the pool look-up given (one scan per call, or an index). */
+function evaluate(
+  config: UserConfig,
+  authid: string | AuthidParts,
+  path: string,
+  now: number,
+  access: AccessControlConfig,
+  members: PoolMembership,
+): PrivilegeMap {
   const normalized = normalizeAclPath(path);
   const id = validAuthidParts(authid);
   if (id === null || normalized === null) return new Map();
   const ownPrivileges = (who: AuthidParts) => {
     return access.isSuperuser(who.authid)
       ? allPrivileges(access)
-      : aclPrivileges(config, who, normalized, access);
+      : aclPrivileges(config, who, normalized, access, members);
   };
   if (id.tokenName === null)
     return isUserActive(config, id.userid, now) ? ownPrivileges(id) : new Map();
@@ -234,14 +251,16 @@ export function permissionsTree(
   authid: string | AuthidParts,
   options: PermissionOptions & { paths?: readonly string[] } = {},
 ): Record<string, Record<string, 0 | 1>> {
+  const { now, access } = resolveOptions(options);
   const paths = new Set([
     ...(options.paths ?? DEFAULT_PERMISSION_PATHS),
     ...config.acl.keys(),
     ...poolMemberPaths(config),
   ]);
+  const members = indexPoolMembers(config);
   const tree: Record<string, Record<string, 0 | 1>> = {};
   for (const path of [...paths].sort()) {
-    const granted = permissions(config, authid, path, options);
+    const granted = evaluate(config, authid, path, now, access, members);
     if (granted.size === 0) continue;
     const entry: Record<string, 0 | 1> = {};
     for (const privilege of [...granted.keys()].sort())

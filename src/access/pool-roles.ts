@@ -12,21 +12,19 @@
  *
  * A storage may be in several pools: their roles are united, as in PVE.
  */
-import { poolsWithMember } from '../config/pools.js';
-import type { AclRoles, UserConfig } from '../config/types.js';
+import type { AclRoles } from '../config/types.js';
 
 /**
- * `roles` (the ordinary roles at `path`) with the pools' roles applied.
- * `rolesAtPool` gives the caller's ordinary roles at a '/pool/NAME' path.
+ * `roles` (the ordinary roles at a member's path) with the roles of `pools`
+ * (the pools that have it as a member) applied. `rolesAtPool` gives the
+ * caller's ordinary roles at a '/pool/NAME' path.
  */
 export function withPoolRoles(
-  config: UserConfig,
-  path: string,
+  pools: readonly string[],
   roles: AclRoles,
   rolesAtPool: (poolPath: string) => AclRoles,
   noAccessRole: string | null,
 ): AclRoles {
-  const pools = poolsWithMember(config, path);
   if (pools.length === 0) return roles;
   if (noAccessRole !== null && roles.has(noAccessRole)) return roles;
   const fromPools = new Set<string>();

@@ -11,7 +11,7 @@
  */
 import { ConfigError, quote } from '../errors.js';
 import { decodeText, encodeText } from './encoding.js';
-import { isWellFormedText, normalizeAclPath } from './syntax.js';
+import { isWellFormedText } from './syntax.js';
 import type { PoolEntry, UserConfig } from './types.js';
 
 /** PVE's verify_poolname: up to three levels of [A-Za-z0-9.-_]. */
@@ -27,13 +27,21 @@ const MAX_VMID = 999_999_999;
 /** The fields of a pool line, the type included. */
 export const POOL_LINE_FIELDS = 5;
 
+/** ACL paths stop at 1024 characters here (normalizeAclPath); '/pool/' takes 6. */
+const MAX_POOL_ID = 1024 - '/pool/'.length;
+/** A '.' or '..' level, which ACL paths here refuse (PVE would keep it as a name). */
+const DOT_LEVEL = /(?:^|\/)\.\.?(?:\/|$)/;
+
 /**
- * A valid pool id, and one whose ACL path ('/pool/ID') this project can hold
- * (PVE sets no length limit; ACL paths here stop at 1024 characters).
+ * A valid pool id, and one whose ACL path ('/pool/ID') this project can hold:
+ * PVE sets no length limit and takes '.' and '..' as names.
  */
 export function isPoolId(value: string): boolean {
   return (
-    typeof value === 'string' && POOL_ID.test(value) && normalizeAclPath(`/pool/${value}`) !== null
+    typeof value === 'string' &&
+    value.length <= MAX_POOL_ID &&
+    POOL_ID.test(value) &&
+    !DOT_LEVEL.test(value)
   );
 }
 
@@ -58,23 +66,60 @@ export function poolOfVm(config: UserConfig, vmid: number): string | null {
   return null;
 }
 
+/** The member an ACL path names: a VM ('/vms/ID', as PVE writes ids) or a storage. */
+function memberAt(path: string): { vmid: number } | { storeid: string } | null {
+  const vm = /^\/vms\/([1-9][0-9]*)$/.exec(path);
+  if (vm) {
+    const vmid = Number(vm[1]);
+    return Number.isSafeInteger(vmid) ? { vmid } : null;
+  }
+  const storage = /^\/storage\/([^/]+)$/.exec(path);
+  return storage ? { storeid: storage[1] ?? '' } : null;
+}
+
+/** Which pools have the object at an ACL path as a member. */
+export type PoolMembership = (path: string) => string[];
+
 /**
  * The pools that have the object at an ACL path as a member: the one pool of
  * '/vms/ID', every pool of '/storage/ID', none for any other path. The VM id
  * must be written as PVE writes it (no leading zeros) to match, as in PVE.
+ * One scan of the pools; indexPoolMembers() for many look-ups.
  */
 export function poolsWithMember(config: UserConfig, path: string): string[] {
   if (config.pools.size === 0) return [];
-  const vm = /^\/vms\/([1-9][0-9]*)$/.exec(path);
-  if (vm) {
-    const vmid = Number(vm[1]);
-    const poolid = Number.isSafeInteger(vmid) ? poolOfVm(config, vmid) : null;
+  const member = memberAt(path);
+  if (member === null) return [];
+  if ('vmid' in member) {
+    const poolid = poolOfVm(config, member.vmid);
     return poolid === null ? [] : [poolid];
   }
-  const storage = /^\/storage\/([^/]+)$/.exec(path);
-  if (!storage) return [];
-  const storeid = storage[1] ?? '';
-  return [...config.pools].filter(([, pool]) => pool.storage.has(storeid)).map(([id]) => id);
+  return [...config.pools]
+    .filter(([, pool]) => pool.storage.has(member.storeid))
+    .map(([poolid]) => poolid);
+}
+
+/**
+ * poolsWithMember() from an index built once: for many look-ups (a permission
+ * tree) on a configuration that does not change meanwhile.
+ */
+export function indexPoolMembers(config: UserConfig): PoolMembership {
+  const vms = new Map<number, string>();
+  const storages = new Map<string, string[]>();
+  for (const [poolid, pool] of config.pools) {
+    for (const vmid of pool.vms) if (!vms.has(vmid)) vms.set(vmid, poolid);
+    for (const storeid of pool.storage)
+      storages.set(storeid, [...(storages.get(storeid) ?? []), poolid]);
+  }
+  return (path) => {
+    const member = memberAt(path);
+    if (member === null) return [];
+    if ('vmid' in member) {
+      const poolid = vms.get(member.vmid);
+      return poolid === undefined ? [] : [poolid];
+    }
+    return storages.get(member.storeid) ?? [];
+  };
 }
 
 /** Every '/vms/ID' and '/storage/ID' path that some pool has as a member, sorted. */
@@ -97,6 +142,26 @@ function poolEntryOf(config: UserConfig, poolid: string): PoolEntry {
     if (!config.pools.has(id)) config.pools.set(id, newPoolEntry());
   }
   return config.pools.get(poolid) as PoolEntry;
+}
+
+/**
+ * While a file is read, VM id -> pool, so that finding a duplicate VM costs
+ * one look-up, not a scan of every pool. Only parsePoolLine() adds VMs to a
+ * configuration being read, so the index stays exact; it is built from the
+ * pools on first use and dies with the configuration.
+ */
+const vmOwnersWhileReading = new WeakMap<UserConfig, Map<number, string>>();
+
+function vmOwners(config: UserConfig): Map<number, string> {
+  let owners = vmOwnersWhileReading.get(config);
+  if (!owners) {
+    owners = new Map();
+    for (const [poolid, pool] of config.pools) {
+      for (const vmid of pool.vms) if (!owners.has(vmid)) owners.set(vmid, poolid);
+    }
+    vmOwnersWhileReading.set(config, owners);
+  }
+  return owners;
 }
 
 /** What the pool parser needs of a line, from parse.ts. */
@@ -125,20 +190,22 @@ export function parsePoolLine(context: PoolLineContext): string | undefined {
   if (!isPoolId(poolid)) return `ignoring pool ${quote(poolid)}: invalid pool id`;
   context.warnIfCut();
   const pool = poolEntryOf(config, poolid);
+  const owners = vmOwners(config);
   const comment = decodeText(fields[2] ?? '');
   if (comment !== '') pool.comment = comment;
   for (const text of context.listAt(3)) {
     const vmid = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-    const member = `${quote(text)} of pool ${quote(poolid)}`;
+    const member = () => `${quote(text)} of pool ${quote(poolid)}`;
     if (!Number.isSafeInteger(vmid)) {
-      context.warn(`ignoring invalid vm id ${member}`);
+      context.warn(`ignoring invalid vm id ${member()}`);
       continue;
     }
-    const owner = poolOfVm(config, vmid);
-    if (owner !== null) {
-      context.warn(`ignoring vm id ${member}: already in pool ${quote(owner)}`);
+    const owner = owners.get(vmid);
+    if (owner !== undefined) {
+      context.warn(`ignoring vm id ${member()}: already in pool ${quote(owner)}`);
       continue;
     }
+    owners.set(vmid, poolid);
     pool.vms.add(vmid);
   }
   for (const storeid of context.listAt(4)) {
