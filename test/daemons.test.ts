@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync } from 'node:fs';
 import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import { call, type Daemons, pveHeader, startDaemons } from './helpers/daemons.js';
+import { call, createRootToken, type Daemons, pveHeader, startDaemons } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 describe('the daemons over HTTPS', () => {
@@ -14,13 +14,7 @@ describe('the daemons over HTTPS', () => {
 
   before(async () => {
     d = await startDaemons(dir);
-    const created = await d.asRoot('token.create', {
-      userid: 'root@pam',
-      tokenName: 'test',
-      fields: { privsep: false },
-    });
-    assert.equal(created.ok, true, JSON.stringify(created));
-    root = pveHeader('root@pam!test', (created.data as { value: string }).value);
+    root = (await createRootToken(d, 'test')).header;
   });
   after(() => d?.stop());
 

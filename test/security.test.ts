@@ -14,7 +14,14 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { rootCredential } from '../src/service/bootstrap.js';
-import { call, type Daemons, pipeLog, pveHeader, startDaemons } from './helpers/daemons.js';
+import {
+  call,
+  createRootToken,
+  type Daemons,
+  pipeLog,
+  pveHeader,
+  startDaemons,
+} from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 const run = promisify(execFile);
@@ -50,14 +57,7 @@ describe('security against real daemons (issue 10)', () => {
 
   before(async () => {
     d = await startDaemons(dir);
-    const created = await d.asRoot('token.create', {
-      userid: 'root@pam',
-      tokenName: 'sec',
-      fields: { privsep: false },
-    });
-    assert.equal(created.ok, true, JSON.stringify(created));
-    const secret = (created.data as { value: string }).value;
-    root = { id: 'root@pam!sec', secret, header: pveHeader('root@pam!sec', secret) };
+    root = await createRootToken(d, 'sec');
   });
   after(() => d?.stop());
 

@@ -10,6 +10,7 @@
  * certificate and opens a new connection per request (so the cluster spreads
  * them over its workers).
  */
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -479,4 +480,20 @@ export function call(
 
 export function pveHeader(tokenid: string, secret: string): string {
   return `PVEAPIToken=${tokenid}=${secret}`;
+}
+
+/** A fresh `root@pam!NAME` token without privilege separation, made through the manager. */
+export async function createRootToken(
+  d: Pick<Daemons, 'asRoot'>,
+  tokenName: string,
+): Promise<{ id: string; secret: string; header: string }> {
+  const created = await d.asRoot('token.create', {
+    userid: 'root@pam',
+    tokenName,
+    fields: { privsep: false },
+  });
+  assert.equal(created.ok, true, JSON.stringify(created));
+  const id = `root@pam!${tokenName}`;
+  const secret = (created.data as { value: string }).value;
+  return { id, secret, header: pveHeader(id, secret) };
 }
