@@ -114,7 +114,9 @@ describe('last use per token, across real processes', () => {
     // tokenctl reads the same file: epoch in JSON, relative time in the table.
     const run = promisify(execFile);
     const dirs = ['--config-dir', path.join(dir, 'etc'), '--runtime-dir', path.join(dir, 'run')];
-    const ctl = (...args: string[]) => run(process.execPath, [tokenctl, ...dirs, ...args]);
+    // Tables without borders (pveum's --noborder), so the rows match as plain text.
+    const ctl = (...args: string[]) =>
+      run(process.execPath, [tokenctl, ...dirs, '--noborder', ...args]);
     const json = async (...args: string[]) =>
       JSON.parse((await ctl('--output', 'json', ...args)).stdout) as Array<{
         tokenid: string;

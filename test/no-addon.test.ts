@@ -63,7 +63,13 @@ describe('without the native addon', () => {
 
   it('tokenctl lists, and changes a deployment that has no page', async () => {
     const root = tempDir();
-    const args = ['--config-dir', path.join(root, 'etc'), '--runtime-dir', path.join(root, 'run')];
+    const args = [
+      '--config-dir',
+      path.join(root, 'etc'),
+      '--runtime-dir',
+      path.join(root, 'run'),
+      '--noborder',
+    ];
     const tokenctl = (...rest: string[]) =>
       runChild(copy.file('dist/src/cli/tokenctl.js'), [...args, ...rest], { env });
     const added = await tokenctl('token', 'add', 'root@pam!ci');
