@@ -81,29 +81,12 @@ describe('tokenctl cluster init and join', { skip: noEtcd ?? false }, () => {
       readFileSync(path.join(dirA, 'etc', 'token.shadow'), 'utf8'),
     );
 
-    const endpoints = etcd.endpoints.join(',');
-    const init = await tokenctl(
-      dirA,
-      'cluster',
-      'init',
-      '--endpoints',
-      endpoints,
-      '--name',
-      'moved',
-      '--host',
-      'a',
-    );
+    const clusterInit = (dir: string, ...rest: string[]) =>
+      tokenctl(dir, 'cluster', 'init', '--endpoints', etcd.endpoints.join(','), ...rest);
+    const init = await clusterInit(dirA, '--name', 'moved', '--host', 'a');
     assert.equal(init.code, 0, init.stderr);
     assert.match(init.stdout, /restart the manager/);
-    const again = await tokenctl(
-      dirA,
-      'cluster',
-      'init',
-      '--endpoints',
-      endpoints,
-      '--name',
-      'moved',
-    );
+    const again = await clusterInit(dirA, '--name', 'moved');
     assert.equal(again.code, 1, 'a second init is refused');
 
     // Nothing lost: every hash and every user.cfg line is in etcd.
@@ -136,18 +119,7 @@ describe('tokenctl cluster init and join', { skip: noEtcd ?? false }, () => {
     assert.equal(await accepts(apiA, header), 200);
 
     // Host B joins later: it starts from a consistent read and accepts the token.
-    const join = await tokenctl(
-      dirB,
-      'cluster',
-      'init',
-      '--endpoints',
-      endpoints,
-      '--name',
-      'moved',
-      '--host',
-      'b',
-      '--join',
-    );
+    const join = await clusterInit(dirB, '--name', 'moved', '--host', 'b', '--join');
     assert.equal(join.code, 0, join.stderr);
     const b = await startDeployment(dirB);
     running.push(b);
