@@ -36,6 +36,7 @@ import { aclInfo, type CreatedToken, type TokenInfo, tokenInfo, userInfo } from 
 import {
   defined,
   flagOf,
+  integerList,
   list,
   optionalFlag,
   optionalList,
@@ -774,7 +775,7 @@ export const updatePool = write({
     poolid: text(raw, 'poolid'),
     ...defined({
       comment: optionalText(raw, 'comment'),
-      vms: raw.vms === undefined ? undefined : list(raw, 'vms').map(Number),
+      vms: raw.vms === undefined ? undefined : integerList(raw, 'vms'),
       storage: raw.storage === undefined ? undefined : list(raw, 'storage'),
       allowMove: raw.allowMove === true || undefined,
       delete: raw.delete === true || undefined,

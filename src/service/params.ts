@@ -52,6 +52,15 @@ export function list(raw: Raw, name: string): string[] {
   return [...value];
 }
 
+/** A list parameter of integers (VM ids, say); ApiError(400) otherwise. */
+export function integerList(raw: Raw, name: string): number[] {
+  const value = raw[name];
+  if (!Array.isArray(value) || !value.every((item) => Number.isSafeInteger(item))) {
+    invalid(name, 'a list of integers');
+  }
+  return [...value];
+}
+
 /** An optional list parameter of strings. */
 export function optionalList(raw: Raw, name: string): string[] | undefined {
   return raw[name] === undefined ? undefined : list(raw, name);
