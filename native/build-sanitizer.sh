@@ -83,7 +83,14 @@ runtime() { readlink -f "$("$cxx" -print-file-name="$1")"; }
 # libcrypt that only arrives later with the addon leaves the interceptor calling
 # NULL (SIGSEGV in __interceptor_crypt_r). Preload it right after the runtime.
 libcrypt=$(ldconfig -p | awk '/libcrypt\.so\.1 .*x86-64|libcrypt\.so\.1 \(libc6,x86-64/ {print $NF; exit}')
-export TOKEN_SHADOW_ADDON="$addon"
+# Permission tests run children as nobody, who cannot read a clone in a 0700
+# directory: they load a copy of the instrumented addon from a directory every
+# user can read.
+readable=$(mktemp -d "${TMPDIR:-/tmp}/token-shadow-sanitizer.XXXXXX")
+trap 'rm -rf "$readable"' EXIT
+chmod 0755 "$readable"
+install -m 0644 "$addon" "$readable/token_shadow.node"
+export TOKEN_SHADOW_ADDON="$readable/token_shadow.node"
 case $kind in
   address | address,undefined)
     export LD_PRELOAD
