@@ -207,6 +207,9 @@ export class SyncAgent {
         const sentUs = monotonicUs();
         try {
           await (lease as Lease).keepaliveOnce({ deadline: Date.now() + settings.callTimeoutMs });
+          // A partitioned leader still answers keepalives on its own until it steps down; a
+          // linearizable read needs a quorum, so only then is the copy known to be current.
+          await store.snapshot([]);
           this.#confirm(sentUs, ttlUs, marginUs);
         } catch (error) {
           if (error instanceof EtcdLeaseInvalidError) return end('lease expired');
