@@ -7,7 +7,8 @@
  * A session: grant a lease, put `hosts/<host>` on it, read everything
  * linearizably at R, publish, ack R, watch `data/` from R+1 and, for each
  * response, publish what it touched and ack. Every TTL/3 a keepalive; once
- * confirmed, the fence moves to (its send time + TTL - margin), before the
+ * answered and a linearizable read after it succeeded (quorum, not a cut-off
+ * leader), the fence moves to (its send time + TTL - margin), before the
  * lease can expire on the server. A session ends on a cancelled watch (a
  * compaction), an expired lease, a keepalive unconfirmed for a whole TTL, or
  * a watch stuck behind the store for half a second (a silent member): the fence closes at once, and a new session (new client, new
