@@ -96,9 +96,10 @@ export type ClusterProblem = 'unavailable' | 'conflict' | 'unconfirmed' | 'not-c
 
 /**
  * Multi-host mode could not do what was asked: etcd unreachable or without
- * quorum (`unavailable`), a change kept losing its compare (`conflict`), or a
- * committed change that some live host did not confirm in time (`unconfirmed`:
- * the change is stored, but the call cannot promise every host applies it).
+ * quorum (`unavailable`), a change kept losing its compare (`conflict`).
+ * `unconfirmed` is no longer raised: a committed change waits at most one
+ * lease for the hosts, after which every host that did not apply it is
+ * fenced (kept in the type so that callers' switches still compile).
  */
 export class ClusterError extends TokenShadowError {
   readonly problem: ClusterProblem;

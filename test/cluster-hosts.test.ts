@@ -11,10 +11,23 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Etcd3 } from 'etcd3';
 import { runChild } from './helpers/children.js';
 import { etcdUnavailable } from './helpers/etcd.js';
-import { type MultiHost, netnsUnavailable, startMultiHost } from './helpers/multihost.js';
-import { FAULTS, type RevokeRun, revokeUnder, settle } from './helpers/revoke-scenarios.js';
+import {
+  type Host,
+  type MultiHost,
+  netnsUnavailable,
+  startMultiHost,
+  startVerifier,
+} from './helpers/multihost.js';
+import {
+  FAULTS,
+  makeToken,
+  type RevokeRun,
+  revokeUnder,
+  settle,
+} from './helpers/revoke-scenarios.js';
 
 /** A wedged scenario fails (and after() still cleans up) instead of hanging npm test. */
 const SCENARIO_MS = 90_000;
@@ -74,6 +87,12 @@ describe('several hosts on etcd, in network namespaces', { skip: why ?? false },
     }, async () => {
       const run = await revokeUnder(cluster, FAULTS[key] ?? null);
       assertNoStaleAccepts(run);
+      // A host that did not publish the revoke is fenced one lease after the commit: the
+      // writer waits that long, not for etcd to expire the lease (its 500 ms sweep).
+      assert.ok(
+        (run.afterCommitMs ?? Infinity) < 2000 + 500,
+        `returned ${run.afterCommitMs} ms after the commit`,
+      );
       assert.notEqual(run.fenceMs, null, 'the victim answered 503');
       // Within the lease (2 s) plus what a loaded machine adds to a keepalive's round.
       assert.ok((run.fenceMs ?? Infinity) < 2000 + 1500, `fenced after ${run.fenceMs} ms`);
@@ -99,12 +118,58 @@ describe('several hosts on etcd, in network namespaces', { skip: why ?? false },
     ]);
     assert.equal(out.code, 0, out.stderr);
     const status = JSON.parse(out.stdout) as {
-      hosts: Array<{ host: string; ackedRevision: number; leaseRemainingMs: number }>;
+      hosts: Array<{
+        host: string;
+        live: boolean;
+        ackedRevision: number;
+        leaseRemainingMs: number;
+      }>;
     };
     assert.deepEqual(status.hosts.map((h) => h.host).sort(), ['a', 'b', 'c']);
     for (const h of status.hosts) {
       assert.ok(h.ackedRevision > 0);
-      assert.ok(h.leaseRemainingMs > 0);
+      assert.equal(h.live, true, `${h.host} is live`);
+      // etcd tells a lease's time left in whole seconds: 0 means under one.
+      assert.ok(h.leaseRemainingMs >= 0 && h.leaseRemainingMs <= 2000, `${h.leaseRemainingMs}`);
     }
+  });
+
+  it('nothing acknowledged is lost when members die: tokens made with one member down work everywhere after another dies', {
+    timeout: SCENARIO_MS,
+  }, async () => {
+    const [first, second, third] = cluster.etcd.members;
+    assert.ok(first && second && third);
+    second.signal('SIGKILL');
+    const made: Array<{ header: string; name: string }> = [];
+    for (let i = 0; i < 3; i++) made.push(await makeToken(cluster.hosts[i % 3] as Host));
+    await second.restart();
+    // The quorum is now the first member and the restarted one: it must hold every acknowledged write.
+    third.signal('SIGKILL');
+    try {
+      for (const token of made) {
+        const verifiers = cluster.hosts.map((h) => startVerifier(h, token.header));
+        try {
+          await Promise.all(verifiers.map((v) => v.saw(200)));
+        } finally {
+          await Promise.all(verifiers.map((v) => v.stop()));
+        }
+      }
+      // A linearizable read from the two members left: the quorum that must hold them.
+      const quorum = new Etcd3({ hosts: [first.clientUrl, second.clientUrl] });
+      const stored = await quorum
+        .getAll()
+        .prefix('/token-shadow/')
+        .keys()
+        .finally(() => quorum.close());
+      for (const token of made) {
+        assert.ok(
+          stored.some((key) => key.endsWith(`!${token.name}`) && key.includes('/shadow/')),
+          `the hash of ${token.name} is in etcd`,
+        );
+      }
+    } finally {
+      await third.restart();
+    }
+    await settle(cluster);
   });
 });

@@ -1,13 +1,17 @@
 /**
  * The writer's half of the mutation protocol: after a commit at revision R,
  * return only when every live host acked >= R, or its `hosts/` key vanished
- * (its lease expired: the host fenced itself before that, see agent.ts) or
- * was replaced by a new session (which starts from a read at >= R). One
+ * (its lease expired) or was replaced by a new session (which starts from a
+ * read at >= R), or one lease has passed since the commit returned: a host
+ * extends its fence for a keepalive only once it published every revision a
+ * read after that keepalive saw (agent.ts), so a host that has not published
+ * R trusts its copy at most until (a keepalive sent before the commit + TTL
+ * - margin), and is fenced by then without etcd having to expire its lease
+ * (which etcd 3.4 notices only on its 500 ms sweep). One
  * watch on `acks/` and `hosts/`, kept for the life of the manager, so a
  * healthy revoke costs the commit, one read of `hosts/` and the acks' trip.
  */
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
-import { ClusterError } from '../errors.js';
 import { retrying } from './client.js';
 import type { ClusterKeys } from './keys.js';
 import { prefixEnd } from './store.js';
@@ -16,9 +20,15 @@ import { prefixEnd } from './store.js';
 const POLL_MS = 250;
 
 export interface AckTrackerOptions {
-  /** Longest a confirmation may take before ClusterError('unconfirmed'). */
-  confirmTimeoutMs: number;
+  /** The hosts' lease: one lease after a commit, a host that did not publish it is fenced. */
+  leaseMs: number;
   deadlineMs: number;
+}
+
+/** One confirmation's wait: done once it returned; wake() ends it early. */
+interface Wait {
+  done: boolean;
+  wake(): void;
 }
 
 export class AckTracker {
@@ -40,22 +50,40 @@ export class AckTracker {
     this.#options = options;
   }
 
-  /** Waits until every live host confirmed `revision`; ClusterError('unconfirmed') after the timeout. */
-  async confirm(revision: number): Promise<void> {
-    const timeout = (what: string) =>
-      new Promise<never>((_, reject) => {
-        setTimeout(
-          () =>
-            reject(new ClusterError('unconfirmed', `revision ${revision} is committed; ${what}`)),
-          this.#options.confirmTimeoutMs,
-        ).unref();
-      });
+  /**
+   * Waits until every live host confirmed `revision`, committed (its answer
+   * received) at `committedAtMs` (performance.now()), and at most one lease
+   * after that: by then a host that has not published it is fenced, so the
+   * wait needs nothing from etcd to end (not even the list of hosts, which a
+   * member cut off with the old leader may be slow to give).
+   */
+  async confirm(revision: number, committedAtMs = performance.now()): Promise<void> {
+    const fencedAtMs = committedAtMs + this.#options.leaseMs;
+    const wait: Wait = { done: false, wake: () => undefined };
+    const lapsed = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, Math.max(0, fencedAtMs - performance.now()));
+      wait.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    try {
+      // An ack path that fails (etcd unreachable from here) still ends at the lapse.
+      await Promise.race([this.#acked(revision, wait).catch(() => lapsed), lapsed]);
+    } finally {
+      wait.done = true;
+      wait.wake();
+    }
+  }
+
+  /** Resolves once every host live after the commit acked `revision` (or its session ended). */
+  async #acked(revision: number, wait: Wait): Promise<void> {
     this.#ready ??= this.#start().catch((error: unknown) => {
       this.#ready = null;
       throw error;
     });
-    // Even the watch's setup is bounded: a stream that never opens fails the call.
-    await Promise.race([this.#ready, timeout('the ack watch could not be set up')]);
+    await this.#ready;
+    if (wait.done) return;
     const live = await this.#liveHosts();
     const pending = new Map(live.hosts);
     const settled = () => {
@@ -65,33 +93,29 @@ export class AckTracker {
           (this.#changedAt.get(host) ?? 0) > live.revision && this.#hosts.get(host) !== session;
         if (acked || gone) pending.delete(host);
       }
-      return pending.size === 0;
+      return pending.size === 0 || wait.done;
     };
     if (settled()) return;
-    await new Promise<void>((resolve, reject) => {
+    await new Promise<void>((resolve) => {
       // The watch is the fast path; a watch on a member that went silent
       // (SIGSTOP) delivers nothing, so read the keys directly now and then too.
       const poller = setInterval(() => {
         this.#poll().catch(() => undefined);
       }, POLL_MS);
-      const timer = setTimeout(() => {
-        clearInterval(poller);
-        this.#wake.delete(check);
-        reject(
-          new ClusterError(
-            'unconfirmed',
-            `revision ${revision} is committed but not confirmed by ${[...pending.keys()].join(', ')}`,
-          ),
-        );
-      }, this.#options.confirmTimeoutMs);
       const check = () => {
         if (!settled()) return;
-        clearTimeout(timer);
         clearInterval(poller);
         this.#wake.delete(check);
         resolve();
       };
       this.#wake.add(check);
+      // The lapse ends this wait too, so that nothing keeps polling after the call returned.
+      const previous = wait.wake;
+      wait.wake = () => {
+        previous();
+        check();
+      };
+      check();
     });
   }
 

@@ -146,17 +146,19 @@ export async function readClusterState(
   const hosts: HostState[] = [];
   for (const host of [...names].sort()) {
     const entry = registered.get(host);
-    let leaseRemainingMs = 0;
+    // etcd answers whole seconds left (0: under one), -1 once the lease is gone.
+    let ttlSeconds = -1;
     if (entry) {
       const ttl = await retrying('reading a lease', { deadlineMs }, () =>
         client.leaseClient.leaseTimeToLive({ ID: entry.lease }),
       );
-      leaseRemainingMs = Math.max(0, Number(ttl.TTL) * 1000);
+      ttlSeconds = Number(ttl.TTL);
     }
+    const leaseRemainingMs = Math.max(0, ttlSeconds * 1000);
     const acked = acks.get(host) ?? null;
     hosts.push({
       host,
-      live: entry !== undefined && leaseRemainingMs > 0,
+      live: ttlSeconds >= 0,
       ackedRevision: acked,
       behind: acked === null ? null : Math.max(0, dataRevision - acked),
       leaseRemainingMs,

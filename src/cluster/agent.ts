@@ -8,8 +8,12 @@
  * linearizably at R, publish, ack R, watch `data/` from R+1 and, for each
  * response, publish what it touched and ack. Every TTL/3 a keepalive; once
  * answered and a linearizable read after it succeeded (quorum, not a cut-off
- * leader), the fence moves to (its send time + TTL - margin), before the
- * lease can expire on the server. A session ends on a cancelled watch (a
+ * leader), and once every data revision that read saw is published here, the
+ * fence moves to (its send time + TTL - margin), before the lease can expire
+ * on the server. That last condition lets a writer stop waiting for a host
+ * one TTL after its commit (acks.ts): a keepalive sent after the commit
+ * extends the fence only once the commit is published, so a host that never
+ * published it is fenced by then, wherever it is cut off. A session ends on a cancelled watch (a
  * compaction), an expired lease, a keepalive unconfirmed for a whole TTL, or
  * a watch stuck behind the store for half a second (a silent member): the fence closes at once, and a new session (new client, new
  * lease) resynchronises from a fresh read.
@@ -80,6 +84,9 @@ export class SyncAgent {
   #acked: number | null = null;
   #storeRevision: number | null = null;
   #confirmedAtUs: number | null = null;
+  /** Confirmed keepalives waiting for the local copy to reach the revision read after them. */
+  #pendingFence: Array<{ sentUs: number; revision: number }> = [];
+  #fenceSpan = { ttlUs: 0, marginUs: 0 };
   #sessions = 0;
   #syncing = false;
   #firstSync: { promise: Promise<void>; resolve: () => void };
@@ -150,6 +157,8 @@ export class SyncAgent {
     const { settings, keys } = this.#options;
     const ttlUs = settings.leaseSeconds * 1e6;
     const marginUs = settings.marginMs * 1000;
+    this.#fenceSpan = { ttlUs, marginUs };
+    this.#pendingFence = [];
     const client = createEtcdClient(settings);
     const store = new EtcdStore(client, keys, { deadlineMs: settings.leaseSeconds * 1000 });
     const deadline = { deadlineMs: settings.leaseSeconds * 1000 };
@@ -175,7 +184,9 @@ export class SyncAgent {
       await this.#publish(entries, new Set(['USER_AND_ACL', 'TOKEN_SHADOW']));
       await this.#ack(client, snapshot.revision);
       this.#seen(Math.max(0, ...snapshot.gens.values()));
-      this.#confirm(grantSentUs, ttlUs, marginUs);
+      // The snapshot was read after the grant was sent, and is published.
+      this.#confirmedAtUs = grantSentUs;
+      this.#extendFence(grantSentUs);
       this.#syncing = false;
       this.#firstSync.resolve();
       this.#options.log.info(
@@ -210,8 +221,12 @@ export class SyncAgent {
           await (lease as Lease).keepaliveOnce({ deadline: Date.now() + settings.callTimeoutMs });
           // A partitioned leader still answers keepalives on its own until it steps down; a
           // linearizable read needs a quorum, so only then is the copy known to be current.
-          await store.snapshot([]);
-          this.#confirm(sentUs, ttlUs, marginUs);
+          const gens = await store.snapshot([]);
+          const latest = Math.max(0, ...gens.gens.values());
+          this.#seen(latest);
+          this.#confirmedAtUs = sentUs;
+          this.#pendingFence.push({ sentUs, revision: latest });
+          this.#releaseFence();
         } catch (error) {
           if (error instanceof EtcdLeaseInvalidError) return end('lease expired');
         }
@@ -257,6 +272,7 @@ export class SyncAgent {
       return result;
     } finally {
       this.#endSession = null;
+      this.#pendingFence = [];
       this.#syncing = true;
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
@@ -274,9 +290,21 @@ export class SyncAgent {
   }
 
   /** A confirmed grant or keepalive sent at `sentUs`: the server keeps the lease past this. */
-  #confirm(sentUs: number, ttlUs: number, marginUs: number): void {
-    this.#confirmedAtUs = sentUs;
+  #extendFence(sentUs: number): void {
+    const { ttlUs, marginUs } = this.#fenceSpan;
     fenceWriter.extend(this.#page, sentUs + ttlUs - marginUs);
+  }
+
+  /** Extends the fence for the newest confirmed keepalive whose read this host has published. */
+  #releaseFence(): void {
+    const applied = this.#acked ?? 0;
+    let newest: number | null = null;
+    this.#pendingFence = this.#pendingFence.filter((p) => {
+      if (p.revision > applied) return true;
+      newest = Math.max(newest ?? p.sentUs, p.sentUs);
+      return false;
+    });
+    if (newest !== null) this.#extendFence(newest);
   }
 
   async #apply(
@@ -349,6 +377,7 @@ export class SyncAgent {
     );
     this.#acked = Math.max(this.#acked ?? 0, revision);
     this.#page.store(Slot.CLUSTER_ACKED, this.#acked);
+    this.#releaseFence();
   }
 
   #seen(revision: number): void {

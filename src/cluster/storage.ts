@@ -43,7 +43,7 @@ export class EtcdStorage {
     this.store = new EtcdStore(client, keys, { deadlineMs: 4 * leaseMs });
     this.tracker = new AckTracker(client, keys, {
       deadlineMs: 4 * leaseMs,
-      confirmTimeoutMs: 3 * leaseMs + 1000,
+      leaseMs,
     });
     this.#pool = pool;
   }
@@ -78,7 +78,7 @@ export class EtcdStorage {
   /** Waits for every live host (the mutation protocol), then reports the timings. */
   async #confirm(revision: number, started: number): Promise<void> {
     const committed = performance.now();
-    await this.tracker.confirm(revision);
+    await this.tracker.confirm(revision, committed);
     this.#onConfirmed?.({
       revision,
       commitMs: committed - started,
