@@ -53,7 +53,8 @@ export const DEFAULT_MAX_HEADER_LENGTH = 4096;
 export const DEFAULT_MAX_SECRET_BYTES = 512;
 
 // Nothing a credential may contain: whitespace, control characters, non-ASCII.
-const CREDENTIALS = /^[\x21-\x7e]+$/;
+// Sticky, so it checks the header from the credentials on without a slice.
+const CREDENTIALS = /[\x21-\x7e]+$/y;
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function fail(reason: ConstructorParameters<typeof AuthenticationError>[0]): never {
@@ -92,17 +93,29 @@ function single(value: string | string[] | undefined): string {
   return value;
 }
 
-function splitCredentials(scheme: TokenScheme, credentials: string): [string, string] {
-  const at = scheme === 'PVEAPIToken' ? credentials.lastIndexOf('=') : credentials.indexOf(':');
-  if (at <= 0 || at === credentials.length - 1) fail('malformed-header');
-  const tokenid = credentials.slice(0, at);
-  const secret = credentials.slice(at + 1);
+/**
+ * The token id and the secret of `header`, whose credentials start at
+ * `start` (after the scheme and its separator). For PVEAPIToken the last '='
+ * ends the id; for the others the first ':' does and the secret is
+ * percent-decoded.
+ */
+function splitCredentials(scheme: TokenScheme, header: string, start: number): [string, string] {
+  const at = scheme === 'PVEAPIToken' ? header.lastIndexOf('=') : header.indexOf(':', start);
+  if (at <= start || at === header.length - 1) fail('malformed-header');
+  const tokenid = header.slice(start, at);
+  const secret = header.slice(at + 1);
   if (scheme === 'PVEAPIToken') return [tokenid, secret];
   const decoded = percentDecode(secret);
   // A decoded control character (%00 above all) has no place in a secret: C
   // code downstream (crypt_r) would stop at a NUL.
   if (/\p{Cc}/u.test(decoded)) fail('malformed-header');
   return [tokenid, decoded];
+}
+
+/** The scheme `header` starts with; a loop, not find(): this runs on every request. */
+function schemeOf(header: string): TokenScheme | undefined {
+  for (const name of TOKEN_SCHEMES) if (header.startsWith(name)) return name;
+  return undefined;
 }
 
 /** What a request looks like to `authorizationOf`: Node's IncomingMessage is one. */
@@ -125,7 +138,13 @@ export function authorizationOf(request: RequestHeaders): string | string[] | un
   const values: string[] = [];
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 13 && name.toLowerCase() === 'authorization') {
+    // The two usual spellings compare without allocating a lower-cased copy.
+    if (
+      name.length === 13 &&
+      (name === 'authorization' ||
+        name === 'Authorization' ||
+        name.toLowerCase() === 'authorization')
+    ) {
       values.push(raw[i + 1] as string);
     }
   }
@@ -152,15 +171,18 @@ export function parseCredentials(
 ): ParsedCredentials {
   const header = single(value);
   if (header.length > (options.maxHeaderLength ?? DEFAULT_MAX_HEADER_LENGTH)) fail('too-long');
-  const scheme = TOKEN_SCHEMES.find((name) => header.startsWith(name));
+  const scheme = schemeOf(header);
   const separator = scheme === undefined ? undefined : header[scheme.length];
   if (scheme === undefined || (separator !== ' ' && separator !== '=')) fail('unknown-scheme');
   if (!(options.schemes ?? TOKEN_SCHEMES).includes(scheme)) fail('disabled-scheme');
-  const credentials = header.slice(scheme.length + 1);
-  if (!CREDENTIALS.test(credentials)) fail('malformed-header');
-  const [tokenid, secret] = splitCredentials(scheme, credentials);
+  const start = scheme.length + 1;
+  CREDENTIALS.lastIndex = start;
+  if (!CREDENTIALS.test(header)) fail('malformed-header');
+  const [tokenid, secret] = splitCredentials(scheme, header, start);
   const maxSecret = options.maxSecretBytes ?? DEFAULT_MAX_SECRET_BYTES;
-  if (Buffer.byteLength(secret, 'utf8') > maxSecret) fail('too-long');
+  // Printable ASCII is one byte a character; only a percent-decoded secret can be longer in UTF-8.
+  const secretBytes = scheme === 'PVEAPIToken' ? secret.length : Buffer.byteLength(secret, 'utf8');
+  if (secretBytes > maxSecret) fail('too-long');
   if (secret === '') fail('malformed-header');
   let id: Tokenid;
   try {
