@@ -52,9 +52,13 @@ export class EtcdStorage {
     return this.store.readConfig();
   }
 
-  async mutateConfig<T>(change: (config: UserConfig) => T): Promise<T> {
+  /** One transaction for the change and the secrets that go with it, one wait for the hosts. */
+  async mutateConfig<T>(
+    change: (config: UserConfig) => T,
+    options: { secretsToDelete?: (result: T) => Iterable<string> } = {},
+  ): Promise<T> {
     const started = performance.now();
-    const { result, revision } = await this.store.mutateConfig(change);
+    const { result, revision } = await this.store.mutateConfig(change, options.secretsToDelete);
     await this.#confirm(revision, started);
     return result;
   }

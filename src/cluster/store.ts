@@ -104,14 +104,19 @@ export class EtcdStore {
 
   /**
    * Applies `change` to the stored config and commits what it changed in one
-   * transaction; on a lost compare, reads and applies again. `change` may
-   * throw to abort.
+   * transaction, with the deletion of the secrets `secretsToDelete` names
+   * (the tokens the change removed); on a lost compare, reads and applies
+   * again. `change` may throw to abort.
    */
-  async mutateConfig<T>(change: (config: UserConfig) => T): Promise<Committed<T>> {
+  async mutateConfig<T>(
+    change: (config: UserConfig) => T,
+    secretsToDelete?: (result: T) => Iterable<string>,
+  ): Promise<Committed<T>> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const snapshot = await this.snapshot(CONFIG_KINDS);
       const config = configOf(snapshot);
       const result = change(config);
+      const secrets = [...(secretsToDelete?.(result) ?? [])];
       const wanted = configToEntries(config);
       const compare: ICompare[] = [this.#genCompare(snapshot, 'USER_AND_ACL')];
       const ops: IRequestOp[] = [];
@@ -127,9 +132,20 @@ export class EtcdStore {
         ops.push({ request_delete_range: { key: this.#key(id) } });
       }
       if (ops.length === 0) {
-        return { result, revision: snapshot.gens.get('USER_AND_ACL') ?? snapshot.revision };
+        // Nothing to change (a retried call whose first attempt committed): the secrets alone.
+        let revision = snapshot.gens.get('USER_AND_ACL') ?? snapshot.revision;
+        for (const tokenid of secrets) {
+          revision = Math.max(revision, (await this.deleteSecretHash(tokenid)).revision);
+        }
+        return { result, revision };
       }
       ops.push(this.#bump('USER_AND_ACL'));
+      for (const tokenid of secrets) {
+        ops.push({
+          request_delete_range: { key: Buffer.from(this.keys.entry('shadow', tokenid)) },
+        });
+      }
+      if (secrets.length > 0) ops.push(this.#bump('TOKEN_SHADOW'));
       const revision = await this.#commit(compare, ops);
       if (revision !== null) return { result, revision };
     }

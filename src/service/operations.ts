@@ -60,7 +60,7 @@ import {
   requireSelfOrUserModify,
   USER_AUDIT,
 } from './rules.js';
-import type { AccessStorage } from './storage.js';
+import type { AccessStorage, ConfigChangeOptions } from './storage.js';
 
 interface OperationBase<P> {
   /** The stable name, `resource.verb`: the manager's socket and its logs use it. */
@@ -116,12 +116,15 @@ export class Writer {
     return fn(config);
   }
 
-  /** Changes the config; the change is stored and announced everywhere when this returns. */
-  change<T>(fn: (config: UserConfig) => T): Promise<T> {
+  /**
+   * Changes the config; the change is stored and announced everywhere when
+   * this returns, with the secrets `options.secretsToDelete` names removed.
+   */
+  change<T>(fn: (config: UserConfig) => T, options?: ConfigChangeOptions<T>): Promise<T> {
     return this.#storage.mutateConfig((config) => {
       this.#authorize(config);
       return fn(config);
-    });
+    }, options);
   }
 
   /** A new random secret for `tokenid`, stored as a hash; returned once. */
@@ -493,13 +496,15 @@ export const deleteUser = write({
   ...userParams,
   authorize: userModifyNotRoot,
   async run(writer, params) {
-    const tokenids = await writer.change((config) => {
-      const user = userConfig.getUser(config, params.userid);
-      const ids = [...user.tokens.keys()].map((name) => joinTokenid(params.userid, name));
-      userConfig.removeUser(config, params.userid);
-      return ids;
-    });
-    for (const tokenid of tokenids) await writer.deleteSecret(tokenid);
+    await writer.change(
+      (config) => {
+        const user = userConfig.getUser(config, params.userid);
+        const ids = [...user.tokens.keys()].map((name) => joinTokenid(params.userid, name));
+        userConfig.removeUser(config, params.userid);
+        return ids;
+      },
+      { secretsToDelete: (tokenids) => tokenids },
+    );
     return null;
   },
 });
@@ -581,7 +586,7 @@ export const rotateToken = write({
   },
 });
 
-/** user.cfg first (the token stops being active), then the secret. */
+/** user.cfg first (the token stops being active), then the secret (one transaction on etcd). */
 export const deleteToken = write({
   name: 'token.delete',
   summary: 'a token and its secret',
@@ -589,8 +594,9 @@ export const deleteToken = write({
   authorize: tokenWrite(() => ({})),
   async run(writer, params) {
     const tokenid = joinTokenid(params.userid, params.tokenName);
-    await writer.change((config) => userConfig.removeToken(config, tokenid));
-    await writer.deleteSecret(tokenid);
+    await writer.change((config) => userConfig.removeToken(config, tokenid), {
+      secretsToDelete: () => [tokenid],
+    });
     return null;
   },
 });

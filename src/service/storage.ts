@@ -8,11 +8,21 @@ import type { UserConfigStore } from '../access/user-info.js';
 import type { UserConfig } from '../config/types.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
 
+/** What else goes with a config change. */
+export interface ConfigChangeOptions<T> {
+  /**
+   * Token ids whose secrets go with the change (the tokens it removed): in
+   * multi-host mode in the same transaction, so that a revoke waits for the
+   * hosts once, not twice; in file mode right after, under token.shadow's lock.
+   */
+  secretsToDelete?: (result: T) => Iterable<string>;
+}
+
 export interface AccessStorage {
   /** The current config, fresh enough for a writer to check privileges on. */
   readConfig(): Promise<UserConfig>;
   /** Reads fresh, applies `change` (which may throw to abort), stores the result. */
-  mutateConfig<T>(change: (config: UserConfig) => T): Promise<T>;
+  mutateConfig<T>(change: (config: UserConfig) => T, options?: ConfigChangeOptions<T>): Promise<T>;
   /** Makes a new random secret for `tokenid`, stores its hash only, returns the secret once. */
   newSecret(tokenid: string): Promise<string>;
   /** Removes the token's secret; true when there was one. */
@@ -33,8 +43,16 @@ export class FileStorage implements AccessStorage {
     return this.users.get();
   }
 
-  mutateConfig<T>(change: (config: UserConfig) => T): Promise<T> {
-    return this.users.mutate(change);
+  async mutateConfig<T>(
+    change: (config: UserConfig) => T,
+    options: ConfigChangeOptions<T> = {},
+  ): Promise<T> {
+    // user.cfg first: the token stops being active before its secret goes.
+    const result = await this.users.mutate(change);
+    for (const tokenid of options.secretsToDelete?.(result) ?? []) {
+      await this.shadow.deleteSecret(tokenid);
+    }
+    return result;
   }
 
   newSecret(tokenid: string): Promise<string> {
