@@ -135,7 +135,9 @@ export interface RequestHeaders {
 export function authorizationOf(request: RequestHeaders): string | string[] | undefined {
   const raw = request.rawHeaders;
   if (raw === undefined) return request.headers.authorization;
-  const values: string[] = [];
+  // One value (the usual case) without allocating a list for it.
+  let first: string | undefined;
+  let more: string[] | undefined;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
     // The two usual spellings compare without allocating a lower-cased copy.
@@ -145,10 +147,13 @@ export function authorizationOf(request: RequestHeaders): string | string[] | un
         name === 'Authorization' ||
         name.toLowerCase() === 'authorization')
     ) {
-      values.push(raw[i + 1] as string);
+      const value = raw[i + 1] as string;
+      if (first === undefined) first = value;
+      else if (more === undefined) more = [first, value];
+      else more.push(value);
     }
   }
-  return values.length === 1 ? values[0] : values.length === 0 ? undefined : values;
+  return more ?? first;
 }
 
 /**
