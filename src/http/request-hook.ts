@@ -68,7 +68,8 @@ export function authenticationHook(options: RequestHookOptions): AuthenticationH
   };
 
   return (request, reply, done) => {
-    if (penalties !== null) {
+    // A calm server (no source with failures) skips the peer and header lookups entirely.
+    if (penalties?.tracking === true) {
       const peer = request.socket.remoteAddress;
       const source = penalties.sourceOf(peer, request.headers['x-forwarded-for']);
       if (penalties.isPenalised(source)) {

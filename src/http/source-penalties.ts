@@ -140,6 +140,11 @@ export class SourcePenalties {
     return source;
   }
 
+  /** Whether any source has failures on record: when none has, no request needs its source looked up. */
+  get tracking(): boolean {
+    return this.#buckets.size > 0;
+  }
+
   /** Whether `source` is over its budget now. A source without failures costs one Map lookup. */
   isPenalised(source: string): boolean {
     const bucket = this.#buckets.get(source);
