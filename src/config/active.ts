@@ -21,11 +21,28 @@ export function isTokenActive(
   tokenid: string | AuthidParts,
   nowSeconds: number,
 ): boolean {
+  return nowSeconds < tokenActiveUntil(config, tokenid);
+}
+
+/**
+ * Until when (epoch seconds, exclusive) the token may act under `config`:
+ * the earlier of its own and its user's expiry, Infinity when neither
+ * expires, -Infinity when it is unknown or either is disabled. A decision
+ * that holds for the life of `config`, so that a caller can keep it per
+ * config and read the clock only for a token that expires. Never throws.
+ */
+export function tokenActiveUntil(config: UserConfig, tokenid: string | AuthidParts): number {
   const id = validAuthidParts(tokenid);
-  if (id === null || id.tokenName === null || !isUserActive(config, id.userid, nowSeconds))
-    return false;
-  const token = config.users.get(id.userid)?.tokens.get(id.tokenName);
-  return token?.enable === true && !expired(token.expire, nowSeconds);
+  if (id === null || id.tokenName === null) return Number.NEGATIVE_INFINITY;
+  const user = config.users.get(id.userid);
+  const token = user?.tokens.get(id.tokenName);
+  if (user?.enable !== true || token?.enable !== true) return Number.NEGATIVE_INFINITY;
+  return Math.min(expiryOf(user.expire), expiryOf(token.expire));
+}
+
+/** `expire` as the first second that is no longer allowed (0: never). */
+function expiryOf(expire: number): number {
+  return expire > 0 ? expire : Number.POSITIVE_INFINITY;
 }
 
 /** The current time in epoch seconds, the unit of `expire`. */

@@ -9,7 +9,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { UserConfigStore } from '../access/user-info.js';
-import { currentEpochSeconds, isTokenActive } from '../config/active.js';
+import { currentEpochSeconds, isTokenActive, tokenActiveUntil } from '../config/active.js';
+import type { UserConfig } from '../config/types.js';
 import { AuthenticationError } from '../errors.js';
 import type { Tokenid } from '../ids.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
@@ -17,6 +18,8 @@ import type { UseRecorder } from '../usage/notes.js';
 import {
   type AuthorizationOptions,
   authorizationOf,
+  DEFAULT_MAX_HEADER_LENGTH,
+  DEFAULT_MAX_SECRET_BYTES,
   parseCredentials,
   type RequestHeaders,
 } from './authorization.js';
@@ -51,6 +54,16 @@ export interface AuthenticatorOptions extends AuthorizationOptions {
   usage?: UseRecorder;
 }
 
+/** A token accepted under one config: its identity, and until when the config lets it act. */
+interface Accepted {
+  identity: Identity;
+  until: number;
+}
+
+/** Most tokens the fast path remembers per config (then it starts afresh). */
+const MAX_ACCEPTED = 16_384;
+const PVE_SCHEME = 'PVEAPIToken';
+
 /** Authenticates a request by its Authorization header: the whole check, from header to identity. */
 export class Authenticator {
   #users: UserConfigStore;
@@ -58,6 +71,20 @@ export class Authenticator {
   #now: () => number;
   #header: AuthorizationOptions;
   #usage: UseRecorder | undefined;
+  #maxHeaderLength: number;
+  #maxSecretBytes: number;
+  #pveScheme: boolean;
+  /**
+   * Tokens accepted under `#acceptedConfig`, by id: a request for one of them
+   * is answered from its PVEAPIToken header's two slices, the verified-secret
+   * cache and this entry, without parsing the header again or looking the
+   * token up in the config. Only ids that passed the full parse and the
+   * activity check are here, and the cache holds only secrets that passed
+   * it, so a hit proves the header well-formed. A new config object (any
+   * change of user.cfg) empties it.
+   */
+  #accepted = new Map<string, Accepted>();
+  #acceptedConfig: UserConfig | null = null;
 
   constructor(options: AuthenticatorOptions) {
     this.#users = options.users;
@@ -69,6 +96,9 @@ export class Authenticator {
       ...(options.maxHeaderLength ? { maxHeaderLength: options.maxHeaderLength } : {}),
       ...(options.maxSecretBytes ? { maxSecretBytes: options.maxSecretBytes } : {}),
     };
+    this.#maxHeaderLength = options.maxHeaderLength ?? DEFAULT_MAX_HEADER_LENGTH;
+    this.#maxSecretBytes = options.maxSecretBytes ?? DEFAULT_MAX_SECRET_BYTES;
+    this.#pveScheme = (options.schemes ?? [PVE_SCHEME]).includes(PVE_SCHEME);
   }
 
   /**
@@ -80,11 +110,41 @@ export class Authenticator {
   authenticateCached(
     request: RequestHeaders | IncomingHttpHeaders | string | undefined,
   ): Identity | undefined {
-    const { id, secret } = parseCredentials(authorizationValue(request), this.#header);
+    const value = authorizationValue(request);
     const config = this.#users.current();
+    if (typeof value === 'string' && config !== null) {
+      const known = this.#knownToken(value, config);
+      if (known !== undefined) return known;
+    }
+    const { id, secret } = parseCredentials(value, this.#header);
     if (config === null || this.#shadow.verifyCached(id.authid, secret) !== true) return undefined;
     if (!isTokenActive(config, id, this.#now())) throw new AuthenticationError('inactive');
-    return this.#accepted(id);
+    return this.#accept(id, config);
+  }
+
+  /**
+   * A PVEAPIToken header of a token accepted under `config` whose secret the
+   * cache proves: its identity (AuthenticationError once it expired), else
+   * undefined and the full parse decides.
+   */
+  #knownToken(header: string, config: UserConfig): Identity | undefined {
+    if (!this.#pveScheme || header.length > this.#maxHeaderLength) return undefined;
+    if (!header.startsWith(PVE_SCHEME)) return undefined;
+    const separator = header.charCodeAt(PVE_SCHEME.length);
+    if (separator !== 0x3d && separator !== 0x20) return undefined; // '=' or ' '
+    const at = header.lastIndexOf('=');
+    const start = PVE_SCHEME.length + 1;
+    if (at <= start || header.length - at - 1 > this.#maxSecretBytes) return undefined;
+    if (this.#acceptedConfig !== config) return undefined;
+    const tokenid = header.slice(start, at);
+    const known = this.#accepted.get(tokenid);
+    if (known === undefined) return undefined;
+    if (this.#shadow.verifyCached(tokenid, header.slice(at + 1)) !== true) return undefined;
+    if (known.until !== Number.POSITIVE_INFINITY && this.#now() >= known.until) {
+      throw new AuthenticationError('inactive');
+    }
+    this.#usage?.note(known.identity.authid);
+    return known.identity;
   }
 
   /**
@@ -97,20 +157,38 @@ export class Authenticator {
     request: RequestHeaders | IncomingHttpHeaders | string | undefined,
   ): Promise<Identity> {
     const value = authorizationValue(request);
+    const current = this.#users.current();
+    if (typeof value === 'string' && current !== null) {
+      const known = this.#knownToken(value, current);
+      if (known !== undefined) return known;
+    }
     const { id, secret } = parseCredentials(value, this.#header);
-    const config = this.#users.current() ?? (await this.#users.get());
+    const config = current ?? (await this.#users.get());
     const active = isTokenActive(config, id, this.#now());
     const verified =
       this.#shadow.verifyCached(id.authid, secret) ??
       (await this.#shadow.verifySecret(id.authid, secret));
     if (!verified) throw new AuthenticationError('bad-secret');
     if (!active) throw new AuthenticationError('inactive');
-    return this.#accepted(id);
+    return this.#accept(id, config);
   }
 
-  /** Every successful authentication ends here: noted for last-used, then the identity. */
-  #accepted(id: Tokenid): Identity {
+  /** Every successful authentication ends here: remembered for the fast path, noted for last-used. */
+  #accept(id: Tokenid, config: UserConfig): Identity {
     this.#usage?.note(id.authid);
-    return { authid: id.authid, userid: id.userid, tokenName: id.tokenName };
+    const known = this.#acceptedConfig === config ? this.#accepted.get(id.authid) : undefined;
+    if (known !== undefined) return known.identity;
+    const identity: Identity = Object.freeze({
+      authid: id.authid,
+      userid: id.userid,
+      tokenName: id.tokenName,
+    });
+    if (this.#acceptedConfig !== config || this.#accepted.size >= MAX_ACCEPTED) {
+      this.#accepted.clear();
+      this.#acceptedConfig = config;
+    }
+    // id.authid is the parser's own copy, never a slice of a header holding a secret.
+    this.#accepted.set(id.authid, { identity, until: tokenActiveUntil(config, id) });
+    return identity;
   }
 }
