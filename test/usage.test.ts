@@ -179,6 +179,81 @@ describe('LastUsedLedger', () => {
   });
 });
 
+describe('LastUsedLedger with uses from elsewhere', () => {
+  const known = async () => (id: string) => id.startsWith('a@pve!');
+
+  it('absorbs only newer uses of known tokens, outside the changes, and gathers at every batch', async () => {
+    const sink = new MemorySink();
+    let elsewhere: Array<[string, number]> = [];
+    let gathered = 0;
+    const remote: LastUsedSink = {
+      write: async () => undefined,
+      gather: async () => {
+        gathered++;
+        return elsewhere;
+      },
+    };
+    const ledger = new LastUsedLedger({
+      sinks: [sink, remote],
+      initial: { since: 500, tokens: new Map([['a@pve!x', 900]]) },
+      intervalMs: 3_600_000,
+      known,
+      now: () => 1_000,
+    });
+    // Older, unknown, malformed, far ahead: only the newer one and the clamped one count.
+    const taken = await ledger.absorb([
+      ['a@pve!x', 800],
+      ['b@pve!z', 950],
+      ['a@pve!x', 950],
+      ['a@pve!y', 99_999],
+    ]);
+    assert.equal(taken, 2);
+    assert.equal(ledger.lastUse('a@pve!y'), 1_000);
+    await ledger.flush();
+    assert.equal(sink.batches.length, 1);
+    assert.deepEqual(Object.fromEntries(sink.batches[0]?.changed ?? []), {});
+    assert.equal(sink.batches[0]?.all.get('a@pve!x'), 950);
+    // Nothing newer gathered, nothing reported: the batch reads but writes nothing.
+    elsewhere = [['a@pve!x', 900]];
+    await ledger.flush();
+    assert.equal(gathered, 2);
+    assert.equal(sink.batches.length, 1);
+    // A newer use elsewhere is written at the next batch, and stays out of `changed`.
+    elsewhere = [['a@pve!x', 990]];
+    await ledger.report([['a@pve!w', 980]]);
+    await ledger.flush();
+    assert.equal(sink.batches.length, 2);
+    assert.equal(sink.batches[1]?.all.get('a@pve!x'), 990);
+    assert.deepEqual(Object.fromEntries(sink.batches[1]?.changed ?? []), { 'a@pve!w': 980 });
+    await ledger.close();
+  });
+
+  it('a failed gather is reported and the batch still writes what the workers reported', async () => {
+    const sink = new MemorySink();
+    const errors: unknown[] = [];
+    const ledger = new LastUsedLedger({
+      sinks: [
+        sink,
+        {
+          write: async () => undefined,
+          gather: async () => {
+            throw new Error('etcd unavailable');
+          },
+        },
+      ],
+      initial: { since: 500, tokens: new Map() },
+      intervalMs: 3_600_000,
+      known,
+      now: () => 1_000,
+      onError: (e) => errors.push(e),
+    });
+    await ledger.report([['a@pve!x', 990]]);
+    await ledger.close();
+    assert.match(String(errors[0]), /etcd unavailable/);
+    assert.equal(sink.batches[0]?.all.get('a@pve!x'), 990);
+  });
+});
+
 describe('last-used.json', () => {
   it('round-trips, is written 0600 (0640 with a group) and re-read only when replaced', async () => {
     const dir = tempDir();

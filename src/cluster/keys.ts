@@ -5,8 +5,9 @@
  * plus `gen/<slot>`, rewritten in every transaction that changes that slot's
  * file, so its mod_revision is the slot's generation and the latest data
  * revision. `hosts/<host>` lives on the host's lease; `acks/<host>` is the last
- * revision the host published to its page. Sync agents watch `data/` only, so
- * their acks never wake each other.
+ * revision the host published to its page. `usage/<host>` is the host's record
+ * of its tokens' last uses (src/cluster/usage-sink.ts). Sync agents watch
+ * `data/` only, so neither acks nor usage records wake each other or bump a page.
  */
 import { ClusterError, quote } from '../errors.js';
 
@@ -29,12 +30,14 @@ export class ClusterKeys {
   readonly data: string;
   readonly hosts: string;
   readonly acks: string;
+  readonly usage: string;
 
   constructor(cluster: string) {
     this.root = `/token-shadow/${checkName('cluster name', cluster)}/`;
     this.data = `${this.root}data/`;
     this.hosts = `${this.root}hosts/`;
     this.acks = `${this.root}acks/`;
+    this.usage = `${this.root}usage/`;
   }
 
   entry(kind: EntryKind, id: string): string {
@@ -51,6 +54,10 @@ export class ClusterKeys {
 
   ack(name: string): string {
     return `${this.acks}${name}`;
+  }
+
+  usageOf(name: string): string {
+    return `${this.usage}${name}`;
   }
 
   /** A data key split into kind and id; null for gen/ and anything unknown. */

@@ -133,7 +133,7 @@ export async function startManager(
   const tls = await ensureCertificate(settings.certPath, settings.keyPath, settings.gid);
   if (tls.created) log.info({ cert: settings.certPath }, 'created a self-signed certificate');
   await clearStaleSocket(settings.socketPath);
-  const ledger = await openLedger(deployment, log);
+  const ledger = await openLedger(deployment, log, mode);
   const expiryWatch = watchExpiry(deployment, log);
   const server = net.createServer();
   const auth = new Authenticator({ users: deployment.users, shadow: deployment.shadow });

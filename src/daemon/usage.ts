@@ -1,13 +1,18 @@
 /**
  * Last use per token and expiry ahead, wired into the daemons. Workers note
  * uses in memory and report them in batches over the manager's socket; the
- * manager merges them into its ledger and writes `last-used.json`; the manager
+ * manager merges them into its ledger and writes `last-used.json` (and, with
+ * several hosts, this host's record in etcd, taking in the others'); the manager
  * also logs, once a day, the users and tokens about to expire.
  */
+import { ClusterKeys } from '../cluster/keys.js';
+import { EtcdStorage } from '../cluster/storage.js';
+import { EtcdUsageSink } from '../cluster/usage-sink.js';
 import { expiringWithin } from '../config/expiring.js';
 import type { UserConfig } from '../config/types.js';
 import { splitTokenid } from '../ids.js';
 import type { Deployment } from '../service/deployment.js';
+import type { StorageMode } from '../service/storage-mode.js';
 import { LastUsedFileSink, LastUsedReader, readLastUsed } from '../usage/file.js';
 import { LastUsedLedger } from '../usage/ledger.js';
 import { UsageNotes } from '../usage/notes.js';
@@ -29,18 +34,42 @@ export function tokenExists(config: UserConfig, tokenid: string): boolean {
   }
 }
 
-/** The manager's ledger, started from the file (an unreadable file is logged and replaced). */
-export async function openLedger(deployment: Deployment, log: Logger): Promise<LastUsedLedger> {
+/**
+ * The sink of this host's record in etcd, in multi-host mode (null otherwise):
+ * through the storage's client, each call bounded by two leases.
+ */
+function etcdSinkOf(mode: StorageMode, log: Logger): EtcdUsageSink | null {
+  if (mode.cluster === null || !(mode.storage instanceof EtcdStorage)) return null;
+  return new EtcdUsageSink({
+    client: mode.storage.client,
+    keys: new ClusterKeys(mode.cluster.cluster),
+    host: mode.cluster.host,
+    deadlineMs: 2 * mode.cluster.leaseSeconds * 1000,
+    warn: (fields, message) => log.warn(fields, message),
+  });
+}
+
+/**
+ * The manager's ledger, started from the file (an unreadable file is logged
+ * and replaced); in multi-host mode it also keeps this host's record in etcd
+ * and takes in the other hosts'.
+ */
+export async function openLedger(
+  deployment: Deployment,
+  log: Logger,
+  mode?: StorageMode,
+): Promise<LastUsedLedger> {
   const { settings, users } = deployment;
-  const sink = new LastUsedFileSink(settings.lastUsedPath, {
+  const file = new LastUsedFileSink(settings.lastUsedPath, {
     ...(settings.gid === undefined ? {} : { gid: settings.gid }),
   });
+  const etcd = mode ? etcdSinkOf(mode, log) : null;
   const initial = await readLastUsed(settings.lastUsedPath).catch((error: Error) => {
     log.error({ err: error.message }, 'last-used file unreadable: starting a new record');
     return undefined;
   });
   return new LastUsedLedger({
-    sinks: [sink],
+    sinks: etcd ? [file, etcd] : [file],
     ...(initial ? { initial } : {}),
     intervalMs: settings.lastUsedIntervalMs,
     known: async () => {

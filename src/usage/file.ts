@@ -58,11 +58,17 @@ export function parseLastUsed(file: string, text: string): LastUsedRecord {
   return { since, tokens: map };
 }
 
-export function serializeLastUsed(since: number, tokens: ReadonlyMap<string, number>): string {
+/** The file's text; `compact` leaves out the indentation and newline (etcd's copy, src/cluster). */
+export function serializeLastUsed(
+  since: number,
+  tokens: ReadonlyMap<string, number>,
+  compact = false,
+): string {
   // No prototype: a "__proto__" key must be written as data, not hit the setter.
   const object: Record<string, number> = Object.create(null);
   for (const tokenid of [...tokens.keys()].sort()) object[tokenid] = tokens.get(tokenid) as number;
-  return `${JSON.stringify({ format: FORMAT, since, tokens: object }, null, 1)}\n`;
+  const record = { format: FORMAT, since, tokens: object };
+  return compact ? JSON.stringify(record) : `${JSON.stringify(record, null, 1)}\n`;
 }
 
 /** Reads the file; a missing file is NO_RECORD. */

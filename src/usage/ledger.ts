@@ -1,6 +1,7 @@
 /**
- * The manager's view of last uses: what the workers reported, merged (latest
- * second wins), handed to the sinks at most once per batch interval. Writes
+ * The manager's view of last uses: what the workers reported, and what other
+ * hosts recorded (multi-host mode), merged (latest second wins), handed to
+ * the sinks at most once per batch interval. Writes
  * happen a little after each multiple of the interval on the wall clock, when
  * the workers' batches of that moment are in, so one write serves all workers.
  * It never touches user.cfg or token.shadow, nor their locks.
@@ -80,7 +81,26 @@ export class LastUsedLedger {
         uses: 'invalid',
       });
     }
-    const isKnown = await this.#known();
+    const taken = this.#take(uses, await this.#known(), this.#changed);
+    this.#reports++;
+    return taken;
+  }
+
+  /**
+   * Merges uses recorded elsewhere (other hosts): the later second wins, and
+   * the view is marked for writing only when something was newer. They are
+   * not this host's changes (LastUsedBatch.changed). Same checks as report().
+   */
+  async absorb(uses: Iterable<readonly [string, number]>): Promise<number> {
+    return this.#take(uses, await this.#known(), null);
+  }
+
+  /** Takes the well-formed, newer entries of known tokens; records them in `changed` if given. */
+  #take(
+    uses: Iterable<unknown>,
+    isKnown: (tokenid: string) => boolean,
+    changed: LastUsedMap | null,
+  ): number {
     const now = this.#now();
     let taken = 0;
     for (const entry of uses) {
@@ -92,11 +112,10 @@ export class LastUsedLedger {
       const known = this.#all.get(tokenid);
       if (known !== undefined && known >= second) continue;
       this.#all.set(tokenid, second);
-      this.#changed.set(tokenid, second);
+      changed?.set(tokenid, second);
       this.#dirty = true;
       taken++;
     }
-    this.#reports++;
     return taken;
   }
 
@@ -129,6 +148,14 @@ export class LastUsedLedger {
     }
     for (const tokenid of this.#all.keys()) {
       if (!isKnown(tokenid)) this.forget(tokenid);
+    }
+    for (const sink of this.#sinks) {
+      if (!sink.gather) continue;
+      try {
+        this.#take(await sink.gather(), isKnown, null);
+      } catch (error) {
+        this.#onError(error);
+      }
     }
     if (!this.#dirty) return;
     const changed = this.#changed;

@@ -1,21 +1,29 @@
 /**
- * Where the manager keeps what its workers reported. Today that is one sink,
- * the local file (LastUsedFileSink). With several hosts (src/cluster, etcd), a
- * second sink is meant to put this host's batch under its own key, one put per
- * batch per host, and readers take the latest second per token over all hosts;
- * the ledger already hands every sink both the whole view and the changes.
+ * Where the manager keeps what its workers reported: the local file
+ * (LastUsedFileSink) always, and in multi-host mode this host's record in
+ * etcd too (src/cluster/usage-sink.ts), which also brings back what the other
+ * hosts recorded, so that every host's file shows the latest use anywhere.
  */
 
 export interface LastUsedBatch {
   /** Epoch second since which uses are recorded on this host. */
   readonly since: number;
-  /** Token id -> last use, every token this host knows of. */
+  /** Token id -> last use, every token this host knows of (other hosts' uses included). */
   readonly all: ReadonlyMap<string, number>;
-  /** The entries that changed since the previous batch given to the sinks. */
+  /**
+   * The entries this host's workers changed since the previous batch given to
+   * the sinks; uses gathered from other hosts are in `all` only.
+   */
   readonly changed: ReadonlyMap<string, number>;
 }
 
 export interface LastUsedSink {
   /** Called at most once per batch interval, never concurrently; a rejection keeps the changes for the next call. */
   write(batch: LastUsedBatch): Promise<void>;
+  /**
+   * Uses recorded elsewhere (other hosts), asked for at every batch before the
+   * write, whether or not this host has anything new; the ledger merges the
+   * ones that are newer. A rejection is logged and the batch goes on without.
+   */
+  gather?(): Promise<Iterable<readonly [tokenid: string, seconds: number]>>;
 }

@@ -13,6 +13,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -433,7 +434,10 @@ export interface CallOptions {
   agent?: https.Agent;
 }
 
-/** One HTTPS request, on a new connection closed after the answer unless an agent is given. */
+/**
+ * One HTTPS request (plain HTTP for an http:// URL, an API started with
+ * --plain-http), on a new connection closed after the answer unless an agent is given.
+ */
 export function call(
   d: { url: string; ca: Buffer },
   method: string,
@@ -444,8 +448,9 @@ export function call(
     ? new URLSearchParams(Object.entries(options.form).map(([k, v]) => [k, String(v)])).toString()
     : undefined;
   return new Promise((resolve, reject) => {
-    const req = https.request(
-      new URL(`${d.url}${route}`),
+    const url = new URL(`${d.url}${route}`);
+    const req = (url.protocol === 'http:' ? http : https).request(
+      url,
       {
         method,
         ca: d.ca,

@@ -64,11 +64,16 @@ export interface MultiHost {
 
 export interface MultiHostOptions {
   hosts?: number;
+  /** etcd members (default: one per host). */
+  members?: number;
   netns?: boolean;
   leaseSeconds?: number;
   workers?: number;
   /** Logs to files (benchmarks, demo) instead of pipes. */
   logs?: 'pipe' | 'file';
+  /** More options for every host's manager, and for its API daemon. */
+  managerArgs?: string[];
+  apiArgs?: string[];
 }
 
 export async function startMultiHost(options: MultiHostOptions = {}): Promise<MultiHost> {
@@ -113,7 +118,9 @@ export async function startMultiHost(options: MultiHostOptions = {}): Promise<Mu
       });
     }
     const etcd = await startEtcdCluster(
-      options.netns ? { size: count, addresses, netns: spaces } : { size: count },
+      options.netns
+        ? { size: count, addresses, netns: spaces }
+        : { size: options.members ?? count },
     );
     cleanups.push(() => {
       for (const m of etcd.members) m.process?.kill('SIGKILL');
@@ -135,7 +142,11 @@ export async function startMultiHost(options: MultiHostOptions = {}): Promise<Mu
         );
         const netns = options.netns ? (spaces[i] as string) : null;
         const prefix = netns ? ['ip', 'netns', 'exec', netns] : [];
-        const harness = { prefix, ...(options.logs ? { logs: options.logs } : {}) };
+        const harness = {
+          prefix,
+          ...(options.logs ? { logs: options.logs } : {}),
+          ...(options.managerArgs ? { managerArgs: options.managerArgs } : {}),
+        };
         let deployment = await startDeployment(dir, harness);
         const api = await deployment.startApi(name, [
           '--plain-http',
@@ -143,6 +154,7 @@ export async function startMultiHost(options: MultiHostOptions = {}): Promise<Mu
           String(options.workers ?? 2),
           '--hash-threads',
           '1',
+          ...(options.apiArgs ?? []),
         ]);
         const host: Host = {
           name,

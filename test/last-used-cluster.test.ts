@@ -1,0 +1,211 @@
+/**
+ * Last uses in multi-host mode, with real parts: a real 3-member etcd on
+ * loopback and two hosts (manager with its sync agent, one API worker each).
+ * A use on host A shows on host B (its last-used.json and its API) within two
+ * batch intervals; each host puts its record at most once per batch, and not
+ * at all when its own workers saw nothing new; the usage keys never touch the
+ * data the sync agents watch. The sink's own rules (the size limit, what it
+ * keeps across runs, other hosts' bad records) against the same etcd.
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Etcd3 } from 'etcd3';
+import { ClusterKeys } from '../src/cluster/keys.js';
+import { EtcdUsageSink, encodeUsage } from '../src/cluster/usage-sink.js';
+import { ClusterError } from '../src/errors.js';
+import { LAST_USED_FILE, parseLastUsed } from '../src/usage/file.js';
+import { type Api, call, createRootToken } from './helpers/daemons.js';
+import { etcdUnavailable } from './helpers/etcd.js';
+import { waitForFile } from './helpers/files.js';
+import { type MultiHost, startMultiHost } from './helpers/multihost.js';
+
+const INTERVAL_MS = 2000;
+/** What a loaded 2-core machine may add (timers late, processes descheduled). */
+const LOAD_ALLOWANCE_MS = 2500;
+const interval = ['--last-used-interval', `${INTERVAL_MS}ms`];
+const noEtcd = etcdUnavailable();
+if (noEtcd) process.stdout.write(`# multi-host last-used tests skipped: ${noEtcd}\n`);
+
+/** The key's version (puts since it was created; 0 when absent) and its value. */
+async function keyState(client: Etcd3, key: string): Promise<{ version: number; value: string }> {
+  const response = await client.get(key).exec();
+  const kv = response.kvs[0];
+  return { version: kv ? Number(kv.version) : 0, value: kv ? kv.value.toString() : '' };
+}
+
+describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
+  let cluster: MultiHost;
+  const keys = new ClusterKeys('test');
+  const fileOf = (i: number) =>
+    path.join((cluster.hosts[i] as { dir: string }).dir, 'etc', LAST_USED_FILE);
+  const apiOf = (i: number) => (cluster.hosts[i] as { api: Api }).api;
+  const recorded = (i: number) => (text: string) => parseLastUsed(fileOf(i), text).tokens;
+
+  before(
+    async () => {
+      cluster = await startMultiHost({
+        hosts: 2,
+        members: 3,
+        workers: 1,
+        managerArgs: interval,
+        apiArgs: interval,
+      });
+    },
+    { timeout: 120_000 },
+  );
+  after(() => cluster?.stop(), { timeout: 120_000 });
+
+  it('a use on A shows on B within two batches; one put per batch per host, none for nothing new', {
+    timeout: 90_000,
+  }, async (t) => {
+    const a = cluster.hosts[0]?.deployment;
+    assert.ok(a);
+    const used = await createRootToken(a, 'used');
+    const reader = await createRootToken(a, 'reader');
+    const onlyB = await createRootToken(a, 'onlyb');
+    const rounds = [];
+    for (const name of ['r0', 'r1', 'r2']) rounds.push(await createRootToken(a, name));
+    const gens = async () =>
+      Promise.all(
+        ['USER_AND_ACL', 'TOKEN_SHADOW'].map((slot) =>
+          keyState(cluster.client, keys.gen(slot as 'USER_AND_ACL')),
+        ),
+      );
+    const gensBefore = await gens();
+
+    const used1 = await call(apiOf(0), 'GET', '/version', { auth: used.header });
+    assert.equal(used1.status, 200, used1.raw);
+    const answered = Date.now();
+    const onB = await waitForFile(fileOf(1), (text) => recorded(1)(text).get(used.id));
+    const elapsed = Date.now() - answered;
+    t.diagnostic(`A's use reached B's last-used.json after ${elapsed} ms`);
+    assert.ok(
+      elapsed <= 2 * INTERVAL_MS + INTERVAL_MS / 5 + LOAD_ALLOWANCE_MS,
+      `B saw A's use after ${elapsed} ms, with a ${INTERVAL_MS} ms interval`,
+    );
+    assert.ok(Math.abs(onB - Math.floor(answered / 1000)) <= 2, `second ${onB}`);
+    // The same second on A's own file and in A's key; never a secret in it.
+    const onA = await waitForFile(fileOf(0), (text) => recorded(0)(text).get(used.id));
+    assert.equal(onA, onB);
+    const aKey = await keyState(cluster.client, keys.usageOf('a'));
+    assert.equal(parseLastUsed('usage/a', aKey.value).tokens.get(used.id), onB);
+    assert.ok(!aKey.value.includes(used.secret) && !aKey.value.includes(reader.secret));
+    assert.ok(!aKey.value.includes('\n'), 'compact JSON');
+
+    // B's API answers with it, asked with another token (a use on B of `reader` only).
+    const one = await call(apiOf(1), 'GET', `/access/users/root@pam/token/used`, {
+      auth: reader.header,
+    });
+    assert.equal(one.status, 200, one.raw);
+    assert.equal((one.body.data as { 'last-used'?: number })['last-used'], onB);
+
+    // Three batches of uses on A (a new token each, so each is a change): three puts of A's key.
+    const versionBefore = (await keyState(cluster.client, keys.usageOf('a'))).version;
+    for (const round of rounds) {
+      const reply = await call(apiOf(0), 'GET', '/version', { auth: round.header });
+      assert.equal(reply.status, 200);
+      // On B: A's put of this batch is done.
+      await waitForFile(fileOf(1), (text) => recorded(1)(text).get(round.id));
+    }
+    const puts = (await keyState(cluster.client, keys.usageOf('a'))).version - versionBefore;
+    assert.equal(puts, rounds.length, `${puts} puts of A's key for ${rounds.length} batches`);
+
+    // A use on B only: A takes it in (its file) without a put of its own key.
+    const aVersion = (await keyState(cluster.client, keys.usageOf('a'))).version;
+    const reply = await call(apiOf(1), 'GET', '/version', { auth: onlyB.header });
+    assert.equal(reply.status, 200);
+    await waitForFile(fileOf(0), (text) => recorded(0)(text).get(onlyB.id));
+    assert.equal((await keyState(cluster.client, keys.usageOf('a'))).version, aVersion);
+    const bKey = await keyState(cluster.client, keys.usageOf('b'));
+    assert.ok(parseLastUsed('usage/b', bKey.value).tokens.has(onlyB.id));
+    assert.ok(!parseLastUsed('usage/b', bKey.value).tokens.has(used.id), 'B keeps its own uses');
+
+    // None of it touched the data the sync agents watch: no generation moved.
+    assert.deepEqual(await gens(), gensBefore);
+  });
+
+  it('the sink: the size limit keeps the newest uses, a restart keeps what was put, bad records of others are skipped', async () => {
+    const sinkKeys = new ClusterKeys('sinkunit');
+    const warnings: Array<{ fields: Record<string, unknown>; message: string }> = [];
+    const open = (maxBytes?: number) =>
+      new EtcdUsageSink({
+        client: cluster.client,
+        keys: sinkKeys,
+        host: 'h1',
+        deadlineMs: 5000,
+        ...(maxBytes ? { maxBytes } : {}),
+        warn: (fields, message) => warnings.push({ fields, message }),
+      });
+    const batch = (all: Array<[string, number]>, changed: Array<[string, number]>) => ({
+      since: 100,
+      all: new Map(all),
+      changed: new Map(changed),
+    });
+
+    // Nothing read yet: no put (it could drop what an earlier run stored).
+    const first = open();
+    await assert.rejects(first.write(batch([['u@pve!x', 200]], [['u@pve!x', 200]])), ClusterError);
+    assert.equal((await keyState(cluster.client, first.key)).version, 0);
+    await first.gather();
+    await first.write(batch([['u@pve!x', 200]], [['u@pve!x', 200]]));
+    assert.equal(first.puts, 1);
+
+    // Another host's record, and one that does not parse.
+    await cluster.client
+      .put(sinkKeys.usageOf('h2'))
+      .value(JSON.stringify({ format: 1, since: 50, tokens: { 'u@pve!y': 300, 'u@pve!x': 150 } }));
+    await cluster.client.put(sinkKeys.usageOf('h3')).value('not json');
+
+    // A new run of h1 reads its own record back and keeps it in its next put.
+    const second = open();
+    const gathered = await second.gather();
+    assert.deepEqual(Object.fromEntries(gathered), { 'u@pve!x': 200, 'u@pve!y': 300 });
+    await second.gather();
+    assert.equal(warnings.filter((w) => w.message.includes('unreadable')).length, 1);
+    const all: Array<[string, number]> = [
+      ['u@pve!x', 200],
+      ['u@pve!y', 300],
+      ['u@pve!z', 400],
+    ];
+    await second.write(batch(all, [['u@pve!z', 400]]));
+    const stored = parseLastUsed('h1', (await keyState(cluster.client, second.key)).value);
+    // Its own uses only: y is h2's.
+    assert.deepEqual(Object.fromEntries(stored.tokens), { 'u@pve!x': 200, 'u@pve!z': 400 });
+    // Nothing new: no put. A token gone from the view: a put without it.
+    await second.write(batch(all, []));
+    assert.equal(second.puts, 1);
+    await second.write(batch(all.slice(1), []));
+    assert.equal(second.puts, 2);
+    assert.deepEqual(
+      Object.fromEntries(
+        parseLastUsed('h1', (await keyState(cluster.client, second.key)).value).tokens,
+      ),
+      { 'u@pve!z': 400 },
+    );
+
+    // Over the limit: the newest uses that fit, said once.
+    const many = new Map<string, number>();
+    for (let i = 0; i < 100; i++) many.set(`u@pve!t${String(i).padStart(3, '0')}`, 1000 + i);
+    const encoded = encodeUsage(100, many, 600);
+    assert.ok(Buffer.byteLength(encoded.value) <= 600);
+    const kept = parseLastUsed('h1', encoded.value).tokens;
+    assert.equal(kept.size + encoded.omitted, 100);
+    assert.ok(encoded.omitted > 0 && kept.size > 0);
+    const oldestKept = Math.min(...kept.values());
+    for (const [id, seconds] of many) {
+      assert.equal(kept.has(id), seconds >= oldestKept, `${id} (${seconds})`);
+    }
+    assert.equal(encodeUsage(100, many).omitted, 0);
+    const small = open(600);
+    await small.gather();
+    const manyBatch = batch([...many], [...many]);
+    await small.write(manyBatch);
+    await small.write(batch([...many, ['u@pve!new', 5000]], [['u@pve!new', 5000]]));
+    assert.equal(warnings.filter((w) => w.message.includes('too large')).length, 1);
+    const tooMany = warnings.find((w) => w.message.includes('too large'));
+    assert.ok((tooMany?.fields.omitted as number) > 0);
+    const last = parseLastUsed('h1', (await keyState(cluster.client, small.key)).value).tokens;
+    assert.equal(last.get('u@pve!new'), 5000);
+  });
+});
