@@ -9,11 +9,10 @@
  */
 import cluster from 'node:cluster';
 import http from 'node:http';
-import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
 import type { Settings, SettingsInput } from '../service/settings.js';
-import { daemonCommand, settingsFrom } from './cli-options.js';
+import { daemonCommand, fileInput, settingsFilePath, settingsFrom } from './cli-options.js';
 import { answerMetricsRequests, clusterMetrics, METRICS_CONTENT_TYPE } from './cluster-metrics.js';
 import {
   fenceCheck,
@@ -60,10 +59,6 @@ function buildCommand(): Command {
       9106,
     )
     .option('--metrics-host <host>', 'address of the metrics and health listener', '127.0.0.1')
-    .option(
-      '--settings-file <file>',
-      'JSON file of settings a SIGHUP reloads (default: api.json in the config directory)',
-    )
     .option('--public-version', 'answer GET /version without authentication (benchmark baseline)')
     .option('--no-cache', 'no generation page: every verify hashes (for comparison)')
     .option('--hash-threads <n>', 'hashing threads per worker', (v) => Number(v))
@@ -100,6 +95,7 @@ function parseCommand(argv: string[]) {
   // Options without a default are undefined unless given, so the command line wins.
   const settings = (host: string, file: ReloadableSettings): Settings => {
     const input: SettingsInput = {
+      ...fileInput(file),
       host,
       port: flags.port,
       plainHttp: Boolean(flags.plainHttp),
@@ -124,7 +120,7 @@ function parseCommand(argv: string[]) {
   return {
     host: typeof flags.host === 'string' ? flags.host : undefined,
     settings,
-    settingsFile: typeof flags.settingsFile === 'string' ? flags.settingsFile : undefined,
+    settingsFile: (configDir: string) => settingsFilePath(flags, configDir),
     options: { publicVersion: Boolean(flags.publicVersion) } satisfies WorkerOptions,
   };
 }
@@ -142,9 +138,7 @@ async function prepare(
   host: string,
 ): Promise<Generation> {
   const base = command.settings(host, {});
-  const file = await readSettingsFile(
-    command.settingsFile ?? path.join(base.configDir, 'api.json'),
-  );
+  const file = await readSettingsFile(command.settingsFile(base.configDir));
   const settings = command.settings(host, file);
   const logLevel = process.env.LOG_LEVEL ?? file.logLevel ?? 'info';
   const certificate = settings.plainHttp

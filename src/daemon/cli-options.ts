@@ -1,8 +1,10 @@
 /** The command-line options both daemons share, turned into Settings. */
+import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { parseDuration } from '../service/durations.js';
 import { resolveGroupId } from '../service/group.js';
 import { resolveSettings, type Settings, type SettingsInput } from '../service/settings.js';
+import type { ReloadableSettings } from './settings-file.js';
 
 export function daemonCommand(name: string, description: string): Command {
   return new Command(name)
@@ -31,6 +33,10 @@ export function daemonCommand(name: string, description: string): Command {
       '--expiry-window <duration>',
       'tokens and users expiring within it are logged daily and counted (e.g. 14d)',
       duration,
+    )
+    .option(
+      '--settings-file <file>',
+      'JSON file of settings a SIGHUP reloads (default: api.json in the config directory)',
     );
 }
 
@@ -58,4 +64,23 @@ export function settingsFrom(
     input.expiryWindowSeconds = Math.round(options.expiryWindow / 1000);
   }
   return resolveSettings(input);
+}
+
+/** The settings file: `--settings-file`, else api.json in the configuration directory. */
+export function settingsFilePath(options: Record<string, unknown>, configDir: string): string {
+  return typeof options.settingsFile === 'string'
+    ? options.settingsFile
+    : path.join(configDir, 'api.json');
+}
+
+/** What the settings file gives that the shared options also set (the command line wins later). */
+export function fileInput(file: ReloadableSettings): SettingsInput {
+  return {
+    ...(file.lastUsedIntervalMs === undefined
+      ? {}
+      : { lastUsedIntervalMs: file.lastUsedIntervalMs }),
+    ...(file.expiryWindowSeconds === undefined
+      ? {}
+      : { expiryWindowSeconds: file.expiryWindowSeconds }),
+  };
 }

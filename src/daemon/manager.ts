@@ -20,9 +20,10 @@ import { OPERATIONS, runWrite, type Stores } from '../service/operations.js';
 import type { Settings } from '../service/settings.js';
 import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
 import type { LastUsedLedger } from '../usage/ledger.js';
-import { daemonCommand, settingsFrom } from './cli-options.js';
+import { daemonCommand, fileInput, settingsFilePath, settingsFrom } from './cli-options.js';
 import { createLogger, type Logger } from './logger.js';
 import { type RpcRequest, type RpcResponse, serveRpc } from './rpc.js';
+import { readSettingsFile } from './settings-file.js';
 import { notifySystemd } from './systemd.js';
 import { ensureCertificate, expiryWarning, loadCertificate } from './tls.js';
 import { openLedger, USAGE_REPORT_OP, watchExpiry } from './usage.js';
@@ -117,6 +118,8 @@ export interface RunningManager {
   deployment: Deployment;
   mode: StorageMode;
   server: net.Server;
+  /** Applies what a reload may change here: the last-used interval and the expiry window. */
+  reconfigure(next: Settings): void;
   stop(): Promise<void>;
 }
 
@@ -134,7 +137,8 @@ export async function startManager(
   if (tls.created) log.info({ cert: settings.certPath }, 'created a self-signed certificate');
   await clearStaleSocket(settings.socketPath);
   const ledger = await openLedger(deployment, log, mode);
-  const expiryWatch = watchExpiry(deployment, log);
+  let expiryWindowSeconds = settings.expiryWindowSeconds;
+  let expiryWatch = watchExpiry(deployment, log, expiryWindowSeconds);
   const server = net.createServer();
   const auth = new Authenticator({ users: deployment.users, shadow: deployment.shadow });
   serveRpc(server, handler(mode.storage, auth, log, ledger));
@@ -170,6 +174,18 @@ export async function startManager(
     deployment,
     mode,
     server,
+    reconfigure(next) {
+      ledger.retime(next.lastUsedIntervalMs);
+      if (next.expiryWindowSeconds !== expiryWindowSeconds) {
+        expiryWatch.stop();
+        expiryWindowSeconds = next.expiryWindowSeconds;
+        expiryWatch = watchExpiry(deployment, log, expiryWindowSeconds);
+      }
+      log.info(
+        { lastUsedIntervalMs: ledger.intervalMs, expiryWindowSeconds },
+        'reloaded: last-used interval and expiry window',
+      );
+    },
     stop() {
       stopping ??= (async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -186,14 +202,21 @@ export async function startManager(
 
 async function main(argv: string[]): Promise<void> {
   const command = daemonCommand('token-shadow-manager', 'the privileged token manager').parse(argv);
-  const settings = settingsFrom(command.opts());
+  const flags = command.opts();
+  const file = settingsFilePath(flags, settingsFrom(flags).configDir);
+  // The settings file under the command line, read again at each reload.
+  const load = async () => settingsFrom(flags, fileInput(await readSettingsFile(file)));
+  const settings = await load();
   const log = createLogger('manager');
   const manager = await startManager(settings, log);
   const notifyFailed = (message: string) => log.warn(message);
-  // SIGHUP (systemctl reload): nothing is cached across requests here, so a
-  // reload only checks the certificate the API will read and says so.
+  // SIGHUP (systemctl reload): the settings file's last-used interval and
+  // expiry window apply; nothing else is cached across requests here, so the
+  // rest of a reload checks the certificate the API will read and says so.
   process.on('SIGHUP', () => {
     notifySystemd({ reloading: true }, notifyFailed)
+      .then(load)
+      .then((next) => manager.reconfigure(next))
       .then(() => warnAboutCertificate(settings, log))
       .catch((error) => log.error({ err: String(error) }, 'reload failed'))
       .finally(() => notifySystemd({ ready: true, status: 'serving' }, notifyFailed));

@@ -1,14 +1,18 @@
 /**
- * The API daemon's optional settings file (`--settings-file`, by default
- * api.json in the configuration directory): the settings a SIGHUP can change
- * without a restart, because a rolling restart of the workers applies them.
- * Addresses, ports and directories stay on the command line: changing them
- * needs a restart. Options given on the command line win over the file.
+ * The daemons' optional settings file (`--settings-file`, by default api.json
+ * in the configuration directory): the settings a SIGHUP can change without a
+ * restart. The API daemon applies them with a rolling restart of its workers;
+ * the manager reads only the two it uses, `lastUsedInterval` and
+ * `expiryWindow`, which take the durations their options take. Addresses,
+ * ports and directories stay on the command line: changing them needs a
+ * restart. Options given on the command line win over the file.
  *
- *   { "workers": 4, "ttlMs": 60000, "hashThreads": 1, "hashQueue": 16, "logLevel": "info" }
+ *   { "workers": 4, "ttlMs": 60000, "hashThreads": 1, "hashQueue": 16, "logLevel": "info",
+ *     "lastUsedInterval": "10s", "expiryWindow": "14d" }
  */
 import { promises as fsp } from 'node:fs';
 import { ConfigError, quote } from '../errors.js';
+import { parseDuration } from '../service/durations.js';
 
 export interface ReloadableSettings {
   workers?: number;
@@ -16,7 +20,17 @@ export interface ReloadableSettings {
   hashThreads?: number;
   hashQueue?: number;
   logLevel?: string;
+  /** `lastUsedInterval`, as Settings.lastUsedIntervalMs. */
+  lastUsedIntervalMs?: number;
+  /** `expiryWindow`, as Settings.expiryWindowSeconds. */
+  expiryWindowSeconds?: number;
 }
+
+/** The keys holding durations, as the options `--last-used-interval` and `--expiry-window` take them. */
+const DURATIONS = {
+  lastUsedInterval: (ms: number) => ({ lastUsedIntervalMs: ms }),
+  expiryWindow: (ms: number) => ({ expiryWindowSeconds: Math.round(ms / 1000) }),
+} as const;
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 const COUNTS = ['workers', 'ttlMs', 'hashThreads', 'hashQueue'] as const;
@@ -47,6 +61,15 @@ export async function readSettingsFile(file: string): Promise<ReloadableSettings
         throw new ConfigError('invalid', `${file}: ${key} must be an integer >= ${minimum}`);
       }
       out[key as (typeof COUNTS)[number]] = value as number;
+    } else if (Object.hasOwn(DURATIONS, key)) {
+      let ms: number;
+      try {
+        if (typeof value !== 'string') throw new RangeError('expected a duration like 10s or 14d');
+        ms = parseDuration(value);
+      } catch (error) {
+        throw new ConfigError('invalid', `${file}: ${key}: ${(error as Error).message}`);
+      }
+      Object.assign(out, DURATIONS[key as keyof typeof DURATIONS](ms));
     } else if (key === 'logLevel') {
       if (typeof value !== 'string' || !LOG_LEVELS.has(value)) {
         throw new ConfigError('invalid', `${file}: logLevel must be one of ${[...LOG_LEVELS]}`);

@@ -81,8 +81,11 @@ export async function openLedger(
 }
 
 /** Logs the users and tokens expiring within the window now and then once a day. */
-export function watchExpiry(deployment: Deployment, log: Logger): { stop(): void } {
-  const windowSeconds = deployment.settings.expiryWindowSeconds;
+export function watchExpiry(
+  deployment: Deployment,
+  log: Logger,
+  windowSeconds = deployment.settings.expiryWindowSeconds,
+): { stop(): void } {
   const check = async () => {
     const now = Math.floor(Date.now() / 1000);
     const found = expiringWithin(await deployment.users.get(), now, windowSeconds);

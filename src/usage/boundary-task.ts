@@ -12,8 +12,8 @@ export function untilNextBoundary(intervalMs: number, offsetMs = 0, nowMs = Date
 }
 
 export class BoundaryTask {
-  readonly intervalMs: number;
-  readonly offsetMs: number;
+  intervalMs: number;
+  offsetMs: number;
   #task: () => Promise<void>;
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
@@ -35,6 +35,16 @@ export class BoundaryTask {
     return this.#running;
   }
 
+  /** From the next boundary on, runs every `intervalMs` (a reload); a run under way finishes first. */
+  retime(intervalMs: number, offsetMs: number): void {
+    this.intervalMs = Math.max(1, intervalMs);
+    this.offsetMs = offsetMs;
+    // A timer's own run schedules the next when it ends, with the new values.
+    if (this.#timer === null) return;
+    clearTimeout(this.#timer);
+    this.#schedule();
+  }
+
   /** No more runs on the timer; resolves when a run under way has finished. */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -47,6 +57,7 @@ export class BoundaryTask {
     if (this.#stopped) return;
     this.#timer = setTimeout(
       () => {
+        this.#timer = null;
         this.run().finally(() => this.#schedule());
       },
       untilNextBoundary(this.intervalMs, this.offsetMs),

@@ -34,7 +34,6 @@ export interface LastUsedLedgerOptions {
 }
 
 export class LastUsedLedger {
-  readonly intervalMs: number;
   readonly since: number;
   #sinks: LastUsedSink[];
   #all: LastUsedMap = new Map();
@@ -43,13 +42,13 @@ export class LastUsedLedger {
   #now: () => number;
   #onError: (error: unknown) => void;
   #task: BoundaryTask;
+  #settleMs: number | undefined;
   #closed = false;
   #dirty = false;
   #reports = 0;
 
   constructor(options: LastUsedLedgerOptions) {
     this.#sinks = options.sinks;
-    this.intervalMs = Math.max(1, options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS);
     this.#known = options.known ?? (async () => () => true);
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
     this.#onError = options.onError ?? (() => undefined);
@@ -57,8 +56,22 @@ export class LastUsedLedger {
     if (options.initial) mergeLatest(this.#all, options.initial.tokens);
     // A file that did not exist yet is written at the first boundary, so `since` is kept.
     if (options.initial?.since == null) this.#dirty = true;
-    const settleMs = options.settleMs ?? Math.min(1000, Math.floor(this.intervalMs / 10));
-    this.#task = new BoundaryTask(this.intervalMs, settleMs, () => this.#write());
+    this.#settleMs = options.settleMs;
+    const intervalMs = Math.max(1, options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS);
+    this.#task = new BoundaryTask(intervalMs, this.#settleFor(intervalMs), () => this.#write());
+  }
+
+  get intervalMs(): number {
+    return this.#task.intervalMs;
+  }
+
+  /** Writes every `intervalMs` from the next boundary on (the workers' new interval, a reload). */
+  retime(intervalMs: number): void {
+    this.#task.retime(intervalMs, this.#settleFor(Math.max(1, intervalMs)));
+  }
+
+  #settleFor(intervalMs: number): number {
+    return this.#settleMs ?? Math.min(1000, Math.floor(intervalMs / 10));
   }
 
   /** Reports taken so far (messages, not uses). */
