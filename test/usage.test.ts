@@ -7,7 +7,7 @@ import { createUserConfig } from '../src/config/types.js';
 import { addToken, addUser } from '../src/config/users.js';
 import { ApiError, LastUsedFileError } from '../src/errors.js';
 import { formatAge, parseDuration } from '../src/service/durations.js';
-import { untilNextBoundary } from '../src/usage/boundary-task.js';
+import { BoundaryTask, untilNextBoundary } from '../src/usage/boundary-task.js';
 import {
   LastUsedFileSink,
   LastUsedReader,
@@ -106,6 +106,22 @@ describe('UsageReporter', () => {
     await reporter.close(50);
     assert.equal(asked, 1);
     assert.equal(reporter.batches, 0);
+  });
+
+  it('runs on a new interval from the next boundary once retimed', async () => {
+    let ran: () => void = () => undefined;
+    // The task's timer is unref'd: this deadline keeps the process up, and fails a task that never runs.
+    let deadline: NodeJS.Timeout | undefined;
+    const runs = new Promise<void>((resolve, reject) => {
+      ran = resolve;
+      deadline = setTimeout(() => reject(new Error('the retimed task never ran')), 30_000);
+    });
+    const task = new BoundaryTask(3_600_000, 0, async () => ran());
+    task.retime(50, 0);
+    assert.equal(task.intervalMs, 50);
+    await runs; // an hour away before the retime
+    clearTimeout(deadline);
+    await task.stop();
   });
 
   it('aims at the next multiple of the interval', () => {

@@ -1,9 +1,9 @@
 /**
  * The manager's view of last uses: what the workers reported, and what other
  * hosts recorded (multi-host mode), merged (latest second wins), handed to
- * the sinks at most once per batch interval. Writes
- * happen a little after each multiple of the interval on the wall clock, when
- * the workers' batches of that moment are in, so one write serves all workers.
+ * the sinks at most once per batch interval. Writes happen a little after each
+ * multiple of the interval on the wall clock, when the workers' batches of
+ * that moment are in, so one write serves all workers.
  * It never touches user.cfg or token.shadow, nor their locks.
  */
 import { ApiError } from '../errors.js';
