@@ -10,9 +10,11 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Etcd3 } from 'etcd3';
+import { Etcd3 } from 'etcd3';
+import { createEtcdClient } from '../src/cluster/client.js';
 import { ClusterKeys } from '../src/cluster/keys.js';
-import { EtcdUsageSink, encodeUsage } from '../src/cluster/usage-sink.js';
+import { resolveClusterSettings } from '../src/cluster/settings.js';
+import { EtcdUsageSink, encodeUsage, MAX_USAGE_VALUE_BYTES } from '../src/cluster/usage-sink.js';
 import { ClusterError } from '../src/errors.js';
 import { LAST_USED_FILE, parseLastUsed } from '../src/usage/file.js';
 import { type Api, call, createRootToken } from './helpers/daemons.js';
@@ -207,5 +209,43 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
     assert.ok((tooMany?.fields.omitted as number) > 0);
     const last = parseLastUsed('h1', (await keyState(cluster.client, small.key)).value).tokens;
     assert.equal(last.get('u@pve!new'), 5000);
+  });
+
+  it('three hosts with records at the size limit: etcd takes each put, one range read brings all', {
+    timeout: 60_000,
+  }, async () => {
+    const bigKeys = new ClusterKeys('bigunit');
+    const settings = resolveClusterSettings({
+      cluster: 'bigunit',
+      host: 'h1',
+      endpoints: cluster.etcd.endpoints,
+    });
+    const client = createEtcdClient(settings);
+    const plain = new Etcd3({ hosts: cluster.etcd.endpoints });
+    try {
+      const sizes: number[] = [];
+      for (const host of ['h1', 'h2', 'h3']) {
+        const tokens = new Map<string, number>();
+        for (let i = 0; i < 42_000; i++)
+          tokens.set(`user${i}@pve!${host}-token-${i}`, 1_700_000_000 + i);
+        const { value, omitted } = encodeUsage(100, tokens);
+        assert.ok(omitted > 0, 'more than fits');
+        sizes.push(Buffer.byteLength(value));
+        // etcd's default request limit (1.5 MiB) takes it.
+        await client.put(bigKeys.usageOf(host)).value(value).exec();
+      }
+      assert.ok(
+        sizes.every((n) => n > 1_400_000 && n <= MAX_USAGE_VALUE_BYTES),
+        String(sizes),
+      );
+      // grpc-js's default answer limit (4 MiB) would refuse the read; the project's client takes it.
+      await assert.rejects(plain.getAll().prefix(bigKeys.usage).strings(), /max|larger|size/i);
+      const sink = new EtcdUsageSink({ client, keys: bigKeys, host: 'h1', deadlineMs: 20_000 });
+      const all = await sink.gather();
+      assert.ok(all.size > 3 * 35_000, `${all.size} uses`);
+    } finally {
+      plain.close();
+      client.close();
+    }
   });
 });

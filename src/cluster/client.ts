@@ -11,9 +11,17 @@ import { Etcd3, type IOptions, isRecoverableError } from 'etcd3';
 import { ClusterError } from '../errors.js';
 import type { ClusterSettings } from './settings.js';
 
+/**
+ * The largest answer taken from etcd. grpc-js refuses anything over 4 MiB by
+ * default, and one range read of `usage/` carries up to 1.5 MB per host
+ * (src/cluster/usage-sink.ts): three full records would not pass.
+ */
+export const MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
+
 export function createEtcdClient(settings: ClusterSettings): Etcd3 {
   const options: IOptions = {
     hosts: settings.endpoints,
+    grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
     dialTimeout: settings.callTimeoutMs,
     defaultCallOptions: (context) =>
       context.isStream ? {} : { deadline: Date.now() + settings.callTimeoutMs },
