@@ -186,6 +186,36 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
       { 'u@pve!z': 400 },
     );
 
+    // A host that joins with a file of its own: its earlier uses go into its first put.
+    const joined = new EtcdUsageSink({
+      client: cluster.client,
+      keys: sinkKeys,
+      host: 'h4',
+      deadlineMs: 5000,
+      recorded: new Map([['u@pve!old', 90]]),
+    });
+    assert.equal(joined.pending, false);
+    await joined.gather();
+    assert.equal(joined.pending, true);
+    await joined.write(batch([['u@pve!old', 90]], []));
+    assert.equal(joined.pending, false);
+    assert.deepEqual(
+      Object.fromEntries(
+        parseLastUsed('h4', (await keyState(cluster.client, joined.key)).value).tokens,
+      ),
+      { 'u@pve!old': 90 },
+    );
+    // A run that finds its key in etcd takes that, not the file, as its own.
+    const again = new EtcdUsageSink({
+      client: cluster.client,
+      keys: sinkKeys,
+      host: 'h4',
+      deadlineMs: 5000,
+      recorded: new Map([['u@pve!y', 300]]),
+    });
+    await again.gather();
+    assert.equal(again.pending, false);
+
     // Over the limit: the newest uses that fit, said once.
     const many = new Map<string, number>();
     for (let i = 0; i < 100; i++) many.set(`u@pve!t${String(i).padStart(3, '0')}`, 1000 + i);

@@ -244,6 +244,27 @@ describe('LastUsedLedger with uses from elsewhere', () => {
     await ledger.close();
   });
 
+  it('a sink with something of its own pending is written alone when nothing else changed', async () => {
+    const file = new MemorySink();
+    const own = new MemorySink() as MemorySink & { pending: boolean };
+    own.pending = false;
+    const ledger = new LastUsedLedger({
+      sinks: [file, own],
+      initial: { since: 500, tokens: new Map([['a@pve!x', 900]]) },
+      intervalMs: 3_600_000,
+      known,
+      now: () => 1_000,
+    });
+    await ledger.flush();
+    assert.equal(file.batches.length + own.batches.length, 0);
+    own.pending = true;
+    await ledger.flush();
+    assert.equal(own.batches.length, 1);
+    assert.equal(file.batches.length, 0, 'the file had nothing new');
+    own.pending = false;
+    await ledger.close();
+  });
+
   it('a failed gather is reported and the batch still writes what the workers reported', async () => {
     const sink = new MemorySink();
     const errors: unknown[] = [];

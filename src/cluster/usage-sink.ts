@@ -64,6 +64,12 @@ export interface EtcdUsageSinkOptions {
   /** How long one put or read may retry on other members before the batch gives up. */
   deadlineMs: number;
   maxBytes?: number;
+  /**
+   * What this host recorded before (its last-used.json): put at the first
+   * batch when etcd has no record of this host yet, so that the uses of a
+   * host that just joined (tokenctl cluster init) are seen on every host.
+   */
+  recorded?: ReadonlyMap<string, number>;
   /** Said once: how many entries did not fit, and a record of another host that does not parse. */
   warn?: (fields: Record<string, unknown>, message: string) => void;
 }
@@ -84,6 +90,7 @@ export class EtcdUsageSink implements LastUsedSink {
   #unsaved = false;
   #warnedOmitted = false;
   #warnedKeys = new Set<string>();
+  #recorded: ReadonlyMap<string, number>;
 
   constructor(options: EtcdUsageSinkOptions) {
     this.#client = options.client;
@@ -92,6 +99,12 @@ export class EtcdUsageSink implements LastUsedSink {
     this.#deadlineMs = options.deadlineMs;
     this.#maxBytes = options.maxBytes ?? MAX_USAGE_VALUE_BYTES;
     this.#warn = options.warn ?? (() => undefined);
+    this.#recorded = options.recorded ?? new Map();
+  }
+
+  /** Something to put: uses recorded before this host had a key, or a put that failed. */
+  get pending(): boolean {
+    return this.#unsaved;
   }
 
   /** One range read of `usage/`: every host's uses, this host's own too (after a lost file). */
@@ -118,6 +131,10 @@ export class EtcdUsageSink implements LastUsedSink {
       }
       if (key === this.key && !this.#read) mergeLatest(this.#mine, tokens);
       mergeLatest(uses, tokens);
+    }
+    if (!this.#read && !Object.hasOwn(records, this.key) && this.#recorded.size > 0) {
+      mergeLatest(this.#mine, this.#recorded);
+      this.#unsaved = true;
     }
     this.#read = true;
     return uses;

@@ -38,13 +38,18 @@ export function tokenExists(config: UserConfig, tokenid: string): boolean {
  * The sink of this host's record in etcd, in multi-host mode (null otherwise):
  * through the storage's client, each call bounded by two leases.
  */
-function etcdSinkOf(mode: StorageMode, log: Logger): EtcdUsageSink | null {
+function etcdSinkOf(
+  mode: StorageMode,
+  log: Logger,
+  recorded: ReadonlyMap<string, number>,
+): EtcdUsageSink | null {
   if (mode.cluster === null || !(mode.storage instanceof EtcdStorage)) return null;
   return new EtcdUsageSink({
     client: mode.storage.client,
     keys: new ClusterKeys(mode.cluster.cluster),
     host: mode.cluster.host,
     deadlineMs: 2 * mode.cluster.leaseSeconds * 1000,
+    recorded,
     warn: (fields, message) => log.warn(fields, message),
   });
 }
@@ -63,11 +68,11 @@ export async function openLedger(
   const file = new LastUsedFileSink(settings.lastUsedPath, {
     ...(settings.gid === undefined ? {} : { gid: settings.gid }),
   });
-  const etcd = mode ? etcdSinkOf(mode, log) : null;
   const initial = await readLastUsed(settings.lastUsedPath).catch((error: Error) => {
     log.error({ err: error.message }, 'last-used file unreadable: starting a new record');
     return undefined;
   });
+  const etcd = mode ? etcdSinkOf(mode, log, initial?.tokens ?? new Map()) : null;
   return new LastUsedLedger({
     sinks: etcd ? [file, etcd] : [file],
     ...(initial ? { initial } : {}),

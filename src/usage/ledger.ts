@@ -170,12 +170,14 @@ export class LastUsedLedger {
         this.#onError(error);
       }
     }
-    if (!this.#dirty) return;
+    // Nothing new here: only a sink still holding something of its own writes.
+    const sinks = this.#dirty ? this.#sinks : this.#sinks.filter((sink) => sink.pending);
+    if (sinks.length === 0) return;
     const changed = this.#changed;
     this.#changed = new Map();
     this.#dirty = false;
     const batch = { since: this.since, all: this.#all, changed };
-    const results = await Promise.allSettled(this.#sinks.map((sink) => sink.write(batch)));
+    const results = await Promise.allSettled(sinks.map((sink) => sink.write(batch)));
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length > 0) {
       // Keep the changes for the next attempt (newer reports win in the merge).

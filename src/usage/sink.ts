@@ -26,4 +26,6 @@ export interface LastUsedSink {
    * ones that are newer. A rejection is logged and the batch goes on without.
    */
   gather?(): Promise<Iterable<readonly [tokenid: string, seconds: number]>>;
+  /** True while the sink holds something of its own not yet stored: the next batch writes. */
+  readonly pending?: boolean;
 }
