@@ -130,15 +130,22 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
   it('the sink: the size limit keeps the newest uses, a restart keeps what was put, bad records of others are skipped', async () => {
     const sinkKeys = new ClusterKeys('sinkunit');
     const warnings: Array<{ fields: Record<string, unknown>; message: string }> = [];
-    const open = (maxBytes?: number) =>
+    const open = (
+      options: { host?: string; maxBytes?: number; recorded?: Map<string, number> } = {},
+    ) =>
       new EtcdUsageSink({
         client: cluster.client,
         keys: sinkKeys,
         host: 'h1',
         deadlineMs: 5000,
-        ...(maxBytes ? { maxBytes } : {}),
+        ...options,
         warn: (fields, message) => warnings.push({ fields, message }),
       });
+    /** What a sink's key holds now. */
+    const stored = async (sink: EtcdUsageSink) =>
+      Object.fromEntries(
+        parseLastUsed(sink.key, (await keyState(cluster.client, sink.key)).value).tokens,
+      );
     const batch = (all: Array<[string, number]>, changed: Array<[string, number]>) => ({
       since: 100,
       all: new Map(all),
@@ -171,48 +178,25 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
       ['u@pve!z', 400],
     ];
     await second.write(batch(all, [['u@pve!z', 400]]));
-    const stored = parseLastUsed('h1', (await keyState(cluster.client, second.key)).value);
     // Its own uses only: y is h2's.
-    assert.deepEqual(Object.fromEntries(stored.tokens), { 'u@pve!x': 200, 'u@pve!z': 400 });
+    assert.deepEqual(await stored(second), { 'u@pve!x': 200, 'u@pve!z': 400 });
     // Nothing new: no put. A token gone from the view: a put without it.
     await second.write(batch(all, []));
     assert.equal(second.puts, 1);
     await second.write(batch(all.slice(1), []));
     assert.equal(second.puts, 2);
-    assert.deepEqual(
-      Object.fromEntries(
-        parseLastUsed('h1', (await keyState(cluster.client, second.key)).value).tokens,
-      ),
-      { 'u@pve!z': 400 },
-    );
+    assert.deepEqual(await stored(second), { 'u@pve!z': 400 });
 
     // A host that joins with a file of its own: its earlier uses go into its first put.
-    const joined = new EtcdUsageSink({
-      client: cluster.client,
-      keys: sinkKeys,
-      host: 'h4',
-      deadlineMs: 5000,
-      recorded: new Map([['u@pve!old', 90]]),
-    });
+    const joined = open({ host: 'h4', recorded: new Map([['u@pve!old', 90]]) });
     assert.equal(joined.pending, false);
     await joined.gather();
     assert.equal(joined.pending, true);
     await joined.write(batch([['u@pve!old', 90]], []));
     assert.equal(joined.pending, false);
-    assert.deepEqual(
-      Object.fromEntries(
-        parseLastUsed('h4', (await keyState(cluster.client, joined.key)).value).tokens,
-      ),
-      { 'u@pve!old': 90 },
-    );
+    assert.deepEqual(await stored(joined), { 'u@pve!old': 90 });
     // A run that finds its key in etcd takes that, not the file, as its own.
-    const again = new EtcdUsageSink({
-      client: cluster.client,
-      keys: sinkKeys,
-      host: 'h4',
-      deadlineMs: 5000,
-      recorded: new Map([['u@pve!y', 300]]),
-    });
+    const again = open({ host: 'h4', recorded: new Map([['u@pve!y', 300]]) });
     await again.gather();
     assert.equal(again.pending, false);
 
@@ -229,7 +213,7 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
       assert.equal(kept.has(id), seconds >= oldestKept, `${id} (${seconds})`);
     }
     assert.equal(encodeUsage(100, many).omitted, 0);
-    const small = open(600);
+    const small = open({ maxBytes: 600 });
     await small.gather();
     const manyBatch = batch([...many], [...many]);
     await small.write(manyBatch);
@@ -237,8 +221,7 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
     assert.equal(warnings.filter((w) => w.message.includes('too large')).length, 1);
     const tooMany = warnings.find((w) => w.message.includes('too large'));
     assert.ok((tooMany?.fields.omitted as number) > 0);
-    const last = parseLastUsed('h1', (await keyState(cluster.client, small.key)).value).tokens;
-    assert.equal(last.get('u@pve!new'), 5000);
+    assert.equal((await stored(small))['u@pve!new'], 5000);
   });
 
   it('three hosts with records at the size limit: etcd takes each put, one range read brings all', {

@@ -197,6 +197,16 @@ describe('LastUsedLedger', () => {
 
 describe('LastUsedLedger with uses from elsewhere', () => {
   const known = async () => (id: string) => id.startsWith('a@pve!');
+  /** A ledger over `sinks` that writes only when flushed, since 500, with a@pve!x used at 900. */
+  const ledgerOf = (sinks: LastUsedSink[], onError?: (error: unknown) => void) =>
+    new LastUsedLedger({
+      sinks,
+      initial: { since: 500, tokens: new Map([['a@pve!x', 900]]) },
+      intervalMs: 3_600_000,
+      known,
+      now: () => 1_000,
+      ...(onError ? { onError } : {}),
+    });
 
   it('absorbs only newer uses of known tokens, outside the changes, and gathers at every batch', async () => {
     const sink = new MemorySink();
@@ -209,13 +219,7 @@ describe('LastUsedLedger with uses from elsewhere', () => {
         return elsewhere;
       },
     };
-    const ledger = new LastUsedLedger({
-      sinks: [sink, remote],
-      initial: { since: 500, tokens: new Map([['a@pve!x', 900]]) },
-      intervalMs: 3_600_000,
-      known,
-      now: () => 1_000,
-    });
+    const ledger = ledgerOf([sink, remote]);
     // Older, unknown, malformed, far ahead: only the newer one and the clamped one count.
     const taken = await ledger.absorb([
       ['a@pve!x', 800],
@@ -248,13 +252,7 @@ describe('LastUsedLedger with uses from elsewhere', () => {
     const file = new MemorySink();
     const own = new MemorySink() as MemorySink & { pending: boolean };
     own.pending = false;
-    const ledger = new LastUsedLedger({
-      sinks: [file, own],
-      initial: { since: 500, tokens: new Map([['a@pve!x', 900]]) },
-      intervalMs: 3_600_000,
-      known,
-      now: () => 1_000,
-    });
+    const ledger = ledgerOf([file, own]);
     await ledger.flush();
     assert.equal(file.batches.length + own.batches.length, 0);
     own.pending = true;
@@ -268,22 +266,13 @@ describe('LastUsedLedger with uses from elsewhere', () => {
   it('a failed gather is reported and the batch still writes what the workers reported', async () => {
     const sink = new MemorySink();
     const errors: unknown[] = [];
-    const ledger = new LastUsedLedger({
-      sinks: [
-        sink,
-        {
-          write: async () => undefined,
-          gather: async () => {
-            throw new Error('etcd unavailable');
-          },
-        },
-      ],
-      initial: { since: 500, tokens: new Map() },
-      intervalMs: 3_600_000,
-      known,
-      now: () => 1_000,
-      onError: (e) => errors.push(e),
-    });
+    const failing: LastUsedSink = {
+      write: async () => undefined,
+      gather: async () => {
+        throw new Error('etcd unavailable');
+      },
+    };
+    const ledger = ledgerOf([sink, failing], (e) => errors.push(e));
     await ledger.report([['a@pve!x', 990]]);
     await ledger.close();
     assert.match(String(errors[0]), /etcd unavailable/);
