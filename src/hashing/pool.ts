@@ -47,6 +47,9 @@ export function uvThreadpoolSize(env: NodeJS.ProcessEnv = process.env): number {
 }
 
 /** Hashing and verifying off the event loop, in worker threads, with a bounded queue (BusyError when full). */
+/** Longest close() waits for the threads to finish loading before it stops them anyway. */
+const CLOSE_PING_MS = 5_000;
+
 export class HashPool {
   readonly threads: number;
   readonly maxQueue: number;
@@ -129,10 +132,29 @@ export class HashPool {
     };
   }
 
-  /** Waits for running and queued tasks, then stops the threads. Idempotent. */
+  /**
+   * Waits for running and queued tasks, then stops the threads. Idempotent.
+   * First every thread answers a ping, that is, has finished loading its
+   * module: Node aborts the whole process when a worker thread is terminated
+   * in the middle of loading an ES module or inside the addon (seen as
+   * "Assertion failed: facade->InstantiateModule" on Node 20 and "terminate
+   * called after throwing an instance of 'Napi::Error'"), which a pool made
+   * and closed at once (a tokenctl command that hashes nothing) could do.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const loaded = Promise.all(
+      Array.from({ length: this.threads }, () =>
+        this.#piscina.run({ op: 'ping' } satisfies HashTask).catch(() => undefined),
+      ),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise((resolve) => {
+      timer = setTimeout(resolve, CLOSE_PING_MS);
+    });
+    await Promise.race([loaded, bound]);
+    clearTimeout(timer);
     await this.#piscina.close();
   }
 

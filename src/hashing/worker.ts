@@ -9,9 +9,12 @@ import { type Argon2Params, hashKind, legacyPurpose } from './params.js';
 
 export type HashTask =
   | { op: 'hash'; secret: string; params: Argon2Params }
-  | { op: 'verify'; hash: string; secret: string };
+  | { op: 'verify'; hash: string; secret: string }
+  /** Answered at once: the thread has loaded this module (HashPool.close waits for it). */
+  | { op: 'ping' };
 
 export default async function run(task: HashTask): Promise<string | boolean> {
+  if (task.op === 'ping') return true;
   if (task.op === 'hash') {
     return argon2.hash(task.secret, { type: argon2.argon2id, ...task.params });
   }
