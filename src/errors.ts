@@ -92,11 +92,19 @@ export class FencedError extends BusyError {
   }
 }
 
-export type ClusterProblem = 'unavailable' | 'conflict' | 'unconfirmed' | 'not-configured';
+export type ClusterProblem =
+  | 'unavailable'
+  | 'conflict'
+  | 'unconfirmed'
+  | 'not-configured'
+  | 'refused';
 
 /**
  * Multi-host mode could not do what was asked: etcd unreachable or without
- * quorum (`unavailable`), a change kept losing its compare (`conflict`).
+ * quorum (`unavailable`), a change kept losing its compare (`conflict`),
+ * etcd refused this host's credentials: a wrong password, a user without a
+ * role on the cluster's keys, a TLS handshake it or we rejected (`refused`:
+ * a setting to fix, not worth retrying).
  * `unconfirmed` is no longer raised: a committed change waits at most one
  * lease for the hosts, after which every host that did not apply it is
  * fenced (kept in the type so that callers' switches still compile).

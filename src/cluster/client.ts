@@ -7,7 +7,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { ExponentialBackoff, type IBackoff, noop } from 'cockatiel';
-import { Etcd3, type IOptions, isRecoverableError } from 'etcd3';
+import {
+  Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdPermissionDeniedError,
+  type IOptions,
+  isRecoverableError,
+} from 'etcd3';
 import { ClusterError } from '../errors.js';
 import type { ClusterSettings } from './settings.js';
 
@@ -17,6 +23,30 @@ import type { ClusterSettings } from './settings.js';
  * (src/cluster/usage-sink.ts): three full records would not pass.
  */
 export const MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
+
+/** A file the settings name, read now; a typed error naming it (never its content) if it cannot be. */
+function readSettingsFile(what: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new ClusterError('not-configured', `cluster ${what} ${file}: cannot read (${code})`);
+  }
+}
+
+/**
+ * The password in `passwordFile`: its content less a final line break (as an
+ * editor or `echo` leaves it); spaces are kept, they may be part of it.
+ */
+export function readPasswordFile(file: string): string {
+  const password = readSettingsFile('password file', file)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+  if (password.length === 0) {
+    throw new ClusterError('not-configured', `cluster password file ${file} is empty`);
+  }
+  return password;
+}
 
 export function createEtcdClient(settings: ClusterSettings): Etcd3 {
   const options: IOptions = {
@@ -38,15 +68,17 @@ export function createEtcdClient(settings: ClusterSettings): Etcd3 {
   };
   if (settings.tls) {
     options.credentials = {
-      rootCertificate: readFileSync(settings.tls.ca),
-      ...(settings.tls.key ? { privateKey: readFileSync(settings.tls.key) } : {}),
-      ...(settings.tls.cert ? { certChain: readFileSync(settings.tls.cert) } : {}),
+      rootCertificate: readSettingsFile('CA certificate', settings.tls.ca),
+      ...(settings.tls.key ? { privateKey: readSettingsFile('client key', settings.tls.key) } : {}),
+      ...(settings.tls.cert
+        ? { certChain: readSettingsFile('client certificate', settings.tls.cert) }
+        : {}),
     };
   }
   if (settings.auth) {
     options.auth = {
       username: settings.auth.username,
-      password: readFileSync(settings.auth.passwordFile, 'utf8').trim(),
+      password: readPasswordFile(settings.auth.passwordFile),
     };
   }
   return new Etcd3(options);
@@ -59,6 +91,29 @@ export function isTransient(error: unknown): boolean {
   return /deadline|unavailable|leader|timed out|no connection|ECONNREFUSED|EHOSTUNREACH|Stream removed|too many requests/i.test(
     message,
   );
+}
+
+/**
+ * etcd's refusals of this host's credentials as typed errors that say what to
+ * fix (they are final: retrying cannot help); anything else as it is. The
+ * client's own messages name neither the user nor the password.
+ */
+export function refusal(what: string, error: unknown): unknown {
+  if (error instanceof EtcdAuthenticationFailedError) {
+    return new ClusterError(
+      'refused',
+      `${what}: etcd refused the user name and password (authentication failed: check auth.username and the password file)`,
+      { cause: error },
+    );
+  }
+  if (error instanceof EtcdPermissionDeniedError) {
+    return new ClusterError(
+      'refused',
+      `${what}: etcd denied permission: the user (auth.username, or without one the client certificate's common name) needs a role with readwrite on /token-shadow/`,
+      { cause: error },
+    );
+  }
+  return error;
 }
 
 export interface RetryOptions {
@@ -86,7 +141,7 @@ export async function retrying<T>(
     try {
       return await attempt();
     } catch (error) {
-      if (!isTransient(error)) throw error;
+      if (!isTransient(error)) throw refusal(what, error);
       last = error;
     }
     const left = end - Date.now();

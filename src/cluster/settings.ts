@@ -49,6 +49,26 @@ export function resolveClusterSettings(input: ClusterSettingsInput): ClusterSett
       fail('etcd endpoints must be http(s)://host:port');
     }
   }
+  const tls = input.tls;
+  if (tls !== undefined) {
+    const paths = [tls?.ca, tls?.cert, tls?.key].filter((p) => p !== undefined);
+    if (typeof tls?.ca !== 'string' || !paths.every((p) => typeof p === 'string' && p !== '')) {
+      fail('tls needs ca (a file), and optionally cert and key (files)');
+    }
+    if ((tls.cert === undefined) !== (tls.key === undefined)) {
+      fail('tls.cert and tls.key go together');
+    }
+  }
+  const auth = input.auth;
+  if (
+    auth !== undefined &&
+    (typeof auth?.username !== 'string' ||
+      auth.username === '' ||
+      typeof auth.passwordFile !== 'string' ||
+      auth.passwordFile === '')
+  ) {
+    fail('auth needs username and passwordFile (the password is read from that file)');
+  }
   const leaseSeconds = input.leaseSeconds ?? 2;
   if (!Number.isInteger(leaseSeconds) || leaseSeconds < 2 || leaseSeconds > 60) {
     fail('leaseSeconds must be an integer from 2 to 60');

@@ -8,6 +8,7 @@ import { type AgentLog, SyncAgent } from '../cluster/agent.js';
 import { ClusterKeys } from '../cluster/keys.js';
 import { type ClusterSettings, loadClusterSettings } from '../cluster/settings.js';
 import { EtcdStorage } from '../cluster/storage.js';
+import { tlsProblemOfAll } from '../cluster/tls-probe.js';
 import { ClusterError } from '../errors.js';
 import { fenceWriter } from '../generations/fence.js';
 import { Slot } from '../generations/slots.js';
@@ -75,7 +76,14 @@ export async function openStorageMode(
       setTimeout(() => resolve(false), cluster.leaseSeconds * 3000).unref(),
     ),
   ]);
-  if (!waited) log?.warn({ host: cluster.host }, 'cluster not reachable yet: serving fenced');
+  if (!waited) {
+    // gRPC words every failed handshake alike: say which TLS setting is wrong, if one is.
+    const tlsProblem = await tlsProblemOfAll(cluster, cluster.callTimeoutMs);
+    log?.warn(
+      { host: cluster.host, ...(tlsProblem ? { tlsProblem } : {}) },
+      'cluster not reachable yet: serving fenced',
+    );
+  }
   return {
     storage,
     cluster,

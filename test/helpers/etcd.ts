@@ -3,15 +3,20 @@
  * `etcd-server` binary, three members by default, on loopback with random
  * free ports (or on given addresses, each member optionally inside a network
  * namespace), temporary data directories, every member killed at the end.
- * Readiness is the member's own "serving client traffic" log line.
+ * Readiness is the member's own "serving client traffic" log line. With
+ * `tls`, clients must speak https with a certificate of a throwaway CA the
+ * helper makes (peer traffic stays plain); enableEtcdAuth() then turns on
+ * etcd's users and roles.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { Etcd3, type IOptions } from 'etcd3';
+import { type CertificatePair, makeTestCa, type TestCa } from './certificates.js';
 
 export const ETCD_BINARY = process.env.ETCD_BINARY ?? 'etcd';
 
@@ -49,6 +54,12 @@ export interface EtcdMember {
 export interface EtcdCluster {
   members: EtcdMember[];
   endpoints: string[];
+  /** With the `tls` option: the CA the members trust, and a client pair it signed. */
+  tls: { ca: TestCa; client: CertificatePair } | null;
+  /** Set by enableEtcdAuth(): clientOptions() then logs in as root. */
+  rootPassword: string | null;
+  /** Options for an etcd3 client on every member (TLS and, once enabled, root's password). */
+  clientOptions(): IOptions;
   stop(): Promise<void>;
 }
 
@@ -61,6 +72,53 @@ export interface EtcdClusterOptions {
   /** etcd's raft heartbeat and election timeout, ms (defaults 100 / 1000). */
   heartbeatMs?: number;
   electionMs?: number;
+  /**
+   * Client TLS: https client URLs, `--client-cert-auth` with a CA made for
+   * the cluster (a client needs a certificate it signed). Peers stay plain.
+   */
+  tls?: boolean;
+}
+
+function clientCredentials(caFile: string, pair: CertificatePair): IOptions['credentials'] {
+  return {
+    rootCertificate: readFileSync(caFile),
+    certChain: readFileSync(pair.cert),
+    privateKey: readFileSync(pair.key),
+  };
+}
+
+export interface EtcdUser {
+  name: string;
+  password: string;
+  /** Read and write on every key under this prefix (a role `<name>-rw`). */
+  prefix: string;
+}
+
+/**
+ * Turns on etcd's authentication as an operator would: a `root` user with
+ * the root role and `rootPassword`, the given users each with a role for
+ * their prefix, then `auth enable`. Afterwards clientOptions() logs in as root.
+ */
+export async function enableEtcdAuth(
+  cluster: EtcdCluster,
+  rootPassword: string,
+  users: EtcdUser[] = [],
+): Promise<void> {
+  const client = new Etcd3(cluster.clientOptions());
+  try {
+    await client.user('root').create(rootPassword);
+    await client.user('root').addRole('root');
+    for (const user of users) {
+      const role = await client.role(`${user.name}-rw`).create();
+      await role.grant({ permission: 'Readwrite', range: client.range({ prefix: user.prefix }) });
+      await client.user(user.name).create(user.password);
+      await client.user(user.name).addRole(role);
+    }
+    await client.auth.authEnable();
+  } finally {
+    client.close();
+  }
+  cluster.rootPassword = rootPassword;
 }
 
 export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
@@ -68,6 +126,9 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
   const root = mkdtempSync(path.join(tmpdir(), 'token-shadow-etcd-'));
   const addresses = options.addresses ?? Array.from({ length: size }, () => '127.0.0.1');
   const fixedPorts = options.addresses !== undefined;
+  const ca = options.tls ? await makeTestCa(root, 'etcd-ca') : null;
+  const tls = ca ? { ca, client: await ca.client('token-shadow-tests') } : null;
+  const scheme = tls ? 'https' : 'http';
   const specs: Array<{ name: string; client: string; peer: string; dir: string; ns?: string }> = [];
   for (let i = 0; i < size; i++) {
     const host = addresses[i] ?? '127.0.0.1';
@@ -76,7 +137,7 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
     const ns = options.netns?.[i];
     specs.push({
       name: `m${i + 1}`,
-      client: `http://${host}:${clientPort}`,
+      client: `${scheme}://${host}:${clientPort}`,
       peer: `http://${host}:${peerPort}`,
       dir: path.join(root, `m${i + 1}`),
       ...(ns === undefined ? {} : { ns }),
@@ -108,6 +169,17 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
       String(options.heartbeatMs ?? 100),
       '--election-timeout',
       String(options.electionMs ?? 1000),
+      ...(ca
+        ? [
+            '--cert-file',
+            ca.server.cert,
+            '--key-file',
+            ca.server.key,
+            '--trusted-ca-file',
+            ca.caFile,
+            '--client-cert-auth',
+          ]
+        : []),
       '--logger',
       'zap',
       '--log-outputs',
@@ -167,9 +239,21 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
     rmSync(root, { recursive: true, force: true });
     throw error;
   }
-  return {
+  const endpoints = specs.map((s) => s.client);
+  const cluster: EtcdCluster = {
     members,
-    endpoints: specs.map((s) => s.client),
+    endpoints,
+    tls,
+    rootPassword: null,
+    clientOptions() {
+      return {
+        hosts: endpoints,
+        ...(tls ? { credentials: clientCredentials(tls.ca.caFile, tls.client) } : {}),
+        ...(cluster.rootPassword === null
+          ? {}
+          : { auth: { username: 'root', password: cluster.rootPassword } }),
+      };
+    },
     async stop() {
       await Promise.all(
         members.map(async (m) => {
@@ -184,4 +268,5 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
       rmSync(root, { recursive: true, force: true });
     },
   };
+  return cluster;
 }

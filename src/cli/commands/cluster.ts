@@ -7,6 +7,7 @@
  * host's own fence.
  */
 import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { moveIntoEtcd, readClusterState } from '../../cluster/admin.js';
 import { createEtcdClient } from '../../cluster/client.js';
@@ -17,6 +18,7 @@ import {
   loadClusterSettings,
   resolveClusterSettings,
 } from '../../cluster/settings.js';
+import { assertTlsWorks } from '../../cluster/tls-probe.js';
 import { ClusterError } from '../../errors.js';
 import { fenceRemainingUs, fenceState } from '../../generations/fence.js';
 import { GenerationPage } from '../../generations/page.js';
@@ -42,6 +44,19 @@ async function init(ctx: CliContext, options: InitOptions): Promise<void> {
   if (existsSync(file)) {
     throw new ClusterError('conflict', `${file} exists: this host is in multi-host mode already`);
   }
+  if (
+    (options.cert === undefined) !== (options.key === undefined) ||
+    (options.cert && !options.ca)
+  ) {
+    throw new ClusterError('not-configured', '--cert and --key go together, and with --ca');
+  }
+  if ((options.user === undefined) !== (options.passwordFile === undefined)) {
+    throw new ClusterError(
+      'not-configured',
+      '--user and --password-file go together (the password only ever in a file)',
+    );
+  }
+  // Paths made absolute: the manager reads cluster.json from another working directory.
   const input: ClusterSettingsInput = {
     endpoints: options.endpoints.split(',').map((e) => e.trim()),
     cluster: options.name,
@@ -50,18 +65,19 @@ async function init(ctx: CliContext, options: InitOptions): Promise<void> {
     ...(options.ca
       ? {
           tls: {
-            ca: options.ca,
-            ...(options.cert ? { cert: options.cert } : {}),
-            ...(options.key ? { key: options.key } : {}),
+            ca: path.resolve(options.ca),
+            ...(options.cert ? { cert: path.resolve(options.cert) } : {}),
+            ...(options.key ? { key: path.resolve(options.key) } : {}),
           },
         }
       : {}),
     ...(options.user && options.passwordFile
-      ? { auth: { username: options.user, passwordFile: options.passwordFile } }
+      ? { auth: { username: options.user, passwordFile: path.resolve(options.passwordFile) } }
       : {}),
   };
   const settings = resolveClusterSettings(input);
   const keys = new ClusterKeys(settings.cluster);
+  await assertTlsWorks(settings, settings.callTimeoutMs * 3);
   const client = createEtcdClient(settings);
   try {
     let summary: { entries: number; secrets: number; revision: number } | null = null;
@@ -100,6 +116,7 @@ async function status(ctx: CliContext): Promise<void> {
       'single-host mode: no cluster.json (see cluster init)',
     );
   }
+  await assertTlsWorks(settings, settings.callTimeoutMs * 3);
   const client = createEtcdClient(settings);
   let local: { host: string; fence: string; fenceRemainingMs: number | null };
   try {
