@@ -19,7 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { main } from '../src/cli/tokenctl.js';
 import { readClusterState } from '../src/cluster/admin.js';
-import { createEtcdClient } from '../src/cluster/client.js';
+import { createEtcdClient, readPasswordFile } from '../src/cluster/client.js';
 import { ClusterKeys } from '../src/cluster/keys.js';
 import { resolveClusterSettings } from '../src/cluster/settings.js';
 import { ClusterError } from '../src/errors.js';
@@ -85,6 +85,7 @@ describe('multi-host mode on an etcd with client TLS and passwords', {
   const running: Deployment[] = [];
   let tlsArgs: string[];
   let header = '';
+  let apiA: Api | undefined;
 
   const run = async (dir: string, ...args: string[]) => {
     const result = await tokenctl(dir, ...args);
@@ -133,7 +134,8 @@ describe('multi-host mode on an etcd with client TLS and passwords', {
     await etcd?.stop();
     // Nothing anyone printed holds a password (the files hold them, and etcd).
     const everything = [...transcript, ...printed].join('\n');
-    assert.ok(transcript.length > 0 && printed.length > 0, 'logs and output were captured');
+    // (Nothing captured only when a name pattern ran none of these tests.)
+    if (printed.length > 0) assert.ok(transcript.length > 0, "the daemons' logs were captured");
     for (const [who, secret] of Object.entries(secrets)) {
       assert.ok(!everything.includes(secret), `the ${who} password appeared in a log or output`);
     }
@@ -159,6 +161,7 @@ describe('multi-host mode on an etcd with client TLS and passwords', {
     );
     assert.equal(moved.code, 0, moved.stderr);
     const text = readFileSync(path.join(dir, 'etc', 'cluster.json'), 'utf8');
+    assert.ok(!text.includes(secrets.user), 'cluster.json names the password file only');
     const settings = JSON.parse(text) as Record<string, unknown>;
     assert.deepEqual(settings.auth, { username: USER, passwordFile: files.password });
     assert.deepEqual(settings.tls, {
@@ -179,6 +182,7 @@ describe('multi-host mode on an etcd with client TLS and passwords', {
     const a = await deploy(dir);
     await a.managerLog.waitFor((l) => l.msg === 'cluster in sync');
     const api = await a.startApi('a', API_ARGS);
+    apiA = api;
     assert.equal(await status(api, early), 200, 'a token moved into etcd works');
 
     const made = await run(dir, '--output', 'json', 'token', 'add', 'root@pam!made');
@@ -275,6 +279,18 @@ describe('multi-host mode on an etcd with client TLS and passwords', {
     writeFileSync(passwordFile, `${secrets.user}\n`);
     await host.deployment.managerLog.waitFor((l) => l.msg === 'cluster in sync');
     assert.equal(await status(host.api, header), 200, 'in sync again, it accepts');
+
+    // Two hosts on the TLS etcd: made on B, works on A; revoked on A, refused on both.
+    assert.ok(apiA);
+    const made = await run(host.dir, '--output', 'json', 'token', 'add', 'root@pam!both');
+    assert.equal(made.code, 0, made.stderr);
+    const both = `PVEAPIToken=root@pam!both=${(JSON.parse(made.stdout) as { value: string }).value}`;
+    assert.equal(await status(apiA, both), 200);
+    assert.equal(await status(host.api, both), 200);
+    const removed = await run(path.join(root, 'a'), 'token', 'remove', 'root@pam!both');
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(await status(apiA, both), 401);
+    assert.equal(await status(host.api, both), 401, 'refused on the other host once it returned');
   });
 
   it('a user without a role on /token-shadow/: refused with a clear error, the host fenced', {
@@ -346,5 +362,57 @@ describe('multi-host mode on an etcd with client TLS and passwords', {
       );
       assert.match(String(warned.tlsProblem), c.problem);
     }
+  });
+});
+
+describe('TLS and password settings, checked before etcd is asked', () => {
+  const dir = tempDir('token-shadow-cluster-settings-');
+
+  it('tokenctl cluster init refuses --user without --password-file, and --cert without --key', async () => {
+    const base = ['cluster', 'init', '--endpoints', 'https://127.0.0.1:1', '--ca', '/x/ca.pem'];
+    for (const extra of [
+      ['--user', 'u'],
+      ['--password-file', '/x/pw'],
+      ['--cert', '/x/c.pem'],
+    ]) {
+      const run = await tokenctl(dir, ...base, ...extra);
+      assert.equal(run.code, 1, extra.join(' '));
+      assert.match(run.stderr, /go together/);
+      assert.equal(existsSync(path.join(dir, 'etc', 'cluster.json')), false);
+    }
+  });
+
+  it('cluster.json: tls and auth need their files named; cert and key go together', () => {
+    const endpoints = ['https://127.0.0.1:2379'];
+    for (const bad of [
+      { tls: { ca: '' } },
+      { tls: { ca: '/ca.pem', cert: '/c.pem' } },
+      { tls: { ca: 5 } },
+      { auth: { username: 'u' } },
+      { auth: { username: '', passwordFile: '/pw' } },
+    ]) {
+      assert.throws(
+        () => resolveClusterSettings({ endpoints, ...bad } as never),
+        (error) => error instanceof ClusterError && error.problem === 'not-configured',
+        JSON.stringify(bad),
+      );
+    }
+  });
+
+  it('the password file: a final line break dropped, spaces kept; missing or empty a typed error without content', () => {
+    const file = path.join(dir, 'pw');
+    writeFileSync(file, ' two words \n', { mode: 0o600 });
+    assert.equal(readPasswordFile(file), ' two words ');
+    writeFileSync(file, 'crlf\r\n');
+    assert.equal(readPasswordFile(file), 'crlf');
+    writeFileSync(file, '\n');
+    assert.throws(() => readPasswordFile(file), /is empty/);
+    assert.throws(
+      () => readPasswordFile(path.join(dir, 'missing')),
+      (error) =>
+        error instanceof ClusterError &&
+        error.problem === 'not-configured' &&
+        /missing: cannot read \(ENOENT\)/.test(error.message),
+    );
   });
 });

@@ -76,7 +76,8 @@ export async function makeTestCa(dir: string, name = 'test-ca'): Promise<TestCa>
     writeFileSync(pair.key, pems.private, { mode: 0o600 });
     return pair;
   };
-  // clientAuth too: etcd's own gRPC gateway dials the member with the server's pair.
+  // clientAuth too: etcd's own gRPC gateway dials the member with this pair (without it the
+  // member logs 'rejected connection ... incompatible key usage').
   const server = await issue(
     `${name}-server`,
     'localhost',
