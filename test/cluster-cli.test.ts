@@ -10,41 +10,18 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { main } from '../src/cli/tokenctl.js';
 import { createEtcdClient } from '../src/cluster/client.js';
 import { ClusterKeys } from '../src/cluster/keys.js';
 import { resolveClusterSettings } from '../src/cluster/settings.js';
 import { EtcdStore } from '../src/cluster/store.js';
 import { parseShadow } from '../src/shadow/file.js';
-import { type Api, type Deployment, startDeployment } from './helpers/daemons.js';
+import { type Deployment, startDeployment } from './helpers/daemons.js';
 import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from './helpers/etcd.js';
 import { tempDir } from './helpers/tmp.js';
+import { tokenctlIn as tokenctl, versionStatus } from './helpers/tokenctl.js';
 
 const noEtcd = etcdUnavailable();
 if (noEtcd) process.stdout.write(`# cluster tokenctl tests skipped: ${noEtcd}\n`);
-
-async function tokenctl(dir: string, ...args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(
-    ['--config-dir', path.join(dir, 'etc'), '--runtime-dir', path.join(dir, 'run'), ...args],
-    {
-      stdout: (text) => {
-        stdout += text;
-      },
-      stderr: (text) => {
-        stderr += text;
-      },
-    },
-  );
-  return { code, stdout, stderr };
-}
-
-async function accepts(api: Api, header: string): Promise<number> {
-  const reply = await fetch(`${api.url}/version`, { headers: { authorization: header } });
-  await reply.arrayBuffer();
-  return reply.status;
-}
 
 describe('tokenctl cluster init and join', { skip: noEtcd ?? false }, () => {
   let etcd: EtcdCluster;
@@ -116,7 +93,7 @@ describe('tokenctl cluster init and join', { skip: noEtcd ?? false }, () => {
     running.push(a);
     await a.managerLog.waitFor((l) => l.msg === 'cluster in sync');
     const apiA = await a.startApi('a', ['--plain-http', '--workers', '1', '--hash-threads', '1']);
-    assert.equal(await accepts(apiA, header), 200);
+    assert.equal(await versionStatus(apiA, header), 200);
 
     // Host B joins later: it starts from a consistent read and accepts the token.
     const join = await clusterInit(dirB, '--name', 'moved', '--host', 'b', '--join');
@@ -125,13 +102,13 @@ describe('tokenctl cluster init and join', { skip: noEtcd ?? false }, () => {
     running.push(b);
     await b.managerLog.waitFor((l) => l.msg === 'cluster in sync');
     const apiB = await b.startApi('b', ['--plain-http', '--workers', '1', '--hash-threads', '1']);
-    assert.equal(await accepts(apiB, header), 200);
+    assert.equal(await versionStatus(apiB, header), 200);
 
     // tokenctl on B removes the token through etcd: refused on both once it returns.
     const removed = await tokenctl(dirB, 'token', 'remove', 'root@pam!keep');
     assert.equal(removed.code, 0, removed.stderr);
-    assert.equal(await accepts(apiA, header), 401);
-    assert.equal(await accepts(apiB, header), 401);
+    assert.equal(await versionStatus(apiA, header), 401);
+    assert.equal(await versionStatus(apiB, header), 401);
 
     const status = await tokenctl(dirB, '--output', 'json', 'cluster', 'status');
     assert.equal(status.code, 0, status.stderr);

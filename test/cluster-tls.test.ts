@@ -17,7 +17,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import { main } from '../src/cli/tokenctl.js';
 import { readClusterState } from '../src/cluster/admin.js';
 import { createEtcdClient, readPasswordFile } from '../src/cluster/client.js';
 import { ClusterKeys } from '../src/cluster/keys.js';
@@ -32,35 +31,13 @@ import {
   startEtcdCluster,
 } from './helpers/etcd.js';
 import { tempDir } from './helpers/tmp.js';
+import { tokenctlIn as tokenctl, versionStatus } from './helpers/tokenctl.js';
 
 const noEtcd = etcdUnavailable();
 if (noEtcd) process.stdout.write(`# cluster TLS tests skipped: ${noEtcd}\n`);
 
 const USER = 'token-shadow';
 const API_ARGS = ['--plain-http', '--workers', '1', '--hash-threads', '1'];
-
-async function tokenctl(dir: string, ...args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(
-    ['--config-dir', path.join(dir, 'etc'), '--runtime-dir', path.join(dir, 'run'), ...args],
-    {
-      stdout: (text) => {
-        stdout += text;
-      },
-      stderr: (text) => {
-        stderr += text;
-      },
-    },
-  );
-  return { code, stdout, stderr };
-}
-
-async function status(api: Api, header: string): Promise<number> {
-  const reply = await fetch(`${api.url}/version`, { headers: { authorization: header } });
-  await reply.arrayBuffer();
-  return reply.status;
-}
 
 /** A secret a test can search for: long, random, never a substring of anything else. */
 function password(): string {
@@ -183,16 +160,16 @@ describe('multi-host mode on an etcd with client TLS and passwords', {
     await a.managerLog.waitFor((l) => l.msg === 'cluster in sync');
     const api = await a.startApi('a', API_ARGS);
     apiA = api;
-    assert.equal(await status(api, early), 200, 'a token moved into etcd works');
+    assert.equal(await versionStatus(api, early), 200, 'a token moved into etcd works');
 
     const made = await run(dir, '--output', 'json', 'token', 'add', 'root@pam!made');
     assert.equal(made.code, 0, made.stderr);
     header = `PVEAPIToken=root@pam!made=${(JSON.parse(made.stdout) as { value: string }).value}`;
-    assert.equal(await status(api, header), 200, 'a token made through etcd works');
+    assert.equal(await versionStatus(api, header), 200, 'a token made through etcd works');
     const removed = await run(dir, 'token', 'remove', 'root@pam!before');
     assert.equal(removed.code, 0, removed.stderr);
-    assert.equal(await status(api, early), 401, 'refused once the revoke returned');
-    assert.equal(await status(api, header), 200);
+    assert.equal(await versionStatus(api, early), 401, 'refused once the revoke returned');
+    assert.equal(await versionStatus(api, header), 200);
 
     const state = await run(dir, '--output', 'json', 'cluster', 'status');
     assert.equal(state.code, 0, state.stderr);
@@ -224,7 +201,7 @@ describe('multi-host mode on an etcd with client TLS and passwords', {
       (l) => l.msg === 'cluster session ended: fenced, resyncing',
     );
     const api = await deployment.startApi(name, API_ARGS);
-    assert.equal(await status(api, header), 503, `${name}: fenced, it answers 503`);
+    assert.equal(await versionStatus(api, header), 503, `${name}: fenced, it answers 503`);
     assert.equal(deployment.manager.exitCode, null, `${name}: the manager runs on`);
     return { dir, deployment, api, reason: String(ended.reason) };
   };
@@ -278,19 +255,23 @@ describe('multi-host mode on an etcd with client TLS and passwords', {
     // The operator fixes the file: the agent's next session reads it and syncs.
     writeFileSync(passwordFile, `${secrets.user}\n`);
     await host.deployment.managerLog.waitFor((l) => l.msg === 'cluster in sync');
-    assert.equal(await status(host.api, header), 200, 'in sync again, it accepts');
+    assert.equal(await versionStatus(host.api, header), 200, 'in sync again, it accepts');
 
     // Two hosts on the TLS etcd: made on B, works on A; revoked on A, refused on both.
     assert.ok(apiA);
     const made = await run(host.dir, '--output', 'json', 'token', 'add', 'root@pam!both');
     assert.equal(made.code, 0, made.stderr);
     const both = `PVEAPIToken=root@pam!both=${(JSON.parse(made.stdout) as { value: string }).value}`;
-    assert.equal(await status(apiA, both), 200);
-    assert.equal(await status(host.api, both), 200);
+    assert.equal(await versionStatus(apiA, both), 200);
+    assert.equal(await versionStatus(host.api, both), 200);
     const removed = await run(path.join(root, 'a'), 'token', 'remove', 'root@pam!both');
     assert.equal(removed.code, 0, removed.stderr);
-    assert.equal(await status(apiA, both), 401);
-    assert.equal(await status(host.api, both), 401, 'refused on the other host once it returned');
+    assert.equal(await versionStatus(apiA, both), 401);
+    assert.equal(
+      await versionStatus(host.api, both),
+      401,
+      'refused on the other host once it returned',
+    );
   });
 
   it('a user without a role on /token-shadow/: refused with a clear error, the host fenced', {
