@@ -29,12 +29,26 @@ export function etcdUnavailable(): string | null {
 
 /** A free TCP port on `host`, found by binding port 0 and closing again. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, host);
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  const [port] = await freePorts(1, host);
+  return port as number;
+}
+
+/**
+ * `count` distinct free ports on `host`: all bound at once before any is
+ * closed (two ports found one after the other can be the same one, which
+ * once gave an etcd member its client and peer listener on one port).
+ */
+export async function freePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
+  const servers = Array.from({ length: count }, () => net.createServer());
+  try {
+    for (const server of servers) server.listen(0, host);
+    await Promise.all(servers.map((server) => once(server, 'listening')));
+    return servers.map((server) => (server.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(
+      servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
+    );
+  }
 }
 
 export interface EtcdMember {
@@ -130,10 +144,12 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
   const tls = ca ? { ca, client: await ca.client('token-shadow-tests') } : null;
   const scheme = tls ? 'https' : 'http';
   const specs: Array<{ name: string; client: string; peer: string; dir: string; ns?: string }> = [];
+  // Every member's two ports at once, so that no two of them are the same.
+  const ports = fixedPorts ? [] : await freePorts(2 * size);
   for (let i = 0; i < size; i++) {
     const host = addresses[i] ?? '127.0.0.1';
-    const clientPort = fixedPorts ? 2379 : await freePort(host);
-    const peerPort = fixedPorts ? 2380 : await freePort(host);
+    const clientPort = fixedPorts ? 2379 : (ports[2 * i] as number);
+    const peerPort = fixedPorts ? 2380 : (ports[2 * i + 1] as number);
     const ns = options.netns?.[i];
     specs.push({
       name: `m${i + 1}`,
