@@ -20,7 +20,9 @@ import {
   authorizationOf,
   DEFAULT_MAX_HEADER_LENGTH,
   DEFAULT_MAX_SECRET_BYTES,
+  PVE_CREDENTIALS_START,
   parseCredentials,
+  pveCredentialsSplit,
   type RequestHeaders,
 } from './authorization.js';
 
@@ -62,7 +64,6 @@ interface Accepted {
 
 /** Most tokens the fast path remembers per config (then it starts afresh). */
 const MAX_ACCEPTED = 16_384;
-const PVE_SCHEME = 'PVEAPIToken';
 
 /** Authenticates a request by its Authorization header: the whole check, from header to identity. */
 export class Authenticator {
@@ -71,9 +72,8 @@ export class Authenticator {
   #now: () => number;
   #header: AuthorizationOptions;
   #usage: UseRecorder | undefined;
-  #maxHeaderLength: number;
-  #maxSecretBytes: number;
-  #pveScheme: boolean;
+  /** The header limits for the memo's split; null when the PVEAPIToken form is not accepted. */
+  #pveLimits: { maxHeaderLength: number; maxSecretBytes: number } | null;
   /**
    * Tokens accepted under `#acceptedConfig`, by id: a request for one of them
    * is answered from its PVEAPIToken header's two slices, the verified-secret
@@ -96,9 +96,13 @@ export class Authenticator {
       ...(options.maxHeaderLength ? { maxHeaderLength: options.maxHeaderLength } : {}),
       ...(options.maxSecretBytes ? { maxSecretBytes: options.maxSecretBytes } : {}),
     };
-    this.#maxHeaderLength = options.maxHeaderLength ?? DEFAULT_MAX_HEADER_LENGTH;
-    this.#maxSecretBytes = options.maxSecretBytes ?? DEFAULT_MAX_SECRET_BYTES;
-    this.#pveScheme = (options.schemes ?? [PVE_SCHEME]).includes(PVE_SCHEME);
+    this.#pveLimits =
+      options.schemes === undefined || options.schemes.includes('PVEAPIToken')
+        ? {
+            maxHeaderLength: options.maxHeaderLength ?? DEFAULT_MAX_HEADER_LENGTH,
+            maxSecretBytes: options.maxSecretBytes ?? DEFAULT_MAX_SECRET_BYTES,
+          }
+        : null;
   }
 
   /**
@@ -112,10 +116,8 @@ export class Authenticator {
   ): Identity | undefined {
     const value = authorizationValue(request);
     const config = this.#users.current();
-    if (typeof value === 'string' && config !== null) {
-      const known = this.#knownToken(value, config);
-      if (known !== undefined) return known;
-    }
+    const known = this.#knownToken(value, config);
+    if (known !== undefined) return known;
     const { id, secret } = parseCredentials(value, this.#header);
     if (config === null || this.#shadow.verifyCached(id.authid, secret) !== true) return undefined;
     if (!isTokenActive(config, id, this.#now())) throw new AuthenticationError('inactive');
@@ -123,23 +125,23 @@ export class Authenticator {
   }
 
   /**
-   * A PVEAPIToken header of a token accepted under `config` whose secret the
-   * cache proves: its identity (AuthenticationError once it expired), else
-   * undefined and the full parse decides.
+   * A PVEAPIToken header of a token accepted under the current `config` whose
+   * secret the cache proves: its identity (AuthenticationError once it
+   * expired), else undefined and the full parse decides.
    */
-  #knownToken(header: string, config: UserConfig): Identity | undefined {
-    if (!this.#pveScheme || header.length > this.#maxHeaderLength) return undefined;
-    if (!header.startsWith(PVE_SCHEME)) return undefined;
-    const separator = header.charCodeAt(PVE_SCHEME.length);
-    if (separator !== 0x3d && separator !== 0x20) return undefined; // '=' or ' '
-    const at = header.lastIndexOf('=');
-    const start = PVE_SCHEME.length + 1;
-    if (at <= start || header.length - at - 1 > this.#maxSecretBytes) return undefined;
-    if (this.#acceptedConfig !== config) return undefined;
-    const tokenid = header.slice(start, at);
+  #knownToken(
+    value: string | string[] | undefined,
+    config: UserConfig | null,
+  ): Identity | undefined {
+    if (typeof value !== 'string' || config === null || config !== this.#acceptedConfig) {
+      return undefined;
+    }
+    const at = this.#pveLimits === null ? -1 : pveCredentialsSplit(value, this.#pveLimits);
+    if (at < 0) return undefined;
+    const tokenid = value.slice(PVE_CREDENTIALS_START, at);
     const known = this.#accepted.get(tokenid);
     if (known === undefined) return undefined;
-    if (this.#shadow.verifyCached(tokenid, header.slice(at + 1)) !== true) return undefined;
+    if (this.#shadow.verifyCached(tokenid, value.slice(at + 1)) !== true) return undefined;
     if (known.until !== Number.POSITIVE_INFINITY && this.#now() >= known.until) {
       throw new AuthenticationError('inactive');
     }
@@ -158,10 +160,8 @@ export class Authenticator {
   ): Promise<Identity> {
     const value = authorizationValue(request);
     const current = this.#users.current();
-    if (typeof value === 'string' && current !== null) {
-      const known = this.#knownToken(value, current);
-      if (known !== undefined) return known;
-    }
+    const known = this.#knownToken(value, current);
+    if (known !== undefined) return known;
     const { id, secret } = parseCredentials(value, this.#header);
     const config = current ?? (await this.#users.get());
     const active = isTokenActive(config, id, this.#now());

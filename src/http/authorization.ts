@@ -118,6 +118,29 @@ function schemeOf(header: string): TokenScheme | undefined {
   return undefined;
 }
 
+/** Where the credentials of a PVEAPIToken header start: after the scheme and its separator. */
+export const PVE_CREDENTIALS_START = 'PVEAPIToken'.length + 1;
+
+/**
+ * Where a PVEAPIToken header's token id ends (the index of the '=' before the
+ * secret; the id starts at PVE_CREDENTIALS_START), or -1 when the header is
+ * not of that form or exceeds `limits`. Nothing else is checked: only for a
+ * caller that proves both parts another way (the Authenticator's memo of
+ * tokens it accepted, with the verified-secret cache, which hold only parts
+ * that passed parseCredentials).
+ */
+export function pveCredentialsSplit(
+  header: string,
+  limits: { maxHeaderLength: number; maxSecretBytes: number },
+): number {
+  if (header.length > limits.maxHeaderLength || !header.startsWith('PVEAPIToken')) return -1;
+  const separator = header[PVE_CREDENTIALS_START - 1];
+  if (separator !== '=' && separator !== ' ') return -1;
+  const at = header.lastIndexOf('=');
+  if (at <= PVE_CREDENTIALS_START || header.length - at - 1 > limits.maxSecretBytes) return -1;
+  return at;
+}
+
 /** What a request looks like to `authorizationOf`: Node's IncomingMessage is one. */
 export interface RequestHeaders {
   headers: { authorization?: string | string[] | undefined };
