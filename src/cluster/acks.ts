@@ -25,12 +25,6 @@ export interface AckTrackerOptions {
   deadlineMs: number;
 }
 
-/** One confirmation's wait: done once it returned; wake() ends it early. */
-interface Wait {
-  done: boolean;
-  wake(): void;
-}
-
 export class AckTracker {
   #client: Etcd3;
   #keys: ClusterKeys;
@@ -58,32 +52,31 @@ export class AckTracker {
    * member cut off with the old leader may be slow to give).
    */
   async confirm(revision: number, committedAtMs = performance.now()): Promise<void> {
-    const fencedAtMs = committedAtMs + this.#options.leaseMs;
-    const wait: Wait = { done: false, wake: () => undefined };
+    const lapse = new AbortController();
+    const timer = setTimeout(
+      () => lapse.abort(),
+      Math.max(0, committedAtMs + this.#options.leaseMs - performance.now()),
+    );
     const lapsed = new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, Math.max(0, fencedAtMs - performance.now()));
-      wait.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
+      lapse.signal.addEventListener('abort', () => resolve(), { once: true });
     });
     try {
       // An ack path that fails (etcd unreachable from here) still ends at the lapse.
-      await Promise.race([this.#acked(revision, wait).catch(() => lapsed), lapsed]);
+      await Promise.race([this.#acked(revision, lapse.signal).catch(() => lapsed), lapsed]);
     } finally {
-      wait.done = true;
-      wait.wake();
+      clearTimeout(timer);
+      lapse.abort(); // ends the ack wait too, so that nothing keeps polling after the call returned
     }
   }
 
-  /** Resolves once every host live after the commit acked `revision` (or its session ended). */
-  async #acked(revision: number, wait: Wait): Promise<void> {
+  /** Resolves once every host live after the commit acked `revision` (or its session ended), or at `lapse`. */
+  async #acked(revision: number, lapse: AbortSignal): Promise<void> {
     this.#ready ??= this.#start().catch((error: unknown) => {
       this.#ready = null;
       throw error;
     });
     await this.#ready;
-    if (wait.done) return;
+    if (lapse.aborted) return;
     const live = await this.#liveHosts();
     const pending = new Map(live.hosts);
     const settled = () => {
@@ -93,7 +86,7 @@ export class AckTracker {
           (this.#changedAt.get(host) ?? 0) > live.revision && this.#hosts.get(host) !== session;
         if (acked || gone) pending.delete(host);
       }
-      return pending.size === 0 || wait.done;
+      return pending.size === 0 || lapse.aborted;
     };
     if (settled()) return;
     await new Promise<void>((resolve) => {
@@ -106,16 +99,11 @@ export class AckTracker {
         if (!settled()) return;
         clearInterval(poller);
         this.#wake.delete(check);
+        lapse.removeEventListener('abort', check);
         resolve();
       };
       this.#wake.add(check);
-      // The lapse ends this wait too, so that nothing keeps polling after the call returned.
-      const previous = wait.wake;
-      wait.wake = () => {
-        previous();
-        check();
-      };
-      check();
+      lapse.addEventListener('abort', check);
     });
   }
 

@@ -86,7 +86,6 @@ export class SyncAgent {
   #confirmedAtUs: number | null = null;
   /** Confirmed keepalives waiting for the local copy to reach the revision read after them. */
   #pendingFence: Array<{ sentUs: number; revision: number }> = [];
-  #fenceSpan = { ttlUs: 0, marginUs: 0 };
   #sessions = 0;
   #syncing = false;
   #firstSync: { promise: Promise<void>; resolve: () => void };
@@ -156,8 +155,6 @@ export class SyncAgent {
   async #session(): Promise<SessionEnd> {
     const { settings, keys } = this.#options;
     const ttlUs = settings.leaseSeconds * 1e6;
-    const marginUs = settings.marginMs * 1000;
-    this.#fenceSpan = { ttlUs, marginUs };
     this.#pendingFence = [];
     const client = createEtcdClient(settings);
     const store = new EtcdStore(client, keys, { deadlineMs: settings.leaseSeconds * 1000 });
@@ -291,8 +288,8 @@ export class SyncAgent {
 
   /** A confirmed grant or keepalive sent at `sentUs`: the server keeps the lease past this. */
   #extendFence(sentUs: number): void {
-    const { ttlUs, marginUs } = this.#fenceSpan;
-    fenceWriter.extend(this.#page, sentUs + ttlUs - marginUs);
+    const { leaseSeconds, marginMs } = this.settings;
+    fenceWriter.extend(this.#page, sentUs + leaseSeconds * 1e6 - marginMs * 1000);
   }
 
   /** Extends the fence for the newest confirmed keepalive whose read this host has published. */
