@@ -15,13 +15,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { RpcClient, type RpcResponse } from '../../src/daemon/rpc.js';
 import { rootCredential } from '../../src/service/bootstrap.js';
+import { freePorts } from './ports.js';
 
 const daemonDir = fileURLToPath(new URL('../../src/daemon/', import.meta.url));
 
@@ -214,19 +214,6 @@ export interface Deployment {
   stop(): Promise<void>;
 }
 
-/** A free TCP port on loopback (for the metrics endpoint, whose 0 means "off"). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** Prometheus text format -> 'name{labels}' -> value (comments skipped). */
 export function parseMetrics(text: string): Map<string, number> {
   const values = new Map<string, number>();
@@ -302,7 +289,8 @@ export async function startDeployment(
   const client = rpc;
 
   const startApi = async (name: string, args: string[], apiOptions: StartApiOptions = {}) => {
-    const metricsPort = apiOptions.metrics ? await freePort() : 0;
+    // A port of its own: the metrics option's 0 means "off".
+    const metricsPort = apiOptions.metrics ? ((await freePorts(1))[0] as number) : 0;
     const api = spawnDaemon('api.js', name, [
       ...common,
       ...(apiOptions.plainHttp ? ['--plain-http'] : []),

@@ -11,12 +11,12 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Etcd3, type IOptions } from 'etcd3';
 import { type CertificatePair, makeTestCa, type TestCa } from './certificates.js';
+import { freePorts } from './ports.js';
 
 export const ETCD_BINARY = process.env.ETCD_BINARY ?? 'etcd';
 
@@ -25,30 +25,6 @@ export function etcdUnavailable(): string | null {
   const probe = spawnSync(ETCD_BINARY, ['--version'], { encoding: 'utf8' });
   if (probe.error) return `${ETCD_BINARY} not found (.ci/run installs Debian's etcd-server)`;
   return probe.status === 0 ? null : `${ETCD_BINARY} --version failed: ${probe.stderr}`;
-}
-
-/** A free TCP port on `host`, found by binding port 0 and closing again. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const [port] = await freePorts(1, host);
-  return port as number;
-}
-
-/**
- * `count` distinct free ports on `host`: all bound at once before any is
- * closed (two ports found one after the other can be the same one, which
- * once gave an etcd member its client and peer listener on one port).
- */
-export async function freePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
-  const servers = Array.from({ length: count }, () => net.createServer());
-  try {
-    for (const server of servers) server.listen(0, host);
-    await Promise.all(servers.map((server) => once(server, 'listening')));
-    return servers.map((server) => (server.address() as net.AddressInfo).port);
-  } finally {
-    await Promise.all(
-      servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
-    );
-  }
 }
 
 export interface EtcdMember {
