@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { rootCredential } from '../src/service/bootstrap.js';
 import {
   call,
+  callExpecting,
   createRootToken,
   type Daemons,
   pipeLog,
@@ -221,25 +222,16 @@ describe('the manager trusts nobody (issue 10, cases 2, 3, 4, 5)', () => {
       form: { privsep: 0 },
     });
     const ua = pveHeader('ua@pve!full', (t.body.data as { value: string }).value);
-    const mint = await call(d, 'POST', '/access/users/root@pam/token/x', {
+    await callExpecting(403, d, 'POST', '/access/users/root@pam/token/x', {
       auth: ua,
       form: { privsep: 0 },
     });
-    assert.equal(mint.status, 403, mint.raw);
-    const disable = await call(d, 'PUT', '/access/users/root@pam', {
-      auth: ua,
-      form: { enable: 0 },
-    });
-    assert.equal(disable.status, 403, disable.raw);
-    const groups = await call(d, 'PUT', '/access/users/root@pam', {
+    await callExpecting(403, d, 'PUT', '/access/users/root@pam', { auth: ua, form: { enable: 0 } });
+    await callExpecting(403, d, 'PUT', '/access/users/root@pam', {
       auth: ua,
       form: { groups: '' },
     });
-    assert.equal(groups.status, 403, groups.raw);
-    assert.equal(
-      (await call(d, 'DELETE', '/access/users/root@pam/token/boss', { auth: ua })).status,
-      403,
-    );
+    await callExpecting(403, d, 'DELETE', '/access/users/root@pam/token/boss', { auth: ua });
     assert.equal(
       (await call(d, 'GET', '/version', { auth: root })).status,
       200,
@@ -269,21 +261,18 @@ describe('the manager trusts nobody (issue 10, cases 2, 3, 4, 5)', () => {
       form: { path: '/access', tokens: 'sep@pve!s', roles: 'PVEUserAdmin' },
     });
     const sep = pveHeader('sep@pve!s', (made.body.data as { value: string }).value);
-    const full = await call(d, 'POST', '/access/users/sep@pve/token/full', {
+    await callExpecting(403, d, 'POST', '/access/users/sep@pve/token/full', {
       auth: sep,
       form: { privsep: 0 },
     });
-    assert.equal(full.status, 403, full.raw);
-    const lift = await call(d, 'PUT', '/access/users/sep@pve/token/s', {
+    await callExpecting(403, d, 'PUT', '/access/users/sep@pve/token/s', {
       auth: sep,
       form: { privsep: 0 },
     });
-    assert.equal(lift.status, 403, lift.raw);
-    const sibling = await call(d, 'POST', '/access/users/sep@pve/token/sib', {
+    await callExpecting(200, d, 'POST', '/access/users/sep@pve/token/sib', {
       auth: sep,
       form: { privsep: 1 },
     });
-    assert.equal(sibling.status, 200, sibling.raw);
     // Nor a new secret for a token without separation (it would be the user's full power).
     await call(d, 'POST', '/access/users/sep@pve/token/wide', { auth: root, form: { privsep: 0 } });
     const rotate = await call(d, 'PUT', '/access/users/sep@pve/token/wide', {

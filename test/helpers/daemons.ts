@@ -471,6 +471,19 @@ export function call(
   });
 }
 
+/** call(), asserting the answer's status (the reply's text in the failure message). */
+export async function callExpecting(
+  status: number,
+  d: { url: string; ca: Buffer },
+  method: string,
+  route: string,
+  options: CallOptions = {},
+): Promise<Reply> {
+  const reply = await call(d, method, route, options);
+  assert.equal(reply.status, status, `${method} ${route}: ${reply.raw}`);
+  return reply;
+}
+
 export function pveHeader(tokenid: string, secret: string): string {
   return `PVEAPIToken=${tokenid}=${secret}`;
 }
