@@ -16,11 +16,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { etcdUnavailable } from '../harness/etcd.js';
+import { netnsUnavailable, startMultiHost } from '../harness/multihost.js';
+import { FAULTS, makeToken, revokeUnder, settle } from '../harness/revoke-scenarios.js';
 import { fenceWriter, monotonicUs } from '../src/generations/fence.js';
 import { GenerationPage, HashPool, TokenShadow } from '../src/index.js';
-import { etcdUnavailable } from '../test/helpers/etcd.js';
-import { netnsUnavailable, startMultiHost } from '../test/helpers/multihost.js';
-import { FAULTS, makeToken, revokeUnder, settle } from '../test/helpers/revoke-scenarios.js';
 import { machineLine, median, nsPerOp, percentile, writeResults } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 

@@ -8,11 +8,11 @@
  * removed at the end.
  */
 import { performance } from 'node:perf_hooks';
+import { etcdUnavailable } from '../harness/etcd.js';
+import { type Host, startMultiHost } from '../harness/multihost.js';
+import { makeToken } from '../harness/revoke-scenarios.js';
 import { readClusterState } from '../src/cluster/admin.js';
 import { ClusterKeys } from '../src/cluster/keys.js';
-import { etcdUnavailable } from '../test/helpers/etcd.js';
-import { type Host, startMultiHost } from '../test/helpers/multihost.js';
-import { makeToken } from '../test/helpers/revoke-scenarios.js';
 
 async function status(host: Host, header: string): Promise<string> {
   const reply = await fetch(`${host.api.url}/version`, { headers: { authorization: header } });

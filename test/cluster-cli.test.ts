@@ -10,15 +10,15 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { type Deployment, startDeployment } from '../harness/daemons.js';
+import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from '../harness/etcd.js';
+import { tokenctlIn as tokenctl, versionStatus } from '../harness/tokenctl.js';
 import { createEtcdClient } from '../src/cluster/client.js';
 import { ClusterKeys } from '../src/cluster/keys.js';
 import { resolveClusterSettings } from '../src/cluster/settings.js';
 import { EtcdStore } from '../src/cluster/store.js';
 import { parseShadow } from '../src/shadow/file.js';
-import { type Deployment, startDeployment } from './helpers/daemons.js';
-import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from './helpers/etcd.js';
 import { tempDir } from './helpers/tmp.js';
-import { tokenctlIn as tokenctl, versionStatus } from './helpers/tokenctl.js';
 
 const noEtcd = etcdUnavailable();
 if (noEtcd) process.stdout.write(`# cluster tokenctl tests skipped: ${noEtcd}\n`);

@@ -12,22 +12,22 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
-import { runChild } from './helpers/children.js';
-import { etcdUnavailable } from './helpers/etcd.js';
+import { etcdUnavailable } from '../harness/etcd.js';
 import {
   type Host,
   type MultiHost,
   netnsUnavailable,
   startMultiHost,
   startVerifier,
-} from './helpers/multihost.js';
+} from '../harness/multihost.js';
 import {
   FAULTS,
   makeToken,
   type RevokeRun,
   revokeUnder,
   settle,
-} from './helpers/revoke-scenarios.js';
+} from '../harness/revoke-scenarios.js';
+import { runChild } from './helpers/children.js';
 
 /** A wedged scenario fails (and after() still cleans up) instead of hanging npm test. */
 const SCENARIO_MS = 90_000;

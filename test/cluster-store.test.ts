@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from '../harness/etcd.js';
 import { SyncAgent } from '../src/cluster/agent.js';
 import { configToEntries, entriesToText } from '../src/cluster/entries.js';
 import { ClusterKeys } from '../src/cluster/keys.js';
@@ -27,7 +28,6 @@ import {
   runWrite,
   type Stores,
 } from '../src/service/operations.js';
-import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from './helpers/etcd.js';
 import { FAST_ARGON2 } from './helpers/shadow.js';
 
 const noEtcd = etcdUnavailable();

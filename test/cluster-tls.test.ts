@@ -17,21 +17,21 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import { readClusterState } from '../src/cluster/admin.js';
-import { createEtcdClient, readPasswordFile } from '../src/cluster/client.js';
-import { ClusterKeys } from '../src/cluster/keys.js';
-import { resolveClusterSettings } from '../src/cluster/settings.js';
-import { ClusterError } from '../src/errors.js';
-import { makeTestCa } from './helpers/certificates.js';
-import { type Api, type Deployment, startDeployment } from './helpers/daemons.js';
+import { makeTestCa } from '../harness/certificates.js';
+import { type Api, type Deployment, startDeployment } from '../harness/daemons.js';
 import {
   type EtcdCluster,
   enableEtcdAuth,
   etcdUnavailable,
   startEtcdCluster,
-} from './helpers/etcd.js';
+} from '../harness/etcd.js';
+import { tokenctlIn as tokenctl, versionStatus } from '../harness/tokenctl.js';
+import { readClusterState } from '../src/cluster/admin.js';
+import { createEtcdClient, readPasswordFile } from '../src/cluster/client.js';
+import { ClusterKeys } from '../src/cluster/keys.js';
+import { resolveClusterSettings } from '../src/cluster/settings.js';
+import { ClusterError } from '../src/errors.js';
 import { tempDir } from './helpers/tmp.js';
-import { tokenctlIn as tokenctl, versionStatus } from './helpers/tokenctl.js';
 
 const noEtcd = etcdUnavailable();
 if (noEtcd) process.stdout.write(`# cluster TLS tests skipped: ${noEtcd}\n`);

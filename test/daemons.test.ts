@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { chmodSync } from 'node:fs';
 import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import { call, createRootToken, type Daemons, pveHeader, startDaemons } from './helpers/daemons.js';
+import { call, type Daemons, pveHeader, startDaemons } from '../harness/daemons.js';
+import { createRootToken } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 describe('the daemons over HTTPS', () => {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { call, pveHeader, startDeployment } from '../harness/daemons.js';
 import { rolesAt } from '../src/access/permissions.js';
 import { settingsFromOptions } from '../src/cli/context.js';
 import { parseUserConfig } from '../src/config/parse.js';
@@ -23,7 +24,6 @@ import { HOST_ROOT } from '../src/service/rules.js';
 import { resolveSettings } from '../src/service/settings.js';
 import { FileStorage } from '../src/service/storage.js';
 import { readShadow } from '../src/shadow/file.js';
-import { call, pveHeader, startDeployment } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 /** Settings of a new deployment in a temporary directory, its directories made. */

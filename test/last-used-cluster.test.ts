@@ -11,16 +11,17 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
+import { type Api, call } from '../harness/daemons.js';
+import { etcdUnavailable } from '../harness/etcd.js';
+import { type MultiHost, startMultiHost } from '../harness/multihost.js';
 import { createEtcdClient } from '../src/cluster/client.js';
 import { ClusterKeys } from '../src/cluster/keys.js';
 import { resolveClusterSettings } from '../src/cluster/settings.js';
 import { EtcdUsageSink, encodeUsage, MAX_USAGE_VALUE_BYTES } from '../src/cluster/usage-sink.js';
 import { ClusterError } from '../src/errors.js';
 import { LAST_USED_FILE, parseLastUsed } from '../src/usage/file.js';
-import { type Api, call, createRootToken } from './helpers/daemons.js';
-import { etcdUnavailable } from './helpers/etcd.js';
+import { createRootToken } from './helpers/daemons.js';
 import { waitForFile } from './helpers/files.js';
-import { type MultiHost, startMultiHost } from './helpers/multihost.js';
 
 const INTERVAL_MS = 2000;
 /** What a loaded 2-core machine may add (timers late, processes descheduled). */

@@ -8,20 +8,20 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import {
+  type Api,
+  call,
+  type Deployment,
+  type LogLine,
+  type LogWatcher,
+  startDeployment,
+} from '../harness/daemons.js';
 import { UserConfigStore } from '../src/access/user-info.js';
 import { addUser } from '../src/config/users.js';
 import { readSettingsFile } from '../src/daemon/settings-file.js';
 import { ConfigError } from '../src/errors.js';
 import { LAST_USED_FILE, parseLastUsed } from '../src/usage/file.js';
-import {
-  type Api,
-  call,
-  createRootToken,
-  type Deployment,
-  type LogLine,
-  type LogWatcher,
-  startDeployment,
-} from './helpers/daemons.js';
+import { createRootToken } from './helpers/daemons.js';
 import { waitForFile } from './helpers/files.js';
 import { tempDir } from './helpers/tmp.js';
 

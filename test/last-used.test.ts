@@ -5,10 +5,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { type Api, call, type Deployment, pveHeader, startDeployment } from '../harness/daemons.js';
 import { UserConfigStore } from '../src/access/user-info.js';
 import { addUser } from '../src/config/users.js';
 import { LAST_USED_FILE, parseLastUsed } from '../src/usage/file.js';
-import { type Api, call, type Deployment, pveHeader, startDeployment } from './helpers/daemons.js';
 import { waitForFile } from './helpers/files.js';
 import { tempDir } from './helpers/tmp.js';
 

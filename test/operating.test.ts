@@ -14,10 +14,16 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import selfsigned from 'selfsigned';
 import { Agent, request } from 'undici';
+import {
+  type Api,
+  alive,
+  type Deployment,
+  pveHeader,
+  startDeployment,
+} from '../harness/daemons.js';
 import { ensureCertificate } from '../src/daemon/tls.js';
 import { GenerationPage } from '../src/generations/page.js';
 import { Slot } from '../src/generations/slots.js';
-import { type Api, alive, type Deployment, pveHeader, startDeployment } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 /** GET on the metrics listener: status and body. */

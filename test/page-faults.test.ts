@@ -11,13 +11,13 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { call, pveHeader, startDaemons } from '../harness/daemons.js';
 import {
   GenerationPage,
   GenerationPageError,
   openGenerationPageOrNull,
   Slot,
 } from '../src/index.js';
-import { call, pveHeader, startDaemons } from './helpers/daemons.js';
 import { setup } from './helpers/shadow.js';
 import { tempDir } from './helpers/tmp.js';
 

@@ -21,9 +21,9 @@ import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { call, type Daemons, pveHeader, startDaemons } from '../harness/daemons.js';
 import { GenerationPage } from '../src/generations/page.js';
 import { runChild, startChild } from './helpers/children.js';
-import { call, type Daemons, pveHeader, startDaemons } from './helpers/daemons.js';
 import { AS_NOBODY, NOBODY, nobodysCopy } from './helpers/nobody.js';
 import { tempDir } from './helpers/tmp.js';
 

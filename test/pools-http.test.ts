@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { call, type Daemons, pveHeader, startDaemons } from '../harness/daemons.js';
 import { main } from '../src/cli/tokenctl.js';
-import { call, type Daemons, pveHeader, startDaemons } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 // A PVE user.cfg of our own: a group's roles on a pool with a nested child, a

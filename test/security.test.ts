@@ -13,16 +13,9 @@ import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { call, type Daemons, pipeLog, pveHeader, startDaemons } from '../harness/daemons.js';
 import { rootCredential } from '../src/service/bootstrap.js';
-import {
-  call,
-  callExpecting,
-  createRootToken,
-  type Daemons,
-  pipeLog,
-  pveHeader,
-  startDaemons,
-} from './helpers/daemons.js';
+import { callExpecting, createRootToken } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 const run = promisify(execFile);

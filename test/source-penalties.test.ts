@@ -5,9 +5,9 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { type Daemons, pveHeader, startDaemons } from '../harness/daemons.js';
 import { SourcePenalties } from '../src/http/source-penalties.js';
 import { DEFAULT_HASH_NICE } from '../src/service/settings.js';
-import { type Daemons, pveHeader, startDaemons } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 function clock() {

@@ -9,8 +9,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { alive } from '../harness/daemons.js';
 import { runChild } from './helpers/children.js';
-import { alive } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 const START = fileURLToPath(new URL('../src/daemon/start.js', import.meta.url));

@@ -13,8 +13,8 @@ import https from 'node:https';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
+import { type Api, pveHeader, startDeployment } from '../harness/daemons.js';
 import { fixture } from './helpers/children.js';
-import { type Api, pveHeader, startDeployment } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 function missing(tool: string, args: string[]): string | false {

@@ -69,9 +69,9 @@ process.once('exit', () => {
 });
 
 // One copy of the child helpers for the tests and the benchmarks: the harness's.
-export { alive, exited, stopChild } from '../../test/helpers/daemons.js';
+export { alive, exited, stopChild } from '../../harness/daemons.js';
 
-import { exited } from '../../test/helpers/daemons.js';
+import { exited } from '../../harness/daemons.js';
 
 export interface Channel {
   child: ChildProcess;

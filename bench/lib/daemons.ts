@@ -1,6 +1,6 @@
 /**
  * The real daemons for the HTTP benchmarks, on the one harness
- * (test/helpers/daemons.ts): one manager and any number of API clusters
+ * (harness/daemons.ts): one manager and any number of API clusters
  * against the same configuration, all on loopback in plain-HTTP mode, with
  * logs in files (the benchmark spends no CPU reading them while a load runs)
  * and every child tracked so that none outlives the benchmark.
@@ -9,10 +9,10 @@ import {
   type Api,
   type StartApiOptions,
   startDeployment as startHarness,
-} from '../../test/helpers/daemons.js';
+} from '../../harness/daemons.js';
 import { track, trackPid, untrackPid } from './children.js';
 
-export type { Api } from '../../test/helpers/daemons.js';
+export type { Api } from '../../harness/daemons.js';
 
 export interface Deployment {
   dir: string;

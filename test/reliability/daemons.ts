@@ -1,6 +1,6 @@
 /**
  * The real daemons for the secrets test, on the one harness
- * (test/helpers/daemons.ts) with everything a leak could hide in kept: every
+ * (harness/daemons.ts) with everything a leak could hide in kept: every
  * stdout and stderr line of both daemons, a metrics port, and
  * --heapsnapshot-signal so that a heap snapshot of any process (primary,
  * worker, manager) can be asked for with SIGUSR2. Each daemon runs in its own
@@ -10,7 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readdirSync, watch } from 'node:fs';
 import type https from 'node:https';
 import path from 'node:path';
-import { call, startDeployment } from '../helpers/daemons.js';
+import { call, startDeployment } from '../../harness/daemons.js';
 
 export interface SnapshotDaemons {
   url: string;

@@ -6,7 +6,7 @@
  * Each fault says what it breaks, which hosts must still refuse, and how the
  * system is made whole again.
  */
-import { monotonicUs } from '../../src/generations/fence.js';
+import { monotonicUs } from '../src/generations/fence.js';
 import type { Host, MultiHost, VerifierReport } from './multihost.js';
 import { startVerifier } from './multihost.js';
 

@@ -4,7 +4,7 @@
  * run/ below it), and the one request the cluster tests judge a host by.
  */
 import path from 'node:path';
-import { main } from '../../src/cli/tokenctl.js';
+import { main } from '../src/cli/tokenctl.js';
 
 export interface TokenctlRun {
   code: number;

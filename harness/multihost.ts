@@ -18,7 +18,7 @@ import { Etcd3 } from 'etcd3';
 import { type Api, type Deployment, startDeployment } from './daemons.js';
 import { type EtcdCluster, startEtcdCluster } from './etcd.js';
 
-const fixturesDir = fileURLToPath(new URL('../fixtures/', import.meta.url));
+const harnessDir = fileURLToPath(new URL('./', import.meta.url));
 
 /** Why network namespaces cannot be made here, or null when they can (probed once). */
 export function netnsUnavailable(): string | null {
@@ -245,7 +245,7 @@ export interface VerifierReport {
  * the same clock the fence uses.
  */
 export function startVerifier(host: Host, header: string): Verifier {
-  const script = path.join(fixturesDir, 'cluster-verifier.js');
+  const script = path.join(harnessDir, 'cluster-verifier.js');
   const argv = [script, host.api.url, header];
   const child = host.netns
     ? spawn('ip', ['netns', 'exec', host.netns, process.execPath, ...argv], {

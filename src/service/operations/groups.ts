@@ -1,0 +1,63 @@
+/** Groups: PVE's /access/groups. Reading needs Sys.Audit or Group.Allocate, changing Group.Allocate. */
+import { addGroup, removeGroup } from '../../config/groups.js';
+import { type Raw, schema, text } from '../params.js';
+import { ACCESS_GROUPS, requirePrivileges } from '../rules.js';
+import { idAndComment, read, write } from './operation.js';
+
+export const listGroups = read({
+  name: 'group.list',
+  summary: 'every group with its members',
+  parameters: { type: 'object', properties: {} },
+  fromApi: () => ({}),
+  parse: () => ({}),
+  authorize: (caller, _params, config) =>
+    requirePrivileges(config, caller, ACCESS_GROUPS, ['Sys.Audit', 'Group.Allocate'], true),
+  run(config) {
+    return [...config.groups].map(([groupid, group]) => ({
+      groupid,
+      comment: group.comment,
+      users: [...group.members].sort().join(','),
+    }));
+  },
+});
+
+export const createGroup = write({
+  name: 'group.create',
+  summary: 'a new group',
+  parameters: {
+    type: 'object',
+    required: ['groupid'],
+    properties: { groupid: schema.groupid, comment: schema.text },
+  },
+  ...idAndComment('groupid'),
+  authorize: (caller, _params, config) =>
+    requirePrivileges(config, caller, ACCESS_GROUPS, ['Group.Allocate']),
+  async run(writer, params) {
+    await writer.change((config) => {
+      addGroup(
+        config,
+        params.groupid,
+        params.comment === undefined ? {} : { comment: params.comment },
+      );
+    });
+    return null;
+  },
+});
+
+export const deleteGroup = write({
+  name: 'group.delete',
+  summary: 'a group and its ACL entries; its users stay',
+  parameters: {
+    type: 'object',
+    required: ['groupid'],
+    properties: { groupid: schema.groupid },
+  },
+  fromApi: (input: Raw) => ({ groupid: input.groupid as string }),
+  parse: (raw: Raw) => ({ groupid: text(raw, 'groupid') }),
+  authorize: (caller, _params, config) =>
+    requirePrivileges(config, caller, ACCESS_GROUPS, ['Group.Allocate']),
+  async run(writer, params) {
+    await writer.change((config) => removeGroup(config, params.groupid));
+    return null;
+  },
+});

@@ -1,0 +1,227 @@
+/**
+ * API tokens: PVE's /access/users/{userid}/token. A user manages their own
+ * tokens; others' need User.Modify; root@pam's only root@pam; and no token
+ * ever gets more than its creator holds (requireNoEscalation).
+ */
+
+import type { UserConfig } from '../../config/types.js';
+import type { TokenFields } from '../../config/users.js';
+import * as userConfig from '../../config/users.js';
+import { ConfigError } from '../../errors.js';
+import { joinTokenid } from '../../ids.js';
+import { type CreatedToken, type TokenInfo, tokenInfo } from '../answers.js';
+import {
+  defined,
+  flagOf,
+  type ParameterSchema,
+  type Raw,
+  record,
+  schema,
+  text,
+} from '../params.js';
+import {
+  type Caller,
+  requireNoEscalation,
+  requireRootForRoot,
+  requireSelfOrUserModify,
+} from '../rules.js';
+import { read, type Writer, write } from './operation.js';
+import { userParameters, userParams } from './users.js';
+
+const ownTokensOrUserModify = (caller: Caller, params: { userid: string }, config: UserConfig) =>
+  requireSelfOrUserModify(config, caller, params.userid);
+/**
+ * A token write: the user's own tokens or User.Modify, root@pam's tokens only
+ * by root@pam, and never more than the caller holds (requireNoEscalation).
+ */
+function tokenWrite(
+  grants: (params: never) => { privsep?: boolean | undefined; secret?: boolean },
+) {
+  return (caller: Caller, params: TokenParams, config: UserConfig) => {
+    requireSelfOrUserModify(config, caller, params.userid);
+    requireRootForRoot(config, caller, params.userid);
+    requireNoEscalation(config, caller, params, grants(params as never));
+  };
+}
+
+const tokenFieldSchemas = {
+  expire: schema.expire,
+  privsep: schema.flag,
+  comment: schema.text,
+  enable: schema.flag,
+};
+
+function tokenFieldsOf(input: Raw): TokenFields {
+  return defined({
+    enable: flagOf(input.enable),
+    expire: input.expire as number | undefined,
+    privsep: flagOf(input.privsep),
+    comment: input.comment as string | undefined,
+  });
+}
+
+interface TokenParams {
+  userid: string;
+  tokenName: string;
+}
+
+/** PVE calls the token's name `tokenid` in its API paths. */
+const tokenParameters: ParameterSchema = {
+  type: 'object',
+  required: ['userid', 'tokenid'],
+  properties: { userid: schema.userid, tokenid: schema.tokenName },
+};
+
+function tokenParamsOf(input: Raw): TokenParams {
+  return { userid: input.userid as string, tokenName: input.tokenid as string };
+}
+
+function parseTokenParams(raw: Raw): TokenParams {
+  return { userid: text(raw, 'userid'), tokenName: text(raw, 'tokenName') };
+}
+
+/** What every operation on one token shares: its parameters and its privilege rule. */
+const onToken = {
+  parameters: tokenParameters,
+  fromApi: tokenParamsOf,
+  parse: parseTokenParams,
+  authorize: ownTokensOrUserModify,
+};
+
+/** The token's parameters with `fields` besides (what a create or update may set). */
+function tokenParametersWith(fields: ParameterSchema['properties']): ParameterSchema {
+  return { ...tokenParameters, properties: { ...tokenParameters.properties, ...fields } };
+}
+
+/**
+ * A new secret for `tokenid`, answered once; the old one stops working
+ * everywhere at once. The token is confirmed under user.cfg's lock after the
+ * secret is stored: a delete that ran meanwhile wins, and the secret we wrote
+ * is removed again rather than left behind as an orphan.
+ */
+async function newSecret(writer: Writer, tokenid: string): Promise<CreatedToken> {
+  const value = await writer.newSecret(tokenid);
+  let token: ReturnType<typeof userConfig.getToken>;
+  try {
+    token = await writer.change((config) => userConfig.getToken(config, tokenid));
+  } catch (error) {
+    await writer.deleteSecret(tokenid);
+    throw error;
+  }
+  return { 'full-tokenid': tokenid, info: tokenInfo(token), value };
+}
+
+export const listTokens = read({
+  name: 'token.list',
+  summary: "a user's tokens",
+  parameters: userParameters,
+  ...userParams,
+  authorize: ownTokensOrUserModify,
+  run(config, _caller, params) {
+    return [...userConfig.getUser(config, params.userid).tokens].map(([tokenid, token]) => ({
+      tokenid,
+      ...tokenInfo(token),
+    }));
+  },
+});
+
+export const readToken = read({
+  name: 'token.read',
+  summary: 'one token (never its secret)',
+  ...onToken,
+  run(config, _caller, params) {
+    return tokenInfo(userConfig.getToken(config, joinTokenid(params.userid, params.tokenName)));
+  },
+});
+
+/**
+ * The secret is stored first and the token added to user.cfg second: a crash
+ * in between leaves an unusable orphan secret, never a token without one.
+ */
+export const createToken = write({
+  name: 'token.create',
+  summary: 'a new token and its secret, answered once',
+  ...onToken,
+  parameters: tokenParametersWith(tokenFieldSchemas),
+  fromApi: (input: Raw) => ({ ...tokenParamsOf(input), fields: tokenFieldsOf(input) }),
+  parse: (raw: Raw) => ({ ...parseTokenParams(raw), fields: record<TokenFields>(raw, 'fields') }),
+  // A new token is separated unless asked otherwise (addToken's default).
+  authorize: tokenWrite((p: { fields: TokenFields }) => ({ privsep: p.fields.privsep ?? true })),
+  async run(writer, params): Promise<CreatedToken> {
+    const tokenid = joinTokenid(params.userid, params.tokenName);
+    await writer.check((config) => {
+      if (userConfig.getUser(config, params.userid).tokens.has(params.tokenName)) {
+        throw new ConfigError('exists', `token ${tokenid} already exists`);
+      }
+    });
+    const value = await writer.newSecret(tokenid);
+    try {
+      const token = await writer.change((config) =>
+        userConfig.addToken(config, tokenid, params.fields),
+      );
+      return { 'full-tokenid': tokenid, info: tokenInfo(token), value };
+    } catch (error) {
+      await writer.deleteSecret(tokenid);
+      throw error;
+    }
+  },
+});
+
+/**
+ * A token's fields; with `regenerate` (as Proxmox Backup Server offers it) also
+ * a new secret, answered once like a new token's.
+ */
+export const updateToken = write({
+  name: 'token.update',
+  summary: "a token's fields, and with regenerate a new secret",
+  ...onToken,
+  parameters: tokenParametersWith({ ...tokenFieldSchemas, regenerate: schema.flag }),
+  fromApi: (input: Raw) => ({
+    ...tokenParamsOf(input),
+    changes: tokenFieldsOf(input),
+    ...defined({ regenerate: flagOf(input.regenerate) }),
+  }),
+  parse: (raw: Raw) => ({
+    ...parseTokenParams(raw),
+    changes: record<TokenFields>(raw, 'changes'),
+    ...defined({ regenerate: raw.regenerate === undefined ? undefined : raw.regenerate === true }),
+  }),
+  authorize: tokenWrite((p: { changes: TokenFields; regenerate?: boolean }) => ({
+    privsep: p.changes.privsep,
+    secret: p.regenerate === true,
+  })),
+  async run(writer, params): Promise<TokenInfo | CreatedToken> {
+    const tokenid = joinTokenid(params.userid, params.tokenName);
+    const token = await writer.change((config) =>
+      userConfig.updateToken(config, tokenid, params.changes),
+    );
+    return params.regenerate ? newSecret(writer, tokenid) : tokenInfo(token);
+  },
+});
+
+export const rotateToken = write({
+  name: 'token.rotate',
+  summary: 'a new secret for a token, answered once; the old one stops working at once',
+  ...onToken,
+  authorize: tokenWrite(() => ({ secret: true })),
+  async run(writer, params) {
+    const tokenid = joinTokenid(params.userid, params.tokenName);
+    await writer.check((config) => userConfig.getToken(config, tokenid)); // 404 before any hashing
+    return newSecret(writer, tokenid);
+  },
+});
+
+/** user.cfg first (the token stops being active), then the secret (one transaction on etcd). */
+export const deleteToken = write({
+  name: 'token.delete',
+  summary: 'a token and its secret',
+  ...onToken,
+  authorize: tokenWrite(() => ({})),
+  async run(writer, params) {
+    const tokenid = joinTokenid(params.userid, params.tokenName);
+    await writer.change((config) => userConfig.removeToken(config, tokenid), {
+      secretsToDelete: () => [tokenid],
+    });
+    return null;
+  },
+});
