@@ -311,7 +311,7 @@ describe('tokenctl tokens', () => {
     const cases: Array<[string[], RegExp]> = [
       [['token', 'add', 'root@pam'], /invalid .*missing "!TOKEN"/],
       [['token', 'add', 'root@pam!x', '--expire', '2027-02-30'], /expected a date YYYY-MM-DD/],
-      [['token', 'add', 'root@pam!x', '--privsep', 'yes'], /expected 0 or 1/],
+      [['token', 'add', 'root@pam!x', '--privsep', 'maybe'], /expected 0 or 1/],
       [['token', 'update', 'root@pam!x'], /nothing to change/],
       [['token', 'update', 'root@pam!x', '--enable', '--disable'], /cannot be used with/],
       [['acl', 'set', '/', '--roles', 'PVEAuditor'], /at least one of --users/],

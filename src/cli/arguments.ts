@@ -56,11 +56,12 @@ export const expireArgument: (value: string) => number = asUsageError(parseExpir
 /** `90d`, `12h`, `10s`: milliseconds. */
 export const durationArgument: (value: string) => number = asUsageError(parseDuration);
 
-/** `0` or `1`, as the API takes flags. */
+/** PVE's `<boolean>`: 1|0, yes|no, on|off, true|false (any case), as pveum takes it. */
 export const flagArgument = asUsageError((value: string): boolean => {
-  if (value === '1') return true;
-  if (value === '0') return false;
-  throw new Error(`expected 0 or 1, not ${quote(value)}`);
+  const word = value.toLowerCase();
+  if (['1', 'yes', 'on', 'true'].includes(word)) return true;
+  if (['0', 'no', 'off', 'false'].includes(word)) return false;
+  throw new Error(`expected 0 or 1 (or yes/no, on/off, true/false), not ${quote(value)}`);
 });
 
 /** `a,b c;d`: PVE's list syntax. */

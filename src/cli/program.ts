@@ -3,6 +3,8 @@
  * group. Commander reports usage errors; main() turns them into exit code 2.
  */
 import { Command, Option } from 'commander';
+import { accessConfigOrDefault } from '../config/access-control.js';
+import type { UserConfig } from '../config/types.js';
 import { DEFAULT_CONFIG_DIR, DEFAULT_RUNTIME_DIR } from '../service/settings.js';
 import { VERSION } from '../version.js';
 import { registerAclCommands } from './commands/acl.js';
@@ -16,9 +18,68 @@ import { registerPoolCommands } from './commands/pool.js';
 import { registerRoleCommands } from './commands/role.js';
 import { registerTokenCommands } from './commands/token.js';
 import { registerUserCommands } from './commands/user.js';
-import { bashCompletion } from './completion.js';
+import { bashCompletion, ID_KINDS, type IdKind } from './completion.js';
 import type { Cli } from './context.js';
 import { OUTPUT_FORMATS } from './output.js';
+
+/** pveum's one-word commands, as the two words tokenctl has for each. */
+export const PVEUM_ALIASES: ReadonlyMap<string, readonly [string, string]> = new Map([
+  ['useradd', ['user', 'add']],
+  ['usermod', ['user', 'modify']],
+  ['userdel', ['user', 'delete']],
+  ['groupadd', ['group', 'add']],
+  ['groupmod', ['group', 'modify']],
+  ['groupdel', ['group', 'delete']],
+  ['roleadd', ['role', 'add']],
+  ['rolemod', ['role', 'modify']],
+  ['roledel', ['role', 'delete']],
+  ['aclmod', ['acl', 'modify']],
+  ['acldel', ['acl', 'delete']],
+]);
+
+/** The global options that take a value (so the word after them is not the command). */
+const GLOBALS_WITH_VALUE = new Set([
+  '--config-dir',
+  '--runtime-dir',
+  '--group',
+  '--output',
+  '--output-format',
+]);
+
+/**
+ * `argv` with a pveum alias in the command's place (`tokenctl aclmod / ...`)
+ * written out as tokenctl's two words; anything else unchanged.
+ */
+export function expandPveumAlias(argv: readonly string[]): string[] {
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    if (word === '--') break;
+    if (word.startsWith('-')) {
+      if (GLOBALS_WITH_VALUE.has(word)) i++;
+      continue;
+    }
+    const expanded = PVEUM_ALIASES.get(word);
+    return expanded ? [...argv.slice(0, i), ...expanded, ...argv.slice(i + 1)] : [...argv];
+  }
+  return [...argv];
+}
+
+function idsOf(config: UserConfig, kind: IdKind): string[] {
+  switch (kind) {
+    case 'userid':
+      return [...config.users.keys()];
+    case 'tokenid':
+      return [...config.users].flatMap(([userid, user]) =>
+        [...user.tokens.keys()].map((name) => `${userid}!${name}`),
+      );
+    case 'groupid':
+      return [...config.groups.keys()];
+    case 'roleid':
+      return [...accessConfigOrDefault().roles.keys(), ...config.roles.keys()];
+    case 'poolid':
+      return [...config.pools.keys()];
+  }
+}
 
 export function buildProgram(cli: Cli): Command {
   const program = new Command('tokenctl')
@@ -54,6 +115,12 @@ export function buildProgram(cli: Cli): Command {
     .option('--noborder', 'text tables without borders')
     .option('--noheader', 'text tables without the header line')
     .version(VERSION, '--version', 'print the version and exit')
+    .addHelpText(
+      'after',
+      `\npveum's aliases work too: ${[...PVEUM_ALIASES]
+        .map(([alias, words]) => `${alias} (${words.join(' ')})`)
+        .join(', ')}.`,
+    )
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({
@@ -84,5 +151,16 @@ export function buildProgram(cli: Cli): Command {
         program.error(`error: no completion for ${shell}; only bash`, { exitCode: 2 });
       cli.io.stdout(bashCompletion(program));
     });
+  // For the completion script: the ids of one kind, one per line (hidden from help).
+  program
+    .command('complete-ids', { hidden: true })
+    .argument('<kind>', ID_KINDS.join('|'))
+    .action(
+      cli.action(async (ctx, kind: string) => {
+        if (!(ID_KINDS as readonly string[]).includes(kind)) ctx.usageError(`no id kind ${kind}`);
+        const ids = idsOf(await ctx.config(), kind as IdKind);
+        if (ids.length > 0) cli.io.stdout(`${ids.join('\n')}\n`);
+      }),
+    );
   return program;
 }

@@ -8,13 +8,13 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Cli, type CliIo, PROCESS_IO } from './context.js';
 import { failureOf } from './exit.js';
-import { buildProgram } from './program.js';
+import { buildProgram, expandPveumAlias } from './program.js';
 
 /** Runs tokenctl with `argv` (the arguments after the script) and returns the exit code. */
 export async function main(argv: string[], io: CliIo = PROCESS_IO): Promise<number> {
   const cli = new Cli(io);
   try {
-    await buildProgram(cli).parseAsync(argv, { from: 'user' });
+    await buildProgram(cli).parseAsync(expandPveumAlias(argv), { from: 'user' });
     return cli.exitCode;
   } catch (error) {
     const failure = failureOf(error);

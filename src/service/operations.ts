@@ -20,7 +20,7 @@
  * fresh config, before every look at the config its run takes.
  */
 import { readAcl, updateAcl } from './operations/acl.js';
-import { createGroup, deleteGroup, listGroups } from './operations/groups.js';
+import { createGroup, deleteGroup, listGroups, updateGroup } from './operations/groups.js';
 import type { Operation } from './operations/operation.js';
 import { readPermissions } from './operations/permissions.js';
 import { createPool, deletePool, listPools, updatePool } from './operations/pools.js';
@@ -79,6 +79,7 @@ export const OPERATIONS: ReadonlyMap<string, Operation<object>> = new Map(
       deleteToken,
       updateAcl,
       createGroup,
+      updateGroup,
       createPool,
       updatePool,
       deletePool,

@@ -1,7 +1,7 @@
 /** `tokenctl acl ...`: ACL entries, with the semantics of PVE's PUT /access/acl, as root@pam. */
 import { type Command, Option } from 'commander';
 import { readAcl, updateAcl } from '../../service/operations.js';
-import { aclPathArgument, listArgument } from '../arguments.js';
+import { aclPathArgument, flagArgument, listArgument } from '../arguments.js';
 import type { Cli } from '../context.js';
 import { yesNo } from '../output.js';
 
@@ -10,7 +10,8 @@ interface AclOptions {
   users?: string[];
   groups?: string[];
   tokens?: string[];
-  propagate: boolean;
+  /** Undefined unless given: PVE's default is 1. */
+  propagate?: boolean;
   delete?: boolean;
 }
 
@@ -35,6 +36,13 @@ export function registerAclCommands(program: Command, cli: Cli): void {
       .addOption(
         new Option('--tokens <list>', 'token ids, comma separated').argParser(listArgument),
       )
+      // pveum's `--propagate 0|1`, and tokenctl's `--no-propagate` (defined second, so
+      // that neither sets a default and an absent flag means PVE's default, 1).
+      .addOption(
+        new Option('--propagate <0|1>', 'apply below the path too (default 1)').argParser(
+          flagArgument,
+        ),
+      )
       .option('--no-propagate', 'apply at this path only, not below it');
     if (!take) command.option('--delete', 'take the roles away instead of granting them');
     command.action(
@@ -47,7 +55,7 @@ export function registerAclCommands(program: Command, cli: Cli): void {
         const result = await ctx.write(updateAcl, {
           path,
           roles: options.roles,
-          propagate: options.propagate,
+          propagate: options.propagate ?? true,
           delete: take || (options.delete ?? false),
           ...(options.users ? { users: options.users } : {}),
           ...(options.groups ? { groups: options.groups } : {}),

@@ -1,6 +1,6 @@
 /** `tokenctl group ...`: groups, as root@pam. */
 import type { Command } from 'commander';
-import { createGroup, deleteGroup, listGroups } from '../../service/operations.js';
+import { createGroup, deleteGroup, listGroups, updateGroup } from '../../service/operations.js';
 import { groupidArgument } from '../arguments.js';
 import type { Cli } from '../context.js';
 
@@ -32,6 +32,22 @@ export function registerGroupCommands(program: Command, cli: Cli): void {
           { header: 'USERS', cell: (g) => g.users },
           { header: 'COMMENT', cell: (g) => g.comment },
         ]);
+      }),
+    );
+
+  group
+    .command('modify')
+    .alias('update')
+    .description("change a group's comment")
+    .argument('<groupid>', 'group name', groupidArgument)
+    .option('--comment <text>', 'free text')
+    .action(
+      cli.action(async (ctx, groupid: string, options: { comment?: string }) => {
+        if (options.comment === undefined) ctx.usageError('nothing to change: give --comment');
+        ctx.printDone(
+          await ctx.write(updateGroup, { groupid, comment: options.comment }),
+          `updated group ${groupid}`,
+        );
       }),
     );
 

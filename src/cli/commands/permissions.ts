@@ -15,7 +15,12 @@ interface PermissionRow {
   privileges: string;
 }
 
-async function show(ctx: CliContext, authid: string | undefined, path: string | undefined) {
+/** Prints the privileges of `authid` (root@pam's when undefined), per path. */
+export async function showPermissions(
+  ctx: CliContext,
+  authid: string | undefined,
+  path: string | undefined,
+): Promise<void> {
   if (authid !== undefined && !isAuthid(authid)) {
     ctx.usageError(`expected USER@REALM or USER@REALM!NAME, not ${JSON.stringify(authid)}`);
   }
@@ -52,7 +57,7 @@ export function registerPermissionsCommand(parent: Command, cli: Cli): void {
     .option('--path <path>', 'only this path', aclPathArgument)
     .action(
       cli.action(async (ctx, authid: string | undefined, options: { path?: string }) =>
-        show(ctx, authid, options.path),
+        showPermissions(ctx, authid, options.path),
       ),
     );
 }

@@ -51,7 +51,8 @@ export function registerPoolCommands(program: Command, cli: Cli): void {
     );
 
   pool
-    .command('update')
+    .command('modify')
+    .alias('update')
     .description("change a pool's comment, add VMs and storages (or take them with --delete)")
     .argument('<poolid>', 'pool name', poolidArgument)
     .option('--comment <text>', 'free text')
@@ -80,7 +81,8 @@ export function registerPoolCommands(program: Command, cli: Cli): void {
     );
 
   pool
-    .command('remove')
+    .command('delete')
+    .alias('remove')
     .description('remove an empty pool and the ACL entries on it')
     .argument('<poolid>', 'pool name', poolidArgument)
     .action(

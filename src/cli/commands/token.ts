@@ -18,6 +18,7 @@ import {
 import { readShadow } from '../../shadow/file.js';
 import { type LastUsedRecord, readLastUsed } from '../../usage/file.js';
 import {
+  aclPathArgument,
   durationArgument,
   expireArgument,
   flagArgument,
@@ -27,14 +28,18 @@ import {
 import type { Cli, CliContext } from '../context.js';
 import { formatExpire } from '../dates.js';
 import { type Column, yesNo } from '../output.js';
+import { showPermissions } from './permissions.js';
 
 interface TokenOptions {
   privsep?: boolean;
   expire?: number;
   comment?: string;
   disabled?: boolean;
+  /** A bare `--enable` is true; `--enable 0|1` as pveum and PBS take it. */
   enable?: boolean;
   disable?: boolean;
+  /** PBS's and the API's `regenerate`: a new secret with the update. */
+  regenerate?: boolean;
 }
 
 export interface TokenRow {
@@ -84,7 +89,7 @@ function printSecret(ctx: CliContext, created: CreatedToken): void {
 function fieldsOf(options: TokenOptions): TokenFields {
   let enable: boolean | undefined;
   if (options.disabled || options.disable) enable = false;
-  else if (options.enable) enable = true;
+  else if (options.enable !== undefined) enable = options.enable;
   const fields: TokenFields = {};
   if (enable !== undefined) fields.enable = enable;
   if (options.expire !== undefined) fields.expire = options.expire;
@@ -253,20 +258,45 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
     .addOption(privsepOption())
     .addOption(expireOption())
     .option('--comment <text>', 'free text')
-    .addOption(new Option('--enable', 'enable the token').conflicts('disable'))
+    .addOption(
+      new Option('--enable [0|1]', 'enable the token (--enable 0 disables it)')
+        .argParser(flagArgument)
+        .conflicts('disable'),
+    )
     .addOption(new Option('--disable', 'disable the token'))
+    .addOption(
+      new Option(
+        '--regenerate [0|1]',
+        'also give it a new secret and print it, once; the old one stops working',
+      ).argParser(flagArgument),
+    )
     .action(
       cli.action(async (ctx, first: string, name: string | undefined, options: TokenOptions) => {
         const id = tokenOf(ctx, first, name);
         const changes = fieldsOf(options);
-        if (Object.keys(changes).length === 0) ctx.usageError('nothing to change');
-        const info = (await ctx.write(updateToken, {
+        const regenerate = options.regenerate === true;
+        if (Object.keys(changes).length === 0 && !regenerate) ctx.usageError('nothing to change');
+        const answer = await ctx.write(updateToken, {
           userid: id.userid,
           tokenName: id.tokenName,
           changes,
-        })) as TokenInfo;
-        printInfo(ctx, id, info);
+          ...(regenerate ? { regenerate } : {}),
+        });
+        if (regenerate) printSecret(ctx, answer as CreatedToken);
+        else printInfo(ctx, id, answer as TokenInfo);
       }),
+    );
+
+  withTokenArguments(
+    token
+      .command('permissions')
+      .description("the privileges a token holds, per path (pveum's user token permissions)"),
+  )
+    .option('--path <path>', 'only this path', aclPathArgument)
+    .action(
+      cli.action(async (ctx, first: string, name: string | undefined, options: { path?: string }) =>
+        showPermissions(ctx, tokenOf(ctx, first, name).authid, options.path),
+      ),
     );
 
   withTokenArguments(

@@ -3,7 +3,7 @@ import { type Command, Option } from 'commander';
 import { currentEpochSeconds } from '../../config/active.js';
 import type { UserFields } from '../../config/users.js';
 import { createUser, deleteUser, listUsers, updateUser } from '../../service/operations.js';
-import { expireArgument, listArgument, useridArgument } from '../arguments.js';
+import { expireArgument, flagArgument, listArgument, useridArgument } from '../arguments.js';
 import type { Cli } from '../context.js';
 import { formatExpire } from '../dates.js';
 import { yesNo } from '../output.js';
@@ -17,8 +17,14 @@ interface UserOptions {
   groups?: string[];
   append?: boolean;
   disabled?: boolean;
+  /** pveum's `--enable <boolean>`; a bare `--enable` (tokenctl's) is true. */
   enable?: boolean;
   disable?: boolean;
+}
+
+interface ListOptions {
+  enabled?: boolean;
+  full?: boolean;
 }
 
 type UserChanges = UserFields & { groups?: string[]; append?: boolean };
@@ -26,7 +32,7 @@ type UserChanges = UserFields & { groups?: string[]; append?: boolean };
 function changesOf(options: UserOptions): UserChanges {
   const changes: UserChanges = {};
   if (options.disabled || options.disable) changes.enable = false;
-  else if (options.enable) changes.enable = true;
+  else if (options.enable !== undefined) changes.enable = options.enable;
   for (const name of ['email', 'firstname', 'lastname', 'comment'] as const) {
     const value = options[name];
     if (value !== undefined) changes[name] = value;
@@ -62,7 +68,10 @@ export function registerUserCommands(program: Command, cli: Cli): Command {
       .description('create a user')
       .argument('<userid>', 'USER@REALM', useridArgument),
   )
-    .option('--disabled', 'create it disabled')
+    .addOption(new Option('--disabled', 'create it disabled').conflicts('enable'))
+    .addOption(
+      new Option('--enable <0|1>', "pveum's form: 0 creates it disabled").argParser(flagArgument),
+    )
     .action(
       cli.action(async (ctx, userid: string, options: UserOptions) => {
         ctx.printDone(
@@ -75,10 +84,33 @@ export function registerUserCommands(program: Command, cli: Cli): Command {
   user
     .command('list')
     .description('list users')
+    .addOption(
+      new Option('--enabled <0|1>', 'only enabled (1) or disabled (0) users').argParser(
+        flagArgument,
+      ),
+    )
+    .addOption(
+      new Option(
+        '--full <0|1>',
+        "with each user's tokens (default 1; 0 leaves them out)",
+      ).argParser(flagArgument),
+    )
     .action(
-      cli.action(async (ctx) => {
-        const users = await ctx.read(listUsers, { full: true });
+      cli.action(async (ctx, options: ListOptions) => {
+        const full = options.full ?? true;
+        const users = await ctx.read(listUsers, {
+          full,
+          ...(options.enabled === undefined ? {} : { enabled: options.enabled }),
+        });
         const now = currentEpochSeconds();
+        const tokens = full
+          ? [
+              {
+                header: 'TOKENS',
+                cell: (u: (typeof users)[number]) => String(u.tokens?.length ?? 0),
+              },
+            ]
+          : [];
         ctx.printList(users, [
           { header: 'USERID', cell: (u) => u.userid },
           { header: 'ENABLED', cell: (u) => yesNo(u.enable) },
@@ -86,7 +118,7 @@ export function registerUserCommands(program: Command, cli: Cli): Command {
           { header: 'NAME', cell: (u) => [u.firstname, u.lastname].filter(Boolean).join(' ') },
           { header: 'EMAIL', cell: (u) => u.email },
           { header: 'GROUPS', cell: (u) => u.groups },
-          { header: 'TOKENS', cell: (u) => String(u.tokens?.length ?? 0) },
+          ...tokens,
           { header: 'COMMENT', cell: (u) => u.comment },
         ]);
       }),
@@ -99,8 +131,17 @@ export function registerUserCommands(program: Command, cli: Cli): Command {
       .description('change a user')
       .argument('<userid>', 'USER@REALM', useridArgument),
   )
-    .option('--append', 'add --groups to the current groups instead of replacing them')
-    .addOption(new Option('--enable', 'enable the user').conflicts('disable'))
+    .addOption(
+      new Option(
+        '--append [0|1]',
+        'add --groups to the current groups instead of replacing them',
+      ).argParser(flagArgument),
+    )
+    .addOption(
+      new Option('--enable [0|1]', 'enable the user (pveum: --enable 0 disables it)')
+        .argParser(flagArgument)
+        .conflicts('disable'),
+    )
     .addOption(new Option('--disable', 'disable the user'))
     .action(
       cli.action(async (ctx, userid: string, options: UserOptions) => {

@@ -1,5 +1,5 @@
 /** Groups: PVE's /access/groups. Reading needs Sys.Audit or Group.Allocate, changing Group.Allocate. */
-import { addGroup, removeGroup } from '../../config/groups.js';
+import { addGroup, updateGroup as changeGroup, removeGroup } from '../../config/groups.js';
 import { type Raw, schema, text } from '../params.js';
 import { ACCESS_GROUPS, requirePrivileges } from '../rules.js';
 import { idAndComment, read, write } from './operation.js';
@@ -39,6 +39,26 @@ export const createGroup = write({
         params.groupid,
         params.comment === undefined ? {} : { comment: params.comment },
       );
+    });
+    return null;
+  },
+});
+
+/** PVE's PUT /access/groups/{groupid}: the comment only (members are set on the users). */
+export const updateGroup = write({
+  name: 'group.update',
+  summary: "a group's comment",
+  parameters: {
+    type: 'object',
+    required: ['groupid'],
+    properties: { groupid: schema.groupid, comment: schema.text },
+  },
+  ...idAndComment('groupid'),
+  authorize: (caller, _params, config) =>
+    requirePrivileges(config, caller, ACCESS_GROUPS, ['Group.Allocate']),
+  async run(writer, params) {
+    await writer.change((config) => {
+      changeGroup(config, params.groupid, { comment: params.comment ?? '' });
     });
     return null;
   },
