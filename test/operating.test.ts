@@ -179,6 +179,11 @@ describe('health and readiness on the metrics listener', () => {
     const rss = Number(/^process_resident_memory_bytes (\d+)/m.exec(text)?.[1]);
     // Three processes (primary and two workers) of at least 20 MB each.
     assert.ok(rss > 3 * 20e6, `resident memory ${rss} is not a sum`);
+    // A limit is per process: the daemons inherit this process's, which a sum would triple.
+    const limit = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
+    assert.match(text, new RegExp(`^process_max_fds ${limit}$`, 'm'));
+    const open = Number(/^process_open_fds (\d+)$/m.exec(text)?.[1]);
+    assert.ok(open > 0 && open < Number(limit), `open fds ${open}: the busiest process's`);
   });
 });
 

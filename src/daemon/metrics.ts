@@ -18,13 +18,36 @@ import type { UsageNotes } from '../usage/notes.js';
 import { VERSION } from '../version.js';
 import { registerClusterMetrics } from './multihost-metrics.js';
 
+/**
+ * prom-client's per-process series that a sum over the primary and the workers
+ * would make meaningless: a limit is per process (the tightest one is what
+ * runs out first), so is the busiest process's count of open descriptors, and
+ * the event loop lag that matters is the worst one. CPU, memory and handles
+ * keep the default sum: the daemon's total.
+ */
+const PER_PROCESS_AGGREGATORS = {
+  process_max_fds: 'min',
+  process_open_fds: 'max',
+  nodejs_eventloop_lag_seconds: 'max',
+  nodejs_eventloop_lag_max_seconds: 'max',
+} as const;
+
+/** prom-client's default metrics in `registry`, each per-process one with its aggregator. */
+function collectProcessMetrics(registry: client.Registry = client.register): void {
+  client.collectDefaultMetrics({ register: registry });
+  for (const [name, aggregator] of Object.entries(PER_PROCESS_AGGREGATORS)) {
+    const metric = registry.getSingleMetric(name) as { aggregator: string } | undefined;
+    if (metric) metric.aggregator = aggregator;
+  }
+}
+
 /** Registers the collectors; returns the function that records one authentication. */
 export function registerWorkerMetrics(
   deployment: Deployment,
   penalties: SourcePenalties | null = null,
   usage: UsageNotes | null = null,
 ): AuthenticationObserver {
-  client.collectDefaultMetrics();
+  collectProcessMetrics();
   const shadowCounter = (
     name: string,
     help: string,
@@ -147,7 +170,7 @@ export interface PrimaryMetrics {
 /** The primary's own series; its process metrics add up with the workers' into the daemon's. */
 export function createPrimaryMetrics(): PrimaryMetrics {
   const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry });
+  collectProcessMetrics(registry);
   const registers = [registry];
   new client.Gauge({
     name: 'token_shadow_build_info',
