@@ -13,6 +13,7 @@ import type { AuthenticationObserver } from '../../http/request-hook.js';
 import type { SourcePenalties } from '../../http/source-penalties.js';
 import { errorCode, httpFailureOf } from '../../http/status.js';
 import type { LastUsedLookup } from '../../service/answers.js';
+import { OPENAPI_PATH, openApiDocument, recordRoutes } from '../openapi.js';
 import type { RpcClient } from '../rpc.js';
 import { registerAclRoutes } from './acl.js';
 import { registerGroupRoutes } from './groups.js';
@@ -86,6 +87,14 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
     authenticate,
     ...(options.lastUsed ? { lastUsed: options.lastUsed } : {}),
   };
+
+  const described = recordRoutes(app, '/api2/json');
+  let description: object | null = null;
+  // Public, as the routes' shapes are: it says nothing about the deployment.
+  app.get(OPENAPI_PATH, async () => {
+    description ??= openApiDocument(described, VERSION.version);
+    return description;
+  });
 
   app.register(
     async (api) => {

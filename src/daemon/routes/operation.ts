@@ -85,7 +85,12 @@ export function operationRoute<P, R = unknown>(
     method,
     url,
     onRequest: [ctx.authenticate],
-    schema: schemasOf(method, url, operation.parameters),
+    // summary and operationId are for the API's description (../openapi.ts); fastify ignores them.
+    schema: {
+      ...schemasOf(method, url, operation.parameters),
+      summary: operation.summary,
+      operationId: operation.name,
+    },
     handler: async (request) => {
       const caller = request.identity as Identity;
       const params = operation.fromApi(inputOf(method, request));
