@@ -221,3 +221,15 @@ export class LastUsedFileError extends TokenShadowError {
     this.problem = problem;
   }
 }
+
+/**
+ * The audit trail cannot be appended to (`corrupt`: its last line is not a
+ * record), or its chain does not verify (`tampered`).
+ */
+export class AuditError extends TokenShadowError {
+  readonly problem: 'corrupt' | 'tampered';
+  constructor(problem: 'corrupt' | 'tampered', detail: string, options?: { cause?: unknown }) {
+    super('ERR_AUDIT', detail, options);
+    this.problem = problem;
+  }
+}

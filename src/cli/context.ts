@@ -3,12 +3,16 @@
  * the deployment (opened on first use, closed when the command ends, since the
  * hash pool keeps the process alive) and where output goes.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
+import { type AuditRecord, AuditTrail } from '../audit/trail.js';
 import type { UserConfig } from '../config/types.js';
 import { GenerationPageError } from '../errors.js';
 import { GenerationPage } from '../generations/page.js';
 import { addonAvailable } from '../native.js';
+import { type AuditContext, recordOutcome, runAudited } from '../service/audited.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { resolveGroupId } from '../service/group.js';
 import {
@@ -38,6 +42,16 @@ import {
  * lets through whatever the files say, so it can always repair them.
  */
 export const CLI_CALLER = HOST_ROOT;
+
+/** A record to syslog through logger(1), when the host has a syslog socket; never waited for. */
+function toSyslog(record: AuditRecord): void {
+  if (!existsSync('/dev/log')) return;
+  const child = spawn('logger', ['-t', 'tokenctl', '-p', 'auth.notice', JSON.stringify(record)], {
+    stdio: 'ignore',
+  });
+  child.on('error', () => undefined);
+  child.unref();
+}
 
 export interface CliIo {
   stdout(text: string): void;
@@ -127,6 +141,7 @@ export class CliContext {
   #deployment: Deployment | null = null;
   #mode: StorageMode | null = null;
   #pageWarning: string | undefined;
+  #trail: AuditTrail | null = null;
 
   constructor(cli: Cli, command: Command) {
     const options = command.optsWithGlobals<GlobalOptions>();
@@ -180,7 +195,30 @@ export class CliContext {
 
   /** Runs a write operation of the service as root@pam, writing the files from this process. */
   async write<P, R>(operation: WriteOperation<P, R>, params: P): Promise<R> {
-    return runWrite(operation, await this.writer(), CLI_CALLER, params);
+    return runAudited(this.audit(), operation, await this.writer(), CLI_CALLER, params);
+  }
+
+  /**
+   * Where tokenctl's changes are accounted for: the deployment's audit trail
+   * (as the manager's), each record also sent to syslog (the journal) when
+   * the host has one.
+   */
+  audit(): AuditContext {
+    this.#trail ??= new AuditTrail({
+      dir: this.settings.auditDir,
+      host: hostname(),
+      onRecord: toSyslog,
+    });
+    return {
+      trail: this.#trail,
+      source: `tokenctl uid=${process.getuid?.() ?? -1} pid=${process.pid}`,
+      onAuditFailure: (error) => this.warn(`the audit record was not written: ${error}`),
+    };
+  }
+
+  /** Accounts for a change tokenctl made outside the operation table (import, doctor --fix). */
+  async recordChange(op: string, params: Record<string, unknown>, error?: unknown): Promise<void> {
+    await recordOutcome(this.audit(), op, CLI_CALLER, params, error);
   }
 
   /** Runs a read operation of the service as root@pam on the current config. */

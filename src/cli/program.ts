@@ -8,6 +8,7 @@ import type { UserConfig } from '../config/types.js';
 import { DEFAULT_CONFIG_DIR, DEFAULT_RUNTIME_DIR } from '../service/settings.js';
 import { VERSION } from '../version.js';
 import { registerAclCommands } from './commands/acl.js';
+import { registerAuditCommands } from './commands/audit.js';
 import { registerClusterCommands } from './commands/cluster.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerGenerationsCommand } from './commands/generations.js';
@@ -141,6 +142,7 @@ export function buildProgram(cli: Cli): Command {
   registerImportCommand(program, cli);
   registerGenerationsCommand(program, cli);
   registerDoctorCommand(program, cli);
+  registerAuditCommands(program, cli);
   registerClusterCommands(program, cli);
   program
     .command('completion')

@@ -11,10 +11,13 @@
  */
 import { promises as fsp } from 'node:fs';
 import net from 'node:net';
+import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
+import { AuditTrail } from '../audit/trail.js';
 import { ApiError } from '../errors.js';
 import { Authenticator, type Identity } from '../http/authenticate.js';
 import { errorCode, httpFailureOf } from '../http/status.js';
+import { type AuditContext, recordOutcome } from '../service/audited.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { OPERATIONS, runWrite, type Stores } from '../service/operations.js';
 import type { Settings } from '../service/settings.js';
@@ -53,7 +56,31 @@ function describe(request: RpcRequest, caller: Identity | null) {
  * Runs one socket request as the operation it names, for whoever its
  * credential proves to `auth` (the manager's own stores: a cached verify).
  */
-export function handler(stores: Stores, auth: Authenticator, log: Logger, ledger?: LastUsedLedger) {
+export function handler(
+  stores: Stores,
+  auth: Authenticator,
+  log: Logger,
+  ledger?: LastUsedLedger,
+  trail?: AuditTrail,
+) {
+  /** Where the record of a request goes: the client address the worker saw, or the socket. */
+  const auditOf = (request: RpcRequest): AuditContext | null =>
+    trail === undefined
+      ? null
+      : {
+          trail,
+          source: typeof request.source === 'string' ? request.source.slice(0, 64) : 'socket',
+          onAuditFailure: (error) => log.error({ err: String(error) }, 'audit record not written'),
+        };
+  /** The trail's record of a request's outcome; what the log line adds of it. */
+  const audited = async (request: RpcRequest, caller: Identity | null, error?: unknown) => {
+    const audit = auditOf(request);
+    if (audit === null) return {};
+    const record = await recordOutcome(audit, String(request.op), caller, request.params, error);
+    return record === null
+      ? {}
+      : { source: record.source, changes: record.changes, seq: record.seq };
+  };
   return async (request: RpcRequest): Promise<RpcResponse> => {
     const id = typeof request.id === 'number' ? request.id : -1;
     // The API's readiness probe: proves the manager answers, changes nothing, logs nothing.
@@ -74,16 +101,20 @@ export function handler(stores: Stores, auth: Authenticator, log: Logger, ledger
       const { operation, params } = operationOf(request);
       const data = await runWrite(operation, stores, caller, params);
       if (request.op === 'token.delete') ledger?.forget(String(describe(request, caller).target));
-      log.info({ ...describe(request, caller), outcome: 'ok' }, 'mutation');
+      const record = await audited(request, caller);
+      log.info({ ...describe(request, caller), outcome: 'ok', ...record }, 'mutation');
       return { id, ok: true, data };
     } catch (error) {
       const failure = httpFailureOf(error);
+      // A refusal before the operation ran (no credential, unknown operation) is a record too.
+      const record = await audited(request, caller, error);
       log[failure.status >= 500 ? 'error' : 'info'](
         {
           ...describe(request, caller),
           outcome: 'refused',
           status: failure.status,
           code: errorCode(error),
+          ...record,
         },
         'mutation',
       );
@@ -141,7 +172,8 @@ export async function startManager(
   let expiryWatch = watchExpiry(deployment, log, expiryWindowSeconds);
   const server = net.createServer();
   const auth = new Authenticator({ users: deployment.users, shadow: deployment.shadow });
-  serveRpc(server, handler(mode.storage, auth, log, ledger));
+  const trail = new AuditTrail({ dir: settings.auditDir, host: hostname() });
+  serveRpc(server, handler(mode.storage, auth, log, ledger, trail));
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {

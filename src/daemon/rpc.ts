@@ -18,6 +18,8 @@ export interface RpcRequest {
   /** The caller's Authorization header value: `PVEAPIToken=ID=SECRET` or another scheme. */
   credential: string;
   params: Record<string, unknown>;
+  /** The API client's address, for the audit trail (what a worker saw, no more). */
+  source?: string;
 }
 
 export type RpcResponse =
@@ -140,6 +142,7 @@ export class RpcClient {
     op: string,
     credential: string,
     params: Record<string, unknown> = {},
+    source?: string,
   ): Promise<RpcResponse> {
     const id = this.#next++;
     let socket: net.Socket;
@@ -148,7 +151,7 @@ export class RpcClient {
     } catch {
       return failure(id, 503, 'manager unavailable');
     }
-    const request: RpcRequest = { id, op, credential, params };
+    const request: RpcRequest = { id, op, credential, params, ...(source ? { source } : {}) };
     const reply = new Promise<RpcResponse>((resolve) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);

@@ -47,6 +47,8 @@ export interface Settings {
   caching: boolean;
   /** The manager's record of last uses, next to token.shadow. */
   lastUsedPath: string;
+  /** The audit trail of every change (src/audit/trail.ts), root's alone. */
+  auditDir: string;
   /** How often workers hand their usage notes to the manager, and the manager writes them. */
   lastUsedIntervalMs: number;
   /** Tokens and users expiring within this many seconds are logged daily and counted. */
@@ -145,6 +147,7 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
       trustedProxies: [...(input.penalties?.trustedProxies ?? [])],
     },
     lastUsedPath: lastUsedPathFor(shadowPath),
+    auditDir: path.join(configDir, 'audit'),
     lastUsedIntervalMs: Math.max(1, input.lastUsedIntervalMs ?? DEFAULT_REPORT_INTERVAL_MS),
     expiryWindowSeconds: input.expiryWindowSeconds ?? DEFAULT_EXPIRY_WINDOW_SECONDS,
   };

@@ -15,6 +15,11 @@ export function registerDoctorCommand(program: Command, cli: Cli): void {
     .action(
       cli.action(async (ctx, options: { fix?: boolean }) => {
         const changes = options.fix ? await fixDeployment(ctx.settings) : null;
+        if (changes !== null && changes.length > 0) {
+          await ctx.recordChange('doctor.fix', {
+            fixed: changes.map((c) => `${c.name} ${c.path}: ${c.change}`),
+          });
+        }
         const checks = await runDoctor(ctx.settings);
         const status = worst(checks.map((check) => check.status));
         if (changes !== null && ctx.format === 'text') {

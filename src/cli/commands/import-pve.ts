@@ -9,6 +9,7 @@
  * accept the secret of an earlier token that happened to have the same id.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { SUPERUSER } from '../../config/access-control.js';
 import { importPveUserConfig } from '../../config/import.js';
@@ -75,6 +76,12 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
   const tokenids = [...config.users].flatMap(([userid, user]) =>
     [...user.tokens.keys()].map((name) => `${userid}!${name}`),
   );
+  await ctx.recordChange('config.import', {
+    file: path.resolve(file),
+    users: config.users.size,
+    tokens: tokenids.length,
+    'removed-secrets': replaced.length,
+  });
   const summary = {
     users: config.users.size,
     tokens: tokenids.length,

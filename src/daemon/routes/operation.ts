@@ -61,7 +61,7 @@ async function forward(ctx: RouteContext, name: string, request: FastifyRequest,
   // The manager authenticates the caller itself, from the same credential.
   const credential = authorizationOf(request.raw);
   if (typeof credential !== 'string') throw new AuthenticationError('missing-header');
-  const response = await ctx.rpc.call(name, credential, params as Raw);
+  const response = await ctx.rpc.call(name, credential, params as Raw, request.ip);
   if (!response.ok) throw new ApiError(response.status, response.message, response.errors);
   return response.data;
 }

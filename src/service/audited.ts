@@ -1,0 +1,70 @@
+/**
+ * A write operation run and accounted for: the manager (for API callers) and
+ * tokenctl (for host root) both run every change through here, so each one
+ * lands in the audit trail with who asked, from where, what and how it ended.
+ * The record is appended after the store answered, outside its locks; a
+ * trail that cannot be written never turns an applied change into a failure
+ * (the caller relies on the answer), it is reported to `onAuditFailure`.
+ */
+import { type AuditRecord, type AuditTrail, auditChanges, auditTarget } from '../audit/trail.js';
+import { errorCode, httpFailureOf } from '../http/status.js';
+import { type Caller, runWrite, type Stores, type WriteOperation } from './operations.js';
+import { HOST_ROOT } from './rules.js';
+
+export interface AuditContext {
+  trail: AuditTrail;
+  /** The client's address, or what ran the change on the host. */
+  source: string;
+  onAuditFailure(error: unknown): void;
+}
+
+/** The actor a record names: the authenticated id, or host root for tokenctl. */
+export function actorOf(caller: Caller | null): string {
+  if (caller === HOST_ROOT) return 'host root';
+  return caller?.authid ?? '(unauthenticated)';
+}
+
+/** Appends the record of one operation's outcome; never throws. */
+export async function recordOutcome(
+  audit: AuditContext,
+  op: string,
+  caller: Caller | null,
+  params: Record<string, unknown>,
+  error?: unknown,
+): Promise<AuditRecord | null> {
+  const failure = error === undefined ? null : httpFailureOf(error);
+  try {
+    return await audit.trail.append({
+      actor: actorOf(caller),
+      source: audit.source,
+      op,
+      target: auditTarget(params),
+      changes: auditChanges(params),
+      outcome: failure === null ? 'ok' : failure.status >= 500 ? 'failed' : 'refused',
+      ...(failure === null ? {} : { status: failure.status, code: errorCode(error) }),
+    });
+  } catch (appendError) {
+    audit.onAuditFailure(appendError);
+    return null;
+  }
+}
+
+/** runWrite, with its outcome (success or refusal) in the audit trail. */
+export async function runAudited<P, R>(
+  audit: AuditContext | null,
+  op: WriteOperation<P, R>,
+  stores: Stores,
+  caller: Caller,
+  params: P,
+): Promise<R> {
+  if (audit === null) return runWrite(op, stores, caller, params);
+  const raw = params as Record<string, unknown>;
+  try {
+    const data = await runWrite(op, stores, caller, params);
+    await recordOutcome(audit, op.name, caller, raw);
+    return data;
+  } catch (error) {
+    await recordOutcome(audit, op.name, caller, raw, error);
+    throw error;
+  }
+}
