@@ -201,6 +201,17 @@ export class AuditTrail {
     return null;
   }
 
+  /** The last record's sequence number (0 for an empty trail). */
+  async head(): Promise<number> {
+    return ((await readHead(this.dir)) ?? (await this.#lastRecord()))?.seq ?? 0;
+  }
+
+  /** The records after `seq`, oldest first (read only when there are any). */
+  async *recordsAfter(seq: number): AsyncGenerator<AuditRecord> {
+    if ((await this.head()) <= seq) return;
+    for await (const record of this.records()) if (record.seq > seq) yield record;
+  }
+
   /** Every record, oldest first (each line parsed; the chain is not checked: see verify). */
   async *records(): AsyncGenerator<AuditRecord> {
     for (const file of await trailFiles(this.dir)) {

@@ -14,14 +14,19 @@ import net from 'node:net';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { AuditTrail } from '../audit/trail.js';
+import { effectiveExpiry } from '../config/expiring.js';
 import { ApiError } from '../errors.js';
+import { readWebhookSettings, type WebhookSettings } from '../events/settings.js';
+import { Webhooks } from '../events/webhooks.js';
 import { Authenticator, type Identity } from '../http/authenticate.js';
 import { errorCode, httpFailureOf } from '../http/status.js';
+import { joinTokenid } from '../ids.js';
 import { type AuditContext, recordOutcome } from '../service/audited.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { OPERATIONS, runWrite, type Stores } from '../service/operations.js';
 import type { Settings } from '../service/settings.js';
 import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
+import { readLastUsed } from '../usage/file.js';
 import type { LastUsedLedger } from '../usage/ledger.js';
 import { daemonCommand, fileInput, settingsFilePath, settingsFrom } from './cli-options.js';
 import { createLogger, type Logger } from './logger.js';
@@ -123,6 +128,57 @@ export function handler(
   };
 }
 
+/** How often the manager looks for tokenctl's records and for notices due. */
+const AUDIT_POLL_MS = 2000;
+const NOTICE_CHECK_MS = 60 * 60 * 1000;
+
+/**
+ * The webhooks (src/events): fed by the audit trail (the manager's own
+ * records at once, tokenctl's within AUDIT_POLL_MS) and by an hourly check
+ * for tokens expiring within a lead time or unused for too long.
+ */
+async function startWebhooks(settings: Settings, deployment: Deployment, log: Logger) {
+  const trail = new AuditTrail({ dir: settings.auditDir, host: hostname() });
+  const webhooks = new Webhooks(await readWebhookSettings(settings.webhooksPath), {
+    dir: settings.eventsDir,
+    host: hostname(),
+    auditAfter: (seq) => trail.recordsAfter(seq),
+    auditHead: () => trail.head(),
+    async tokens() {
+      const config = await deployment.users.get();
+      const uses = (await readLastUsed(settings.lastUsedPath)).tokens;
+      return [...config.users].flatMap(([userid, user]) =>
+        [...user.tokens]
+          .filter(([, token]) => user.enable && token.enable)
+          .map(([name, token]) => {
+            const id = joinTokenid(userid, name);
+            return {
+              id,
+              expire: effectiveExpiry(user.expire, token.expire),
+              lastUsed: uses.get(id),
+            };
+          }),
+      );
+    },
+    log,
+  });
+  await webhooks.open();
+  const poll = setInterval(() => void webhooks.wake(), AUDIT_POLL_MS);
+  const notices = setInterval(() => void webhooks.checkNotices(), NOTICE_CHECK_MS);
+  poll.unref();
+  notices.unref();
+  void webhooks.checkNotices();
+  return {
+    wake: () => webhooks.wake(),
+    reconfigure: (next: WebhookSettings) => webhooks.reconfigure(next),
+    stop() {
+      clearInterval(poll);
+      clearInterval(notices);
+      webhooks.stop();
+    },
+  };
+}
+
 /** Removes a socket file left by a dead manager; refuses if one is still listening. */
 async function clearStaleSocket(socketPath: string): Promise<void> {
   const alive = await new Promise<boolean>((resolve) => {
@@ -150,7 +206,7 @@ export interface RunningManager {
   mode: StorageMode;
   server: net.Server;
   /** Applies what a reload may change here: the last-used interval and the expiry window. */
-  reconfigure(next: Settings): void;
+  reconfigure(next: Settings): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -172,7 +228,12 @@ export async function startManager(
   let expiryWatch = watchExpiry(deployment, log, expiryWindowSeconds);
   const server = net.createServer();
   const auth = new Authenticator({ users: deployment.users, shadow: deployment.shadow });
-  const trail = new AuditTrail({ dir: settings.auditDir, host: hostname() });
+  const webhooks = await startWebhooks(settings, deployment, log);
+  const trail = new AuditTrail({
+    dir: settings.auditDir,
+    host: hostname(),
+    onRecord: () => void webhooks.wake(),
+  });
   serveRpc(server, handler(mode.storage, auth, log, ledger, trail));
   const oldMask = process.umask(0o177);
   try {
@@ -206,7 +267,10 @@ export async function startManager(
     deployment,
     mode,
     server,
-    reconfigure(next) {
+    async reconfigure(next) {
+      // First what may be refused: a bad webhooks.json keeps every old setting.
+      const hooks = await readWebhookSettings(next.webhooksPath);
+      webhooks.reconfigure(hooks);
       ledger.retime(next.lastUsedIntervalMs);
       if (next.expiryWindowSeconds !== expiryWindowSeconds) {
         expiryWatch.stop();
@@ -214,14 +278,19 @@ export async function startManager(
         expiryWatch = watchExpiry(deployment, log, expiryWindowSeconds);
       }
       log.info(
-        { lastUsedIntervalMs: ledger.intervalMs, expiryWindowSeconds },
-        'reloaded: last-used interval and expiry window',
+        {
+          lastUsedIntervalMs: ledger.intervalMs,
+          expiryWindowSeconds,
+          webhooks: hooks.endpoints.length,
+        },
+        'reloaded: last-used interval, expiry window and webhooks',
       );
     },
     stop() {
       stopping ??= (async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
         expiryWatch.stop();
+        webhooks.stop();
         await ledger.close();
         await mode.close();
         await deployment.close();

@@ -49,6 +49,10 @@ export interface Settings {
   lastUsedPath: string;
   /** The audit trail of every change (src/audit/trail.ts), root's alone. */
   auditDir: string;
+  /** Webhook endpoints and their secrets (src/events/settings.ts), root's alone. */
+  webhooksPath: string;
+  /** The manager's event log and delivery state. */
+  eventsDir: string;
   /** How often workers hand their usage notes to the manager, and the manager writes them. */
   lastUsedIntervalMs: number;
   /** Tokens and users expiring within this many seconds are logged daily and counted. */
@@ -148,6 +152,8 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
     },
     lastUsedPath: lastUsedPathFor(shadowPath),
     auditDir: path.join(configDir, 'audit'),
+    webhooksPath: path.join(configDir, 'webhooks.json'),
+    eventsDir: path.join(configDir, 'events'),
     lastUsedIntervalMs: Math.max(1, input.lastUsedIntervalMs ?? DEFAULT_REPORT_INTERVAL_MS),
     expiryWindowSeconds: input.expiryWindowSeconds ?? DEFAULT_EXPIRY_WINDOW_SECONDS,
   };
