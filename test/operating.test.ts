@@ -128,6 +128,18 @@ describe('health and readiness on the metrics listener', () => {
     assert.equal((await probe(port, '/ready')).status, 404);
   });
 
+  it('turns not ready while user.cfg is missing, ready again when it is back', async () => {
+    const userCfg = path.join(dir, 'etc', 'user.cfg');
+    renameSync(userCfg, `${userCfg}.away`);
+    try {
+      assert.deepEqual(await probe(port, '/readyz'), { status: 503, body: 'not ready\n' });
+      await api.log.waitFor((l) => l.msg === 'not ready' && String(l.failing) === 'config');
+    } finally {
+      renameSync(`${userCfg}.away`, userCfg);
+    }
+    assert.deepEqual(await probe(port, '/readyz'), { status: 200, body: 'ok\n' });
+  });
+
   it('turns not ready while this host is fenced (several hosts), ready again without a fence', async () => {
     const page = GenerationPage.open(path.join(dir, 'run', 'shmem', 'config-versions'), {
       create: false,

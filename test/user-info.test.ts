@@ -114,3 +114,34 @@ describe('cached user info and authenticate() across processes', () => {
     await d.pool.close();
   });
 });
+
+describe('a user.cfg that does not exist', () => {
+  it('warns once, naming the path, refuses every token, and warns again only after it came back', async () => {
+    const dir = tempDir();
+    const warnings: string[] = [];
+    const file = path.join(dir, 'typo', 'user.cfg');
+    const users = new UserConfigStore({
+      path: file,
+      page: null,
+      onWarning: (m) => warnings.push(m),
+    });
+    const config = await users.get();
+    assert.deepEqual([...config.users.keys()], ['root@pam'], 'nobody but the built-in root');
+    await users.get();
+    assert.equal(users.missing, true);
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(
+      warnings[0] as string,
+      new RegExp(`${file} does not exist: every token is refused`),
+    );
+
+    const quiet = new UserConfigStore({
+      path: file,
+      page: null,
+      warnIfMissing: false,
+      onWarning: (m) => warnings.push(m),
+    });
+    await quiet.get();
+    assert.equal(warnings.length, 1, 'a writer that creates it is not warned');
+  });
+});

@@ -40,6 +40,12 @@ export interface UserConfigStoreOptions {
   backend?: AccessControlBackend;
   clock?: () => number;
   onWarning?: (message: string) => void;
+  /**
+   * Warn (once, until it appears) when user.cfg does not exist: every token
+   * would be refused without a word, as after a typo in the path. Default
+   * true; off for the writers that create it (the manager, tokenctl).
+   */
+  warnIfMissing?: boolean;
 }
 
 interface Loaded {
@@ -66,6 +72,8 @@ export class UserConfigStore {
   #mapping = -1;
   #refreshing: Promise<UserConfig> | null = null;
   #reloads = 0;
+  #warnIfMissing: boolean;
+  #missingWarned = false;
 
   constructor(options: UserConfigStoreOptions) {
     this.path = options.path;
@@ -78,6 +86,7 @@ export class UserConfigStore {
     this.#freshness = new Freshness(this.ttlMs, options.clock ?? null);
     this.#warn =
       options.onWarning ?? ((m) => process.emitWarning(m, { code: 'TOKEN_SHADOW_USER_CFG' }));
+    this.#warnIfMissing = options.warnIfMissing ?? true;
   }
 
   /** How often the file was parsed (tests, stats). */
@@ -182,11 +191,29 @@ export class UserConfigStore {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
+    this.#noteMissing(stamp === ABSENT);
     const { config, warnings } = parseUserConfig(text, { dialect: this.#dialect });
     for (const w of warnings) this.#warn(`${this.path}:${w.line}: ${w.message}`);
     this.#backend.initUserConfig(config);
     this.#reloads++;
     return { config, text, stamp, readAtNs };
+  }
+
+  /** Whether user.cfg was missing at the last read (no user but root@pam, no token). */
+  get missing(): boolean {
+    return this.#loaded !== null && this.#loaded.stamp === ABSENT;
+  }
+
+  #noteMissing(missing: boolean): void {
+    if (!missing) {
+      this.#missingWarned = false;
+      return;
+    }
+    if (!this.#warnIfMissing || this.#missingWarned) return;
+    this.#missingWarned = true;
+    this.#warn(
+      `${this.path} does not exist: every token is refused until it does (is the configuration directory right?)`,
+    );
   }
 
   #adopt(loaded: Loaded, generation: number | null, mapping: number): void {

@@ -15,6 +15,7 @@ import type { Settings, SettingsInput } from '../service/settings.js';
 import { daemonCommand, fileInput, settingsFilePath, settingsFrom } from './cli-options.js';
 import { answerMetricsRequests, clusterMetrics, METRICS_CONTENT_TYPE } from './cluster-metrics.js';
 import {
+  configCheck,
   fenceCheck,
   managerCheck,
   pageCheck,
@@ -199,6 +200,7 @@ async function runPrimary(argv: string[]): Promise<void> {
   const checks: ReadinessCheck[] = [
     { name: 'workers', check: async () => !stopping && pool.serving > 0 },
     page,
+    configCheck(settings.userCfgPath),
     fenceCheck(() => page.page),
     managerCheck(settings.socketPath),
   ];

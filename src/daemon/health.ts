@@ -9,6 +9,7 @@
  *             manager), else 503.
  *   /healthz  the same as /readyz: what most load balancers probe by default.
  */
+import { stat } from 'node:fs/promises';
 import type http from 'node:http';
 import { fenceState } from '../generations/fence.js';
 import { GenerationPage } from '../generations/page.js';
@@ -45,6 +46,22 @@ export function managerCheck(socketPath: string, timeoutMs = MANAGER_PROBE_TIMEO
       }
     },
   } satisfies ReadinessCheck;
+}
+
+/**
+ * user.cfg exists: without it every token is refused (a typo in
+ * --config-dir, a file moved away), which a balancer should hear as "not
+ * ready" rather than find out from 401s.
+ */
+export function configCheck(userCfgPath: string): ReadinessCheck {
+  return {
+    name: 'config',
+    check: () =>
+      stat(userCfgPath).then(
+        (st) => st.isFile(),
+        () => false,
+      ),
+  };
 }
 
 /**

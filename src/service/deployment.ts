@@ -64,6 +64,8 @@ export function openDeployment(
     page,
     ttlMs: settings.ttlMs,
     onWarning: warn,
+    // The manager and tokenctl create it; a worker or an app only reads it.
+    warnIfMissing: role === 'worker',
     ...gid,
   });
   const shadow = new TokenShadow({
