@@ -447,8 +447,18 @@ describe('config: PVE dialect', () => {
     const ours = parseUserConfig('user:joe@pve:1:0::::::\ntoken:joe@pve!ci::1:');
     assert.equal(ours.config.users.get('joe@pve')?.tokens.has('ci'), false, 'no PRIVSEP: dropped');
     assert.match(ours.warnings.at(-1)?.message ?? '', /privsep missing or cut/);
-    const pve = parseUserConfig('token:x@pve!t:1:0:1:c:\n', { dialect: 'pve' });
-    assert.equal(pve.warnings.length, 1, 'our form has one field too many for PVE');
+    // Our form has one field too many for PVE, which reads the first four as its own.
+    const pve = parseUserConfig('user:x@pve:1\ntoken:x@pve!t:1:0:1:c:\n', { dialect: 'pve' });
+    assert.deepEqual(
+      pve.warnings.map((w) => w.message),
+      ['line 2: ignoring the fields after the first 4, as PVE does: "token:x@pve!t:1:0:1:c:"'],
+    );
+    assert.deepEqual(pve.config.users.get('x@pve')?.tokens.get('t'), {
+      enable: true,
+      expire: 1,
+      privsep: false,
+      comment: '1',
+    });
   });
 
   it('imports PVE into our format', () => {

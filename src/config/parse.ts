@@ -5,12 +5,20 @@
  */
 
 import { ConfigError, quote } from '../errors.js';
-import { isAuthid, isTokenid, parseAuthid, parseTokenid, parseUserid } from '../ids.js';
+import { isAuthid, parseAuthid, parseTokenid, parseUserid } from '../ids.js';
 import type { AccessControlConfig } from './access-control.js';
 import { accessConfigOrDefault } from './access-control.js';
 import { decodeText } from './encoding.js';
+import {
+  addPrivileges,
+  field,
+  isUserid,
+  type LineContext,
+  lineContext,
+  type Problem,
+} from './lines.js';
 import { POOL_LINE_FIELDS, parsePoolLine } from './pools.js';
-import { REMOVED_PRIVILEGES } from './privileges.js';
+import { pveReader } from './pve-dialect.js';
 import {
   isGroupId,
   isRawField,
@@ -30,9 +38,11 @@ import {
 } from './types.js';
 
 /**
- * 'token-shadow': `token:ID:ENABLE:EXPIRE:PRIVSEP:COMMENT:`.
- * 'pve': Proxmox VE's `token:ID:EXPIRE:PRIVSEP:COMMENT:` (tokens are enabled), and
- * PVE's reading of an empty user ENABLE field (disabled).
+ * 'token-shadow': `token:ID:ENABLE:EXPIRE:PRIVSEP:COMMENT:`; a line cut short
+ * never grants more than the whole line (our writer ends every line with ':').
+ * 'pve': Proxmox VE's own file, read with PVE 9.1's field semantics
+ * (pve-dialect.ts): `token:ID:EXPIRE:PRIVSEP:COMMENT:`, missing fields take
+ * PVE's defaults.
  */
 export type UserConfigDialect = 'token-shadow' | 'pve';
 
@@ -49,52 +59,13 @@ export interface ParsedUserConfig {
   warnings: ConfigWarning[];
 }
 
-const FIELD_COUNTS = { user: 9, group: 4, role: 3, acl: 5 } as const;
-const TOKEN_FIELDS = { 'token-shadow': 6, pve: 5 } as const;
+const FIELD_COUNTS = { user: 9, token: 6, group: 4, role: 3, acl: 5 } as const;
 /**
  * Complete fields (type included) a line needs before it may grant anything:
  * up to EXPIRE for users, PRIVSEP for tokens, the member, privilege and role
  * lists. What follows (names, comments, keys) grants nothing.
  */
-const NEEDED = { user: 4, group: 3, role: 3, acl: 5 } as const;
-const TOKEN_NEEDED = { 'token-shadow': 5, pve: 4 } as const;
-
-/** Why the whole line was skipped; undefined when it was used (perhaps in part). */
-type Problem = string | undefined;
-
-interface LineContext {
-  readonly config: UserConfig;
-  readonly access: AccessControlConfig;
-  readonly dialect: UserConfigDialect;
-  readonly fields: string[];
-  /**
-   * How many fields are complete: followed by a ':'. Every line we write ends
-   * with one, so a line cut short (a crash, a full disk, a bad copy) has fewer
-   * than its type needs, and its last field may be a prefix of what it was.
-   */
-  readonly complete: number;
-  /** Warns about this line; `detail` must already quote untrusted values. */
-  warn(detail: string): void;
-}
-
-function field(fields: readonly string[], index: number): string {
-  return fields[index] ?? '';
-}
-
-/** Splits at ':', trims every field and drops trailing empty ones, like Perl's split. */
-function splitFields(line: string): string[] {
-  const fields = line.split(':').map((part) => part.trim());
-  while (fields.length > 0 && fields[fields.length - 1] === '') fields.pop();
-  return fields;
-}
-
-/** The line for a warning, with the key list of a user line hidden: it may hold OTP secrets. */
-function safeLine(fields: readonly string[], line: string): string {
-  if (fields[0] === 'user' && field(fields, 8) !== '') {
-    return `${fields.slice(0, 8).join(':')}:***:`;
-  }
-  return line;
-}
+const NEEDED = { user: 4, token: 5, group: 3, role: 3, acl: 5 } as const;
 
 /** Parses user.cfg text; a bad line is skipped with a warning, never an exception. */
 export function parseUserConfig(
@@ -109,25 +80,19 @@ export function parseUserConfig(
   const access = options.access ?? accessConfigOrDefault();
   const config = createUserConfig();
   const warnings: ConfigWarning[] = [];
+  const pve = dialect === 'pve' ? pveReader() : null;
   const lines = text.split('\n');
   for (let index = 0; index < lines.length; index++) {
     const line = (lines[index] ?? '').trim();
     if (line === '' || line.startsWith('#')) continue;
-    const lineNumber = index + 1;
-    const fields = splitFields(line);
-    const context: LineContext = {
-      config,
-      access,
-      dialect,
-      fields,
-      complete: line.split(':').length - 1,
-      warn(detail) {
-        const shown = quote(safeLine(fields, line), 80);
-        warnings.push({ line: lineNumber, message: `line ${lineNumber}: ${detail}: ${shown}` });
-      },
-    };
-    const problem = parseLine(context);
+    const context = lineContext(config, access, line, index + 1, warnings);
+    const problem = pve ? pve.line(context) : parseLine(context);
     if (problem !== undefined) context.warn(problem);
+  }
+  if (pve) {
+    pve.finish(config);
+    // What is settled at the end of the file is warned about there; keep line order.
+    warnings.sort((a, b) => a.line - b.line);
   }
   return { config, warnings };
 }
@@ -224,7 +189,7 @@ function parseUserLine(context: LineContext): Problem {
 
 function parseTokenLine(context: LineContext): Problem {
   const { fields, config } = context;
-  const extra = tooManyFields(context, TOKEN_FIELDS[context.dialect]);
+  const extra = tooManyFields(context, FIELD_COUNTS.token);
   if (extra) return extra;
   const tokenid = field(fields, 1);
   let userid: string;
@@ -238,11 +203,10 @@ function parseTokenLine(context: LineContext): Problem {
   if (!user) return `ignoring token ${quote(tokenid)}: user does not exist (yet)`;
   if (user.tokens.has(tokenName)) return `ignoring duplicate token ${quote(tokenid)}`;
   // Without a complete PRIVSEP the token could read as privsep=0: dropped.
-  if (cutShort(context, TOKEN_NEEDED[context.dialect])) {
+  if (cutShort(context, NEEDED.token)) {
     return `ignoring token ${quote(tokenid)}: privsep missing or cut`;
   }
-  // PVE's form has no ENABLE field: every token there is enabled.
-  const rest = context.dialect === 'pve' ? ['1', ...fields.slice(2)] : fields.slice(2);
+  const rest = fields.slice(2);
   const enable = parseFlag(field(rest, 0), false);
   const expire = parseExpire(field(rest, 1));
   const privsep = parseFlag(field(rest, 2), false);
@@ -285,19 +249,7 @@ function parseRoleLine(context: LineContext): Problem {
   if (config.roles.has(roleid)) return `ignoring duplicate role ${quote(roleid)}`;
   cutShort(context, NEEDED.role);
   const privileges = new Set<string>();
-  for (const privilege of completeItems(context, 2)) {
-    if (access.privileges.has(privilege)) {
-      privileges.add(privilege);
-    } else {
-      const removed = REMOVED_PRIVILEGES.get(privilege);
-      const what = `${quote(privilege)} of role ${quote(roleid)}`;
-      context.warn(
-        removed === undefined
-          ? `ignoring unknown privilege ${what}`
-          : `ignoring privilege ${what}: ${removed}`,
-      );
-    }
-  }
+  addPrivileges(context, roleid, completeItems(context, 2), privileges);
   config.roles.set(roleid, privileges);
 }
 
@@ -389,8 +341,4 @@ function resolveUgid(context: LineContext, ugid: string): [keyof AclNode, string
     context.warn(`ignoring unknown token ${quote(ugid)} in acl`);
   }
   return null;
-}
-
-function isUserid(value: string): boolean {
-  return isAuthid(value) && !isTokenid(value);
 }
