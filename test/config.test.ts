@@ -448,12 +448,12 @@ describe('config: PVE dialect', () => {
     assert.equal(ours.config.users.get('joe@pve')?.tokens.has('ci'), false, 'no PRIVSEP: dropped');
     assert.match(ours.warnings.at(-1)?.message ?? '', /privsep missing or cut/);
     // Our form has one field too many for PVE, which reads the first four as its own.
-    const pve = parseUserConfig('user:x@pve:1\ntoken:x@pve!t:1:0:1:c:\n', { dialect: 'pve' });
+    const pve = parseUserConfig('user:x@pve:1\ntoken:x@pve!tk:1:0:1:c:\n', { dialect: 'pve' });
     assert.deepEqual(
       pve.warnings.map((w) => w.message),
-      ['line 2: ignoring the fields after the first 4, as PVE does: "token:x@pve!t:1:0:1:c:"'],
+      ['line 2: ignoring the fields after the first 4, as PVE does: "token:x@pve!tk:1:0:1:c:"'],
     );
-    assert.deepEqual(pve.config.users.get('x@pve')?.tokens.get('t'), {
+    assert.deepEqual(pve.config.users.get('x@pve')?.tokens.get('tk'), {
       enable: true,
       expire: 1,
       privsep: false,
