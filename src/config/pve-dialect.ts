@@ -43,6 +43,8 @@ import {
 const PVE_FIELDS = { user: 8, token: 4, group: 3, role: 2, acl: 4, pool: 4 } as const;
 /** PVE's token name: its realm_regex, so a letter and at least one more character. */
 const PVE_TOKEN_NAME = /^[A-Za-z][A-Za-z0-9.\-_]+$/;
+/** The longest user or token id this project holds (src/ids.ts). */
+const MAX_ID = 64;
 /** PVE's normalize_path accepts these characters ([[:alnum:]], '.', '-', '_', '/'). */
 const PVE_ACL_PATH_CHARS = /^[A-Za-z0-9.\-_/]+$/;
 
@@ -134,6 +136,13 @@ function ignoreExtraFields(context: LineContext, known: number): void {
   }
 }
 
+/** Why an id PVE may accept is refused here (see the README's deliberate differences). */
+function unsupported(id: string): string {
+  return id.length > MAX_ID
+    ? ` (longer than ${MAX_ID} characters, which this project cannot hold)`
+    : '';
+}
+
 /** PVE's `decode_text($x) if $x`: a false field ('' or '0') is no text. */
 function text(value: string): string {
   return perlTrue(value) ? decodeText(value) : '';
@@ -145,7 +154,7 @@ function readUser(context: LineContext): Problem {
   try {
     parseUserid(userid);
   } catch {
-    return `ignoring user ${quote(userid)}: invalid user id`;
+    return `ignoring user ${quote(userid)}: invalid user id${unsupported(userid)}`;
   }
   const expire = pveExpire(field(fields, 3));
   if (expire === null) return `ignoring user ${quote(userid)}: invalid expire`;
@@ -192,7 +201,7 @@ function readToken(context: LineContext): Problem {
   try {
     ({ userid, tokenName } = parseTokenid(tokenid));
   } catch {
-    return `ignoring token ${quote(tokenid)}: invalid token id`;
+    return `ignoring token ${quote(tokenid)}: invalid token id${unsupported(tokenid)}`;
   }
   if (!PVE_TOKEN_NAME.test(tokenName)) {
     return `ignoring token ${quote(tokenid)}: invalid token id for PVE (a letter, then [A-Za-z0-9._-]+)`;
