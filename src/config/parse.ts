@@ -1,7 +1,8 @@
 /**
- * Reads user.cfg. Like PVE, a bad line never makes the whole file unusable: it
- * is skipped (or the bad part of it is) and a warning names the line, so one
- * typo cannot lock every user out. Warnings are returned, not logged.
+ * Reads user.cfg, in our dialect here and in PVE's in pve-dialect.ts. Like PVE,
+ * a bad line never makes the whole file unusable: it is skipped (or the bad
+ * part of it is) and a warning names the line, so one typo cannot lock every
+ * user out. Warnings are returned, not logged.
  */
 
 import { ConfigError, quote } from '../errors.js';

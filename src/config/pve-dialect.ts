@@ -101,8 +101,9 @@ export function pveReader(): PveReader {
   return {
     line(context) {
       const type = field(context.fields, 0);
-      if (type in PVE_FIELDS)
+      if (Object.hasOwn(PVE_FIELDS, type)) {
         ignoreExtraFields(context, PVE_FIELDS[type as keyof typeof PVE_FIELDS]);
+      }
       switch (type) {
         case 'user':
           return readUser(context);
