@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tokenctlIn } from '../harness/tokenctl.js';
 import { poolMemberPaths } from '../src/config/pools.js';
 import {
   importPveUserConfig,
@@ -21,7 +22,6 @@ import {
   type UserConfig,
 } from '../src/index.js';
 import { tempDir } from './helpers/tmp.js';
-import { tokenctlIn } from './helpers/tokenctl.js';
 
 const NOW = 1_800_000_000;
 const TERSE_FILE = fileURLToPath(
@@ -271,7 +271,7 @@ describe('PVE dialect: the privileges PVE 9.1 computes for terse files (issue 21
       ].join('\n'),
       { dialect: 'pve' },
     );
-    assert.deepEqual([...config.users.keys()], ['ok@pve']);
+    assert.deepEqual([...config.users.keys()], ['root@pam', 'ok@pve'], 'root@pam always exists');
     assert.equal(config.users.get('ok@pve')?.tokens.size, 0);
     assert.equal(config.groups.size, 0);
     assert.equal(config.roles.size, 0);
@@ -338,6 +338,19 @@ describe('PVE dialect: the privileges PVE 9.1 computes for terse files (issue 21
     assert.deepEqual(privs(config, 'joe@pve', '/nodes'), LOOK);
     assert.deepEqual(privs(config, 'joe@pve', '/nodes/pve1'), []);
     assert.match(warnings[0]?.message ?? '', /"\/storage\/0" is "\/storage" in PVE/);
+  });
+
+  it('root@pam exists before the first line, as in PVE: its tokens need no user line', () => {
+    const implicit = parseUserConfig('token:root@pam!ops::1\nacl:1:/:root@pam!ops:PVEAuditor', {
+      dialect: 'pve',
+    });
+    assert.deepEqual(implicit.warnings, []);
+    assert.deepEqual(privs(implicit.config, 'root@pam!ops', '/vms/100'), role('PVEAuditor'));
+    // A root@pam line replaces the default without a warning; disabled, its tokens have nothing.
+    const off = parseUserConfig('user:root@pam:0\ntoken:root@pam!ops', { dialect: 'pve' });
+    assert.deepEqual(off.warnings, []);
+    assert.equal(off.config.users.get('root@pam')?.enable, false);
+    assert.deepEqual(privs(off.config, 'root@pam!ops', '/'), []);
   });
 
   it('our own dialect still never grants more than the whole line for the same short lines', () => {

@@ -81,7 +81,7 @@ export function parseUserConfig(
   const access = options.access ?? accessConfigOrDefault();
   const config = createUserConfig();
   const warnings: ConfigWarning[] = [];
-  const pve = dialect === 'pve' ? pveReader() : null;
+  const pve = dialect === 'pve' ? pveReader(config) : null;
   const lines = text.split('\n');
   for (let index = 0; index < lines.length; index++) {
     const line = (lines[index] ?? '').trim();

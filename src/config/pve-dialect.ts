@@ -26,6 +26,7 @@
  */
 import { quote } from '../errors.js';
 import { parseAuthid, parseTokenid, parseUserid } from '../ids.js';
+import { SUPERUSER } from './access-control.js';
 import { removeAclEntriesWhere } from './acl.js';
 import { decodeText } from './encoding.js';
 import { addPrivileges, field, isUserid, type LineContext, type Problem } from './lines.js';
@@ -92,7 +93,11 @@ interface LaterReference {
   warn(detail: string): void;
 }
 
-export function pveReader(): PveReader {
+export function pveReader(config: UserConfig): PveReader {
+  // PVE's userconfig_force_defaults runs before the first line too: root@pam exists from the
+  // start (so `token:root@pam!x` needs no user line), and a `user:root@pam` line replaces it.
+  config.users.set(SUPERUSER, newUserEntry());
+  const userLines = new Set<string>();
   const later = new Map<string, LaterReference>();
   const remember = (context: LineContext, kind: LaterReference['kind'], id: string) => {
     const key = `${kind}\0${id}`;
@@ -106,7 +111,7 @@ export function pveReader(): PveReader {
       }
       switch (type) {
         case 'user':
-          return readUser(context);
+          return readUser(context, userLines);
         case 'token':
           return readToken(context);
         case 'group':
@@ -149,7 +154,8 @@ function text(value: string): string {
   return perlTrue(value) ? decodeText(value) : '';
 }
 
-function readUser(context: LineContext): Problem {
+/** `seen`: the users read from lines so far (root@pam is there without one). */
+function readUser(context: LineContext, seen: Set<string>): Problem {
   const { fields, config } = context;
   const userid = field(fields, 1);
   try {
@@ -172,13 +178,14 @@ function readUser(context: LineContext): Problem {
     keys = '';
   }
   const earlier = config.users.get(userid);
-  if (earlier) {
+  if (earlier && seen.has(userid)) {
     const tokens = [...earlier.tokens.keys()].map((name) => quote(`${userid}!${name}`));
     context.warn(
       `user ${quote(userid)} again: this line replaces the earlier one, as in PVE` +
         (tokens.length > 0 ? `, and drops its tokens ${tokens.join(', ')}` : ''),
     );
   }
+  seen.add(userid);
   config.users.set(
     userid,
     newUserEntry({
