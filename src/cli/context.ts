@@ -18,7 +18,6 @@ import { resolveGroupId } from '../service/group.js';
 import {
   type ReadOperation,
   runRead,
-  runWrite,
   type Stores,
   type WriteOperation,
 } from '../service/operations.js';

@@ -61,6 +61,7 @@ function buildCommand(): Command {
     )
     .option('--metrics-host <host>', 'address of the metrics and health listener', '127.0.0.1')
     .option('--public-version', 'answer GET /version without authentication (benchmark baseline)')
+    .option('--no-console', 'no web console at / (the API is unchanged)')
     .option('--no-cache', 'no generation page: every verify hashes (for comparison)')
     .option('--hash-threads <n>', 'hashing threads per worker', (v) => Number(v))
     .option('--hash-queue <n>', 'hash tasks that may wait per worker before 503', (v) => Number(v))
@@ -122,7 +123,10 @@ function parseCommand(argv: string[]) {
     host: typeof flags.host === 'string' ? flags.host : undefined,
     settings,
     settingsFile: (configDir: string) => settingsFilePath(flags, configDir),
-    options: { publicVersion: Boolean(flags.publicVersion) } satisfies WorkerOptions,
+    options: {
+      publicVersion: Boolean(flags.publicVersion),
+      console: flags.console !== false,
+    } satisfies WorkerOptions,
   };
 }
 

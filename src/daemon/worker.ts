@@ -14,6 +14,7 @@ import { Authenticator } from '../http/authenticate.js';
 import { SourcePenalties } from '../http/source-penalties.js';
 import { openDeployment } from '../service/deployment.js';
 import type { Settings } from '../service/settings.js';
+import { registerConsole } from './console.js';
 import type { Logger } from './logger.js';
 import { registerWorkerMetrics } from './metrics.js';
 import { registerRoutes } from './routes/index.js';
@@ -22,6 +23,8 @@ import { startWorkerUsage } from './usage.js';
 
 export interface WorkerOptions {
   publicVersion?: boolean;
+  /** The web console at `/` (src/daemon/console.ts); on unless false. */
+  console?: boolean;
   metrics?: boolean;
   /** The certificate the primary checked; a worker that reads another one refuses to start. */
   certificateFingerprint?: string;
@@ -101,6 +104,7 @@ export async function startWorker(
     ...(options.publicVersion ? { publicVersion: true } : {}),
     ...(observe ? { onAuthenticated: observe } : {}),
   });
+  if (options.console !== false) await registerConsole(app);
   await app.listen({ host: settings.host, port: settings.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : settings.port;
