@@ -1,8 +1,12 @@
 /** Groups: PVE's /access/groups. Reading needs Sys.Audit or Group.Allocate, changing Group.Allocate. */
 import { addGroup, updateGroup as changeGroup, removeGroup } from '../../config/groups.js';
+import type { UserConfig } from '../../config/types.js';
 import { type Raw, schema, text } from '../params.js';
-import { ACCESS_GROUPS, requirePrivileges } from '../rules.js';
+import { ACCESS_GROUPS, type Caller, requirePrivileges } from '../rules.js';
 import { idAndComment, read, write } from './operation.js';
+
+const groupAllocate = (caller: Caller, _params: unknown, config: UserConfig) =>
+  requirePrivileges(config, caller, ACCESS_GROUPS, ['Group.Allocate']);
 
 export const listGroups = read({
   name: 'group.list',
@@ -21,17 +25,21 @@ export const listGroups = read({
   },
 });
 
-export const createGroup = write({
-  name: 'group.create',
-  summary: 'a new group',
+/** What creating and changing a group share: its id and comment, and Group.Allocate. */
+const groupWithComment = {
   parameters: {
     type: 'object',
     required: ['groupid'],
     properties: { groupid: schema.groupid, comment: schema.text },
   },
   ...idAndComment('groupid'),
-  authorize: (caller, _params, config) =>
-    requirePrivileges(config, caller, ACCESS_GROUPS, ['Group.Allocate']),
+  authorize: groupAllocate,
+} as const;
+
+export const createGroup = write({
+  name: 'group.create',
+  summary: 'a new group',
+  ...groupWithComment,
   async run(writer, params) {
     await writer.change((config) => {
       addGroup(
@@ -48,14 +56,7 @@ export const createGroup = write({
 export const updateGroup = write({
   name: 'group.update',
   summary: "a group's comment",
-  parameters: {
-    type: 'object',
-    required: ['groupid'],
-    properties: { groupid: schema.groupid, comment: schema.text },
-  },
-  ...idAndComment('groupid'),
-  authorize: (caller, _params, config) =>
-    requirePrivileges(config, caller, ACCESS_GROUPS, ['Group.Allocate']),
+  ...groupWithComment,
   async run(writer, params) {
     await writer.change((config) => {
       changeGroup(config, params.groupid, { comment: params.comment ?? '' });
@@ -74,8 +75,7 @@ export const deleteGroup = write({
   },
   fromApi: (input: Raw) => ({ groupid: input.groupid as string }),
   parse: (raw: Raw) => ({ groupid: text(raw, 'groupid') }),
-  authorize: (caller, _params, config) =>
-    requirePrivileges(config, caller, ACCESS_GROUPS, ['Group.Allocate']),
+  authorize: groupAllocate,
   async run(writer, params) {
     await writer.change((config) => removeGroup(config, params.groupid));
     return null;
