@@ -165,10 +165,13 @@ export class ConfigError extends TokenShadowError {
   }
 }
 
-/** The access-control configuration was read with accessConfig() before `init()`. */
+/** The access-control configuration was read with accessConfig() before `initAccessControl()`. */
 export class AccessControlNotInitialisedError extends TokenShadowError {
   constructor(what: string) {
-    super('ERR_ACCESS_CONTROL_NOT_INITIALISED', `access control ${what} used before init()`);
+    super(
+      'ERR_ACCESS_CONTROL_NOT_INITIALISED',
+      `access control ${what} used before initAccessControl()`,
+    );
   }
 }
 

@@ -2,11 +2,13 @@
  * token-shadow: verify Proxmox-style API tokens (`USER@REALM!TOKEN` + secret)
  * fast and correctly across many Node.js processes on one host.
  *
- * This is the library's whole public face, chosen name by name: what an
- * application needs to verify tokens, keep user.cfg and token.shadow, and
- * decide privileges. Everything else under src/ is internal and may change
- * without notice. The API reference (docs/api/) is generated from this list
- * by `npm run docs`.
+ * This is the library's public face, chosen name by name: what an application
+ * needs to verify tokens, keep user.cfg and token.shadow, and decide
+ * privileges; the fastify plugin is the second entry point, token-shadow/fastify
+ * (src/fastify.ts), so that the core needs no framework. Everything else under
+ * src/ is internal and may change without notice (the package's exports map
+ * lets nothing else be imported). The API reference (docs/api/) is generated
+ * from these lists by `npm run docs`.
  *
  * @packageDocumentation
  */
@@ -30,19 +32,13 @@ export {
   type TokenScheme,
 } from './http/authorization.js';
 
-// --- in a fastify or connect/Express app ------------------------------------------
+// --- in a connect/Express app (the fastify plugin: token-shadow/fastify) ------------
 
 export {
   type TokenAuthMiddleware,
   type TokenAuthRequest,
   tokenAuthMiddleware,
 } from './http/connect.js';
-export {
-  type FastifyTokenAuthOptions,
-  type TokenAuthHook,
-  tokenAuth,
-  tokenAuthHook,
-} from './http/fastify.js';
 export {
   type GuardOutcome,
   type Refusal,
@@ -58,7 +54,6 @@ export { HashPool, type HashPoolOptions, type HashPoolStats } from './hashing/po
 export {
   MAX_SECRET_LENGTH,
   TokenShadow,
-  type TokenShadowHooks,
   type TokenShadowOptions,
   type TokenShadowStats,
 } from './shadow/token-shadow.js';
@@ -145,7 +140,7 @@ export {
   type AccessControlConfig,
   accessConfig,
   DEFAULT_ACCESS_BACKEND,
-  init,
+  init as initAccessControl,
   PVE_ACCESS_CONTROL,
   SUPERUSER,
 } from './config/access-control.js';

@@ -8,7 +8,7 @@ import {
   checkPrivileges,
   DEFAULT_ACCESS_BACKEND,
   importPveUserConfig,
-  init,
+  initAccessControl,
   PVE_ACCESS_CONTROL,
   PVE_BUILTIN_ROLES,
   PVE_PRIVILEGES,
@@ -21,26 +21,26 @@ import {
 
 // Runs first, while nothing has been initialised in this process.
 describe('access: initialisation', () => {
-  it('throws a clear error before init()', () => {
+  it('throws a clear error before initAccessControl()', () => {
     assert.throws(
       () => accessConfig(),
       (e: unknown) =>
         e instanceof AccessControlNotInitialisedError &&
         e.code === 'ERR_ACCESS_CONTROL_NOT_INITIALISED' &&
-        /configuration used before init\(\)/.test(e.message),
+        /configuration used before initAccessControl\(\)/.test(e.message),
     );
   });
 
-  it('stores the configuration init() is given, until the next init()', () => {
+  it('stores the configuration initAccessControl() is given, until the next call', () => {
     const custom: AccessControlConfig = {
       ...PVE_ACCESS_CONTROL,
       isSuperuser: (authid) => authid === 'boss@pve',
     };
-    init(custom);
+    initAccessControl(custom);
     assert.equal(accessConfig(), custom);
     const { config } = parseUserConfig('user:boss@pve:1:0::::::');
     assert.ok(checkPrivileges(config, 'boss@pve', '/', ['Sys.PowerMgmt']), 'uses the init config');
-    init(PVE_ACCESS_CONTROL);
+    initAccessControl(PVE_ACCESS_CONTROL);
     assert.equal(accessConfig(), PVE_ACCESS_CONTROL);
     assert.equal(checkPrivileges(config, 'boss@pve', '/', ['Sys.PowerMgmt']), false);
   });

@@ -6,15 +6,16 @@
  * header or another secret for a remembered id all end where they would
  * without it.
  */
+
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { userConfigStoreForTests } from '../src/access/user-info.js';
 import {
   AuthenticationError,
   Authenticator,
   addToken,
   addUser,
-  UserConfigStore,
   updateToken,
   updateUser,
 } from '../src/index.js';
@@ -22,7 +23,7 @@ import { setup } from './helpers/shadow.js';
 
 async function fixture(options: { expire?: number } = {}) {
   const s = setup();
-  const users = new UserConfigStore({
+  const users = userConfigStoreForTests({
     path: path.join(s.dir, 'user.cfg'),
     page: s.page,
     clock: () => s.now.ms,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import express from 'express';
 import Fastify from 'fastify';
+import { tokenAuth } from '../src/fastify.js';
 import {
   addToken,
   addUser,
@@ -17,7 +18,6 @@ import {
   HashPool,
   type Identity,
   TokenShadow,
-  tokenAuth,
   tokenAuthMiddleware,
   UserConfigStore,
 } from '../src/index.js';

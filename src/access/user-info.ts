@@ -38,7 +38,6 @@ export interface UserConfigStoreOptions {
   dialect?: UserConfigDialect;
   /** initUserConfig runs on every parse (re-adds `root@pam` by default). */
   backend?: AccessControlBackend;
-  clock?: () => number;
   onWarning?: (message: string) => void;
   /**
    * Warn (once, until it appears) when user.cfg does not exist: every token
@@ -46,6 +45,15 @@ export interface UserConfigStoreOptions {
    * true; off for the writers that create it (the manager, tokenctl).
    */
   warnIfMissing?: boolean;
+}
+
+/**
+ * What only tests give a UserConfigStore (not part of the package's public
+ * face); userConfigStoreForTests takes them.
+ */
+export interface UserConfigStoreTestOptions {
+  /** Monotonic milliseconds, for tests that control time. */
+  clock?: () => number;
 }
 
 interface Loaded {
@@ -83,7 +91,8 @@ export class UserConfigStore {
     this.#lock = options.lock ?? {};
     this.#dialect = options.dialect ?? 'token-shadow';
     this.#backend = options.backend ?? DEFAULT_ACCESS_BACKEND;
-    this.#freshness = new Freshness(this.ttlMs, options.clock ?? null);
+    const testing = options as UserConfigStoreOptions & UserConfigStoreTestOptions;
+    this.#freshness = new Freshness(this.ttlMs, testing.clock ?? null);
     this.#warn =
       options.onWarning ?? ((m) => process.emitWarning(m, { code: 'TOKEN_SHADOW_USER_CFG' }));
     this.#warnIfMissing = options.warnIfMissing ?? true;
@@ -222,4 +231,11 @@ export class UserConfigStore {
     this.#mapping = mapping;
     this.#freshness.touch();
   }
+}
+
+/** A UserConfigStore with the test-only options (src/ only: the package does not export this). */
+export function userConfigStoreForTests(
+  options: UserConfigStoreOptions & UserConfigStoreTestOptions,
+): UserConfigStore {
+  return new UserConfigStore(options);
 }

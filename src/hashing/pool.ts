@@ -137,7 +137,7 @@ export class HashPool {
    * First every thread answers a ping, that is, has finished loading its
    * module: Node aborts the whole process when a worker thread is terminated
    * in the middle of loading an ES module or inside the addon (seen as
-   * "Assertion failed: facade->InstantiateModule" on Node 20 and "terminate
+   * `Assertion failed: facade->InstantiateModule` on Node 20 and "terminate
    * called after throwing an instance of 'Napi::Error'"), which a pool made
    * and closed at once (a tokenctl command that hashes nothing) could do.
    */

@@ -36,6 +36,14 @@ export interface TokenShadowOptions {
   lock?: LockOptions;
   /** Rehash a legacy crypt hash as argon2id after it verified (default false). */
   upgradeLegacyHashes?: boolean;
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * What only tests give a TokenShadow (not part of the package's public face:
+ * src/index.ts exports TokenShadowOptions alone); tokenShadowForTests takes them.
+ */
+export interface TokenShadowTestOptions {
   /**
    * Monotonic milliseconds, for tests that control time. Without it, an unref'd
    * timer marks the TTL as passed, so the fast path reads no clock at all.
@@ -43,7 +51,6 @@ export interface TokenShadowOptions {
   clock?: () => number;
   /** Test hooks to make interleavings deterministic. */
   hooks?: TokenShadowHooks;
-  onWarning?: (message: string) => void;
 }
 
 /** Test hooks that make interleavings deterministic. */
@@ -130,8 +137,9 @@ export class TokenShadow {
     this.#mode = options.mode ?? (options.gid === undefined ? 0o600 : 0o640);
     this.#lock = options.lock ?? {};
     this.#upgrade = options.upgradeLegacyHashes ?? false;
-    this.#freshness = new Freshness(this.ttlMs, options.clock ?? null);
-    this.#hooks = options.hooks ?? {};
+    const testing = options as TokenShadowOptions & TokenShadowTestOptions;
+    this.#freshness = new Freshness(this.ttlMs, testing.clock ?? null);
+    this.#hooks = testing.hooks ?? {};
     this.#warn = options.onWarning ?? ((m) => process.emitWarning(m, { code: 'TOKEN_SHADOW' }));
   }
 
@@ -515,4 +523,11 @@ function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, stri
   if (a.size !== b.size) return false;
   for (const [key, value] of a) if (b.get(key) !== value) return false;
   return true;
+}
+
+/** A TokenShadow with the test-only options (src/ only: the package does not export this). */
+export function tokenShadowForTests(
+  options: TokenShadowOptions & TokenShadowTestOptions,
+): TokenShadow {
+  return new TokenShadow(options);
 }

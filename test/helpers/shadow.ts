@@ -1,6 +1,12 @@
 import path from 'node:path';
 import { after } from 'node:test';
-import { GenerationPage, HashPool, TokenShadow, type TokenShadowOptions } from '../../src/index.js';
+import {
+  GenerationPage,
+  HashPool,
+  type TokenShadow,
+  type TokenShadowOptions,
+} from '../../src/index.js';
+import { tokenShadowForTests } from '../../src/shadow/token-shadow.js';
 import { tempDir } from './tmp.js';
 
 /** Cheap argon2 parameters: tests check behaviour, not hash strength. */
@@ -33,7 +39,7 @@ export function setup(poolOptions: { threads?: number; maxQueue?: number } = {})
     pool,
     now,
     make: (options = {}) =>
-      new TokenShadow({
+      tokenShadowForTests({
         path: shadowPath,
         page,
         pool,

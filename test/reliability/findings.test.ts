@@ -5,6 +5,7 @@
  * RELIABILITY.md lists all of them; the header-slice leaks are covered by
  * secrets.test.ts and the legacy-hash timing weakness by timing.test.ts.
  */
+
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -25,6 +26,7 @@ import {
 } from '../../src/index.js';
 import { loadAddon } from '../../src/native.js';
 import { parseShadow, serializeShadow } from '../../src/shadow/file.js';
+import { tokenShadowForTests } from '../../src/shadow/token-shadow.js';
 import { tempDir } from '../helpers/tmp.js';
 import { FAST_ARGON2 } from './common.js';
 
@@ -75,8 +77,8 @@ describe('reliability: bugs found (regression tests, and todo reproductions of o
       writerPage.close();
     });
     const clock = () => 0; // the TTL never passes: only the generation can invalidate
-    const a = new TokenShadow({ path: shadowPath, page: reader, pool, clock });
-    const b = new TokenShadow({ path: shadowPath, page: writerPage, pool, clock });
+    const a = tokenShadowForTests({ path: shadowPath, page: reader, pool, clock });
+    const b = tokenShadowForTests({ path: shadowPath, page: writerPage, pool, clock });
     const old = await b.generateAndSetSecret('joe@pve!ci');
     assert.equal(await a.verifySecret('joe@pve!ci', old), true);
     const before = reader.load(Slot.TOKEN_SHADOW);
