@@ -102,14 +102,15 @@ function appNode(): string | { skip: string } {
 }
 
 /** The files a clean clone has (tracked plus new, not ignored), and node_modules as hard links. */
-function cleanCopy(): string {
+function cleanCopy(): { dir: string; files: string[] } {
   const dir = path.join(scratch('pack-'), 'token-shadow');
-  for (const file of checkoutFiles()) {
+  const files = checkoutFiles();
+  for (const file of files) {
     mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
     copyFileSync(path.join(CHECKOUT, file), path.join(dir, file));
   }
   execFileSync('cp', ['-al', path.join(CHECKOUT, 'node_modules'), dir]);
-  return dir;
+  return { dir, files };
 }
 
 function checkoutFiles(): string[] {
@@ -121,10 +122,10 @@ function checkoutFiles(): string[] {
     .filter((file) => file !== '' && existsSync(path.join(CHECKOUT, file)));
 }
 
-/** Every file of a clean copy (as cleanCopy lists them) with its digest. */
-function fingerprint(dir: string): Map<string, string> {
+/** Every file a clean copy had when made, with its digest ('missing' once gone). */
+function fingerprint(dir: string, names: readonly string[]): Map<string, string> {
   const files = new Map<string, string>();
-  for (const file of checkoutFiles()) {
+  for (const file of names) {
     const full = path.join(dir, file);
     files.set(file, existsSync(full) ? sha256(readFileSync(full)) : 'missing');
   }
@@ -181,6 +182,7 @@ describe('the packed tarballs in fresh apps', () => {
   let root = '';
   let env: NodeJS.ProcessEnv = {};
   let source = '';
+  let copied: string[] = [];
   let before_: Map<string, string> = new Map();
   let core: Packed = { filename: '', names: [] };
   let daemons: Packed = { filename: '', names: [] };
@@ -198,8 +200,8 @@ describe('the packed tarballs in fresh apps', () => {
       const which = spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: env.PATH } });
       assert.notEqual(which.status, 0, `${tool} is on the test PATH`);
     }
-    source = cleanCopy();
-    before_ = fingerprint(source);
+    ({ dir: source, files: copied } = cleanCopy());
+    before_ = fingerprint(source, copied);
     core = packed(pack(source, root));
     daemons = packed(pack(source, root, '--workspace', 'packages/daemons'));
   });
@@ -235,7 +237,11 @@ describe('the packed tarballs in fresh apps', () => {
 
   it('packing changes no file of the checkout; the tarball holds dist, every promised prebuild, no tests', (t) => {
     if (skip) return t.skip(skip);
-    assert.deepEqual(fingerprint(source), before_, 'a file of the checkout changed while packing');
+    assert.deepEqual(
+      fingerprint(source, copied),
+      before_,
+      'a file of the checkout changed while packing',
+    );
     const { names } = core;
     assert.ok(names.includes('LICENSE') && names.includes('dist/src/index.js'));
     assert.ok(names.includes('dist/src/fastify.js') && names.includes('dist/src/index.d.ts'));
@@ -262,7 +268,7 @@ describe('the packed tarballs in fresh apps', () => {
 
   it('packing fails, naming the platform, when a promised prebuild is missing or stale', (t) => {
     if (skip) return t.skip(skip);
-    const copy = cleanCopy();
+    const copy = cleanCopy().dir;
     const out = tempDir('token-shadow-nopack-');
     rmSync(path.join(copy, 'prebuilds', 'linux-arm64'), { recursive: true });
     const missing = pack(copy, out);
@@ -297,6 +303,7 @@ describe('the packed tarballs in fresh apps', () => {
         `${name} came with the library`,
       );
     }
+    assertReadmeFigure('`token-shadow`', packages.length);
     t.diagnostic(
       `Node ${majorOf(execFileSync(node, ['--version'], { encoding: 'utf8' }))}: the library brings ` +
         `${packages.length} packages, ${sizeMB(path.join(app, 'node_modules')).toFixed(1)} MB`,
@@ -342,35 +349,47 @@ describe('the packed tarballs in fresh apps', () => {
 
   it('with npm enforcing install scripts, installs once the approvals the README names are in the app', (t) => {
     if (skip) return t.skip(skip);
-    // The README: approve token-shadow's and argon2's (node-gyp-build: nothing to do where a
-    // prebuild fits); a tarball is approved by its path, as `npm install-scripts approve` writes.
-    const allowScripts = { [`file:${tarball(core)}`]: true, argon2: true };
-    const { app, output } = install('enforced', [tarball(core)], {
-      manifest: { allowScripts },
-      flags: ['--strict-allow-scripts', '--foreground-scripts'],
-    });
+    const npm = (app: string, ...args: string[]) =>
+      spawnSync(node, [npmCli, ...args], { cwd: app, env, encoding: 'utf8', timeout: 600_000 });
+    const { app } = install('enforced', [tarball(core)], { flags: ['--ignore-scripts'] });
+    const unapproved = npm(app, 'install-scripts', 'ls');
+    assert.match(unapproved.stdout, /token-shadow@/);
+    assert.match(unapproved.stdout, /argon2@/);
+    // The README's command, then the same install.
+    const approved = npm(app, 'install-scripts', 'approve', 'token-shadow', 'argon2');
+    rmSync(path.join(app, 'node_modules'), { recursive: true });
+    assert.equal(approved.status, 0, approved.stderr);
+    const manifest = JSON.parse(readFileSync(path.join(app, 'package.json'), 'utf8'));
+    assert.deepEqual(Object.values(manifest.allowScripts), [true, true]);
+    const enforced = npm(
+      app,
+      ...['install', '--prefer-offline', '--no-audit', '--no-fund', '--strict-allow-scripts'],
+      '--foreground-scripts',
+    );
+    assert.equal(enforced.status, 0, `${enforced.stdout}\n${enforced.stderr}`);
+    const output = `${enforced.stdout}${enforced.stderr}`;
     assert.doesNotMatch(output, /not yet covered by allowScripts/);
     assert.match(output, /token-shadow@[^ ]+ install/, 'its install script ran');
+    assert.match(output, /argon2@[^ ]+ install/, "argon2's install script ran");
     assert.equal(existsSync(path.join(app, 'node_modules', 'token-shadow', 'build')), false);
+    assert.equal(existsSync(path.join(app, 'node_modules', 'argon2', 'build')), false);
 
-    // Without the approvals, the same install fails: the check above is a real one.
-    const strict = spawnSync(
-      node,
-      [
-        npmCli,
-        'install',
-        '--prefer-offline',
-        '--no-audit',
-        '--no-fund',
-        '--strict-allow-scripts',
-        tarball(core),
-      ],
-      { cwd: mkdirFresh(path.join(root, 'unapproved')), env, encoding: 'utf8', timeout: 600_000 },
+    // Without the approvals, npm enforcing them refuses the install: the check above is a real one.
+    const bare = path.join(root, 'unapproved');
+    mkdirSync(bare);
+    writeFileSync(path.join(bare, 'package.json'), '{ "type": "module", "private": true }\n');
+    const refused = npm(
+      bare,
+      'install',
+      '--prefer-offline',
+      '--no-audit',
+      '--strict-allow-scripts',
+      tarball(core),
     );
     assert.notEqual(
-      strict.status,
+      refused.status,
       0,
-      'npm accepted unreviewed install scripts under --strict-allow-scripts',
+      'npm took unapproved install scripts under --strict-allow-scripts',
     );
   });
 
@@ -407,6 +426,7 @@ describe('the packed tarballs in fresh apps', () => {
     for (const name of Object.keys(manifest.peerDependencies)) {
       assert.ok(packages.includes(`node_modules/${name}`), `${name} is missing`);
     }
+    assertReadmeFigure('+ `token-shadow-daemons`', packages.length);
     t.diagnostic(
       `the library and the daemons bring ${packages.length} packages, ` +
         `${sizeMB(path.join(app, 'node_modules')).toFixed(1)} MB`,
@@ -441,8 +461,18 @@ describe('the packed tarballs in fresh apps', () => {
   });
 });
 
-function mkdirFresh(dir: string): string {
-  mkdirSync(dir);
-  writeFileSync(path.join(dir, 'package.json'), '{ "type": "module", "private": true }\n');
-  return dir;
+/**
+ * The README's table of what each install brings says `count` packages, give
+ * or take 3 (a fresh app resolves the newest versions in range, so a
+ * dependency of a dependency may come or go without a change here).
+ */
+function assertReadmeFigure(install: string, count: number): void {
+  const readme = readFileSync(path.join(CHECKOUT, 'README.md'), 'utf8');
+  const row = readme.split('\n').find((line) => line.startsWith(`| ${install} |`));
+  assert.ok(row, `README: no row for ${install}`);
+  const stated = Number(row.split('|')[3]);
+  assert.ok(
+    Math.abs(stated - count) <= 3,
+    `README says ${stated} packages for ${install}, now ${count}`,
+  );
 }
