@@ -68,14 +68,14 @@ export {
   type WarningSink,
 } from './generations/page.js';
 export { defaultPagePath } from './generations/paths.js';
-export { PAGE_SIZE, Slot, type SlotName } from './generations/slots.js';
+export { Slot, type SlotName } from './generations/slots.js';
 export type { NativePageOptions } from './native.js';
 
 // --- user.cfg: users, tokens, groups, roles, pools, the ACL ------------------------
 
 export { UserConfigStore, type UserConfigStoreOptions } from './access/user-info.js';
 export { type AclEntry, type AclKind, type AclRequest, listAcl, setAcl } from './config/acl.js';
-export { currentEpochSeconds, isTokenActive, isUserActive } from './config/active.js';
+export { isTokenActive, isUserActive } from './config/active.js';
 export {
   addGroup,
   type GroupFields,
@@ -152,7 +152,6 @@ export { type Expiring, effectiveExpiry, expiringWithin } from './config/expirin
 export {
   type LastUsedMap,
   type SecondClock,
-  TickingClock,
   UsageNotes,
   type UseRecorder,
 } from './usage/notes.js';
