@@ -208,7 +208,7 @@ export class UserConfigStore {
     return { config, text, stamp, readAtNs };
   }
 
-  /** Whether user.cfg was missing at the last read (no user but root@pam, no token). */
+  /** Whether user.cfg was missing at the last read (no user but `root@pam`, no token). */
   get missing(): boolean {
     return this.#loaded !== null && this.#loaded.stamp === ABSENT;
   }
