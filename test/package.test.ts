@@ -244,6 +244,7 @@ describe('the packed tarballs in fresh apps', () => {
     );
     const { names } = core;
     assert.ok(names.includes('LICENSE') && names.includes('dist/src/index.js'));
+    assert.ok(names.includes('CHANGELOG.md') && names.includes('SECURITY.md'));
     assert.ok(names.includes('dist/src/fastify.js') && names.includes('dist/src/index.d.ts'));
     for (const platform of PROMISED_PREBUILDS) {
       assert.ok(names.includes(`prebuilds/${platform}/token-shadow.node`), platform);
