@@ -52,6 +52,10 @@ export interface HarnessOptions {
   track?: ChildTracker;
   /** A command the daemons run under, e.g. `ip netns exec <ns>` (it must exec, keeping the pid). */
   prefix?: string[];
+  /** A command for one daemon only (`manager`, or an API's name), after `prefix`: setpriv as its unit restricts it. */
+  prefixOf?: (name: string) => string[];
+  /** Run the daemons from this package root (a copy every user can read) instead of the checkout. */
+  packageRoot?: string;
   /** Added to the manager's command line. */
   managerArgs?: string[];
 }
@@ -240,11 +244,14 @@ export async function startDeployment(
     const cwd = options.ownDirectories ? path.join(dir, `cwd-${name}`) : undefined;
     if (cwd) mkdirSync(cwd, { recursive: true });
     const spawnOptions = { env, ...(cwd ? { cwd } : {}) };
-    const prefix = options.prefix ?? [];
+    const prefix = [...(options.prefix ?? []), ...(options.prefixOf?.(name) ?? [])];
     const command = prefix[0] ?? process.execPath;
+    const scripts = options.packageRoot
+      ? path.join(options.packageRoot, 'dist', 'src', 'daemon')
+      : daemonDir;
     const argv = [
       ...(prefix.length > 0 ? [...prefix.slice(1), process.execPath] : []),
-      path.join(daemonDir, script),
+      path.join(scripts, script),
       ...args,
     ];
     let child: ChildProcess;
@@ -385,8 +392,12 @@ export interface Daemons {
 }
 
 /** The tests' usual pair: a manager and an HTTPS API of two workers with one hash thread each. */
-export async function startDaemons(dir: string, apiArgs: string[] = []): Promise<Daemons> {
-  const deployment = await startDeployment(dir);
+export async function startDaemons(
+  dir: string,
+  apiArgs: string[] = [],
+  options: HarnessOptions = {},
+): Promise<Daemons> {
+  const deployment = await startDeployment(dir, options);
   const api = await deployment
     .startApi('api', ['--workers', '2', '--hash-threads', '1', ...apiArgs])
     .catch(async (error) => {

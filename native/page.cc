@@ -3,6 +3,7 @@
 #include "page.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -161,7 +162,8 @@ int CreateLinked(const std::string& path, const OpenOptions& o, Failure* f) {
   }
 
   std::string tmp = path + RandomSuffix() + ".tmp";
-  fd = open(tmp.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  fd = open(tmp.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
+            0600);
   if (fd < 0) {
     *f = Errno("open temp file");
     return -1;
@@ -187,19 +189,25 @@ int OpenPage(const std::string& path, const OpenOptions& o, Failure* f) {
   if (o.make_dir) {
     std::string dir = DirName(path);
     if (mkdir(dir.c_str(), o.dir_mode) == 0) {
-      // mkdir is subject to the umask; the directory mode is policy.
-      if (chmod(dir.c_str(), o.dir_mode) != 0 ||
-          (o.gid != static_cast<gid_t>(-1) &&
-           chown(dir.c_str(), -1, o.gid) != 0)) {
-        *f = Errno("chmod directory");
-        return -1;
-      }
+      // mkdir is subject to the umask; the directory mode is policy. Set on
+      // the descriptor: a symlink put in its place is never followed.
+      int dfd =
+          open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      bool ok =
+          dfd >= 0 && fchmod(dfd, o.dir_mode) == 0 &&
+          (o.gid == static_cast<gid_t>(-1) || fchown(dfd, -1, o.gid) == 0);
+      if (!ok) *f = Errno("chmod directory");
+      if (dfd >= 0) close(dfd);
+      if (!ok) return -1;
     } else if (errno != EEXIST) {
       *f = Errno("mkdir");
       return -1;
     }
   }
-  int flags = (o.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY;
+  // O_NOFOLLOW: the page's directory is writable by the deployment's group,
+  // and root must never open what a symlink planted there points to.
+  int flags =
+      (o.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW;
   // A few rounds cover a page removed between our EEXIST and our open.
   for (int attempt = 0; attempt < 8; attempt++) {
     int fd = open(path.c_str(), flags | O_NONBLOCK);
@@ -250,7 +258,9 @@ Napi::Function Page::Define(Napi::Env env) {
        InstanceMethod<&Page::Increment>("increment"),
        InstanceMethod<&Page::Close>("close"), InstanceMethod<&Page::Fd>("fd"),
        InstanceMethod<&Page::Buffer>("buffer"),
-       InstanceMethod<&Page::Faulted>("faulted")});
+       InstanceMethod<&Page::Faulted>("faulted"),
+       InstanceMethod<&Page::Lock>("lock"),
+       InstanceMethod<&Page::Link>("link")});
 }
 
 Page::Page(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Page>(info) {
@@ -380,6 +390,45 @@ Napi::Value Page::Buffer(const Napi::CallbackInfo& info) {
 // mapping was replaced by a private page: it can no longer be trusted.
 Napi::Value Page::Faulted(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), MappingFaulted(guard_));
+}
+
+// flock without waiting: shared while a process maps the page, exclusive to
+// learn that none does. False when another holder is in the way.
+Napi::Value Page::Lock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (fd_ < 0) {
+    Napi::Error::New(env, "generation page is closed")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  bool exclusive = info.Length() > 0 && info[0].IsBoolean() &&
+                   info[0].As<Napi::Boolean>().Value();
+  if (flock(fd_, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
+    return Napi::Boolean::New(env, true);
+  if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+  Failure f = Errno("flock");
+  Throw(env, "", f);
+  return env.Undefined();
+}
+
+// A hard link to the mapped inode itself (never to whatever the page's path
+// names by now). linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the
+// /proc form does not. False when `path` exists already.
+Napi::Value Page::Link(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (fd_ < 0 || info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "link(path) on an open page")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>();
+  std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+  if (linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path.c_str(),
+             AT_SYMLINK_FOLLOW) == 0)
+    return Napi::Boolean::New(env, true);
+  if (errno == EEXIST) return Napi::Boolean::New(env, false);
+  Throw(env, path, Errno("linkat"));
+  return env.Undefined();
 }
 
 // The descriptor lets TypeScript fstat the mapped inode (replaced-page check).

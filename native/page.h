@@ -31,6 +31,8 @@ class Page : public Napi::ObjectWrap<Page> {
   Napi::Value Fd(const Napi::CallbackInfo& info);
   Napi::Value Buffer(const Napi::CallbackInfo& info);
   Napi::Value Faulted(const Napi::CallbackInfo& info);
+  Napi::Value Lock(const Napi::CallbackInfo& info);
+  Napi::Value Link(const Napi::CallbackInfo& info);
   uint64_t* SlotPointer(const Napi::CallbackInfo& info);
   void Unmap(bool detach);
 

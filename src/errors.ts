@@ -34,6 +34,10 @@ export type GenerationPageProblem =
   | 'addon-unavailable'
   | 'insecure'
   | 'unreachable'
+  /** Retired by a writer (no longer the page at its path): never trusted again. */
+  | 'retired'
+  /** This process could not pin its mapping where writers look for it, so it must not cache. */
+  | 'unpinned'
   | 'io';
 
 /** The shared generation page could not be opened or used. */

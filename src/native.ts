@@ -39,6 +39,13 @@ export interface NativePage {
   buffer(): ArrayBuffer;
   /** An access faulted (the file was truncated) and the mapping now reads zeros. */
   faulted(): boolean;
+  /**
+   * flock on the page's descriptor without waiting: shared (a process maps
+   * it) or exclusive (no process does). False when another holder is in the way.
+   */
+  lock(exclusive: boolean): boolean;
+  /** A hard link at `path` to the mapped file itself; false when `path` exists. */
+  link(path: string): boolean;
 }
 
 export interface Addon {

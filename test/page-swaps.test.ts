@@ -21,11 +21,18 @@ import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { call, type Daemons, pveHeader, startDaemons } from '../harness/daemons.js';
+import {
+  call,
+  type Daemons,
+  type HarnessOptions,
+  pveHeader,
+  startDaemons,
+} from '../harness/daemons.js';
 import { GenerationPage } from '../src/generations/page.js';
 import { runChild, startChild } from './helpers/children.js';
 import { AS_NOBODY, NOBODY, nobodysCopy } from './helpers/nobody.js';
 import { tempDir } from './helpers/tmp.js';
+import { unitLayout } from './helpers/units.js';
 
 const run = promisify(execFile);
 const TOKENCTL = fileURLToPath(new URL('../src/cli/tokenctl.js', import.meta.url));
@@ -35,6 +42,7 @@ function replacePage(page: string): void {
   const copy = `${page}.new`;
   copyFileSync(page, copy);
   const st = statSync(page);
+  chownSync(copy, st.uid, st.gid);
   chmodSync(copy, st.mode & 0o7777);
   renameSync(copy, page);
 }
@@ -46,8 +54,8 @@ interface Fixture {
   page: string;
 }
 
-async function deploy(dir: string): Promise<Fixture> {
-  const d = await startDaemons(dir);
+async function deploy(dir: string, harness: HarnessOptions = {}): Promise<Fixture> {
+  const d = await startDaemons(dir, [], harness);
   const admin = await d.asRoot('token.create', {
     userid: 'root@pam',
     tokenName: 'admin',
@@ -194,5 +202,35 @@ describe('a replaced, removed or truncated generation page (issue 10, case 1)', 
       form: { privsep: 0 },
     });
     assert.equal(created.status, 200, created.raw);
+  });
+});
+
+describe('page swaps under the units of deploy/ (issue 22, case 1)', () => {
+  let current: Daemons | undefined;
+  afterEach(async () => {
+    await current?.stop();
+    current = undefined;
+  });
+
+  it("manager with its unit's capabilities, API as nobody: a token deleted after a swap is refused by every worker", async (t) => {
+    const layout = unitLayout();
+    if (typeof layout === 'string') return t.skip(layout);
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    // The manager trusts a stat for no time: it looks at the page at its next request, as
+    // one running for longer than its TTL (60 s) does; the workers keep the default TTL.
+    const f = await deploy(dir, {
+      ...layout.harness,
+      managerArgs: [...(layout.harness.managerArgs ?? []), '--ttl', '0'],
+    });
+    current = f.d;
+    assert.equal(statSync(f.page).gid, layout.gid, 'the page belongs to the shared group');
+    replacePage(f.page);
+    const removed = await call(f.d, 'DELETE', '/access/users/root@pam/token/victim', {
+      auth: f.admin,
+    });
+    assert.equal(removed.status, 200, removed.raw);
+    assert.equal(await accepted(f, 20), 0, 'no worker accepts the deleted secret');
+    assert.equal((await call(f.d, 'GET', '/version', { auth: f.admin })).status, 200);
   });
 });

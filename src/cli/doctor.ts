@@ -5,8 +5,8 @@
  * in, and whoever can write the generation page can hold a counter still (or
  * set it back) so that removed or rotated tokens stay in the daemons' caches.
  */
-import type { Stats } from 'node:fs';
-import { promises as fsp } from 'node:fs';
+import { constants as fsConstants, promises as fsp, type Stats } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { GenerationPageError } from '../errors.js';
 import { DEFAULT_STALE_MS } from '../files/lock.js';
@@ -72,7 +72,7 @@ const worldWritable = (what: string): Rule => ({
 /** Opens the page read-only, as a reader would, to check its size and magic. */
 function validatePage(pagePath: string): Finding {
   try {
-    GenerationPage.open(pagePath, { create: false, readOnly: true }).close();
+    GenerationPage.open(pagePath, { create: false, readOnly: true, pin: false }).close();
     return ['OK', 'magic ok'];
   } catch (error) {
     if (error instanceof GenerationPageError && error.problem === 'permission-denied') {
@@ -281,44 +281,113 @@ export async function runDoctor(
   return results;
 }
 
-/** One thing `doctor --fix` changed, in words an administrator can check. */
+/** One thing `doctor --fix` changed (or, with `failed`, could not), in words an administrator can check. */
 export interface Change {
   name: string;
   path: string;
   change: string;
+  /** The repair of this target failed; the others went on. */
+  failed?: boolean;
 }
 
-/** What the metadata of `target` should become, as chmod/chown calls; nothing for a wrong type. */
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY, O_DIRECTORY } = fsConstants;
+
+/**
+ * Whether only root can change the entries of `file`'s directory: then no
+ * other user can swap `file` for a symlink between a check and a change.
+ */
+async function onlyRootWrites(file: string): Promise<boolean> {
+  try {
+    const dir = await fsp.stat(path.dirname(file));
+    return dir.uid === 0 && (dir.mode & 0o022) === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** What `fixTarget` acts on: a descriptor, or (a socket, which cannot be opened) its path. */
+interface Handle {
+  stats: Stats;
+  chown(uid: number, gid: number): Promise<void>;
+  chmod(mode: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens `target` for changing its metadata without following a symlink that
+ * someone else could have put there: files with O_NOFOLLOW (a symlink is
+ * refused, never followed), then everything is done on the descriptor
+ * (fstat, fchown, fchmod). A directory may be a symlink only in a directory
+ * only root can write (an administrator's own link); a socket cannot be
+ * opened, so it is changed by path only there. Null: nothing to change.
+ */
+async function openTarget(target: Target): Promise<Handle | null> {
+  if (target.type === 'socket') {
+    if (!(await onlyRootWrites(target.path))) return null;
+    const stats = await fsp.lstat(target.path);
+    return {
+      stats,
+      chown: (uid, gid) => fsp.lchown(target.path, uid, gid),
+      chmod: (mode) => fsp.chmod(target.path, mode),
+      close: async () => undefined,
+    };
+  }
+  const flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | (target.type === 'directory' ? O_DIRECTORY : 0);
+  let file: FileHandle;
+  try {
+    file = await fsp.open(target.path, flags | O_NOFOLLOW);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ELOOP' || target.type !== 'directory' || !(await onlyRootWrites(target.path))) {
+      throw error;
+    }
+    file = await fsp.open(target.path, flags);
+  }
+  return {
+    stats: await file.stat(),
+    chown: (uid, gid) => file.chown(uid, gid),
+    chmod: (mode) => file.chmod(mode),
+    close: () => file.close(),
+  };
+}
+
+/** Sets the metadata of `target` to the deployment's; nothing for a symlink or a wrong type. */
 async function fixTarget(
   target: Target,
   gid: number | undefined,
   asRoot: boolean,
 ): Promise<Change[]> {
-  let stats: Stats;
+  let handle: Handle | null;
   try {
-    stats =
-      target.type === 'directory' ? await fsp.stat(target.path) : await fsp.lstat(target.path);
+    handle = await openTarget(target);
   } catch {
+    // Missing, or a symlink where a file belongs: doctor reports it, a person decides.
     return [];
   }
-  // A symlink or a file where a directory belongs is for a person to look at.
-  if (!hasType(stats, target.type)) return [];
-  const changes: Change[] = [];
-  const note = (change: string) => changes.push({ name: target.name, path: target.path, change });
-  const uid = asRoot && stats.uid !== 0 ? 0 : -1;
-  const group = gid !== undefined && stats.gid !== gid ? gid : -1;
-  if (uid !== -1 || group !== -1) {
-    await fsp.lchown(target.path, uid, group);
-    const owner = uid === -1 ? userName(stats.uid) : userName(0);
-    const to = `${owner}:${groupName(group === -1 ? stats.gid : group)}`;
-    note(`owner ${userName(stats.uid)}:${groupName(stats.gid)} -> ${to}`);
+  if (handle === null) return [];
+  try {
+    const { stats } = handle;
+    // A file where a directory belongs (or the like) is for a person to look at.
+    if (!hasType(stats, target.type)) return [];
+    const changes: Change[] = [];
+    const note = (change: string) => changes.push({ name: target.name, path: target.path, change });
+    const uid = asRoot && stats.uid !== 0 ? 0 : -1;
+    const group = gid !== undefined && stats.gid !== gid ? gid : -1;
+    if (uid !== -1 || group !== -1) {
+      await handle.chown(uid, group);
+      const owner = uid === -1 ? userName(stats.uid) : userName(0);
+      const to = `${owner}:${groupName(group === -1 ? stats.gid : group)}`;
+      note(`owner ${userName(stats.uid)}:${groupName(stats.gid)} -> ${to}`);
+    }
+    const mode = stats.mode & 0o7777;
+    if (mode !== target.mode) {
+      await handle.chmod(target.mode);
+      note(`mode ${octal(mode)} -> ${octal(target.mode)}`);
+    }
+    return changes;
+  } finally {
+    await handle.close();
   }
-  const mode = stats.mode & 0o7777;
-  if (mode !== target.mode) {
-    await fsp.chmod(target.path, target.mode);
-    note(`mode ${octal(mode)} -> ${octal(target.mode)}`);
-  }
-  return changes;
 }
 
 /**
@@ -332,17 +401,19 @@ function fixPage(settings: Settings): Change[] {
   const gid = settings.gid === undefined ? {} : { gid: settings.gid };
   let existed = true;
   try {
-    GenerationPage.open(settings.pagePath, { create: false, readOnly: true }).close();
+    GenerationPage.open(settings.pagePath, { create: false, readOnly: true, pin: false }).close();
     return [];
   } catch (error) {
     if (!(error instanceof GenerationPageError)) throw error;
     if (error.problem === 'not-found') existed = false;
+    // A symlink (not-regular-file) is refused, never followed nor replaced: for a person.
     else if (error.problem !== 'wrong-size' && error.problem !== 'wrong-magic') return [];
   }
   GenerationPage.open(settings.pagePath, {
     mkdir: true,
     repair: true,
     onRepair: () => undefined,
+    pin: false,
     ...gid,
   }).close();
   return [
@@ -366,9 +437,13 @@ async function fixLock(file: string, now: number, staleMs: number): Promise<Chan
 /**
  * `doctor --fix`: repairs what doctor can judge safely. Modes and owners are
  * set to the deployment's (owner root only when run as root, the group when
- * one is configured); a missing or broken page is made anew; stale locks go.
- * It never touches a wrong type (a symlink, a directory where a file belongs)
- * nor the contents of user.cfg or token.shadow. Returns what it changed.
+ * one is configured), on a descriptor opened without following a symlink; a
+ * missing or broken page is made anew; stale locks go. It never follows,
+ * changes or replaces a symlink where a file belongs (a symlinked page stays
+ * a FAIL for a person to look at: no process maps a page through a symlink),
+ * never touches a wrong type, nor the contents of user.cfg or token.shadow.
+ * A target it cannot repair is listed as failed and the others are still
+ * repaired. Returns what it changed.
  */
 export async function fixDeployment(
   settings: Settings,
@@ -378,12 +453,22 @@ export async function fixDeployment(
   const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
   const asRoot = process.getuid?.() === 0;
   const changes: Change[] = [];
+  // One target that cannot be repaired (a page that will not open, a chown refused) stops only itself.
+  const attempt = async (name: string, file: string, fix: () => Promise<Change[]> | Change[]) => {
+    try {
+      changes.push(...(await fix()));
+    } catch (error) {
+      changes.push({ name, path: file, change: (error as Error).message, failed: true });
+    }
+  };
   for (const target of targets(settings)) {
-    if (target.name === 'generation page') changes.push(...fixPage(settings));
-    changes.push(...(await fixTarget(target, settings.gid, asRoot)));
+    if (target.name === 'generation page') {
+      await attempt(target.name, target.path, () => fixPage(settings));
+    }
+    await attempt(target.name, target.path, () => fixTarget(target, settings.gid, asRoot));
   }
   for (const file of [settings.userCfgPath, settings.shadowPath]) {
-    changes.push(...(await fixLock(file, now, staleMs)));
+    await attempt(`${path.basename(file)} lock`, `${file}.lock`, () => fixLock(file, now, staleMs));
   }
   return changes;
 }

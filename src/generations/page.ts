@@ -1,12 +1,15 @@
-import { fstatSync, renameSync, rmSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { fstatSync, lstatSync, renameSync, rmSync } from 'node:fs';
 import { GenerationPageError, type GenerationPageProblem } from '../errors.js';
 import { loadAddon, type NativePage, type NativePageOptions } from '../native.js';
 import { untrustworthy } from '../trust.js';
 import { PAGE_SIZE, PageWord, SLOT_COUNT } from './slots.js';
-import { retireMapping, retireStaleMappings } from './stale.js';
+import { pinMapping, repin, retireMapping, retireStaleMappings } from './stale.js';
 
 /** How often a process whose page went bad tries to map a good one again. */
 const RETRY_MS = 1000;
+/** Opens of the path before giving up on a page that keeps moving while being pinned. */
+const PIN_ATTEMPTS = 8;
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -38,6 +41,13 @@ export interface GenerationPageOptions extends NativePageOptions {
    */
   repair?: boolean;
   onRepair?: WarningSink;
+  /**
+   * Pin the mapping where writers look for it (src/generations/stale.ts), so
+   * that a writer can retire it once another page takes the path. Default
+   * true; false only for a process that inspects the page and never caches
+   * through it (doctor): an unpinned mapping is out of every writer's reach.
+   */
+  pin?: boolean;
 }
 
 const problemByCode: Record<string, GenerationPageProblem> = {
@@ -48,13 +58,16 @@ const problemByCode: Record<string, GenerationPageProblem> = {
   EBADSIZE: 'wrong-size',
   EBADMAGIC: 'wrong-magic',
   EREADONLY: 'read-only',
+  // O_NOFOLLOW: a symlink at the path is refused, never followed.
+  ELOOP: 'not-regular-file',
 };
 
 function translate(path: string, error: unknown): unknown {
   if (error instanceof RangeError || !(error instanceof Error)) return error;
   if (error instanceof GenerationPageError) return error;
   const code = (error as { code?: string }).code ?? '';
-  return new GenerationPageError(path, problemByCode[code] ?? 'io', error.message);
+  const detail = code === 'ELOOP' ? 'a symbolic link, not followed' : error.message;
+  return new GenerationPageError(path, problemByCode[code] ?? 'io', detail);
 }
 
 /**
@@ -68,6 +81,7 @@ export class GenerationPage {
   readonly readOnly: boolean;
   #native: NativePage | null;
   #options: NativePageOptions;
+  #pin: boolean;
   /** Went bad and could not be remapped; retried after RETRY_MS. */
   #bad = false;
   #badSince = 0;
@@ -75,10 +89,11 @@ export class GenerationPage {
   /** The mapping seen as u64 words: word 0 is the magic, word 1 + i is slot i. */
   #words: BigUint64Array;
 
-  private constructor(path: string, native: NativePage, options: NativePageOptions) {
+  private constructor(path: string, native: NativePage, options: NativePageOptions, pin: boolean) {
     this.path = path;
     this.#native = native;
     this.#options = options;
+    this.#pin = pin;
     this.readOnly = options.readOnly === true;
     this.#words = new BigUint64Array(native.buffer());
   }
@@ -94,18 +109,27 @@ export class GenerationPage {
       dirMode: options.dirMode ?? 0o770,
       gid: options.gid ?? -1,
     };
+    const pin = options.pin ?? true;
     try {
-      return new GenerationPage(path, mapPage(path, native), native);
+      const page = new GenerationPage(path, mapPage(path, native, pin), native, pin);
+      // A retired page at the path (put back from a pin or a copy) is never trusted again.
+      if (options.repair && !readOnly && page.retired()) {
+        page.close();
+        throw new GenerationPageError(path, 'retired', 'retired by a writer');
+      }
+      return page;
     } catch (error) {
       const repairable =
         error instanceof GenerationPageError &&
-        (error.problem === 'wrong-size' || error.problem === 'wrong-magic');
+        (error.problem === 'wrong-size' ||
+          error.problem === 'wrong-magic' ||
+          error.problem === 'retired');
       if (!options.repair || readOnly || !repairable) throw error;
       recreatePage(path, native);
       (options.onRepair ?? defaultWarn)(
         `generation page ${path} was unusable (${error.message.slice(path.length + 2)}): recreated`,
       );
-      return new GenerationPage(path, mapPage(path, native), native);
+      return new GenerationPage(path, mapPage(path, native, pin), native, pin);
     }
   }
 
@@ -179,9 +203,9 @@ export class GenerationPage {
     if (native.faulted()) return 'faulted';
     if (this.retired()) return 'retired';
     const mapped = fstatSync(native.fd());
-    let named: ReturnType<typeof statSync>;
+    let named: ReturnType<typeof lstatSync>;
     try {
-      named = statSync(this.path);
+      named = lstatSync(this.path);
     } catch {
       return 'missing';
     }
@@ -226,33 +250,24 @@ export class GenerationPage {
   /**
    * A writer's duty before it changes a file: make sure every mapping a reader
    * may hold will see the bump. The one this process maps must be the one at
-   * the path (else it is retired and the path's page mapped instead), and a
-   * page whose IDENTITY word does not name its own inode (a copy, a new page,
-   * a page remapped just now) may not be the only one: then every process's
-   * older pages are found (src/generations/stale.ts) and retired, and the page
-   * records its identity. Throws GenerationPageError 'unreachable' when a
-   * process maps an old page this writer cannot open: nothing must be changed
-   * then. Returns whether this mapping can be bumped.
+   * the path (else it is retired and the path's page mapped instead), and
+   * every other page some process pinned is retired (src/generations/stale.ts:
+   * one readdir when there is none). Throws GenerationPageError 'unreachable'
+   * when a process may map an older page this writer cannot retire: nothing
+   * must be changed then. Returns whether this mapping can be bumped.
    */
   prepareWrite(): boolean {
-    let search = false;
     const problem = this.health();
     if (problem === 'retired' || problem === 'replaced' || problem === 'missing') {
       this.#retire();
       this.#remap();
-      search = true;
     } else if (problem === 'faulted' || problem === 'truncated') {
       // Whoever maps a truncated file faults into no caching; a good page at the path takes over.
-      search = this.#remap();
+      this.#remap();
     }
     const healthy = this.health() === null;
-    const mapped = healthy ? fstatSync(this.fd()) : null;
-    const identity = mapped === null ? 0n : BigInt(mapped.ino);
-    if (!search && healthy && Atomics.load(this.#words, PageWord.IDENTITY + 1) === identity) {
-      return true;
-    }
-    retireStaleMappings(this.path, mapped);
-    if (healthy) Atomics.store(this.#words, PageWord.IDENTITY + 1, identity);
+    if (healthy && this.#pin) repin(this.path, this.#page());
+    retireStaleMappings(this.path, healthy ? fstatSync(this.fd(), { bigint: true }) : null);
     return healthy;
   }
 
@@ -290,8 +305,13 @@ export class GenerationPage {
   #remap(): boolean {
     let next: NativePage;
     try {
-      next = mapPage(this.path, this.#options);
+      next = mapPage(this.path, this.#options, this.#pin);
     } catch {
+      return false;
+    }
+    // A retired page is never trusted again, even back at the path.
+    if (new BigUint64Array(next.buffer())[PageWord.RETIRED + 1] !== 0n) {
+      next.close();
       return false;
     }
     this.#native?.close();
@@ -307,32 +327,46 @@ export class GenerationPage {
   }
 }
 
-/** Maps and checks the page at `path`; throws GenerationPageError. */
-function mapPage(path: string, options: NativePageOptions): NativePage {
+/**
+ * Maps and checks the page at `path` (never through a symlink), pinned unless
+ * `pin` is false: the page is trusted only once pinned while still at the
+ * path. Throws GenerationPageError.
+ */
+function mapPage(path: string, options: NativePageOptions, pin: boolean): NativePage {
   let addon: ReturnType<typeof loadAddon>;
   try {
     addon = loadAddon('the generation page (caching)');
   } catch (error) {
     throw new GenerationPageError(path, 'addon-unavailable', (error as Error).message);
   }
-  try {
-    const native: NativePage = new addon.NativePage(path, options);
-    const insecure = untrustworthy(fstatSync(native.fd()), { groupMayWrite: true });
-    if (insecure !== null) {
-      native.close();
-      throw new GenerationPageError(path, 'insecure', `refusing the page: ${insecure}`);
+  for (let attempt = 0; attempt < PIN_ATTEMPTS; attempt++) {
+    let native: NativePage;
+    try {
+      native = new addon.NativePage(path, options);
+    } catch (error) {
+      throw translate(path, error);
     }
-    return native;
-  } catch (error) {
-    throw translate(path, error);
+    try {
+      const insecure = untrustworthy(fstatSync(native.fd()), { groupMayWrite: true });
+      if (insecure !== null) {
+        throw new GenerationPageError(path, 'insecure', `refusing the page: ${insecure}`);
+      }
+      if (!pin || pinMapping(path, native)) return native;
+    } catch (error) {
+      native.close();
+      throw translate(path, error);
+    }
+    native.close();
   }
+  throw new GenerationPageError(path, 'io', 'the page kept changing while it was being opened');
 }
 
 /** A fresh page beside `path`, renamed over it: readers see the old file or the new one. */
 function recreatePage(path: string, options: NativePageOptions): void {
-  const temp = `${path}.${process.pid}.repair`;
+  // A name nobody can guess: the directory is writable by the deployment's group.
+  const temp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.repair`;
   rmSync(temp, { force: true });
-  mapPage(temp, { ...options, create: true }).close();
+  mapPage(temp, { ...options, create: true }, false).close();
   try {
     renameSync(temp, path);
   } catch (error) {

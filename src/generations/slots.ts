@@ -40,14 +40,13 @@ export const PAGE_SIZE = 4096;
 export const SLOT_COUNT = (PAGE_SIZE - 8) / 8;
 
 /**
- * Two words at the end of the page belong to the page itself, not to a file:
- * RETIRED is set (with every counter slot bumped) by a writer that found the page no
- * longer at its path, so its readers fall to the slow path and remap; IDENTITY
- * holds the inode a writer last confirmed the page under, so a copy (a
- * restore, `cp -p` and `mv`) is recognised by whoever opens it next. Named
- * slots grow from 0 and never reach them.
+ * Words at the end of the page belong to the page itself, not to a file:
+ * RETIRED is set (with every counter slot bumped) by a writer that found the
+ * page no longer at its path, so its readers fall to the slow path and remap,
+ * and a retired page is never trusted again. The last word (SLOT_COUNT - 1)
+ * held a writer's record of the page's inode in earlier versions: reserved.
+ * Named slots grow from 0 and never reach them.
  */
 export const PageWord = {
   RETIRED: SLOT_COUNT - 2,
-  IDENTITY: SLOT_COUNT - 1,
 } as const;

@@ -6,6 +6,7 @@
  * the test is skipped with the reason.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { type PackageCopy, packageCopy } from './package-copy.js';
 
 export const NOBODY = 65534;
@@ -15,6 +16,8 @@ let prepared: PackageCopy | string | undefined;
 
 /** A copy of the package that `nobody` can load, or why there is none. */
 export function nobodysCopy(): PackageCopy | string {
+  // A copy made inside an earlier test went with that test's temporary directory.
+  if (typeof prepared === 'object' && !existsSync(prepared.root)) prepared = undefined;
   prepared ??= prepare();
   return prepared;
 }

@@ -26,7 +26,12 @@ export function registerDoctorCommand(program: Command, cli: Cli): void {
           ctx.cli.io.stdout(
             changes.length === 0
               ? 'nothing to fix\n'
-              : changes.map((c) => `fixed ${c.name} ${c.path}: ${c.change}\n`).join(''),
+              : changes
+                  .map(
+                    (c) =>
+                      `${c.failed ? 'could not fix' : 'fixed'} ${c.name} ${c.path}: ${c.change}\n`,
+                  )
+                  .join(''),
           );
         }
         const data = changes === null ? checks : { changes, checks };
