@@ -22,7 +22,12 @@ export class TokenShadowError extends Error {
   }
 }
 
-/** What is wrong with the generation page. */
+/**
+ * What is wrong with the generation page. `retired`: a writer retired it (it is
+ * no longer the page at its path), so it is never trusted again; `unpinned`:
+ * this process could not pin its mapping where writers look for it
+ * (src/generations/stale.ts), so it must not cache through it.
+ */
 export type GenerationPageProblem =
   | 'not-found'
   | 'permission-denied'
@@ -34,9 +39,7 @@ export type GenerationPageProblem =
   | 'addon-unavailable'
   | 'insecure'
   | 'unreachable'
-  /** Retired by a writer (no longer the page at its path): never trusted again. */
   | 'retired'
-  /** This process could not pin its mapping where writers look for it, so it must not cache. */
   | 'unpinned'
   | 'io';
 

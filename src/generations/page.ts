@@ -257,15 +257,17 @@ export class GenerationPage {
    * must be changed then. Returns whether this mapping can be bumped.
    */
   prepareWrite(): boolean {
-    const problem = this.health();
+    let problem = this.health();
     if (problem === 'retired' || problem === 'replaced' || problem === 'missing') {
       this.#retire();
       this.#remap();
+      problem = this.health();
     } else if (problem === 'faulted' || problem === 'truncated') {
       // Whoever maps a truncated file faults into no caching; a good page at the path takes over.
       this.#remap();
+      problem = this.health();
     }
-    const healthy = this.health() === null;
+    const healthy = problem === null;
     if (healthy && this.#pin) repin(this.path, this.#page());
     retireStaleMappings(this.path, healthy ? fstatSync(this.fd(), { bigint: true }) : null);
     return healthy;
