@@ -15,9 +15,11 @@ export function registerDoctorCommand(program: Command, cli: Cli): void {
     .action(
       cli.action(async (ctx, options: { fix?: boolean }) => {
         const changes = options.fix ? await fixDeployment(ctx.settings) : null;
-        if (changes !== null && changes.length > 0) {
+        // A target it could not repair changed nothing: not an audited change.
+        const fixed = changes?.filter((c) => c.failed !== true) ?? [];
+        if (fixed.length > 0) {
           await ctx.recordChange('doctor.fix', {
-            fixed: changes.map((c) => `${c.name} ${c.path}: ${c.change}`),
+            fixed: fixed.map((c) => `${c.name} ${c.path}: ${c.change}`),
           });
         }
         const checks = await runDoctor(ctx.settings);
