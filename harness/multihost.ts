@@ -2,10 +2,11 @@
  * Several API hosts on one machine, for the multi-host tests, the benchmark
  * and the demo: a real 3-member etcd and, per host, a manager (with its sync
  * agent) and an API cluster on their own directories. With `netns`, every
- * host and its etcd member live in a network namespace of their own, joined
- * by veth pairs to a bridge the harness makes, so a host's link can be cut
- * (`ip link set ... down`) while its processes keep running; without it,
- * everything is on loopback.
+ * host and every etcd member live in a network namespace of their own, joined
+ * by veth pairs to a bridge the harness makes, so a link can be cut (`ip link
+ * set ... down`) while the processes behind it keep running: a host's machine
+ * (the host and its member, as deployed: Host.link) or a member alone
+ * (MultiHost.memberLink); without it, everything is on loopback.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -45,7 +46,7 @@ export interface Host {
   netns: string | null;
   deployment: Deployment;
   api: Api;
-  /** Cuts or restores this host's link to the others (netns mode only). */
+  /** Cuts or restores the link of this host's machine, its etcd member's too (netns mode only). */
   link(up: boolean): void;
   /** Stops and starts the manager again (after its agent was killed, for instance). */
   restartManager(): Promise<void>;
@@ -59,6 +60,8 @@ export interface MultiHost {
   client: Etcd3;
   /** The index of the member that leads now. */
   leader(): Promise<number>;
+  /** Cuts or restores member `index`'s link alone; its host stays connected (netns mode only). */
+  memberLink(index: number, up: boolean): void;
   stop(): Promise<void>;
 }
 
@@ -84,6 +87,7 @@ export async function startMultiHost(options: MultiHostOptions = {}): Promise<Mu
   const names = Array.from({ length: count }, (_, i) => String.fromCharCode(97 + i));
   const bridge = `tsbr${tag}`;
   const spaces = options.netns ? names.map((n) => `ts${tag}${n}`) : [];
+  const memberSpaces = options.netns ? names.map((_, i) => `ts${tag}m${i + 1}`) : [];
   const cleanups: Array<() => void> = [];
   const cleanup = () => {
     for (const fn of cleanups.splice(0).reverse()) {
@@ -103,7 +107,7 @@ export async function startMultiHost(options: MultiHostOptions = {}): Promise<Mu
       // The harness itself (leader lookups, compaction, tokenctl) talks from here.
       ip('addr', 'add', `${subnet}.254/24`, 'dev', bridge);
       ip('link', 'set', bridge, 'up');
-      spaces.forEach((ns, i) => {
+      const join = (ns: string, address: string) => {
         ip('netns', 'add', ns);
         cleanups.push(() => ip('netns', 'del', ns));
         ip('link', 'add', `${ns}h`, 'type', 'veth', 'peer', 'name', `${ns}n`);
@@ -112,14 +116,18 @@ export async function startMultiHost(options: MultiHostOptions = {}): Promise<Mu
         ip('link', 'set', `${ns}h`, 'master', bridge);
         ip('link', 'set', `${ns}h`, 'up');
         ip('-n', ns, 'link', 'set', 'lo', 'up');
-        ip('-n', ns, 'addr', 'add', `${subnet}.${i + 1}/24`, 'dev', `${ns}n`);
+        ip('-n', ns, 'addr', 'add', `${address}/24`, 'dev', `${ns}n`);
         ip('-n', ns, 'link', 'set', `${ns}n`, 'up');
-        addresses.push(`${subnet}.${i + 1}`);
+      };
+      spaces.forEach((ns, i) => join(ns, `${subnet}.${i + 1}`));
+      memberSpaces.forEach((ns, i) => {
+        join(ns, `${subnet}.${i + 101}`);
+        addresses.push(`${subnet}.${i + 101}`);
       });
     }
     const etcd = await startEtcdCluster(
       options.netns
-        ? { size: count, addresses, netns: spaces }
+        ? { size: count, addresses, netns: memberSpaces }
         : { size: options.members ?? count },
     );
     cleanups.push(() => {
@@ -165,6 +173,8 @@ export async function startMultiHost(options: MultiHostOptions = {}): Promise<Mu
           link(up) {
             if (!netns) throw new Error('link cuts need netns mode');
             ip('link', 'set', `${netns}h`, up ? 'up' : 'down');
+            const member = memberSpaces[i];
+            if (member !== undefined) ip('link', 'set', `${member}h`, up ? 'up' : 'down');
           },
           async restartManager() {
             // The API keeps running: its workers map the same page.
@@ -200,6 +210,11 @@ export async function startMultiHost(options: MultiHostOptions = {}): Promise<Mu
           }
         }
         throw new Error('no member says it leads');
+      },
+      memberLink(index, up) {
+        const member = memberSpaces[index];
+        if (member === undefined) throw new Error('link cuts need netns mode');
+        ip('link', 'set', `${member}h`, up ? 'up' : 'down');
       },
       async stop() {
         for (const h of hosts) {

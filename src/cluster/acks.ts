@@ -9,10 +9,12 @@
  * - margin), and is fenced by then without etcd having to expire its lease
  * (which etcd 3.4 notices only on its 500 ms sweep). One
  * watch on `acks/` and `hosts/`, kept for the life of the manager, so a
- * healthy revoke costs the commit, one read of `hosts/` and the acks' trip.
+ * healthy revoke costs the commit, one read of `hosts/` and the acks' trip;
+ * it moves to another member when its own fails a call or disconnects (a
+ * watch stream has no deadline: on a silent member it would wait forever).
  */
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
-import { retrying } from './client.js';
+import type { IKeyValue, Watcher } from 'etcd3';
+import { dropWatcher, type EtcdMembers, watchOn } from './client.js';
 import type { ClusterKeys } from './keys.js';
 import { prefixEnd } from './store.js';
 
@@ -26,7 +28,7 @@ export interface AckTrackerOptions {
 }
 
 export class AckTracker {
-  #client: Etcd3;
+  #members: EtcdMembers;
   #keys: ClusterKeys;
   #options: AckTrackerOptions;
   #acks = new Map<string, number>();
@@ -35,13 +37,19 @@ export class AckTracker {
   #changedAt = new Map<string, number>();
   #wake = new Set<() => void>();
   #watchers: Watcher[] = [];
+  /** The member the watches are on. */
+  #watching: number | null = null;
   #ready: Promise<void> | null = null;
   #closed = false;
+  #unsubscribe: () => void;
 
-  constructor(client: Etcd3, keys: ClusterKeys, options: AckTrackerOptions) {
-    this.#client = client;
+  constructor(members: EtcdMembers, keys: ClusterKeys, options: AckTrackerOptions) {
+    this.#members = members;
     this.#keys = keys;
     this.#options = options;
+    this.#unsubscribe = members.onDown((member) => {
+      if (member === this.#watching) this.#restart();
+    });
   }
 
   /**
@@ -114,16 +122,20 @@ export class AckTracker {
 
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all(this.#watchers.map((w) => w.cancel().catch(() => undefined)));
+    this.#unsubscribe();
+    for (const watcher of this.#watchers) dropWatcher(watcher);
     this.#watchers = [];
   }
 
   async #liveHosts(): Promise<{ hosts: Map<string, string>; revision: number }> {
-    const response = await retrying('reading hosts', { deadlineMs: this.#options.deadlineMs }, () =>
-      this.#client.kv.range({
+    const response = await this.#members.call(
+      'reading hosts',
+      { deadlineMs: this.#options.deadlineMs },
+      (client) =>
+        client.kv.range({
         key: Buffer.from(this.#keys.hosts),
-        range_end: prefixEnd(this.#keys.hosts),
-      }),
+          range_end: prefixEnd(this.#keys.hosts),
+        }),
     );
     const hosts = new Map<string, string>();
     for (const kv of response.kvs) {
@@ -135,8 +147,11 @@ export class AckTracker {
   /** acks/ and hosts/ at one revision. */
   async #read() {
     const prefixes = [this.#keys.acks, this.#keys.hosts];
-    const response = await retrying('reading acks', { deadlineMs: this.#options.deadlineMs }, () =>
-      this.#client.kv.txn({
+    const response = await this.#members.call(
+      'reading acks',
+      { deadlineMs: this.#options.deadlineMs },
+      (client) =>
+        client.kv.txn({
         compare: [],
         success: prefixes.map((p) => ({
           request_range: { key: Buffer.from(p), range_end: prefixEnd(p) },
@@ -149,7 +164,7 @@ export class AckTracker {
   }
 
   /** A direct read: acks only grow; a host whose key changed or vanished is marked at this revision. */
-  async #poll(): Promise<void> {
+  async #poll(): Promise<number> {
     const { revision, acks, hosts } = await this.#read();
     for (const kv of acks) this.#apply(kv, false);
     const now = new Map(
@@ -165,32 +180,61 @@ export class AckTracker {
     }
     this.#hosts = now;
     this.#notify();
+    return revision;
   }
 
-  /** Reads acks/ and hosts/ at one revision, then watches both from the next one. */
+  /**
+   * Reads acks/ and hosts/ at one revision, then watches both from the next
+   * one on the first member up that answers the watch in time.
+   */
   async #start(): Promise<void> {
     const prefixes = [this.#keys.acks, this.#keys.hosts];
-    const { revision, acks, hosts } = await this.#read();
-    for (const kv of [...acks, ...hosts]) this.#apply(kv, false);
-    for (const prefix of prefixes) {
-      const watcher = await this.#client
-        .watch()
-        .prefix(prefix)
-        .startRevision(String(revision + 1))
-        .create();
-      watcher.on('put', (kv) => this.#apply(kv, false));
-      watcher.on('delete', (kv) => this.#apply(kv, true));
-      // Cancelled (a compaction): start again from a fresh read.
-      watcher.on('error', () => this.#restart());
-      this.#watchers.push(watcher);
+    // A direct read first: also marks hosts that changed or vanished while no watch was on.
+    const revision = await this.#poll();
+    const timeoutMs = this.#members.settings.callTimeoutMs;
+    for (const member of this.#members.order()) {
+      const watchers: Watcher[] = [];
+      for (const prefix of prefixes) {
+        const opened = await watchOn(
+          this.#members
+            .client(member)
+            .watch()
+            .prefix(prefix)
+            .startRevision(String(revision + 1)),
+          timeoutMs,
+        );
+        if ('error' in opened) break;
+        watchers.push(opened.watcher);
+      }
+      if (watchers.length < prefixes.length) {
+        for (const watcher of watchers) dropWatcher(watcher);
+        this.#members.markDown(member);
+        continue;
+      }
+      if (this.#closed) {
+        for (const watcher of watchers) dropWatcher(watcher);
+        return;
+      }
+      for (const watcher of watchers) {
+        watcher.on('put', (kv) => this.#apply(kv, false));
+        watcher.on('delete', (kv) => this.#apply(kv, true));
+        // Cancelled (a compaction) or its member gone: start again from a fresh read.
+        watcher.on('error', () => this.#restart());
+        watcher.on('disconnected', () => this.#restart());
+      }
+      this.#watchers = watchers;
+      this.#watching = member;
+      return;
     }
+    throw new Error('watching acks: no member answered');
   }
 
   #restart(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#watching === null) return;
+    this.#watching = null;
     const old = this.#watchers;
     this.#watchers = [];
-    for (const w of old) w.cancel().catch(() => undefined);
+    for (const w of old) dropWatcher(w);
     this.#ready = this.#start().then(
       () => this.#notify(),
       () => {

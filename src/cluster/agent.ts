@@ -18,19 +18,13 @@
  * a watch stuck behind the store for half a second (a silent member): the fence closes at once, and a new session (new client, new
  * lease) resynchronises from a fresh read.
  */
-import {
-  type Etcd3,
-  EtcdLeaseInvalidError,
-  type IWatchResponse,
-  type Lease,
-  type Watcher,
-} from 'etcd3';
+import { EtcdLeaseInvalidError, type IWatchResponse, type Watcher } from 'etcd3';
 import { publishUnderLock } from '../files/publish.js';
 import { fenceWriter, monotonicUs } from '../generations/fence.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import { serializeShadow } from '../shadow/file.js';
-import { createEtcdClient, retrying } from './client.js';
+import { dropWatcher, EtcdMembers, isTransient, keepLeaseAlive, watchOn } from './client.js';
 import { entriesToText } from './entries.js';
 import { type ClusterKeys, slotOf } from './keys.js';
 import type { ClusterSettings } from './settings.js';
@@ -155,31 +149,41 @@ export class SyncAgent {
   async #session(): Promise<SessionEnd> {
     const { settings, keys } = this.#options;
     const ttlUs = settings.leaseSeconds * 1e6;
+    const leaseMs = settings.leaseSeconds * 1000;
     this.#pendingFence = [];
-    const client = createEtcdClient(settings);
-    const store = new EtcdStore(client, keys, { deadlineMs: settings.leaseSeconds * 1000 });
-    const deadline = { deadlineMs: settings.leaseSeconds * 1000 };
-    let lease: Lease | null = null;
-    let watcher: Watcher | null = null;
+    const members = new EtcdMembers(settings, keys.probe);
+    const store = new EtcdStore(members, keys, { deadlineMs: leaseMs });
+    // Ends every retry of this session once it is over: nothing outlives it.
+    const over = new AbortController();
+    const deadline = { deadlineMs: leaseMs, signal: over.signal };
+    let watch: { watcher: Watcher; member: number } | null = null;
+    let leaseId: string | null = null;
+    let unsubscribe: () => void = () => undefined;
+    let chain = Promise.resolve();
     const timers = new Set<NodeJS.Timeout>();
     this.#sessions++;
     this.#syncing = true;
     try {
-      lease = client.lease(settings.leaseSeconds, { autoKeepAlive: false });
-      lease.on('lost', () => undefined);
-      const grantSentUs = monotonicUs();
-      const leaseId = await retrying('granting a lease', deadline, () => (lease as Lease).grant());
-      await retrying('registering the host', deadline, () =>
-        (lease as Lease)
-          .put(keys.host(settings.host))
-          .value(JSON.stringify({ lease: leaseId, pid: process.pid, since: Date.now() }))
-          .exec(),
+      let grantSentUs = 0;
+      const granted = await members.call('granting a lease', { ...deadline, write: true }, (c) => {
+        grantSentUs = monotonicUs();
+        return c.leaseClient.leaseGrant({ TTL: settings.leaseSeconds });
+      });
+      const id = String(granted.ID);
+      leaseId = id;
+      const registration = JSON.stringify({ lease: id, pid: process.pid, since: Date.now() });
+      await members.call('registering the host', { ...deadline, write: true }, (c) =>
+        c.kv.put({
+          key: Buffer.from(keys.host(settings.host)),
+          value: Buffer.from(registration),
+          lease: id,
+        }),
       );
       const snapshot = await store.snapshot();
       const entries = new Map<string, string>();
-      for (const [id, entry] of snapshot.entries) entries.set(id, entry.value);
+      for (const [entryId, entry] of snapshot.entries) entries.set(entryId, entry.value);
       await this.#publish(entries, new Set(['USER_AND_ACL', 'TOKEN_SHADOW']));
-      await this.#ack(client, snapshot.revision);
+      await this.#ack(members, snapshot.revision, over.signal);
       this.#seen(Math.max(0, ...snapshot.gens.values()));
       // The snapshot was read after the grant was sent, and is published.
       this.#confirmedAtUs = grantSentUs;
@@ -197,28 +201,78 @@ export class SyncAgent {
       const end = (reason: string) => this.#endSession?.({ reason });
       if (this.#stopped) end('stopping');
 
-      // Responses are applied one after another, in the order etcd sent them.
-      let chain = Promise.resolve();
+      // Responses are applied one after another, in the order etcd sent them;
+      // `received` is the newest revision a watch delivered, where a moved watch resumes.
+      let received = snapshot.revision;
       const onData = (response: IWatchResponse) => {
+        for (const event of response.events) {
+          received = Math.max(received, Number(event.kv.mod_revision));
+        }
         chain = chain
-          .then(() => this.#apply(client, entries, response))
+          .then(() => this.#apply(members, entries, response, over.signal))
           .catch((error) => end(`applying a change failed: ${String(error).slice(0, 200)}`));
       };
-      watcher = await client
-        .watch()
-        .prefix(keys.data)
-        .startRevision(String(snapshot.revision + 1))
-        .create();
-      watcher.on('data', onData);
-      watcher.on('error', (error) => end(`watch cancelled: ${String(error?.message ?? error)}`));
+      /** Watches data/ on the first member up (other than `except`) that answers in time. */
+      const openWatch = async (except?: number): Promise<void> => {
+        for (const member of members.order(except === undefined ? {} : { except })) {
+          if (over.signal.aborted) return;
+          const opened = await watchOn(
+            members
+              .client(member)
+              .watch()
+              .prefix(keys.data)
+              .startRevision(String(received + 1)),
+            settings.callTimeoutMs,
+          );
+          if ('error' in opened) {
+            // Cancelled by etcd (a compaction past `received`): only a fresh read helps.
+            if (!isTransient(opened.error)) {
+              return end(`watch cancelled: ${String(opened.error.message).slice(0, 200)}`);
+            }
+            members.markDown(member);
+            continue;
+          }
+          const { watcher } = opened;
+          watcher.on('data', onData);
+          watcher.on('disconnected', () => moveWatch(`${members.endpoint(member)} disconnected`));
+          watcher.on('error', (error) => end(`watch cancelled: ${String(error?.message ?? error)}`));
+          watch = { watcher, member };
+          return;
+        }
+        end('watching the store: no member answered');
+      };
+      let moving = false;
+      /** Leaves a member that broke or went silent (watch streams have no deadline) for another. */
+      const moveWatch = (why: string) => {
+        if (moving || watch === null || over.signal.aborted) return;
+        const old = watch;
+        watch = null;
+        moving = true;
+        dropWatcher(old.watcher);
+        members.markDown(old.member);
+        this.#options.log.info({ from: members.endpoint(old.member), why }, 'cluster watch moved');
+        openWatch(old.member)
+          .catch((error) => end(`watch lost: ${String(error?.message ?? error).slice(0, 200)}`))
+          .finally(() => {
+            moving = false;
+          });
+      };
+      unsubscribe = members.onDown((member) => {
+        if (watch?.member === member) moveWatch(`${members.endpoint(member)} failed a call`);
+      });
+      await openWatch();
 
       const tick = async () => {
-        const sentUs = monotonicUs();
         try {
-          await (lease as Lease).keepaliveOnce({ deadline: Date.now() + settings.callTimeoutMs });
+          let sentUs = 0;
+          const ttl = await members.call('keeping the lease', { ...deadline, write: true }, (c) => {
+            sentUs = monotonicUs();
+            return keepLeaseAlive(c, id, settings.callTimeoutMs);
+          });
+          if (ttl <= 0) return end('lease expired');
           // A partitioned leader still answers keepalives on its own until it steps down; a
           // linearizable read needs a quorum, so only then is the copy known to be current.
-          const gens = await store.snapshot([]);
+          const gens = await store.snapshot([], over.signal);
           const latest = Math.max(0, ...gens.gens.values());
           this.#seen(latest);
           this.#confirmedAtUs = sentUs;
@@ -226,24 +280,30 @@ export class SyncAgent {
           this.#releaseFence();
         } catch (error) {
           if (error instanceof EtcdLeaseInvalidError) return end('lease expired');
+          // Unavailable: the fence runs out on its own, and the check below ends the session.
         }
         if (this.#confirmedAtUs !== null && monotonicUs() - this.#confirmedAtUs > ttlUs) {
           return end('no keepalive confirmed for a whole lease');
         }
       };
-      // A silent stream (a SIGSTOPped member) delivers nothing: compare with
-      // the store; behind the same revision for STALL_MS means stalled.
+      // A silent stream (a SIGSTOPped member) delivers nothing: compare with the
+      // store; a watch behind the same revision for STALL_MS moves to another member.
       let behind: { revision: number; sinceMs: number } | null = null;
       const stallCheck = async () => {
         try {
-          const gens = await store.snapshot([]);
+          const gens = await store.snapshot([], over.signal);
           const latest = Math.max(0, ...gens.gens.values());
           this.#seen(latest);
-          const applied = this.#acked ?? 0;
-          if (latest <= applied || (behind !== null && applied >= behind.revision)) behind = null;
-          if (latest <= applied) return;
+          if (latest <= received || (behind !== null && received >= behind.revision)) {
+            behind = null;
+          }
+          // Delivered but not yet published is the files' pace, not the watch's.
+          if (latest <= received) return;
           behind ??= { revision: latest, sinceMs: performance.now() };
-          if (performance.now() - behind.sinceMs > STALL_MS) end('watch fell behind the store');
+          if (performance.now() - behind.sinceMs > STALL_MS) {
+            behind = null;
+            moveWatch('it fell behind the store');
+          }
         } catch {
           // Unreachable store: the keepalive check fences in time.
         }
@@ -262,27 +322,33 @@ export class SyncAgent {
         };
         run();
       };
-      loop(tick, (settings.leaseSeconds * 1000) / 3);
+      loop(tick, leaseMs / 3);
       loop(stallCheck, STALL_CHECK_MS);
       const result = await ended;
+      over.abort();
       await chain;
       return result;
     } finally {
+      over.abort();
       this.#endSession = null;
       this.#pendingFence = [];
       this.#syncing = true;
+      unsubscribe();
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
       fenceWriter.close(this.#page);
-      await watcher?.cancel().catch(() => undefined);
-      if (this.#stopped && lease !== null) {
-        await lease
-          .revoke({ deadline: Date.now() + settings.callTimeoutMs })
+      // Never wait for a member to confirm the watch's end: closing the clients ends it.
+      if (watch !== null) dropWatcher((watch as { watcher: Watcher }).watcher);
+      if (this.#stopped && leaseId !== null) {
+        // So that writers stop waiting for this host at once; bounded, as the member may be silent.
+        const lease = leaseId;
+        await members
+          .call('revoking the lease', { deadlineMs: settings.callTimeoutMs, write: true }, (c) =>
+            c.leaseClient.leaseRevoke({ ID: lease }),
+          )
           .catch(() => undefined);
-      } else {
-        lease?.release();
       }
-      client.close();
+      members.close();
     }
   }
 
@@ -305,9 +371,10 @@ export class SyncAgent {
   }
 
   async #apply(
-    client: Etcd3,
+    members: EtcdMembers,
     entries: Map<string, string>,
     response: IWatchResponse,
+    signal: AbortSignal,
   ): Promise<void> {
     const { keys } = this.#options;
     const touched = new Set<string>();
@@ -323,7 +390,7 @@ export class SyncAgent {
     }
     if (revision === 0) return;
     await this.#publish(entries, touched);
-    await this.#ack(client, revision);
+    await this.#ack(members, revision, signal);
   }
 
   /** Writes the files whose slots were touched, when their text changed; each bumps its slot. */
@@ -367,10 +434,12 @@ export class SyncAgent {
     );
   }
 
-  async #ack(client: Etcd3, revision: number): Promise<void> {
-    const key = this.#options.keys.ack(this.settings.host);
-    await retrying('acknowledging', { deadlineMs: this.settings.leaseSeconds * 1000 }, () =>
-      client.put(key).value(String(revision)).exec(),
+  async #ack(members: EtcdMembers, revision: number, signal: AbortSignal): Promise<void> {
+    const key = Buffer.from(this.#options.keys.ack(this.settings.host));
+    await members.call(
+      'acknowledging',
+      { deadlineMs: this.settings.leaseSeconds * 1000, write: true, signal },
+      (c) => c.kv.put({ key, value: Buffer.from(String(revision)) }),
     );
     this.#acked = Math.max(this.#acked ?? 0, revision);
     this.#page.store(Slot.CLUSTER_ACKED, this.#acked);

@@ -8,11 +8,14 @@
 import { readFileSync } from 'node:fs';
 import { ExponentialBackoff, type IBackoff, noop } from 'cockatiel';
 import {
+  castGrpcError,
   Etcd3,
   EtcdAuthenticationFailedError,
   EtcdPermissionDeniedError,
   type IOptions,
   isRecoverableError,
+  type WatchBuilder,
+  type Watcher,
 } from 'etcd3';
 import { ClusterError } from '../errors.js';
 import type { ClusterSettings } from './settings.js';
@@ -156,4 +159,266 @@ export async function retrying<T>(
     `${what}: etcd unavailable (${String((last as Error)?.message ?? last).slice(0, 200)})`,
     { cause: last },
   );
+}
+
+/** How often a member marked down is asked again, at first and at most (ms). */
+const PROBE_FIRST_MS = 100;
+const PROBE_MAX_MS = 500;
+
+interface Member {
+  endpoint: string;
+  /** A client on this member alone: a call on it never wanders to another. */
+  client: Etcd3;
+  /** Failed its last call: skipped while any other member is up, until a probe answers. */
+  down: boolean;
+  probing: boolean;
+  /** etcd's member id, learned from its status. */
+  id: string | null;
+}
+
+export interface MemberCallOptions extends RetryOptions {
+  /** A write: the leader first, when it is known and up (a follower would forward it). */
+  write?: boolean;
+}
+
+/**
+ * Every etcd member, each behind a client of its own, and what this process
+ * knows of them: which failed their last call (down, skipped until a
+ * linearizable probe, which needs a quorum, answers again) and which leads.
+ * call() is the one way to talk to etcd in a long-lived process: each attempt
+ * goes to the next member in order (up ones first, the leader first for
+ * writes), with the per-call deadline, so a dead or silent member costs at
+ * most one call deadline, once, and not one per attempt (etcd3's pool picks
+ * at random for every call, and would try the dead member again and again).
+ */
+export class EtcdMembers {
+  readonly settings: ClusterSettings;
+  readonly #members: Member[];
+  #probeKey: Buffer;
+  #leader: number | null = null;
+  #leaderLookup: Promise<void> | null = null;
+  #cursor = Math.floor(Math.random() * 1024);
+  #closed = false;
+  #downListeners = new Set<(member: number) => void>();
+
+  /** `probeKey`: a key the settings' user may read (its value is never used). */
+  constructor(settings: ClusterSettings, probeKey: string) {
+    this.settings = settings;
+    this.#probeKey = Buffer.from(probeKey);
+    this.#members = settings.endpoints.map((endpoint) => ({
+      endpoint,
+      client: createEtcdClient({ ...settings, endpoints: [endpoint] }),
+      down: false,
+      probing: false,
+      id: null,
+    }));
+  }
+
+  get size(): number {
+    return this.#members.length;
+  }
+
+  client(member: number): Etcd3 {
+    return (this.#members[member] as Member).client;
+  }
+
+  endpoint(member: number): string {
+    return (this.#members[member] as Member).endpoint;
+  }
+
+  isDown(member: number): boolean {
+    return this.#members[member]?.down ?? true;
+  }
+
+  /** Called with the member's index each time one is marked down; returns the unsubscribe. */
+  onDown(listener: (member: number) => void): () => void {
+    this.#downListeners.add(listener);
+    return () => {
+      this.#downListeners.delete(listener);
+    };
+  }
+
+  /**
+   * The members in the order to try them: up ones first, in turn (so reads and
+   * watches spread), the leader at the front for writes; down ones last, for
+   * when no member is known up (then each is tried, as etcd may have healed).
+   */
+  order(options: { write?: boolean; except?: number } = {}): number[] {
+    const n = this.#members.length;
+    const start = this.#cursor++ % n;
+    const all = Array.from({ length: n }, (_, k) => (start + k) % n).filter(
+      (i) => i !== options.except || n === 1,
+    );
+    const up = all.filter((i) => !this.isDown(i));
+    const down = all.filter((i) => this.isDown(i));
+    const leader = this.#leader;
+    if (options.write && leader !== null && up.includes(leader)) {
+      up.splice(up.indexOf(leader), 1);
+      up.unshift(leader);
+    } else if (options.write && leader === null) {
+      this.#lookUpLeader();
+    }
+    return [...up, ...down];
+  }
+
+  /**
+   * Runs `attempt` on one member after another until it succeeds, fails with
+   * a non-transient error, or the deadline passes (ClusterError 'unavailable').
+   * A member whose call failed is marked down at once; after a round on which
+   * every member failed, a short jittered pause (10 ms growing to 200 ms).
+   */
+  async call<T>(
+    what: string,
+    options: MemberCallOptions,
+    attempt: (client: Etcd3, member: number) => Promise<T>,
+  ): Promise<T> {
+    const end = Date.now() + options.deadlineMs;
+    let pause = 10;
+    let last: unknown;
+    for (;;) {
+      for (const member of this.order({ write: options.write ?? false })) {
+        if (options.signal?.aborted || this.#closed) {
+          throw new ClusterError('unavailable', `${what}: stopped`);
+        }
+        try {
+          return await attempt(this.client(member), member);
+        } catch (error) {
+          if (!isTransient(error)) throw refusal(what, error);
+          last = error;
+          this.markDown(member);
+        }
+        if (Date.now() >= end) break;
+      }
+      const left = end - Date.now();
+      if (left <= 0) break;
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(left, pause * (0.5 + Math.random()))),
+      );
+      pause = Math.min(200, pause * 2);
+    }
+    throw new ClusterError(
+      'unavailable',
+      `${what}: etcd unavailable (${String((last as Error)?.message ?? last).slice(0, 200)})`,
+      { cause: last },
+    );
+  }
+
+  /** A call on `member` failed or went silent: skip it until it answers a probe. */
+  markDown(member: number): void {
+    const m = this.#members[member];
+    if (m === undefined || m.down || this.#closed) return;
+    m.down = true;
+    if (this.#leader === member) {
+      this.#leader = null;
+      this.#lookUpLeader();
+    }
+    for (const listener of [...this.#downListeners]) listener(member);
+    void this.#probe(member);
+  }
+
+  /** Asks a down member a linearizable read (a quorum's answer) until it answers. */
+  async #probe(member: number): Promise<void> {
+    const m = this.#members[member] as Member;
+    if (m.probing) return;
+    m.probing = true;
+    let pause = PROBE_FIRST_MS;
+    try {
+      while (m.down && !this.#closed) {
+        await new Promise((resolve) => setTimeout(resolve, pause * (0.5 + Math.random())));
+        if (this.#closed) break;
+        try {
+          await m.client.kv.range({ key: this.#probeKey, count_only: true });
+          m.down = false;
+        } catch (error) {
+          // A refusal is an answer: the member is there, the refusal is for the caller to meet.
+          if (!isTransient(error)) m.down = false;
+        }
+        pause = Math.min(PROBE_MAX_MS, pause * 2);
+      }
+    } finally {
+      m.probing = false;
+    }
+    if (!m.down && this.#leader === null) this.#lookUpLeader();
+  }
+
+  /** Which member leads, from the status of every member up (each has a deadline). */
+  #lookUpLeader(): void {
+    if (this.#closed || this.#leaderLookup !== null) return;
+    this.#leaderLookup = (async () => {
+      const answers = await Promise.allSettled(
+        this.#members.map(async (m) => {
+          if (m.down) return null;
+          const status = await m.client.maintenance.status();
+          m.id = String(status.header.member_id);
+          return String(status.leader);
+        }),
+      );
+      const leaderId = answers
+        .map((a) => (a.status === 'fulfilled' ? a.value : null))
+        .find((id) => id !== null && id !== '0');
+      const index = this.#members.findIndex((m) => m.id !== null && m.id === leaderId);
+      this.#leader = index >= 0 && !this.isDown(index) ? index : null;
+    })()
+      .catch(() => undefined)
+      .finally(() => {
+        this.#leaderLookup = null;
+      });
+  }
+
+  /** The member that leads, as last seen (null: unknown). */
+  leader(): number | null {
+    return this.#leader;
+  }
+
+  /** Closes every connection: pending calls and streams fail at once, nothing waits on a member. */
+  close(): void {
+    this.#closed = true;
+    this.#downListeners.clear();
+    for (const m of this.#members) m.client.close();
+  }
+}
+
+/**
+ * A watch on one member, connected within `timeoutMs` (a silent member never
+ * answers the create): the watcher, or the error etcd cancelled it with, or a
+ * timeout error (transient); a watcher not returned is dropped.
+ */
+export async function watchOn(
+  builder: WatchBuilder,
+  timeoutMs: number,
+): Promise<{ watcher: Watcher } | { error: Error }> {
+  const watcher = builder.watcher();
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await new Promise<Error | null>((resolve) => {
+    timer = setTimeout(() => resolve(new Error('watch create: deadline exceeded')), timeoutMs);
+    watcher.once('connected', () => resolve(null));
+    watcher.once('error', (error: Error) => resolve(error));
+  });
+  clearTimeout(timer);
+  if (outcome === null) return { watcher };
+  dropWatcher(watcher);
+  return { error: outcome };
+}
+
+/** Stops listening to a watcher without waiting for the member to confirm (it may be silent). */
+export function dropWatcher(watcher: Watcher): void {
+  watcher.removeAllListeners();
+  watcher.on('error', () => undefined);
+  watcher.cancel().catch(() => undefined);
+}
+
+/**
+ * One keepalive for lease `id` through `client`, answered within the call's
+ * deadline: the TTL etcd granted anew (0 or less: the lease is gone).
+ */
+export async function keepLeaseAlive(client: Etcd3, id: string, deadlineMs: number): Promise<number> {
+  const stream = await client.leaseClient.leaseKeepAlive({ deadline: Date.now() + deadlineMs });
+  return await new Promise<number>((resolve, reject) => {
+    stream.on('data', (response: { TTL: string }) => {
+      stream.end();
+      resolve(Number(response.TTL));
+    });
+    stream.on('error', (error: Error) => reject(castGrpcError(error)));
+    stream.write({ ID: id });
+  });
 }

@@ -31,6 +31,8 @@ export class ClusterKeys {
   readonly hosts: string;
   readonly acks: string;
   readonly usage: string;
+  /** Read (never written) to ask a member whether it answers with a quorum. */
+  readonly probe: string;
 
   constructor(cluster: string) {
     this.root = `/token-shadow/${checkName('cluster name', cluster)}/`;
@@ -38,6 +40,7 @@ export class ClusterKeys {
     this.hosts = `${this.root}hosts/`;
     this.acks = `${this.root}acks/`;
     this.usage = `${this.root}usage/`;
+    this.probe = `${this.root}health`;
   }
 
   entry(kind: EntryKind, id: string): string {

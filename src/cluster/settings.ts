@@ -26,7 +26,11 @@ export interface ClusterSettings {
   leaseSeconds: number;
   /** Subtracted from each fence deadline: covers clock rate drift. Default 200 ms. */
   marginMs: number;
-  /** Deadline of one etcd call before it is retried on another member. Default 1000 ms. */
+  /**
+   * Deadline of one etcd call (watch creates and lease keepalives included)
+   * before it is retried on another member: a small part of the lease, so
+   * that a silent member costs little of it. Default 500 ms.
+   */
   callTimeoutMs: number;
 }
 
@@ -77,7 +81,7 @@ export function resolveClusterSettings(input: ClusterSettingsInput): ClusterSett
   if (!(marginMs >= 0 && marginMs < leaseSeconds * 500)) {
     fail('marginMs must be at least 0 and less than half the lease');
   }
-  const callTimeoutMs = input.callTimeoutMs ?? 1000;
+  const callTimeoutMs = input.callTimeoutMs ?? 500;
   if (!(callTimeoutMs >= 50 && callTimeoutMs <= 60_000)) fail('callTimeoutMs out of range');
   return {
     cluster: checkName('cluster name', input.cluster ?? 'default'),

@@ -10,7 +10,7 @@ import type { UserConfig } from '../config/types.js';
 import type { HashPool } from '../hashing/pool.js';
 import { parseTokenid } from '../ids.js';
 import { AckTracker } from './acks.js';
-import { createEtcdClient } from './client.js';
+import { createEtcdClient, EtcdMembers } from './client.js';
 import { ClusterKeys } from './keys.js';
 import type { ClusterSettings } from './settings.js';
 import { EtcdStore } from './store.js';
@@ -25,6 +25,9 @@ export interface Confirmation {
 export class EtcdStorage {
   readonly store: EtcdStore;
   readonly tracker: AckTracker;
+  /** Every member, each on its own connection: the store's calls and the acks' watches. */
+  readonly members: EtcdMembers;
+  /** One client on every member, for the last-use records (src/daemon/usage.ts). */
   readonly client: Etcd3;
   #pool: HashPool;
   #onConfirmed: ((confirmation: Confirmation) => void) | undefined;
@@ -39,9 +42,10 @@ export class EtcdStorage {
     const keys = new ClusterKeys(settings.cluster);
     const leaseMs = settings.leaseSeconds * 1000;
     this.client = client;
+    this.members = new EtcdMembers(settings, keys.probe);
     // A commit may need a new leader elected (7 s in the prototype): allow a few leases.
-    this.store = new EtcdStore(client, keys, { deadlineMs: 4 * leaseMs });
-    this.tracker = new AckTracker(client, keys, {
+    this.store = new EtcdStore(this.members, keys, { deadlineMs: 4 * leaseMs });
+    this.tracker = new AckTracker(this.members, keys, {
       deadlineMs: 4 * leaseMs,
       leaseMs,
     });
@@ -92,6 +96,7 @@ export class EtcdStorage {
 
   async close(): Promise<void> {
     await this.tracker.close();
+    this.members.close();
     this.client.close();
   }
 }

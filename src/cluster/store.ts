@@ -9,7 +9,7 @@ import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
 import { DEFAULT_ACCESS_BACKEND } from '../config/access-control.js';
 import type { UserConfig } from '../config/types.js';
 import { ClusterError } from '../errors.js';
-import { retrying } from './client.js';
+import { EtcdMembers, retrying } from './client.js';
 import { configToEntries, entriesToConfig } from './entries.js';
 import { type ClusterKeys, CONFIG_KINDS, type EntryKind, type GenSlot } from './keys.js';
 
@@ -51,13 +51,33 @@ function rangeOf(prefix: string): IRequestOp {
 
 export class EtcdStore {
   readonly keys: ClusterKeys;
-  readonly client: Etcd3;
+  #etcd: Etcd3 | EtcdMembers;
   #deadlineMs: number;
 
-  constructor(client: Etcd3, keys: ClusterKeys, options: { deadlineMs: number }) {
-    this.client = client;
+  /**
+   * On `EtcdMembers` (long-lived processes: each attempt on another member,
+   * down ones skipped, commits on the leader), or on one client (a command).
+   */
+  constructor(etcd: Etcd3 | EtcdMembers, keys: ClusterKeys, options: { deadlineMs: number }) {
+    this.#etcd = etcd;
     this.keys = keys;
     this.#deadlineMs = options.deadlineMs;
+  }
+
+  #call<T>(
+    what: string,
+    options: { write?: boolean; signal?: AbortSignal | undefined },
+    attempt: (client: Etcd3) => Promise<T>,
+  ): Promise<T> {
+    const retry = {
+      deadlineMs: this.#deadlineMs,
+      ...(options.signal ? { signal: options.signal } : {}),
+    };
+    const etcd = this.#etcd;
+    if (etcd instanceof EtcdMembers) {
+      return etcd.call(what, { ...retry, write: options.write ?? false }, attempt);
+    }
+    return retrying(what, retry, () => attempt(etcd));
   }
 
   /**
@@ -66,10 +86,11 @@ export class EtcdStore {
    */
   async snapshot(
     kinds: readonly EntryKind[] = ['shadow', ...CONFIG_KINDS],
+    signal?: AbortSignal,
   ): Promise<StoreSnapshot> {
     const prefixes = [...kinds.map((k) => `${this.keys.data}${k}/`), `${this.keys.data}gen/`];
-    const response = await retrying('reading the store', { deadlineMs: this.#deadlineMs }, () =>
-      this.client.kv.txn({ compare: [], success: prefixes.map(rangeOf), failure: [] }),
+    const response = await this.#call('reading the store', { signal }, (client) =>
+      client.kv.txn({ compare: [], success: prefixes.map(rangeOf), failure: [] }),
     );
     const snapshot: StoreSnapshot = {
       revision: Number(response.header.revision),
@@ -203,8 +224,8 @@ export class EtcdStore {
    * commit) the retry's compare fails too: the caller reads and decides again.
    */
   async #commit(compare: ICompare[], success: IRequestOp[]): Promise<number | null> {
-    const response = await retrying('committing a change', { deadlineMs: this.#deadlineMs }, () =>
-      this.client.kv.txn({ compare, success, failure: [] }),
+    const response = await this.#call('committing a change', { write: true }, (client) =>
+      client.kv.txn({ compare, success, failure: [] }),
     );
     return response.succeeded ? Number(response.header.revision) : null;
   }
