@@ -3,8 +3,12 @@
  * invariant run (a token verified in a tight loop on every host, then revoked)
  * healthy and under each fault with its stale accepts and the victim's time
  * to fence, and the fast path with the fence armed vs single-host mode.
+ * Availability (issue 24): with one etcd member killed, frozen or cut off
+ * for a 20 s window, every host's longest refusal of a valid token and share
+ * served, and the latency of revokes through every host; with two members
+ * down, each host's time to fence and to serve again once a majority is back.
  *
- *   npx tsc -p . && node dist/bench/cluster.js [--revokes N]
+ *   npx tsc -p . && node dist/bench/cluster.js [--revokes N] [--availability-only]
  *
  * Real parts: a 3-member etcd (Debian's etcd-server) and three hosts (manager
  * with its sync agent, two API workers each), in network namespaces when the
@@ -21,11 +25,102 @@ import { netnsUnavailable, startMultiHost } from '../harness/multihost.js';
 import { FAULTS, makeToken, revokeUnder, settle } from '../harness/revoke-scenarios.js';
 import { fenceWriter, monotonicUs } from '../src/generations/fence.js';
 import { GenerationPage, HashPool, TokenShadow } from '../src/index.js';
+import {
+  availabilityUnder,
+  type MemberFault,
+  ONE_MEMBER_FAULTS,
+  type OneMemberRun,
+  type OutageRun,
+  outageUnder,
+  TWO_MEMBER_FAULTS,
+} from '../test/helpers/availability.js';
+import type { MultiHost } from '../harness/multihost.js';
 import { machineLine, median, nsPerOp, percentile, writeResults } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 
 const LEASE_SECONDS = 2;
 const TARGETS = { p50Ms: 15, p99Ms: 50, faultMs: LEASE_SECONDS * 1000 + 200, cachedNs: 500 };
+/** Issue 24's bounds. */
+const AVAILABILITY = {
+  longestRefusalMs: LEASE_SECONDS * 1000 + 1000,
+  servedShare: 0.9,
+  revokeMaxMs: 1000,
+  revokeP50Ms: 100,
+  fenceMs: LEASE_SECONDS * 1000,
+  recoveryMs: 3000,
+};
+
+/** Every one-member fault (and a frozen follower), then the two-member outages. */
+async function availability(
+  cluster: MultiHost,
+  netns: boolean,
+): Promise<{ one: OneMemberRun[]; two: OutageRun[] }> {
+  const one: OneMemberRun[] = [];
+  const faults: MemberFault[] = Object.entries(ONE_MEMBER_FAULTS)
+    .filter(([key]) => netns || key !== 'leaderCut')
+    .map(([, fault]) => fault);
+  const followerStopped: MemberFault = {
+    name: 'a follower SIGSTOPped (frozen)',
+    async apply(c) {
+      const member = ((await c.leader()) + 1) % c.etcd.members.length;
+      c.etcd.members[member]?.signal('SIGSTOP');
+      return [member];
+    },
+    async restoreOne(c, members) {
+      c.etcd.members[members[0] as number]?.signal('SIGCONT');
+    },
+    async restoreAll(c, members) {
+      for (const m of members) c.etcd.members[m]?.signal('SIGCONT');
+    },
+  };
+  faults.splice(1, 0, followerStopped);
+  for (const fault of faults) {
+    one.push(await availabilityUnder(cluster, fault));
+    await settle(cluster);
+  }
+  const two: OutageRun[] = [];
+  for (const fault of Object.values(TWO_MEMBER_FAULTS)) {
+    two.push(await outageUnder(cluster, fault));
+    await settle(cluster);
+  }
+  printTable(
+    'Availability, one etcd member faulted for 20 s: a valid token asked every 50 ms on each host; 12 revokes (4 through each host) once a live member leads',
+    [
+      'fault',
+      'failover ms',
+      'longest refusal ms (worst host)',
+      'served (worst host)',
+      'revoke p50 ms',
+      'revoke max ms',
+      'stale accepts',
+      'bounds',
+    ],
+    one.map((r) => {
+      const times = r.revokes.map((x) => x.ms);
+      return [
+        r.fault,
+        r.failoverMs,
+        Math.max(...r.hosts.map((h) => h.longestRefusalMs)),
+        `${(100 * Math.min(...r.hosts.map((h) => h.servedShare))).toFixed(1)}%`,
+        median(times),
+        Math.max(...times),
+        r.staleAccepts,
+        `<= ${AVAILABILITY.longestRefusalMs}, >= ${100 * AVAILABILITY.servedShare}%, p50 <= ${AVAILABILITY.revokeP50Ms}, max <= ${AVAILABILITY.revokeMaxMs}, 0`,
+      ];
+    }),
+  );
+  printTable(
+    'Outage, two etcd members down: time to fence (first 503) and to serve again after one member is back',
+    ['fault', 'fenced after ms (latest host)', 'served again after ms (latest host)', 'bounds'],
+    two.map((r) => [
+      r.fault,
+      Math.max(...r.hosts.map((h) => h.fencedAfterMs)),
+      Math.max(...r.hosts.map((h) => h.servedAgainAfterMs)),
+      `<= ${AVAILABILITY.fenceMs}, <= ${AVAILABILITY.recoveryMs}`,
+    ]),
+  );
+  return { one, two };
+}
 
 function argument(name: string, fallback: number): number {
   const index = process.argv.indexOf(name);
@@ -70,6 +165,7 @@ async function fastPath(): Promise<{ singleNs: number; multiNs: number }> {
 
 async function main(): Promise<void> {
   const revokes = argument('--revokes', 200);
+  const availabilityOnly = process.argv.includes('--availability-only');
   const noEtcd = etcdUnavailable();
   if (noEtcd) throw new Error(noEtcd);
   const noNetns = netnsUnavailable();
@@ -83,6 +179,22 @@ async function main(): Promise<void> {
   );
   console.log(netns ? 'hosts in network namespaces' : `hosts on loopback (${noNetns})\n`);
 
+  if (availabilityOnly) {
+    const cluster = await startMultiHost({ netns, leaseSeconds: LEASE_SECONDS, logs: 'file' });
+    try {
+      const runs = await availability(cluster, netns);
+      writeResults('cluster-availability', {
+        machine: machineLine(),
+        netns,
+        leaseSeconds: LEASE_SECONDS,
+        bounds: AVAILABILITY,
+        ...runs,
+      });
+    } finally {
+      await cluster.stop();
+    }
+    return;
+  }
   const fast = await fastPath();
   printTable(
     'Cached verify (TokenShadow.verifyCached), ns per call, median of 15 interleaved rounds',
@@ -166,6 +278,7 @@ async function main(): Promise<void> {
         r.fenceMs ?? '-',
       ]),
     );
+    const available = await availability(cluster, netns);
     writeResults('cluster', {
       machine: machineLine(),
       netns,
@@ -174,6 +287,7 @@ async function main(): Promise<void> {
       fastPath: fast,
       revoke: { samples: samples.length, p50, p99, max: Math.max(...samples) },
       runs,
+      availability: { bounds: AVAILABILITY, ...available },
     });
   } finally {
     await cluster.stop();

@@ -115,6 +115,13 @@ export class AckTracker {
     });
   }
 
+  /** Reads the acks and opens the watches now, so that the first change does not wait for them. */
+  prepare(): void {
+    this.#ready ??= this.#start().catch(() => {
+      this.#ready = null;
+    });
+  }
+
   /** What the tracker knows now: acked revision per host (tokenctl cluster status). */
   acks(): ReadonlyMap<string, number> {
     return this.#acks;

@@ -68,6 +68,12 @@ type SessionEnd = { reason: string };
 /** How often the agent compares its acked revision with the store's, and how long behind is a stall. */
 const STALL_CHECK_MS = 250;
 const STALL_MS = 500;
+/**
+ * Leases without a confirmed keepalive after which a session starts afresh
+ * (new connections, a new lease, a full read). Not one lease: a new leader
+ * keeps the lease, so waiting out an election in the session is faster.
+ */
+const UNCONFIRMED_LEASES = 5;
 
 export class SyncAgent {
   readonly settings: ClusterSettings;
@@ -160,6 +166,7 @@ export class SyncAgent {
     let leaseId: string | null = null;
     let unsubscribe: () => void = () => undefined;
     let chain = Promise.resolve();
+    let endSession: ((end: SessionEnd) => void) | null = null;
     const timers = new Set<NodeJS.Timeout>();
     this.#sessions++;
     this.#syncing = true;
@@ -195,10 +202,14 @@ export class SyncAgent {
         'cluster in sync',
       );
 
+      // This session's own end: a late failure of an older session must not end a newer one.
+      let finish: (end: SessionEnd) => void = () => undefined;
       const ended = new Promise<SessionEnd>((resolve) => {
-        this.#endSession = resolve;
+        finish = resolve;
       });
-      const end = (reason: string) => this.#endSession?.({ reason });
+      endSession = finish;
+      this.#endSession = finish;
+      const end = (reason: string) => finish({ reason });
       if (this.#stopped) end('stopping');
 
       // Responses are applied one after another, in the order etcd sent them;
@@ -262,14 +273,18 @@ export class SyncAgent {
       });
       await openWatch();
 
-      const tick = async () => {
+      /** True when the lease was confirmed; false sends the next keepalive at once. */
+      const tick = async (): Promise<boolean> => {
         try {
           let sentUs = 0;
           const ttl = await members.call('keeping the lease', { ...deadline, write: true }, (c) => {
             sentUs = monotonicUs();
             return keepLeaseAlive(c, id, settings.callTimeoutMs);
           });
-          if (ttl <= 0) return end('lease expired');
+          if (ttl <= 0) {
+            end('lease expired');
+            return false;
+          }
           // A partitioned leader still answers keepalives on its own until it steps down; a
           // linearizable read needs a quorum, so only then is the copy known to be current.
           const gens = await store.snapshot([], over.signal);
@@ -278,12 +293,19 @@ export class SyncAgent {
           this.#confirmedAtUs = sentUs;
           this.#pendingFence.push({ sentUs, revision: latest });
           this.#releaseFence();
+          return true;
         } catch (error) {
-          if (error instanceof EtcdLeaseInvalidError) return end('lease expired');
-          // Unavailable: the fence runs out on its own, and the check below ends the session.
-        }
-        if (this.#confirmedAtUs !== null && monotonicUs() - this.#confirmedAtUs > ttlUs) {
-          return end('no keepalive confirmed for a whole lease');
+          if (error instanceof EtcdLeaseInvalidError) end('lease expired');
+          // Unavailable (no quorum, an election): the fence runs out on its own. The session
+          // goes on: its watch misses nothing, and etcd keeps a lease alive across an election,
+          // so the next keepalive that gets through restores the fence without a resync.
+          if (
+            this.#confirmedAtUs !== null &&
+            monotonicUs() - this.#confirmedAtUs > UNCONFIRMED_LEASES * ttlUs
+          ) {
+            end(`no keepalive confirmed for ${UNCONFIRMED_LEASES} leases`);
+          }
+          return false;
         }
       };
       // A silent stream (a SIGSTOPped member) delivers nothing: compare with the
@@ -308,19 +330,23 @@ export class SyncAgent {
           // Unreachable store: the keepalive check fences in time.
         }
       };
+      /** Runs `fn` every `everyMs` after its last run ended; at once after one that returned false. */
       const loop = (fn: () => Promise<unknown>, everyMs: number) => {
-        const run = () => {
+        const run = (delayMs: number) => {
           const timer = setTimeout(() => {
-            fn().finally(() => {
-              if (!this.#stopped && timers.has(timer)) {
-                timers.delete(timer);
-                run();
-              }
-            });
-          }, everyMs);
+            fn().then(
+              (ok) => {
+                if (!this.#stopped && !over.signal.aborted && timers.has(timer)) {
+                  timers.delete(timer);
+                  run(ok === false ? 0 : everyMs);
+                }
+              },
+              () => undefined,
+            );
+          }, delayMs);
           timers.add(timer);
         };
-        run();
+        run(everyMs);
       };
       loop(tick, leaseMs / 3);
       loop(stallCheck, STALL_CHECK_MS);
@@ -330,7 +356,7 @@ export class SyncAgent {
       return result;
     } finally {
       over.abort();
-      this.#endSession = null;
+      if (this.#endSession === endSession) this.#endSession = null;
       this.#pendingFence = [];
       this.#syncing = true;
       unsubscribe();

@@ -6,6 +6,7 @@
  * jittered pauses, each attempt on another member, bounded by a deadline.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { ExponentialBackoff, type IBackoff, noop } from 'cockatiel';
 import {
   castGrpcError,
@@ -84,7 +85,39 @@ export function createEtcdClient(settings: ClusterSettings): Etcd3 {
       password: readPasswordFile(settings.auth.passwordFile),
     };
   }
-  return new Etcd3(options);
+  const client = new Etcd3(options);
+  if (settings.tls) withoutIpServerName(client);
+  return client;
+}
+
+type SecureConnectorFactory = (...args: unknown[]) => {
+  connectionOptions?: { servername?: string };
+};
+
+/**
+ * grpc-js sends an endpoint's host as the TLS server name (SNI) even when it
+ * is an IP address, which RFC 6066 forbids and Node reports (DEP0123) on the
+ * first connection. SNI is for names; without it Node checks the certificate
+ * against the IP (its IP SAN) all the same. etcd3 makes the channel
+ * credentials itself (one object for all its connections), so the server name
+ * is dropped for IP endpoints where that object makes each connector.
+ */
+function withoutIpServerName(client: Etcd3): void {
+  const pool = (client as unknown as { pool?: { hosts?: Array<{ channelCredentials?: unknown }> } })
+    .pool;
+  const credentials = pool?.hosts?.[0]?.channelCredentials as
+    | { _createSecureConnector?: SecureConnectorFactory }
+    | undefined;
+  const create = credentials?._createSecureConnector;
+  if (credentials === undefined || typeof create !== 'function') return;
+  credentials._createSecureConnector = (...args) => {
+    const connector = create.apply(credentials, args);
+    const options = connector.connectionOptions;
+    if (options?.servername !== undefined && isIP(options.servername) !== 0) {
+      delete options.servername;
+    }
+    return connector;
+  };
 }
 
 /** gRPC failures worth another attempt on another member (unavailable, deadline, leader change). */
@@ -303,7 +336,11 @@ export class EtcdMembers {
     );
   }
 
-  /** A call on `member` failed or went silent: skip it until it answers a probe. */
+  /**
+   * A call on `member` failed: skip it until it answers a probe. Listeners
+   * (watches to move) hear of it only once the member is known silent, as
+   * during an election every member fails calls that need a quorum.
+   */
   markDown(member: number): void {
     const m = this.#members[member];
     if (m === undefined || m.down || this.#closed) return;
@@ -312,20 +349,28 @@ export class EtcdMembers {
       this.#leader = null;
       this.#lookUpLeader();
     }
-    for (const listener of [...this.#downListeners]) listener(member);
     void this.#probe(member);
   }
 
-  /** Asks a down member a linearizable read (a quorum's answer) until it answers. */
+  /**
+   * Asks a down member until it answers a linearizable read (a quorum's
+   * answer); meanwhile, if it does not even answer its status (which needs no
+   * quorum), it is silent: dead, frozen or cut off from here.
+   */
   async #probe(member: number): Promise<void> {
     const m = this.#members[member] as Member;
     if (m.probing) return;
     m.probing = true;
     let pause = PROBE_FIRST_MS;
+    let told = false;
     try {
-      while (m.down && !this.#closed) {
+      for (;;) {
+        if (!told && !(await this.#answersStatus(m)) && m.down && !this.#closed) {
+          told = true;
+          for (const listener of [...this.#downListeners]) listener(member);
+        }
         await new Promise((resolve) => setTimeout(resolve, pause * (0.5 + Math.random())));
-        if (this.#closed) break;
+        if (!m.down || this.#closed) break;
         try {
           await m.client.kv.range({ key: this.#probeKey, count_only: true });
           m.down = false;
@@ -333,12 +378,23 @@ export class EtcdMembers {
           // A refusal is an answer: the member is there, the refusal is for the caller to meet.
           if (!isTransient(error)) m.down = false;
         }
+        if (!m.down || this.#closed) break;
         pause = Math.min(PROBE_MAX_MS, pause * 2);
       }
     } finally {
       m.probing = false;
     }
     if (!m.down && this.#leader === null) this.#lookUpLeader();
+  }
+
+  async #answersStatus(m: Member): Promise<boolean> {
+    try {
+      const status = await m.client.maintenance.status();
+      m.id = String(status.header.member_id);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Which member leads, from the status of every member up (each has a deadline). */
@@ -393,6 +449,10 @@ export async function watchOn(
     timer = setTimeout(() => resolve(new Error('watch create: deadline exceeded')), timeoutMs);
     watcher.once('connected', () => resolve(null));
     watcher.once('error', (error: Error) => resolve(error));
+    // The stream failed (a dead member refuses at once): etcd3 would retry the same member.
+    watcher.once('disconnected', (error: Error) =>
+      resolve(castGrpcError(error ?? new Error('watch stream unavailable'))),
+    );
   });
   clearTimeout(timer);
   if (outcome === null) return { watcher };

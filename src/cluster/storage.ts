@@ -50,6 +50,8 @@ export class EtcdStorage {
       leaseMs,
     });
     this.#pool = pool;
+    // The acks' watches open now, not on the first change (which would wait for them).
+    this.tracker.prepare();
   }
 
   readConfig(): Promise<UserConfig> {

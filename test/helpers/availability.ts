@@ -203,6 +203,26 @@ export interface OneMemberRun {
   staleAccepts: number;
   /** From the fault until a live member led (when the revokes began), ms. */
   failoverMs: number;
+  /** What the managers logged about the cluster from the fault on (to read a failure by). */
+  notes: string[];
+}
+
+/** The managers' cluster log lines since `sinceMs` (wall clock), short. */
+function notesSince(cluster: MultiHost, sinceMs: number): string[] {
+  return cluster.hosts.flatMap((h) =>
+    h.deployment.managerLog.lines
+      .filter((l) => Number(l.time) >= sinceMs && /cluster/.test(String(l.msg)))
+      .map((l) => {
+        const { msg, reason, from, why, commitMs, confirmMs } = l as Record<string, unknown>;
+        const at = new Date(Number(l.time)).toISOString().slice(14, 23);
+        const timing =
+          typeof commitMs === 'number' && typeof confirmMs === 'number'
+            ? `commit ${commitMs.toFixed(0)} ms, confirm ${confirmMs.toFixed(0)} ms`
+            : '';
+        const said = [reason, from, why, timing].filter(Boolean).join(' ');
+        return `${at} ${h.name}: ${String(msg)} ${said}`;
+      }),
+  );
 }
 
 async function liveLeader(cluster: MultiHost, faulted: number[]): Promise<void> {
@@ -243,6 +263,7 @@ export async function availabilityUnder(
   let faulted: number[] = [];
   try {
     await Promise.all(probes.flatMap((p) => watched.map(([name]) => p.wait(name, [200], 0))));
+    const faultMs = Date.now();
     const faultUs = monotonicUs();
     const windowEnd = new Promise((resolve) => setTimeout(resolve, windowMs));
     faulted = await fault.apply(cluster);
@@ -283,7 +304,8 @@ export async function availabilityUnder(
     for (const p of probes) {
       for (const [name, sinceUs] of returned) staleAccepts += await p.accepts(name, sinceUs);
     }
-    return { fault: fault.name, windowMs, hosts, revokes, staleAccepts, failoverMs };
+    const notes = notesSince(cluster, faultMs);
+    return { fault: fault.name, windowMs, hosts, revokes, staleAccepts, failoverMs, notes };
   } finally {
     await fault.restoreAll(cluster, faulted).catch(() => undefined);
     await Promise.all(probes.map((p) => p.stop()));
