@@ -197,6 +197,12 @@ export async function retrying<T>(
 /** How often a member marked down is asked again, at first and at most (ms). */
 const PROBE_FIRST_MS = 100;
 const PROBE_MAX_MS = 500;
+/**
+ * How often every member up is asked its status (no quorum needed): a member
+ * that went silent is marked down before a call of ours has to find out, and
+ * the answers say which member leads.
+ */
+const HEARTBEAT_MS = 250;
 
 interface Member {
   endpoint: string;
@@ -233,6 +239,8 @@ export class EtcdMembers {
   #cursor = Math.floor(Math.random() * 1024);
   #closed = false;
   #downListeners = new Set<(member: number) => void>();
+  #heartbeat: NodeJS.Timeout;
+  #beating = false;
 
   /** `probeKey`: a key the settings' user may read (its value is never used). */
   constructor(settings: ClusterSettings, probeKey: string) {
@@ -245,6 +253,36 @@ export class EtcdMembers {
       probing: false,
       id: null,
     }));
+    this.#heartbeat = setInterval(() => void this.#beat(), HEARTBEAT_MS);
+    this.#heartbeat.unref();
+  }
+
+  /** Every member up, its status: silent ones marked down, the leader noted. */
+  async #beat(): Promise<void> {
+    if (this.#beating || this.#closed) return;
+    this.#beating = true;
+    try {
+      const leaders = await Promise.all(
+        this.#members.map(async (m, i) => {
+          if (m.down) return null;
+          try {
+            const status = await m.client.maintenance.status();
+            m.id = String(status.header.member_id);
+            return String(status.leader);
+          } catch (error) {
+            if (isTransient(error)) this.markDown(i);
+            return null;
+          }
+        }),
+      );
+      const leaderId = leaders.find((id) => id !== null && id !== '0');
+      if (leaderId !== undefined) {
+        const index = this.#members.findIndex((m) => m.id === leaderId);
+        this.#leader = index >= 0 && !this.isDown(index) ? index : null;
+      }
+    } finally {
+      this.#beating = false;
+    }
   }
 
   get size(): number {
@@ -429,6 +467,7 @@ export class EtcdMembers {
   /** Closes every connection: pending calls and streams fail at once, nothing waits on a member. */
   close(): void {
     this.#closed = true;
+    clearInterval(this.#heartbeat);
     this.#downListeners.clear();
     for (const m of this.#members) m.client.close();
   }

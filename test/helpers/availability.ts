@@ -23,10 +23,14 @@ export const PROBE_PERIOD_MS = 50;
 export interface ProbeWindow {
   requests: number;
   served: number;
-  /** Longest run of answers other than 200 (send of the first to send of the next 200), ms. */
+  /** Longest run of refusals (503, 401; from the send of the first to the send of the next 200; requests left unanswered, the machine too busy, are skipped), ms. */
   longestRefusalMs: number;
   /** Part of the window outside refusal runs, 0..1. */
   servedShare: number;
+  /** Answers other than 200, by status (0: no answer within 1 s). */
+  refusals: Record<string, number>;
+  /** When the longest refusal began, ms into the window. */
+  longestRefusalStartMs: number | null;
 }
 
 export interface Probe {
@@ -191,6 +195,8 @@ export interface HostAvailability {
   host: string;
   longestRefusalMs: number;
   servedShare: number;
+  refusals: Record<string, number>;
+  longestRefusalStartMs: number | null;
 }
 
 export interface OneMemberRun {
@@ -211,7 +217,7 @@ export interface OneMemberRun {
 function notesSince(cluster: MultiHost, sinceMs: number): string[] {
   return cluster.hosts.flatMap((h) =>
     h.deployment.managerLog.lines
-      .filter((l) => Number(l.time) >= sinceMs && /cluster/.test(String(l.msg)))
+      .filter((l) => Number(l.time) >= sinceMs && /cluster|fence/.test(String(l.msg)))
       .map((l) => {
         const { msg, reason, from, why, commitMs, confirmMs } = l as Record<string, unknown>;
         const at = new Date(Number(l.time)).toISOString().slice(14, 23);
@@ -297,6 +303,8 @@ export async function availabilityUnder(
           host: (cluster.hosts[i] as Host).name,
           longestRefusalMs: w.longestRefusalMs,
           servedShare: w.servedShare,
+          refusals: w.refusals,
+          longestRefusalStartMs: w.longestRefusalStartMs,
         };
       }),
     );
