@@ -140,7 +140,7 @@ export class AckTracker {
       { deadlineMs: this.#options.deadlineMs },
       (client) =>
         client.kv.range({
-        key: Buffer.from(this.#keys.hosts),
+          key: Buffer.from(this.#keys.hosts),
           range_end: prefixEnd(this.#keys.hosts),
         }),
     );
@@ -159,12 +159,12 @@ export class AckTracker {
       { deadlineMs: this.#options.deadlineMs },
       (client) =>
         client.kv.txn({
-        compare: [],
-        success: prefixes.map((p) => ({
-          request_range: { key: Buffer.from(p), range_end: prefixEnd(p) },
-        })),
-        failure: [],
-      }),
+          compare: [],
+          success: prefixes.map((p) => ({
+            request_range: { key: Buffer.from(p), range_end: prefixEnd(p) },
+          })),
+          failure: [],
+        }),
     );
     const [acks, hosts] = response.responses.map((r) => r.response_range?.kvs ?? []);
     return { revision: Number(response.header.revision), acks: acks ?? [], hosts: hosts ?? [] };

@@ -6,7 +6,7 @@
  *
  * A session: grant a lease, put `hosts/<host>` on it, read everything
  * linearizably at R, publish, ack R, watch `data/` from R+1 and, for each
- * response, publish what it touched and ack. Every TTL/3 a keepalive; once
+ * response, publish what it touched and ack. Every TTL/6 a keepalive; once
  * answered and a linearizable read after it succeeded (quorum, not a cut-off
  * leader), and once every data revision that read saw is published here, the
  * fence moves to (its send time + TTL - margin), before the lease can expire
@@ -246,7 +246,9 @@ export class SyncAgent {
           const { watcher } = opened;
           watcher.on('data', onData);
           watcher.on('disconnected', () => moveWatch(`${members.endpoint(member)} disconnected`));
-          watcher.on('error', (error) => end(`watch cancelled: ${String(error?.message ?? error)}`));
+          watcher.on('error', (error) =>
+            end(`watch cancelled: ${String(error?.message ?? error)}`),
+          );
           watch = { watcher, member };
           return;
         }
@@ -348,7 +350,9 @@ export class SyncAgent {
         };
         run(everyMs);
       };
-      loop(tick, leaseMs / 3);
+      // TTL/6, not etcd's usual TTL/3: when the leader is lost, the fence then
+      // still has most of a lease to last while the others elect a new one.
+      loop(tick, leaseMs / 6);
       loop(stallCheck, STALL_CHECK_MS);
       const result = await ended;
       over.abort();

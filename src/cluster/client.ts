@@ -510,7 +510,11 @@ export function dropWatcher(watcher: Watcher): void {
  * One keepalive for lease `id` through `client`, answered within the call's
  * deadline: the TTL etcd granted anew (0 or less: the lease is gone).
  */
-export async function keepLeaseAlive(client: Etcd3, id: string, deadlineMs: number): Promise<number> {
+export async function keepLeaseAlive(
+  client: Etcd3,
+  id: string,
+  deadlineMs: number,
+): Promise<number> {
   const stream = await client.leaseClient.leaseKeepAlive({ deadline: Date.now() + deadlineMs });
   return await new Promise<number>((resolve, reject) => {
     stream.on('data', (response: { TTL: string }) => {

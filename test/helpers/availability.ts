@@ -209,6 +209,8 @@ export interface OneMemberRun {
   staleAccepts: number;
   /** From the fault until a live member led (when the revokes began), ms. */
   failoverMs: number;
+  /** The same revokes just before the fault, with every member up (this machine's pace now), ms. */
+  healthyRevokes: number[];
   /** What the managers logged about the cluster from the fault on (to read a failure by). */
   notes: string[];
 }
@@ -260,10 +262,34 @@ export async function availabilityUnder(
       return list;
     }),
   );
+  const revoke = async (
+    host: Host,
+    name: string,
+  ): Promise<{ sentUs: number; returnedUs: number }> => {
+    const sentUs = monotonicUs();
+    const answer = await host.deployment.asRoot('token.delete', {
+      userid: 'root@pam',
+      tokenName: name,
+    });
+    const returnedUs = monotonicUs();
+    if (!answer.ok)
+      throw new Error(`revoke through ${host.name}: ${answer.status} ${answer.message}`);
+    return { sentUs, returnedUs };
+  };
+  // The baseline: as many revokes through the same hosts, every member up.
+  const healthyRevokes: number[] = [];
+  for (let round = 0; round < perHost; round++) {
+    for (const host of cluster.hosts) {
+      const { sentUs, returnedUs } = await revoke(host, (await makeToken(writer)).name);
+      healthyRevokes.push((returnedUs - sentUs) / 1000);
+    }
+  }
   // Every host watches the valid token and the first token revoked through each host.
   const watched: Array<[string, string]> = [
     ['valid', valid.header],
-    ...doomed.map((list, i) => [`r${i}`, (list[0] as { header: string }).header] as [string, string]),
+    ...doomed.map(
+      (list, i) => [`r${i}`, (list[0] as { header: string }).header] as [string, string],
+    ),
   ];
   const probes = cluster.hosts.map((h) => startProbe(h, watched));
   let faulted: number[] = [];
@@ -280,15 +306,7 @@ export async function availabilityUnder(
     for (let round = 0; round < perHost; round++) {
       for (const [i, host] of cluster.hosts.entries()) {
         const token = doomed[i]?.[round] as { name: string };
-        const sentUs = monotonicUs();
-        const answer = await host.deployment.asRoot('token.delete', {
-          userid: 'root@pam',
-          tokenName: token.name,
-        });
-        const returnedUs = monotonicUs();
-        if (!answer.ok) {
-          throw new Error(`revoke through ${host.name}: ${answer.status} ${answer.message}`);
-        }
+        const { sentUs, returnedUs } = await revoke(host, token.name);
         revokes.push({ host: host.name, ms: (returnedUs - sentUs) / 1000 });
         if (round === 0) returned.set(`r${i}`, returnedUs);
       }
@@ -313,7 +331,16 @@ export async function availabilityUnder(
       for (const [name, sinceUs] of returned) staleAccepts += await p.accepts(name, sinceUs);
     }
     const notes = notesSince(cluster, faultMs);
-    return { fault: fault.name, windowMs, hosts, revokes, staleAccepts, failoverMs, notes };
+    return {
+      fault: fault.name,
+      windowMs,
+      hosts,
+      revokes,
+      staleAccepts,
+      failoverMs,
+      healthyRevokes,
+      notes,
+    };
   } finally {
     await fault.restoreAll(cluster, faulted).catch(() => undefined);
     await Promise.all(probes.map((p) => p.stop()));
@@ -358,5 +385,7 @@ export async function outageUnder(cluster: MultiHost, fault: MemberFault): Promi
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
