@@ -137,7 +137,7 @@ export class AckTracker {
   async #liveHosts(): Promise<{ hosts: Map<string, string>; revision: number }> {
     const response = await this.#members.call(
       'reading hosts',
-      { deadlineMs: this.#options.deadlineMs },
+      { deadlineMs: this.#options.deadlineMs, idempotent: true },
       (client) =>
         client.kv.range({
           key: Buffer.from(this.#keys.hosts),
@@ -156,7 +156,7 @@ export class AckTracker {
     const prefixes = [this.#keys.acks, this.#keys.hosts];
     const response = await this.#members.call(
       'reading acks',
-      { deadlineMs: this.#options.deadlineMs },
+      { deadlineMs: this.#options.deadlineMs, idempotent: true },
       (client) =>
         client.kv.txn({
           compare: [],

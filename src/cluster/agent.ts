@@ -179,12 +179,15 @@ export class SyncAgent {
       const id = String(granted.ID);
       leaseId = id;
       const registration = JSON.stringify({ lease: id, pid: process.pid, since: Date.now() });
-      await members.call('registering the host', { ...deadline, write: true }, (c) =>
-        c.kv.put({
-          key: Buffer.from(keys.host(settings.host)),
-          value: Buffer.from(registration),
-          lease: id,
-        }),
+      await members.call(
+        'registering the host',
+        { ...deadline, write: true, idempotent: true },
+        (c) =>
+          c.kv.put({
+            key: Buffer.from(keys.host(settings.host)),
+            value: Buffer.from(registration),
+            lease: id,
+          }),
       );
       const snapshot = await store.snapshot();
       const entries = new Map<string, string>();
@@ -278,11 +281,15 @@ export class SyncAgent {
       /** True when the lease was confirmed; false sends the next keepalive at once. */
       const tick = async (): Promise<boolean> => {
         try {
-          let sentUs = 0;
-          const ttl = await members.call('keeping the lease', { ...deadline, write: true }, (c) => {
-            sentUs = monotonicUs();
-            return keepLeaseAlive(c, id, settings.callTimeoutMs);
-          });
+          // Each attempt carries its own send time: attempts may run at once (idempotent).
+          const { ttl, sentUs } = await members.call(
+            'keeping the lease',
+            { ...deadline, write: true, idempotent: true },
+            async (c) => {
+              const sentUs = monotonicUs();
+              return { ttl: await keepLeaseAlive(c, id, settings.callTimeoutMs), sentUs };
+            },
+          );
           if (ttl <= 0) {
             end('lease expired');
             return false;
@@ -373,8 +380,10 @@ export class SyncAgent {
         // So that writers stop waiting for this host at once; bounded, as the member may be silent.
         const lease = leaseId;
         await members
-          .call('revoking the lease', { deadlineMs: settings.callTimeoutMs, write: true }, (c) =>
-            c.leaseClient.leaseRevoke({ ID: lease }),
+          .call(
+            'revoking the lease',
+            { deadlineMs: settings.callTimeoutMs, write: true, idempotent: true },
+            (c) => c.leaseClient.leaseRevoke({ ID: lease }),
           )
           .catch(() => undefined);
       }
@@ -468,7 +477,7 @@ export class SyncAgent {
     const key = Buffer.from(this.#options.keys.ack(this.settings.host));
     await members.call(
       'acknowledging',
-      { deadlineMs: this.settings.leaseSeconds * 1000, write: true, signal },
+      { deadlineMs: this.settings.leaseSeconds * 1000, write: true, idempotent: true, signal },
       (c) => c.kv.put({ key, value: Buffer.from(String(revision)) }),
     );
     this.#acked = Math.max(this.#acked ?? 0, revision);

@@ -215,9 +215,21 @@ interface Member {
   id: string | null;
 }
 
+/** A successful attempt's value, told apart from an error returned as a value. */
+class Answer {
+  constructor(readonly value: unknown) {}
+}
+
 export interface MemberCallOptions extends RetryOptions {
   /** A write: the leader first, when it is known and up (a follower would forward it). */
   write?: boolean;
+  /**
+   * Safe to send to several members at once (a read, a keepalive, a put of
+   * the same value): when no member is known up, every member is asked at
+   * once and the first answer wins, so a recovering cluster is found as soon
+   * as any member serves, not after a silent one's deadline.
+   */
+  idempotent?: boolean;
 }
 
 /**
@@ -347,18 +359,18 @@ export class EtcdMembers {
     let pause = 10;
     let last: unknown;
     for (;;) {
-      for (const member of this.order({ write: options.write ?? false })) {
+      const order = this.order({ write: options.write ?? false });
+      if (options.idempotent && order.length > 1 && order.every((m) => this.isDown(m))) {
         if (options.signal?.aborted || this.#closed) {
           throw new ClusterError('unavailable', `${what}: stopped`);
         }
-        try {
-          return await attempt(this.client(member), member);
-        } catch (error) {
-          if (!isTransient(error)) throw refusal(what, error);
-          last = error;
-          this.markDown(member);
-        }
-        if (Date.now() >= end) break;
+        const outcome = await this.#race(order, attempt);
+        if ('value' in outcome) return outcome.value;
+        if (!isTransient(outcome.error)) throw refusal(what, outcome.error);
+        last = outcome.error;
+      } else {
+        last = (await this.#inTurn(order, what, options, attempt, end)) ?? last;
+        if (last instanceof Answer) return last.value as T;
       }
       const left = end - Date.now();
       if (left <= 0) break;
@@ -372,6 +384,59 @@ export class EtcdMembers {
       `${what}: etcd unavailable (${String((last as Error)?.message ?? last).slice(0, 200)})`,
       { cause: last },
     );
+  }
+
+  /** One member after another until one answers: its Answer, or the last transient error. */
+  async #inTurn<T>(
+    order: number[],
+    what: string,
+    options: MemberCallOptions,
+    attempt: (client: Etcd3, member: number) => Promise<T>,
+    end: number,
+  ): Promise<unknown> {
+    let last: unknown;
+    for (const member of order) {
+      if (options.signal?.aborted || this.#closed) {
+        throw new ClusterError('unavailable', `${what}: stopped`);
+      }
+      try {
+        return new Answer(await attempt(this.client(member), member));
+      } catch (error) {
+        if (!isTransient(error)) throw refusal(what, error);
+        last = error;
+        this.markDown(member);
+      }
+      if (Date.now() >= end) break;
+    }
+    return last;
+  }
+
+  /** Every member at once: the first answer, or the first final error, or the last error. */
+  #race<T>(
+    order: number[],
+    attempt: (client: Etcd3, member: number) => Promise<T>,
+  ): Promise<{ value: T } | { error: unknown }> {
+    return new Promise((resolve) => {
+      let failed = 0;
+      let settled = false;
+      for (const member of order) {
+        attempt(this.client(member), member).then(
+          (value) => {
+            if (!settled) {
+              settled = true;
+              resolve({ value });
+            }
+          },
+          (error: unknown) => {
+            failed++;
+            if (!settled && (!isTransient(error) || failed === order.length)) {
+              settled = true;
+              resolve({ error });
+            }
+          },
+        );
+      }
+    });
   }
 
   /**

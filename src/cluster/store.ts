@@ -66,7 +66,7 @@ export class EtcdStore {
 
   #call<T>(
     what: string,
-    options: { write?: boolean; signal?: AbortSignal | undefined },
+    options: { write?: boolean; idempotent?: boolean; signal?: AbortSignal | undefined },
     attempt: (client: Etcd3) => Promise<T>,
   ): Promise<T> {
     const retry = {
@@ -75,7 +75,11 @@ export class EtcdStore {
     };
     const etcd = this.#etcd;
     if (etcd instanceof EtcdMembers) {
-      return etcd.call(what, { ...retry, write: options.write ?? false }, attempt);
+      return etcd.call(
+        what,
+        { ...retry, write: options.write ?? false, idempotent: options.idempotent ?? false },
+        attempt,
+      );
     }
     return retrying(what, retry, () => attempt(etcd));
   }
@@ -89,7 +93,7 @@ export class EtcdStore {
     signal?: AbortSignal,
   ): Promise<StoreSnapshot> {
     const prefixes = [...kinds.map((k) => `${this.keys.data}${k}/`), `${this.keys.data}gen/`];
-    const response = await this.#call('reading the store', { signal }, (client) =>
+    const response = await this.#call('reading the store', { signal, idempotent: true }, (client) =>
       client.kv.txn({ compare: [], success: prefixes.map(rangeOf), failure: [] }),
     );
     const snapshot: StoreSnapshot = {
