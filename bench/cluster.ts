@@ -20,11 +20,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { etcdUnavailable } from '../harness/etcd.js';
-import { netnsUnavailable, startMultiHost } from '../harness/multihost.js';
-import { FAULTS, makeToken, revokeUnder, settle } from '../harness/revoke-scenarios.js';
-import { fenceWriter, monotonicUs } from '../src/generations/fence.js';
-import { GenerationPage, HashPool, TokenShadow } from '../src/index.js';
 import {
   availabilityUnder,
   type MemberFault,
@@ -33,8 +28,13 @@ import {
   type OutageRun,
   outageUnder,
   TWO_MEMBER_FAULTS,
-} from '../test/helpers/availability.js';
+} from '../harness/availability.js';
+import { etcdUnavailable } from '../harness/etcd.js';
 import type { MultiHost } from '../harness/multihost.js';
+import { netnsUnavailable, startMultiHost } from '../harness/multihost.js';
+import { FAULTS, makeToken, revokeUnder, settle } from '../harness/revoke-scenarios.js';
+import { fenceWriter, monotonicUs } from '../src/generations/fence.js';
+import { GenerationPage, HashPool, TokenShadow } from '../src/index.js';
 import { machineLine, median, nsPerOp, percentile, writeResults } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 

@@ -22,10 +22,10 @@ import {
   ONE_MEMBER_FAULTS,
   outageUnder,
   TWO_MEMBER_FAULTS,
-} from './helpers/availability.js';
-import { etcdUnavailable } from './helpers/etcd.js';
-import { type MultiHost, netnsUnavailable, startMultiHost } from './helpers/multihost.js';
-import { settle } from './helpers/revoke-scenarios.js';
+} from '../harness/availability.js';
+import { etcdUnavailable } from '../harness/etcd.js';
+import { type MultiHost, netnsUnavailable, startMultiHost } from '../harness/multihost.js';
+import { settle } from '../harness/revoke-scenarios.js';
 
 const LEASE_MS = 2000;
 /** The bounds. */

@@ -126,7 +126,11 @@ describe('multi-host mode on an etcd with client TLS and passwords', {
     process.off('warning', onWarning);
     const serverName = /DEP0123|TLS ServerName to an IP/;
     assert.ok(!serverName.test(everything), 'a daemon or tokenctl printed DEP0123');
-    assert.deepEqual(warnings.filter((w) => serverName.test(w)), [], 'this process warned DEP0123');
+    assert.deepEqual(
+      warnings.filter((w) => serverName.test(w)),
+      [],
+      'this process warned DEP0123',
+    );
   });
 
   it('tokenctl cluster init as a non-root user over TLS; the host verifies a token, revokes it and refuses it', {

@@ -12,11 +12,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { monotonicUs } from '../../src/generations/fence.js';
+import { monotonicUs } from '../src/generations/fence.js';
 import type { Host, MultiHost } from './multihost.js';
 import { makeToken } from './revoke-scenarios.js';
 
-const fixturesDir = fileURLToPath(new URL('../fixtures/', import.meta.url));
+const harnessDir = fileURLToPath(new URL('./', import.meta.url));
 
 export const PROBE_PERIOD_MS = 50;
 
@@ -45,7 +45,7 @@ export interface Probe {
 /** A probe of `host` for the named tokens (name -> Authorization header). */
 export function startProbe(host: Host, tokens: Array<[string, string]>): Probe {
   const argv = [
-    path.join(fixturesDir, 'cluster-availability.js'),
+    path.join(harnessDir, 'cluster-availability.js'),
     host.api.url,
     String(PROBE_PERIOD_MS),
     JSON.stringify(tokens),
