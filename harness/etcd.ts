@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Etcd3, type IOptions } from 'etcd3';
+import { withoutIpServerName } from '../src/cluster/client.js';
 import { type CertificatePair, makeTestCa, type TestCa } from './certificates.js';
 import { freePorts } from './ports.js';
 
@@ -94,7 +95,7 @@ export async function enableEtcdAuth(
   rootPassword: string,
   users: EtcdUser[] = [],
 ): Promise<void> {
-  const client = new Etcd3(cluster.clientOptions());
+  const client = withoutIpServerName(new Etcd3(cluster.clientOptions()));
   try {
     await client.user('root').create(rootPassword);
     await client.user('root').addRole('root');

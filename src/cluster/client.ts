@@ -28,6 +28,9 @@ import type { ClusterSettings } from './settings.js';
  */
 export const MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
 
+/** The least deadline of etcd's authenticate call (a bcrypt check on the member). */
+const AUTH_DEADLINE_MS = 2000;
+
 /** A file the settings name, read now; a typed error naming it (never its content) if it cannot be. */
 function readSettingsFile(what: string, file: string): Buffer {
   try {
@@ -83,6 +86,11 @@ export function createEtcdClient(settings: ClusterSettings): Etcd3 {
     options.auth = {
       username: settings.auth.username,
       password: readPasswordFile(settings.auth.passwordFile),
+      // Logging in makes etcd check the password with bcrypt, which a busy member can take
+      // longer than a call deadline for; it happens once per connection, not per call.
+      callOptions: () => ({
+        deadline: Date.now() + Math.max(AUTH_DEADLINE_MS, 4 * settings.callTimeoutMs),
+      }),
     };
   }
   const client = new Etcd3(options);
@@ -102,14 +110,14 @@ type SecureConnectorFactory = (...args: unknown[]) => {
  * credentials itself (one object for all its connections), so the server name
  * is dropped for IP endpoints where that object makes each connector.
  */
-function withoutIpServerName(client: Etcd3): void {
+export function withoutIpServerName(client: Etcd3): Etcd3 {
   const pool = (client as unknown as { pool?: { hosts?: Array<{ channelCredentials?: unknown }> } })
     .pool;
   const credentials = pool?.hosts?.[0]?.channelCredentials as
     | { _createSecureConnector?: SecureConnectorFactory }
     | undefined;
   const create = credentials?._createSecureConnector;
-  if (credentials === undefined || typeof create !== 'function') return;
+  if (credentials === undefined || typeof create !== 'function') return client;
   credentials._createSecureConnector = (...args) => {
     const connector = create.apply(credentials, args);
     const options = connector.connectionOptions;
@@ -118,6 +126,7 @@ function withoutIpServerName(client: Etcd3): void {
     }
     return connector;
   };
+  return client;
 }
 
 /** gRPC failures worth another attempt on another member (unavailable, deadline, leader change). */
@@ -203,6 +212,8 @@ const PROBE_MAX_MS = 500;
  * the answers say which member leads.
  */
 const HEARTBEAT_MS = 250;
+/** How long the heartbeat keeps quiet after etcd refused the credentials. */
+const REFUSED_QUIET_MS = 5000;
 
 interface Member {
   endpoint: string;
@@ -253,6 +264,8 @@ export class EtcdMembers {
   #downListeners = new Set<(member: number) => void>();
   #heartbeat: NodeJS.Timeout;
   #beating = false;
+  /** After etcd refused our credentials, no heartbeat until then (each try costs etcd a bcrypt). */
+  #quietUntil = 0;
 
   /** `probeKey`: a key the settings' user may read (its value is never used). */
   constructor(settings: ClusterSettings, probeKey: string) {
@@ -271,7 +284,7 @@ export class EtcdMembers {
 
   /** Every member up, its status: silent ones marked down, the leader noted. */
   async #beat(): Promise<void> {
-    if (this.#beating || this.#closed) return;
+    if (this.#beating || this.#closed || Date.now() < this.#quietUntil) return;
     this.#beating = true;
     try {
       const leaders = await Promise.all(
@@ -283,6 +296,7 @@ export class EtcdMembers {
             return String(status.leader);
           } catch (error) {
             if (isTransient(error)) this.markDown(i);
+            else this.#quietUntil = Date.now() + REFUSED_QUIET_MS;
             return null;
           }
         }),
