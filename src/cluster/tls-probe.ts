@@ -45,6 +45,9 @@ function describe(
   return null;
 }
 
+/** The least time a handshake is given before it counts as no TLS problem (only slow). */
+const MIN_PROBE_MS = 3000;
+
 /** The TLS problem with `endpoint` (an https:// URL), or null when the handshake and first frame pass. */
 export function tlsProblem(
   endpoint: string,
@@ -96,7 +99,10 @@ export async function tlsProblemOfAll(
   const secure = settings.endpoints.filter((e) => e.startsWith('https://'));
   if (settings.tls === undefined || secure.length === 0) return null;
   const tlsSettings = settings.tls;
-  const problems = await Promise.all(secure.map((e) => tlsProblem(e, tlsSettings, timeoutMs)));
+  // A diagnosis, run once on a failure: a busy member may need longer than a call deadline
+  // (500 ms by default) to finish a handshake, and then a timeout would hide the problem.
+  const waitMs = Math.max(timeoutMs, MIN_PROBE_MS);
+  const problems = await Promise.all(secure.map((e) => tlsProblem(e, tlsSettings, waitMs)));
   if (problems.some((p) => p === null)) return null;
   return problems[0] ?? null;
 }
