@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { userConfigStoreForTests } from '../src/access/user-info.js';
+import { authenticateTimed, CacheMiss } from '../src/http/authenticate.js';
 import {
   AuthenticationError,
   Authenticator,
@@ -41,7 +42,23 @@ async function fixture(options: { expire?: number } = {}) {
   const clock = { seconds: 1_000 };
   const make = (extra: { schemes?: Array<'PVEAPIToken' | 'PBSAPIToken'> } = {}) =>
     new Authenticator({ users, shadow, now: () => clock.seconds, ...extra });
-  return { users, shadow, secret, clock, make, header: `PVEAPIToken=alice@pve!ci=${secret}` };
+  /** An Authenticator on a TokenShadow of its own, whose cache has not seen the secret yet. */
+  const cold = () => {
+    const own = s.make();
+    return {
+      auth: new Authenticator({ users, shadow: own, now: () => clock.seconds }),
+      shadow: own,
+    };
+  };
+  return {
+    users,
+    shadow,
+    secret,
+    clock,
+    make,
+    cold,
+    header: `PVEAPIToken=alice@pve!ci=${secret}`,
+  };
 }
 
 function refused(reason: string) {
@@ -115,5 +132,78 @@ describe('Authenticator: the fast path for a token accepted before', () => {
     const pbsOnly = f.make({ schemes: ['PBSAPIToken'] });
     assert.throws(() => pbsOnly.authenticateCached(f.header), refused('disabled-scheme'));
     assert.ok(pbsOnly.authenticateCached(`PBSAPIToken alice@pve!ci:${f.secret}`));
+  });
+});
+
+describe('Authenticator: one driver, the cached attempt then the slow path from what it parsed', () => {
+  /** Counts the cache look-ups the Authenticator (and verifySecret inside it) makes. */
+  function countLookups(shadow: {
+    verifyCached(tokenid: string, secret: string): true | undefined;
+  }) {
+    const real = shadow.verifyCached.bind(shadow);
+    const counter = { calls: 0 };
+    shadow.verifyCached = (tokenid, secret) => {
+      counter.calls++;
+      return real(tokenid, secret);
+    };
+    return counter;
+  }
+
+  it('a miss asks the cache once in the attempt, then only the slow verify does', async () => {
+    const f = await fixture();
+    const { auth, shadow } = f.cold();
+    const lookups = countLookups(shadow);
+    const miss = auth.attempt(f.header);
+    assert.ok(miss instanceof CacheMiss, 'a secret never verified is not in the cache');
+    assert.equal(miss.id.authid, 'alice@pve!ci');
+    assert.equal(lookups.calls, 1);
+    // The secret stays out of anything that could be logged.
+    assert.ok(!JSON.stringify(miss).includes(f.secret));
+    const identity = await auth.afterCacheMiss(miss);
+    assert.equal(identity.authid, 'alice@pve!ci');
+    // verifySecret's own first look, nothing more (authenticateCached then authenticate: 3).
+    assert.equal(lookups.calls, 2);
+    assert.equal(auth.attempt(f.header), identity);
+    assert.equal(lookups.calls, 3);
+  });
+
+  it('another secret for a remembered id: the memo asked the cache, the parse does not ask again', async () => {
+    const f = await fixture();
+    const auth = f.make();
+    await auth.authenticate(f.header);
+    const lookups = countLookups(f.shadow);
+    const miss = auth.attempt('PVEAPIToken=alice@pve!ci=not-the-secret');
+    assert.ok(miss instanceof CacheMiss);
+    assert.equal(lookups.calls, 1);
+    await assert.rejects(auth.afterCacheMiss(miss), refused('bad-secret'));
+  });
+
+  it('authenticateTimed answers a cached token without a promise and times only the slow path', async () => {
+    const f = await fixture();
+    const { auth } = f.cold();
+    const timed: Array<[number, string]> = [];
+    const observe = (seconds: number, outcome: string) => timed.push([seconds, outcome]);
+    const slow = authenticateTimed(auth, f.header, observe);
+    assert.ok(slow instanceof Promise);
+    const identity = await slow;
+    assert.equal(timed.length, 1);
+    assert.equal(timed[0]?.[1], 'ok');
+    assert.ok((timed[0]?.[0] ?? -1) > 0);
+    assert.equal(authenticateTimed(auth, f.header, observe), identity);
+    assert.equal(timed.length, 1, 'the fast path is not timed');
+    await assert.rejects(
+      authenticateTimed(
+        auth,
+        'PVEAPIToken=alice@pve!ci=not-the-secret',
+        observe,
+      ) as Promise<unknown>,
+      refused('bad-secret'),
+    );
+    assert.deepEqual(
+      timed.map(([, outcome]) => outcome),
+      ['ok', 'refused'],
+    );
+    assert.throws(() => authenticateTimed(auth, 'Bearer x', observe), refused('unknown-scheme'));
+    assert.equal(timed.length, 2, 'a malformed header is refused before any slow path');
   });
 });

@@ -11,7 +11,7 @@
 import client from 'prom-client';
 import { expiringWithin } from '../config/expiring.js';
 import { Slot } from '../generations/slots.js';
-import type { AuthenticationObserver } from '../http/request-hook.js';
+import type { AuthenticationObserver } from '../http/authenticate.js';
 import type { SourcePenalties, SourcePenaltyStats } from '../http/source-penalties.js';
 import type { Deployment } from '../service/deployment.js';
 import type { UsageNotes } from '../usage/notes.js';

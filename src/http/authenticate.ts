@@ -1,17 +1,22 @@
 /**
  * authenticate(headers): the whole check of a token request, from the header
- * to the identity the privilege checks take (the token id is parsed once, by
- * the header parser, and carried through). Syntax, then
- * whether the token is active (user and token enabled, not expired), then the
- * secret through the token.shadow cache. Every failure is the same
- * AuthenticationError (a bare 401); the secret is checked even for an
- * inactive or unknown token, so the work done does not tell them apart.
+ * to the identity the privilege checks take. Syntax, then whether the token
+ * is active (user and token enabled, not expired), then the secret through
+ * the token.shadow cache. Every failure is the same AuthenticationError (a
+ * bare 401); the secret is checked even for an inactive or unknown token, so
+ * the work done does not tell them apart.
+ *
+ * One driver for every caller: `attempt` tries the cache in the same tick and
+ * answers the identity or a CacheMiss holding the parsed header, from which
+ * `afterCacheMiss` continues on the slow path; so a request's header is parsed
+ * once whichever path it takes. `authenticateTimed` is that driver as the
+ * request hooks run it, timing only the slow path.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { UserConfigStore } from '../access/user-info.js';
 import { currentEpochSeconds, isTokenActive, tokenActiveUntil } from '../config/active.js';
 import type { UserConfig } from '../config/types.js';
-import { AuthenticationError } from '../errors.js';
+import { AuthenticationError, BusyError } from '../errors.js';
 import type { Tokenid } from '../ids.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
 import type { UseRecorder } from '../usage/notes.js';
@@ -20,6 +25,7 @@ import {
   authorizationOf,
   DEFAULT_MAX_HEADER_LENGTH,
   DEFAULT_MAX_SECRET_BYTES,
+  type ParsedCredentials,
   PVE_CREDENTIALS_START,
   parseCredentials,
   pveCredentialsSplit,
@@ -65,6 +71,37 @@ interface Accepted {
 /** Most tokens the fast path remembers per config (then it starts afresh). */
 const MAX_ACCEPTED = 16_384;
 
+/** The memo knows the token, and the cache did not prove this secret for it. */
+const KNOWN_UNCACHED = Symbol('known token, secret not cached');
+
+let secretOf: (miss: CacheMiss) => string;
+
+/**
+ * What a cached attempt that could not decide leaves the slow path: the
+ * parsed token id, the config it was checked under (null: none cached yet)
+ * and, in a private field no log or JSON can reach, the secret.
+ */
+export class CacheMiss {
+  readonly id: Tokenid;
+  readonly config: UserConfig | null;
+  readonly #secret: string;
+
+  constructor(credentials: ParsedCredentials, config: UserConfig | null) {
+    this.id = credentials.id;
+    this.config = config;
+    this.#secret = credentials.secret;
+  }
+
+  static {
+    secretOf = (miss) => miss.#secret;
+  }
+}
+
+/** How an authentication ended: accepted, refused (401) or busy (503: the hashing queue is full). */
+export type AuthenticationOutcome = 'ok' | 'refused' | 'busy';
+/** Told the seconds a slow-path authentication took and how it ended. */
+export type AuthenticationObserver = (seconds: number, outcome: AuthenticationOutcome) => void;
+
 /** Authenticates a request by its Authorization header: the whole check, from header to identity. */
 export class Authenticator {
   #users: UserConfigStore;
@@ -109,44 +146,13 @@ export class Authenticator {
    * The synchronous fast path: the identity when the cache proves the secret
    * right now (same generation, within the TTL), undefined when only
    * authenticate() can tell. A malformed header throws AuthenticationError at
-   * once: no I/O is needed to know. No promise, and the id is parsed once.
+   * once: no I/O is needed to know. No promise.
    */
   authenticateCached(
     request: RequestHeaders | IncomingHttpHeaders | string | undefined,
   ): Identity | undefined {
-    const value = authorizationValue(request);
-    const config = this.#users.current();
-    const known = this.#knownToken(value, config);
-    if (known !== undefined) return known;
-    const { id, secret } = parseCredentials(value, this.#header);
-    if (config === null || this.#shadow.verifyCached(id.authid, secret) !== true) return undefined;
-    if (!isTokenActive(config, id, this.#now())) throw new AuthenticationError('inactive');
-    return this.#accept(id, config);
-  }
-
-  /**
-   * A PVEAPIToken header of a token accepted under the current `config` whose
-   * secret the cache proves: its identity (AuthenticationError once it
-   * expired), else undefined and the full parse decides.
-   */
-  #knownToken(
-    value: string | string[] | undefined,
-    config: UserConfig | null,
-  ): Identity | undefined {
-    if (typeof value !== 'string' || config === null || config !== this.#acceptedConfig) {
-      return undefined;
-    }
-    const at = this.#pveLimits === null ? -1 : pveCredentialsSplit(value, this.#pveLimits);
-    if (at < 0) return undefined;
-    const tokenid = value.slice(PVE_CREDENTIALS_START, at);
-    const known = this.#accepted.get(tokenid);
-    if (known === undefined) return undefined;
-    if (this.#shadow.verifyCached(tokenid, value.slice(at + 1)) !== true) return undefined;
-    if (known.until !== Number.POSITIVE_INFINITY && this.#now() >= known.until) {
-      throw new AuthenticationError('inactive');
-    }
-    this.#usage?.note(known.identity.authid);
-    return known.identity;
+    const attempt = this.attempt(request);
+    return attempt instanceof CacheMiss ? undefined : attempt;
   }
 
   /**
@@ -158,19 +164,74 @@ export class Authenticator {
   async authenticate(
     request: RequestHeaders | IncomingHttpHeaders | string | undefined,
   ): Promise<Identity> {
+    const attempt = this.attempt(request);
+    return attempt instanceof CacheMiss ? this.afterCacheMiss(attempt) : attempt;
+  }
+
+  /**
+   * The cached attempt, in this tick: the identity when the cache proves the
+   * secret, else a CacheMiss carrying the parsed header for afterCacheMiss to
+   * continue from (nothing is parsed or looked up twice). Throws
+   * AuthenticationError for a malformed header or an expired token.
+   */
+  attempt(
+    request: RequestHeaders | IncomingHttpHeaders | string | undefined,
+  ): Identity | CacheMiss {
     const value = authorizationValue(request);
-    const current = this.#users.current();
-    const known = this.#knownToken(value, current);
-    if (known !== undefined) return known;
-    const { id, secret } = parseCredentials(value, this.#header);
-    const config = current ?? (await this.#users.get());
+    const config = this.#users.current();
+    const known = this.#knownToken(value, config);
+    if (known !== undefined && known !== KNOWN_UNCACHED) return known;
+    const credentials = parseCredentials(value, this.#header);
+    const { id, secret } = credentials;
+    // The memo asked the cache about these very two parts already (its id is the parser's own).
+    if (known === KNOWN_UNCACHED || config === null) return new CacheMiss(credentials, config);
+    if (this.#shadow.verifyCached(id.authid, secret) !== true) {
+      return new CacheMiss(credentials, config);
+    }
+    if (!isTokenActive(config, id, this.#now())) throw new AuthenticationError('inactive');
+    return this.#accept(id, config);
+  }
+
+  /**
+   * The slow path after `attempt` missed: the config if there was none cached,
+   * whether the token is active, and the secret through the hashing pool.
+   */
+  async afterCacheMiss(miss: CacheMiss): Promise<Identity> {
+    const id = miss.id;
+    const config = miss.config ?? (await this.#users.get());
     const active = isTokenActive(config, id, this.#now());
-    const verified =
-      this.#shadow.verifyCached(id.authid, secret) ??
-      (await this.#shadow.verifySecret(id.authid, secret));
-    if (!verified) throw new AuthenticationError('bad-secret');
+    // The secret is checked even for an inactive token: the work done does not tell them apart.
+    if (!(await this.#shadow.verifySecret(id.authid, secretOf(miss)))) {
+      throw new AuthenticationError('bad-secret');
+    }
     if (!active) throw new AuthenticationError('inactive');
     return this.#accept(id, config);
+  }
+
+  /**
+   * A PVEAPIToken header of a token accepted under the current `config`: its
+   * identity when the cache proves its secret (AuthenticationError once it
+   * expired), KNOWN_UNCACHED when it does not, else undefined and the full
+   * parse decides.
+   */
+  #knownToken(
+    value: string | string[] | undefined,
+    config: UserConfig | null,
+  ): Identity | typeof KNOWN_UNCACHED | undefined {
+    if (typeof value !== 'string' || config === null || config !== this.#acceptedConfig) {
+      return undefined;
+    }
+    const at = this.#pveLimits === null ? -1 : pveCredentialsSplit(value, this.#pveLimits);
+    if (at < 0) return undefined;
+    const tokenid = value.slice(PVE_CREDENTIALS_START, at);
+    const known = this.#accepted.get(tokenid);
+    if (known === undefined) return undefined;
+    if (this.#shadow.verifyCached(tokenid, value.slice(at + 1)) !== true) return KNOWN_UNCACHED;
+    if (known.until !== Number.POSITIVE_INFINITY && this.#now() >= known.until) {
+      throw new AuthenticationError('inactive');
+    }
+    this.#usage?.note(known.identity.authid);
+    return known.identity;
   }
 
   /** Every successful authentication ends here: remembered for the fast path, noted for last-used. */
@@ -191,4 +252,35 @@ export class Authenticator {
     this.#accepted.set(id.authid, { identity, until: tokenActiveUntil(config, id) });
     return identity;
   }
+}
+
+/**
+ * A request's authentication as the hooks run it: the identity itself when
+ * the cache proves it (no promise: a hook can answer in the same tick),
+ * otherwise the slow path's promise, timed for `observe` with how it ended.
+ * Nothing is timed on the fast path (the cache's hit counter says how often
+ * it ran); tens of milliseconds of hashing make two clock reads invisible.
+ * A malformed header throws at once.
+ */
+export function authenticateTimed(
+  auth: Authenticator,
+  request: RequestHeaders | IncomingHttpHeaders | string | undefined,
+  observe?: AuthenticationObserver,
+): Identity | Promise<Identity> {
+  const attempt = auth.attempt(request);
+  if (!(attempt instanceof CacheMiss)) return attempt;
+  if (observe === undefined) return auth.afterCacheMiss(attempt);
+  const start = process.hrtime.bigint();
+  const seconds = () => Number(process.hrtime.bigint() - start) / 1e9;
+  return auth.afterCacheMiss(attempt).then(
+    (identity) => {
+      observe(seconds(), 'ok');
+      return identity;
+    },
+    (error: unknown) => {
+      // A server fault (a corrupt token.shadow, say) took the time too: counted with the refusals.
+      observe(seconds(), error instanceof BusyError ? 'busy' : 'refused');
+      throw error;
+    },
+  );
 }

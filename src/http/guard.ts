@@ -9,9 +9,13 @@
 import type { UserConfigStore } from '../access/user-info.js';
 import { AuthenticationError, type AuthenticationFailure, BusyError } from '../errors.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
-import { Authenticator, type Identity } from './authenticate.js';
+import {
+  type AuthenticationObserver,
+  Authenticator,
+  authenticateTimed,
+  type Identity,
+} from './authenticate.js';
 import type { AuthorizationOptions, RequestHeaders } from './authorization.js';
-import type { AuthenticationObserver } from './request-hook.js';
 import { httpFailureOf } from './status.js';
 
 export interface TokenAuthOptions extends AuthorizationOptions {
@@ -72,21 +76,11 @@ export function refusalOf(error: unknown): Refusal | null {
 export function requestGuard(options: TokenAuthOptions): RequestGuard {
   const auth = authenticatorOf(options);
   return async (request) => {
-    let start: bigint | null = null;
-    const seconds = () => Number(process.hrtime.bigint() - (start ?? 0n)) / 1e9;
     try {
-      const cached = auth.authenticateCached(request);
-      if (cached !== undefined) return { identity: cached };
-      start = process.hrtime.bigint();
-      const identity = await auth.authenticate(request);
-      options.onSlowAuthentication?.(seconds(), 'ok');
-      return { identity };
+      return { identity: await authenticateTimed(auth, request, options.onSlowAuthentication) };
     } catch (error) {
       const refusal = refusalOf(error);
       if (refusal === null) throw error;
-      if (start !== null) {
-        options.onSlowAuthentication?.(seconds(), refusal.reason === 'busy' ? 'busy' : 'refused');
-      }
       options.onRefused?.(refusal.reason);
       return { refusal };
     }

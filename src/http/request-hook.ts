@@ -3,11 +3,9 @@
  * plus the per-source penalties, shaped for the hot path.
  *
  * A callback hook, not an async one: a cached token is answered synchronously
- * (authenticateCached) and `done()` is called in the same tick, so a request
- * pays no promise and no extra turn of the event loop; only a cache miss takes
- * the async path. Nothing is timed on the fast path (the cache's hit counter
- * says how often it ran); the slow path is timed for the histogram, where tens
- * of milliseconds of hashing make two clock reads invisible.
+ * and `done()` is called in the same tick, so a request pays no promise and no
+ * extra turn of the event loop; only a cache miss takes the async path, timed
+ * for the histogram (authenticateTimed, the driver the guard uses too).
  *
  * Failures (401, and 503 when the hashing queue is full) count against the
  * request's source; a response to a failing direct peer closes its
@@ -17,13 +15,13 @@
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { AuthenticationError, BusyError } from '../errors.js';
-import type { Authenticator, Identity } from './authenticate.js';
+import {
+  type AuthenticationObserver,
+  type Authenticator,
+  authenticateTimed,
+  type Identity,
+} from './authenticate.js';
 import type { SourcePenalties } from './source-penalties.js';
-
-/** How an authentication ended: accepted, refused (401) or busy (503: the hashing queue is full). */
-export type AuthenticationOutcome = 'ok' | 'refused' | 'busy';
-/** Told the seconds a slow-path authentication took and how it ended. */
-export type AuthenticationObserver = (seconds: number, outcome: AuthenticationOutcome) => void;
 
 export interface RequestHookOptions {
   auth: Authenticator;
@@ -81,29 +79,25 @@ export function authenticationHook(options: RequestHookOptions): AuthenticationH
         return;
       }
     }
-    let identity: Identity | undefined;
+    let identity: Identity | Promise<Identity>;
     try {
-      identity = auth.authenticateCached(request.raw);
+      identity = authenticateTimed(auth, request.raw, onSlowAuthentication);
     } catch (error) {
       failed(request, reply, error);
       done(error as Error);
       return;
     }
-    if (identity !== undefined) {
+    if (!(identity instanceof Promise)) {
       request.identity = identity;
       done();
       return;
     }
-    const start = onSlowAuthentication ? process.hrtime.bigint() : 0n;
-    auth.authenticate(request.raw).then(
+    identity.then(
       (verified) => {
         request.identity = verified;
-        onSlowAuthentication?.(Number(process.hrtime.bigint() - start) / 1e9, 'ok');
         done();
       },
       (error: unknown) => {
-        const outcome = error instanceof BusyError ? 'busy' : 'refused';
-        onSlowAuthentication?.(Number(process.hrtime.bigint() - start) / 1e9, outcome);
         failed(request, reply, error);
         done(error as Error);
       },

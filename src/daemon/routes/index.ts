@@ -7,9 +7,8 @@
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { UserConfigStore } from '../../access/user-info.js';
-import type { Authenticator } from '../../http/authenticate.js';
+import type { AuthenticationObserver, Authenticator } from '../../http/authenticate.js';
 import { tokenAuthHook } from '../../http/fastify.js';
-import type { AuthenticationObserver } from '../../http/request-hook.js';
 import type { SourcePenalties } from '../../http/source-penalties.js';
 import { errorCode, httpFailureOf } from '../../http/status.js';
 import type { LastUsedLookup } from '../../service/answers.js';
