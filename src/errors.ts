@@ -99,22 +99,16 @@ export class FencedError extends BusyError {
   }
 }
 
-export type ClusterProblem =
-  | 'unavailable'
-  | 'conflict'
-  | 'unconfirmed'
-  | 'not-configured'
-  | 'refused';
+export type ClusterProblem = 'unavailable' | 'conflict' | 'not-configured' | 'refused';
 
 /**
  * Multi-host mode could not do what was asked: etcd unreachable or without
  * quorum (`unavailable`), a change kept losing its compare (`conflict`),
  * etcd refused this host's credentials: a wrong password, a user without a
  * role on the cluster's keys, a TLS handshake it or we rejected (`refused`:
- * a setting to fix, not worth retrying).
- * `unconfirmed` is no longer raised: a committed change waits at most one
- * lease for the hosts, after which every host that did not apply it is
- * fenced (kept in the type so that callers' switches still compile).
+ * a setting to fix, not worth retrying). A committed change is never refused
+ * for hosts that did not confirm it: it waits at most one lease for them,
+ * after which every host that did not apply it is fenced.
  */
 export class ClusterError extends TokenShadowError {
   readonly problem: ClusterProblem;
@@ -206,14 +200,38 @@ export class AuthenticationError extends TokenShadowError {
 }
 
 /**
- * An API request that cannot be served, with its HTTP status (400, 403, 404,
- * 503...) and, for 400, per-parameter messages as Proxmox VE reports them.
+ * The caller lacks a privilege the request needs (HTTP 403). The message names
+ * the path and privileges that were missing, never what the caller holds.
+ */
+export class PermissionError extends TokenShadowError {
+  constructor(message: string) {
+    super('ERR_PERMISSION', message);
+  }
+}
+
+/**
+ * A request's parameters are malformed (HTTP 400); `errors` names each one
+ * that is, as Proxmox VE reports them.
+ */
+export class ParameterError extends TokenShadowError {
+  readonly errors: Record<string, string> | undefined;
+  constructor(message: string, errors?: Record<string, string>) {
+    super('ERR_PARAMETER', message);
+    this.errors = errors;
+  }
+}
+
+/**
+ * The manager's refusal of a write an API worker forwarded, relayed as it
+ * came over the socket: its HTTP status, message, per-parameter messages and
+ * the stable code of the error the manager raised (ERR_API_<status> when it
+ * sent none), so the worker answers and logs what the manager decided.
  */
 export class ApiError extends TokenShadowError {
   readonly status: number;
   readonly errors: Record<string, string> | undefined;
-  constructor(status: number, message: string, errors?: Record<string, string>) {
-    super(`ERR_API_${status}`, message);
+  constructor(status: number, message: string, errors?: Record<string, string>, code?: string) {
+    super(code ?? `ERR_API_${status}`, message);
     this.status = status;
     this.errors = errors;
   }

@@ -1,6 +1,7 @@
 /**
  * This package's version, read once from its package.json (two levels above
- * dist/src), for `tokenctl --version` and the daemons' build_info metric.
+ * dist/src), for `tokenctl --version`, the daemons' build_info metric and the
+ * API's GET /version.
  */
 import { readFileSync } from 'node:fs';
 

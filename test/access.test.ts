@@ -397,3 +397,20 @@ describe('access: custom configuration', () => {
     ]);
   });
 });
+
+describe('access: the roles of a token', () => {
+  it('rolesAt gives a token without privilege separation its user roles, as PVE roles() does', () => {
+    const { config } = parseUserConfig(
+      [
+        'user:bob@pve:1:0:::::',
+        'token:bob@pve!full:1:0:0::',
+        'token:bob@pve!sep:1:0:1::',
+        'acl:1:/:bob@pve:PVEAdmin:',
+        'acl:1:/:bob@pve!sep:PVEAuditor:',
+      ].join('\n'),
+    );
+    assert.deepEqual([...rolesAt(config, 'bob@pve!full', '/vms').keys()], ['PVEAdmin']);
+    assert.deepEqual([...rolesAt(config, 'bob@pve!sep', '/vms').keys()], ['PVEAuditor']);
+    assert.deepEqual([...rolesAt(config, 'bob@pve!none', '/vms').keys()], []);
+  });
+});

@@ -4,6 +4,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { settingsFromOptions } from '../src/cli/context.js';
+import { settingsFrom } from '../src/daemon/cli-options.js';
 import { DEFAULT_CONFIG_DIR, DEFAULT_RUNTIME_DIR } from '../src/service/settings.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -184,5 +186,26 @@ describe('deploy/ units', () => {
     }
     const services = readdirSync(DEPLOY).filter((n) => n.endsWith('.service'));
     assert.deepEqual(services.sort(), [...UNITS].sort());
+  });
+});
+
+describe('tokenctl and the daemons find the same files', () => {
+  it('tokenctl and a daemon started without --runtime-dir agree on the page', () => {
+    const saved = process.env.RUNTIME_DIRECTORY;
+    process.env.RUNTIME_DIRECTORY = '/run/token-shadow'; // what systemd sets for the daemons
+    try {
+      const daemon = settingsFrom({ configDir: '/etc/token-shadow' });
+      delete process.env.RUNTIME_DIRECTORY; // an administrator's shell
+      const cli = settingsFromOptions({
+        configDir: '/etc/token-shadow',
+        runtimeDir: '/run/token-shadow',
+        output: 'table',
+      });
+      assert.equal(daemon.pagePath, cli.pagePath);
+      assert.equal(cli.pagePath, '/run/token-shadow/shmem/config-versions');
+    } finally {
+      if (saved === undefined) delete process.env.RUNTIME_DIRECTORY;
+      else process.env.RUNTIME_DIRECTORY = saved;
+    }
   });
 });

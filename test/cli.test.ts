@@ -16,9 +16,11 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { formatExpire, parseExpire } from '../src/cli/dates.js';
+import { ExitCode, failureOf } from '../src/cli/exit.js';
 import { groupName } from '../src/cli/names.js';
 import { renderTable } from '../src/cli/output.js';
 import { main } from '../src/cli/tokenctl.js';
+import { ConfigError, ParameterError, PermissionError } from '../src/errors.js';
 import { openDeployment } from '../src/service/deployment.js';
 import { resolveSettings } from '../src/service/settings.js';
 import { VERSION } from '../src/version.js';
@@ -929,5 +931,22 @@ describe('tokenctl next to pveum', () => {
     assert.deepEqual(complete('tokenctl', 'user', 'token', 'add', '--pr'), ['--privsep']);
     assert.ok(complete('tokenctl', 'token', '').includes('info'));
     assert.equal((await tokenctl(dirs, 'completion', 'fish')).code, 2);
+  });
+});
+
+describe('tokenctl exit codes', () => {
+  it('a missing privilege is 3 (denied), by its kind; a refused request is 1', () => {
+    const denied = failureOf(new PermissionError('Permission check failed (/access, Sys.Audit)'));
+    assert.equal(denied.exitCode, ExitCode.DENIED);
+    assert.match(
+      denied.message ?? '',
+      /^Permission check failed \(\/access, Sys\.Audit\) \(run tokenctl as root/,
+    );
+    for (const error of [
+      new ParameterError('userid must be a string', { userid: 'invalid' }),
+      new ConfigError('not-found', 'no such user'),
+    ]) {
+      assert.deepEqual(failureOf(error), { exitCode: ExitCode.FAILURE, message: error.message });
+    }
   });
 });

@@ -1,8 +1,16 @@
 import assert from 'node:assert/strict';
-import { chmodSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { call, type Daemons, pveHeader, startDaemons } from '../harness/daemons.js';
+import {
+  call,
+  type Daemons,
+  pveHeader,
+  startDaemons,
+  startDeployment,
+} from '../harness/daemons.js';
+import { VERSION } from '../src/version.js';
 import { createRootToken } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -41,6 +49,14 @@ describe('the daemons over HTTPS', () => {
       assert.equal(version.status, 200);
       assert.equal((version.body.data as { repoid: string }).repoid, 'token-shadow');
     }
+    // package.json's version, not a copy of it.
+    const answer = (await call(d, 'GET', '/version', { auth: header })).body.data;
+    const [major, minor] = VERSION.split('.');
+    assert.deepEqual(answer, {
+      version: VERSION,
+      release: `${major}.${minor}`,
+      repoid: 'token-shadow',
+    });
     const pbs = await call(d, 'GET', '/version', { auth: `PBSAPIToken ann@pve!ci:${data.value}` });
     assert.equal(pbs.status, 200);
 
@@ -223,6 +239,71 @@ describe('shutting down', () => {
       assert.equal(await exited, 0);
     } finally {
       await d.stop();
+    }
+  });
+});
+
+describe('the API primary: metrics and restarts', () => {
+  const dir = tempDir();
+  chmodSync(dir, 0o755);
+
+  it('the authentication histogram counts refusals too, labelled by outcome', async () => {
+    const deployment = await startDeployment(dir);
+    try {
+      const api = await deployment.startApi('api', ['--workers', '1'], { metrics: true });
+      const created = await deployment.asRoot('token.create', {
+        userid: 'root@pam',
+        tokenName: 'm',
+        fields: { privsep: false },
+      });
+      assert.equal(created.ok, true);
+      const secret = (created as { data: { value: string } }).data.value;
+      const d = { url: api.url, ca: api.ca };
+      assert.equal(
+        (await call(d as never, 'GET', '/version', { auth: pveHeader('root@pam!m', secret) }))
+          .status,
+        200,
+      );
+      assert.equal(
+        (await call(d as never, 'GET', '/version', { auth: pveHeader('root@pam!m', 'wrong') }))
+          .status,
+        401,
+      );
+      const metrics = await api.metrics();
+      const count = (outcome: string) =>
+        metrics.get(`token_shadow_authentication_seconds_count{outcome="${outcome}"}`);
+      assert.equal(count('ok'), 1);
+      assert.equal(count('refused'), 1);
+    } finally {
+      await deployment.stop();
+    }
+  });
+
+  it('a worker that dies at start is forked again after a growing wait', async () => {
+    const deployment = await startDeployment(tempDir());
+    try {
+      const api = await deployment.startApi('api', ['--workers', '1']);
+      // A replacement reads the certificate again and refuses one the primary did not check.
+      writeFileSync(path.join(deployment.configDir, 'api-ssl.pem'), 'not a certificate\n');
+      process.kill(api.workerPids[0] as number, 'SIGKILL');
+      const waits: unknown[] = [];
+      const times: number[] = [];
+      const seen = new Set<unknown>();
+      for (let n = 1; n <= 5; n++) {
+        const line = await api.log.waitFor(
+          (l) =>
+            (l.msg === 'worker died, starting a new one' || l.msg === 'replacement failed') &&
+            !seen.has(l),
+        );
+        seen.add(line);
+        waits.push(line.restartInMs);
+        times.push(Number(line.time));
+      }
+      assert.deepEqual(waits, [0, 100, 200, 400, 800]);
+      const spent = (times[4] as number) - (times[1] as number);
+      assert.ok(spent >= 700, `4 failed starts within ${spent} ms: no back-off`);
+    } finally {
+      await deployment.stop();
     }
   });
 });

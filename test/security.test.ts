@@ -14,6 +14,8 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { call, type Daemons, pipeLog, pveHeader, startDaemons } from '../harness/daemons.js';
+import { RpcClient, relayedError } from '../src/daemon/rpc.js';
+import { errorCode, httpFailureOf } from '../src/http/status.js';
 import { rootCredential } from '../src/service/bootstrap.js';
 import { callExpecting, createRootToken } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
@@ -184,6 +186,47 @@ describe('the manager trusts nobody (issue 10, cases 2, 3, 4, 5)', () => {
     assert.equal((await tokens('root@pam')).includes('evil'), false);
     const line = d.managerLog.lines.find((l) => l.msg === 'mutation' && l.status === 403);
     assert.equal(line?.identity, 'low@pve!t', 'the log names the derived identity');
+  });
+
+  it("the manager's domain errors reach a worker with their kind, status and message unchanged", async () => {
+    const created = await call(d, 'POST', '/access/users/root@pam/token/relay', { auth: root });
+    const rootHeader = pveHeader('root@pam!relay', (created.body.data as { value: string }).value);
+    await call(d, 'POST', '/access/users', { auth: root, form: { userid: 'weak@pve' } });
+    const weak = await call(d, 'POST', '/access/users/weak@pve/token/t', { auth: root });
+    const weakHeader = pveHeader('weak@pve!t', (weak.body.data as { value: string }).value);
+    const rpc = new RpcClient(socketPath);
+    try {
+      const cases = [
+        // A privilege the caller lacks: PermissionError, 403.
+        {
+          answer: await rpc.call('user.create', weakHeader, { userid: 'other@pve' }),
+          failure: {
+            status: 403,
+            message: 'Permission check failed (/access/groups, User.Modify)',
+          },
+          code: 'ERR_PERMISSION',
+        },
+        // A malformed parameter: ParameterError, 400 with the parameter named.
+        {
+          answer: await rpc.call('user.create', rootHeader, { userid: 7 }),
+          failure: {
+            status: 400,
+            message: 'userid must be a string',
+            errors: { userid: 'invalid' },
+          },
+          code: 'ERR_PARAMETER',
+        },
+      ];
+      for (const { answer, failure, code } of cases) {
+        assert.equal(answer.ok, false, JSON.stringify(answer));
+        if (answer.ok) continue;
+        const relayed = relayedError(answer);
+        assert.deepEqual(httpFailureOf(relayed), failure);
+        assert.equal(errorCode(relayed), code);
+      }
+    } finally {
+      rpc.close();
+    }
   });
 
   it('case 3: a line without end is cut off at the limit, not buffered', async () => {

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { effectiveExpiry, expiringWithin } from '../src/config/expiring.js';
 import { createUserConfig } from '../src/config/types.js';
 import { addToken, addUser } from '../src/config/users.js';
-import { ApiError, LastUsedFileError } from '../src/errors.js';
+import { LastUsedFileError, ParameterError } from '../src/errors.js';
 import { formatAge, parseDuration } from '../src/service/durations.js';
 import { BoundaryTask, untilNextBoundary } from '../src/usage/boundary-task.js';
 import {
@@ -163,10 +163,10 @@ describe('LastUsedLedger', () => {
       'garbage',
     ]);
     assert.equal(taken, 2);
-    await assert.rejects(ledger.report('nope'), ApiError);
+    await assert.rejects(ledger.report('nope'), ParameterError);
     await assert.rejects(
       ledger.report(Array.from({ length: MAX_REPORT_ENTRIES + 1 }, () => ['a@pve!x', 1])),
-      ApiError,
+      ParameterError,
     );
     await ledger.flush();
     assert.equal(sink.batches.length, 1);

@@ -6,9 +6,9 @@
  */
 import { CommanderError } from 'commander';
 import {
-  ApiError,
   GenerationPageError,
   LockError,
+  PermissionError,
   ShadowFileError,
   TokenShadowError,
 } from '../errors.js';
@@ -61,7 +61,7 @@ export function failureOf(error: unknown): Failure {
   ) {
     return denied(error.message);
   }
-  if (error instanceof ApiError && error.status === 403) return denied(error.message);
+  if (error instanceof PermissionError) return denied(error.message);
   if (error instanceof TokenShadowError) {
     return { exitCode: ExitCode.FAILURE, message: error.message };
   }

@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { AuditTrail } from '../audit/trail.js';
 import { effectiveExpiry } from '../config/expiring.js';
-import { ApiError } from '../errors.js';
+import { ParameterError, TokenShadowError } from '../errors.js';
 import { readWebhookSettings, type WebhookSettings } from '../events/settings.js';
 import { Webhooks } from '../events/webhooks.js';
 import { Authenticator, type Identity } from '../http/authenticate.js';
@@ -40,7 +40,9 @@ import { openLedger, USAGE_REPORT_OP, watchExpiry } from './usage.js';
 function operationOf(request: RpcRequest) {
   const operation = OPERATIONS.get(String(request.op));
   if (operation?.access !== 'write') {
-    throw new ApiError(400, `unknown operation ${JSON.stringify(String(request.op)).slice(0, 40)}`);
+    throw new ParameterError(
+      `unknown operation ${JSON.stringify(String(request.op)).slice(0, 40)}`,
+    );
   }
   return { operation, params: operation.parse(request.params) };
 }
@@ -105,7 +107,8 @@ export function handler(
       );
       const { operation, params } = operationOf(request);
       const data = await runWrite(operation, stores, caller, params);
-      if (request.op === 'token.delete') ledger?.forget(String(describe(request, caller).target));
+      const deleted = operation.deletedToken?.(params);
+      if (deleted !== undefined) ledger?.forget(deleted);
       const record = await audited(request, caller);
       log.info({ ...describe(request, caller), outcome: 'ok', ...record }, 'mutation');
       return { id, ok: true, data };
@@ -123,7 +126,9 @@ export function handler(
         },
         'mutation',
       );
-      return { id, ok: false, ...failure };
+      // The error's kind travels too: the worker relays status, message and code unchanged.
+      const code = error instanceof TokenShadowError ? { code: error.code } : {};
+      return { id, ok: false, ...failure, ...code };
     }
   };
 }

@@ -11,6 +11,7 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
+import { ApiError } from '../errors.js';
 
 export interface RpcRequest {
   id: number;
@@ -24,7 +25,15 @@ export interface RpcRequest {
 
 export type RpcResponse =
   | { id: number; ok: true; data: unknown }
-  | { id: number; ok: false; status: number; message: string; errors?: Record<string, string> };
+  | {
+      id: number;
+      ok: false;
+      status: number;
+      message: string;
+      errors?: Record<string, string>;
+      /** The stable code of the error the manager raised (ERR_PERMISSION, ...), for the worker's log. */
+      code?: string;
+    };
 
 /** Longest request line accepted, so a confused client cannot make the manager buffer without end. */
 export const MAX_LINE = 64 * 1024;
@@ -99,6 +108,17 @@ export function serveRpc(server: net.Server, handler: RpcHandler): void {
   });
 }
 
+/** A refusal from the manager. */
+export type RpcRefusal = Extract<RpcResponse, { ok: false }>;
+
+/**
+ * The manager's refusal as a worker relays it: status, message, parameter
+ * errors and the code of the error the manager raised, all unchanged.
+ */
+export function relayedError(response: RpcRefusal): ApiError {
+  return new ApiError(response.status, response.message, response.errors, response.code);
+}
+
 function failure(id: number, status: number, message: string): RpcResponse {
   return { id, ok: false, status, message };
 }
@@ -110,7 +130,10 @@ function isResponse(value: unknown): value is RpcResponse {
   if (typeof reply.id !== 'number') return false;
   if (reply.ok === true) return true;
   return (
-    reply.ok === false && typeof reply.status === 'number' && typeof reply.message === 'string'
+    reply.ok === false &&
+    typeof reply.status === 'number' &&
+    typeof reply.message === 'string' &&
+    (reply.code === undefined || typeof reply.code === 'string')
   );
 }
 

@@ -46,10 +46,10 @@ export function uvThreadpoolSize(env: NodeJS.ProcessEnv = process.env): number {
   return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
 }
 
-/** Hashing and verifying off the event loop, in worker threads, with a bounded queue (BusyError when full). */
 /** Longest close() waits for the threads to finish loading before it stops them anyway. */
 const CLOSE_PING_MS = 5_000;
 
+/** Hashing and verifying off the event loop, in worker threads, with a bounded queue (BusyError when full). */
 export class HashPool {
   readonly threads: number;
   readonly maxQueue: number;

@@ -1,6 +1,8 @@
 /**
  * The one mapping from an error to the HTTP answer it deserves, used by the
- * API routes and by the manager (whose socket answers carry the same status).
+ * API routes and by the manager (whose socket answers carry the same status,
+ * relayed by the worker as an ApiError). The layers below raise domain errors
+ * (PermissionError, ParameterError, ConfigError...) and know no statuses.
  * A status of 500 is a server fault: its message is never shown to a client
  * (it may name a path or a file problem), only logged by code.
  */
@@ -12,6 +14,8 @@ import {
   ConfigError,
   GenerationPageError,
   InvalidIdError,
+  ParameterError,
+  PermissionError,
   TokenShadowError,
 } from '../errors.js';
 
@@ -28,10 +32,12 @@ export const INTERNAL_ERROR = 'internal error';
 function statusOf(error: unknown): number {
   if (error instanceof ApiError) return error.status;
   if (error instanceof AuthenticationError) return 401;
+  if (error instanceof PermissionError) return 403;
+  if (error instanceof ParameterError) return 400;
   if (error instanceof BusyError) return 503;
   // A process maps an older page this writer cannot bump: nothing was changed, try again.
   if (error instanceof GenerationPageError && error.problem === 'unreachable') return 503;
-  // etcd unreachable, or a change some live host has not confirmed yet: try again.
+  // etcd unreachable or refusing us, or a change that kept losing its compare: try again.
   if (error instanceof ClusterError) return error.problem === 'not-configured' ? 500 : 503;
   if (error instanceof InvalidIdError) return 400;
   if (error instanceof ConfigError) {
@@ -49,7 +55,8 @@ export function httpFailureOf(error: unknown): HttpFailure {
   const status = statusOf(error);
   if (status >= 500 && status !== 503) return { status, message: INTERNAL_ERROR };
   const message = error instanceof Error ? error.message : INTERNAL_ERROR;
-  const errors = error instanceof ApiError ? error.errors : undefined;
+  const errors =
+    error instanceof ApiError || error instanceof ParameterError ? error.errors : undefined;
   return { status, message, ...(errors ? { errors } : {}) };
 }
 

@@ -4,9 +4,9 @@
  * against the operation's JSON Schema by fastify, and only need converting.
  * From the manager's socket they are the operation's own typed params, sent
  * by a worker or `npm start`: trusted, but not blindly, so each is checked
- * here and a malformed one is a 400.
+ * here and a malformed one is a ParameterError (400).
  */
-import { ApiError } from '../errors.js';
+import { ParameterError } from '../errors.js';
 
 /** Parameters as they arrive, before they are known to be well formed. */
 export type Raw = Record<string, unknown>;
@@ -19,7 +19,7 @@ export interface ParameterSchema {
 }
 
 function invalid(name: string, what: string): never {
-  throw new ApiError(400, `${name} must be ${what}`, { [name]: 'invalid' });
+  throw new ParameterError(`${name} must be ${what}`, { [name]: 'invalid' });
 }
 
 /** A required string parameter. */
@@ -52,7 +52,7 @@ export function list(raw: Raw, name: string): string[] {
   return [...value];
 }
 
-/** A list parameter of integers (VM ids, say); ApiError(400) otherwise. */
+/** A list parameter of integers (VM ids, say); ParameterError otherwise. */
 export function integerList(raw: Raw, name: string): number[] {
   const value = raw[name];
   if (!Array.isArray(value) || !value.every((item) => Number.isSafeInteger(item))) {

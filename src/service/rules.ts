@@ -1,12 +1,12 @@
 /**
  * The privilege rules the operations are built from, with Proxmox VE's
- * semantics. Each throws ApiError(403) naming the path and privileges that
+ * semantics. Each throws PermissionError naming the path and privileges that
  * were missing, never what the caller does hold.
  */
 import { checkPrivileges } from '../access/permissions.js';
 import { SUPERUSER } from '../config/access-control.js';
 import type { UserConfig } from '../config/types.js';
-import { ApiError } from '../errors.js';
+import { PermissionError } from '../errors.js';
 import type { AuthidParts } from '../ids.js';
 
 /** Where PVE checks the user and group privileges. */
@@ -53,7 +53,9 @@ export function actsAsRoot(config: UserConfig, caller: Caller): boolean {
  */
 export function requireRootForRoot(config: UserConfig, caller: Caller, userid: string): void {
   if (userid === SUPERUSER && !actsAsRoot(config, caller)) {
-    throw new ApiError(403, `Permission check failed (only ${SUPERUSER} may change ${SUPERUSER})`);
+    throw new PermissionError(
+      `Permission check failed (only ${SUPERUSER} may change ${SUPERUSER})`,
+    );
   }
 }
 
@@ -74,14 +76,13 @@ export function requireNoEscalation(
   const lifts = grants.privsep === false;
   const exposes = grants.secret === true && existing !== undefined && !existing.privsep;
   if (lifts || exposes) {
-    throw new ApiError(
-      403,
+    throw new PermissionError(
       'Permission check failed (a token with privilege separation cannot create, lift or rotate a token without it)',
     );
   }
 }
 
-/** 403 unless `caller` holds the privileges (all, or any with `any`) on `path`. */
+/** PermissionError unless `caller` holds the privileges (all, or any with `any`) on `path`. */
 export function requirePrivileges(
   config: UserConfig,
   caller: Caller,
@@ -91,7 +92,7 @@ export function requirePrivileges(
 ): void {
   if (caller === HOST_ROOT) return;
   if (!checkPrivileges(config, caller, path, privs, { any })) {
-    throw new ApiError(403, `Permission check failed (${path}, ${privs.join(any ? '|' : ', ')})`);
+    throw new PermissionError(`Permission check failed (${path}, ${privs.join(any ? '|' : ', ')})`);
   }
 }
 

@@ -6,7 +6,7 @@
  * that moment are in, so one write serves all workers.
  * It never touches user.cfg or token.shadow, nor their locks.
  */
-import { ApiError } from '../errors.js';
+import { ParameterError } from '../errors.js';
 import { isTokenid } from '../ids.js';
 import { BoundaryTask } from './boundary-task.js';
 import { type LastUsedMap, mergeLatest } from './notes.js';
@@ -85,12 +85,12 @@ export class LastUsedLedger {
 
   /**
    * Merges one worker message: a list of [token id, epoch second]. Anything
-   * else is a 400; entries of unknown tokens are dropped; a second too far in
+   * else is a ParameterError; entries of unknown tokens are dropped; a second too far in
    * the future is taken as now. Returns how many entries were taken.
    */
   async report(uses: unknown): Promise<number> {
     if (!Array.isArray(uses) || uses.length > MAX_REPORT_ENTRIES) {
-      throw new ApiError(400, `uses must be a list of at most ${MAX_REPORT_ENTRIES} entries`, {
+      throw new ParameterError(`uses must be a list of at most ${MAX_REPORT_ENTRIES} entries`, {
         uses: 'invalid',
       });
     }

@@ -12,6 +12,7 @@ import { tokenAuthHook } from '../../http/fastify.js';
 import type { SourcePenalties } from '../../http/source-penalties.js';
 import { errorCode, httpFailureOf } from '../../http/status.js';
 import type { LastUsedLookup } from '../../service/answers.js';
+import { VERSION } from '../../version.js';
 import { OPENAPI_PATH, openApiDocument, recordRoutes } from '../openapi.js';
 import type { RpcClient } from '../rpc.js';
 import { registerAclRoutes } from './acl.js';
@@ -22,7 +23,12 @@ import { registerRoleRoutes } from './roles.js';
 import { registerTokenRoutes } from './tokens.js';
 import { registerUserRoutes } from './users.js';
 
-export const VERSION = { version: '0.1.0', release: '0.1', repoid: 'token-shadow' };
+/** GET /version's answer, shaped as PVE's: this package's version and its major.minor. */
+export const VERSION_ANSWER = Object.freeze({
+  version: VERSION,
+  release: VERSION.split('.').slice(0, 2).join('.'),
+  repoid: 'token-shadow',
+});
 
 export interface RoutesOptions {
   auth: Authenticator;
@@ -91,14 +97,14 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
   let description: object | null = null;
   // Public, as the routes' shapes are: it says nothing about the deployment.
   app.get(OPENAPI_PATH, async () => {
-    description ??= openApiDocument(described, VERSION.version);
+    description ??= openApiDocument(described, VERSION);
     return description;
   });
 
   app.register(
     async (api) => {
       api.get('/version', { onRequest: options.publicVersion ? [] : [authenticate] }, async () => ({
-        data: VERSION,
+        data: VERSION_ANSWER,
       }));
       registerPermissionRoutes(api, ctx);
       registerUserRoutes(api, ctx);

@@ -10,14 +10,14 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { UserConfigStore } from '../../access/user-info.js';
 import type { UserConfig } from '../../config/types.js';
-import { ApiError, AuthenticationError } from '../../errors.js';
+import { AuthenticationError } from '../../errors.js';
 import type { Identity } from '../../http/authenticate.js';
 import { authorizationOf } from '../../http/authorization.js';
 import type { AuthenticationHook } from '../../http/request-hook.js';
 import type { LastUsedLookup } from '../../service/answers.js';
 import type { Operation } from '../../service/operations.js';
 import type { ParameterSchema, Raw } from '../../service/params.js';
-import type { RpcClient } from '../rpc.js';
+import { type RpcClient, relayedError } from '../rpc.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
@@ -56,13 +56,13 @@ function config(ctx: RouteContext): UserConfig | Promise<UserConfig> {
   return ctx.users.current() ?? ctx.users.get();
 }
 
-/** Forwards a checked write to the manager; its refusal keeps the manager's status. */
+/** Forwards a checked write to the manager; its refusal is relayed as it came (ApiError). */
 async function forward(ctx: RouteContext, name: string, request: FastifyRequest, params: unknown) {
   // The manager authenticates the caller itself, from the same credential.
   const credential = authorizationOf(request.raw);
   if (typeof credential !== 'string') throw new AuthenticationError('missing-header');
   const response = await ctx.rpc.call(name, credential, params as Raw, request.ip);
-  if (!response.ok) throw new ApiError(response.status, response.message, response.errors);
+  if (!response.ok) throw relayedError(response);
   return response.data;
 }
 

@@ -20,9 +20,9 @@ interface OperationBase<P> {
   readonly parameters: ParameterSchema;
   /** The API's parameters (already checked against `parameters`) as this operation's params. */
   fromApi(input: Raw): P;
-  /** Params that crossed a process boundary, checked; ApiError(400) when malformed. */
+  /** Params that crossed a process boundary, checked; ParameterError when malformed. */
   parse(raw: Raw): P;
-  /** The privilege rule: throws ApiError(403) unless `caller` may do this on `config`. */
+  /** The privilege rule: throws PermissionError unless `caller` may do this on `config`. */
   authorize(caller: Caller, params: NoInfer<P>, config: UserConfig): void;
 }
 
@@ -36,6 +36,8 @@ export interface ReadOperation<P, R> extends OperationBase<P> {
 export interface WriteOperation<P, R> extends OperationBase<P> {
   readonly access: 'write';
   run(writer: Writer, params: NoInfer<P>): Promise<R>;
+  /** The token id this operation deletes, if it deletes one: its last use is forgotten after. */
+  deletedToken?(params: NoInfer<P>): string;
 }
 
 export type Operation<P = never, R = unknown> = ReadOperation<P, R> | WriteOperation<P, R>;

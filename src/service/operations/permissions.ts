@@ -1,7 +1,7 @@
 /** The caller's effective privileges: PVE's GET /access/permissions. */
 import { permissionsTree } from '../../access/permissions.js';
 import { currentEpochSeconds } from '../../config/active.js';
-import { ApiError } from '../../errors.js';
+import { ParameterError } from '../../errors.js';
 import { isAuthid, parseAuthid } from '../../ids.js';
 import { defined, optionalText, type Raw, schema } from '../params.js';
 import { requirePrivileges } from '../rules.js';
@@ -37,7 +37,7 @@ export const readPermissions = read({
 
 function checkTarget(params: { path?: string; userid?: string }) {
   if (params.userid !== undefined && !isAuthid(params.userid)) {
-    throw new ApiError(400, 'invalid userid', { userid: 'invalid format' });
+    throw new ParameterError('invalid userid', { userid: 'invalid format' });
   }
   return params;
 }

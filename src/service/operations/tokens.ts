@@ -217,6 +217,7 @@ export const deleteToken = write({
   summary: 'a token and its secret',
   ...onToken,
   authorize: tokenWrite(() => ({})),
+  deletedToken: (params) => joinTokenid(params.userid, params.tokenName),
   async run(writer, params) {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     await writer.change((config) => userConfig.removeToken(config, tokenid), {

@@ -7,7 +7,7 @@
 import type { UserConfig } from '../../config/types.js';
 import type { UserFields } from '../../config/users.js';
 import * as userConfig from '../../config/users.js';
-import { ApiError } from '../../errors.js';
+import { PermissionError } from '../../errors.js';
 import { joinTokenid, parseUserid } from '../../ids.js';
 import { userInfo } from '../answers.js';
 import {
@@ -107,8 +107,7 @@ export const readUser = read({
   ...userParams,
   authorize(caller, params, config) {
     if (!isSelf(caller, params.userid) && !canAuditUsers(config, caller)) {
-      throw new ApiError(
-        403,
+      throw new PermissionError(
         `Permission check failed (${ACCESS_GROUPS}, ${USER_AUDIT.join('|')})`,
       );
     }

@@ -1,9 +1,12 @@
 /**
- * Bugs in src/ that the reliability work found. Fixed ones stay as regression
- * tests; open ones are failing reproductions marked `todo` (node:test reports
- * them, the run stays green) until a fix lands: then drop the `todo`.
- * RELIABILITY.md lists all of them; the header-slice leaks are covered by
- * secrets.test.ts and the legacy-hash timing weakness by timing.test.ts.
+ * Values at the edges of what each format allows, where the reliability work
+ * found bugs in src/ (RELIABILITY.md, "Findings in src/" 3 to 6): a NUL decoded into
+ * a secret checked against a crypt hash, generations above 2^53, a
+ * `__proto__` entry of token.shadow, a lone surrogate in an id. Each test
+ * failed before its fix. An open bug found this way would be a failing
+ * reproduction marked `todo` until its fix lands. The header-slice leaks are
+ * covered by secrets.test.ts and the legacy-hash timing weakness by
+ * timing.test.ts.
  */
 
 import assert from 'node:assert/strict';
@@ -32,11 +35,11 @@ import { FAST_ARGON2 } from './common.js';
 
 const MAGIC = [0xea, 0xf3, 0xca, 0x65, 0xeb, 0x46, 0x00, 0x5a];
 
-describe('reliability: bugs found (regression tests, and todo reproductions of open ones)', () => {
+describe('values at the edges of each format', () => {
   const pool = new HashPool({ threads: 1, maxQueue: 16, argon2: FAST_ARGON2 });
   after(() => pool.close());
 
-  it('fixed: a secret followed by %00 and anything does not verify against an imported crypt hash', async () => {
+  it('a secret followed by %00 and anything does not verify against an imported crypt hash', async () => {
     const dir = tempDir();
     const id = 'imported@pve!legacy';
     const secret = randomUUID();
@@ -62,7 +65,7 @@ describe('reliability: bugs found (regression tests, and todo reproductions of o
     assert.equal(loadAddon().cryptVerify(`${secret}\u0000anything`, hash), false);
   });
 
-  it('fixed: above 2^53 a generation bump stays visible and a rotated secret is refused', async () => {
+  it('above 2^53 a generation bump stays visible and a rotated secret is refused', async () => {
     const dir = tempDir();
     const pagePath = path.join(dir, 'config-versions');
     const bytes = Buffer.alloc(4096);
@@ -87,7 +90,7 @@ describe('reliability: bugs found (regression tests, and todo reproductions of o
     assert.notEqual(reader.load(Slot.TOKEN_SHADOW), before, 'the bump is not visible');
   });
 
-  it('fixed: every entry token.shadow accepted is written back by the next mutation', () => {
+  it('every entry token.shadow accepted is written back by the next mutation', () => {
     const entries = parseShadow('token.shadow', '{"__proto__": "$argon2id$x", "a@pve!t": "h"}');
     assert.equal(entries.size, 2);
     assert.deepEqual(parseShadow('token.shadow', serializeShadow(entries)), entries);
