@@ -173,6 +173,7 @@ export class Authenticator {
    * secret, else a CacheMiss carrying the parsed header for afterCacheMiss to
    * continue from (nothing is parsed or looked up twice). Throws
    * AuthenticationError for a malformed header or an expired token.
+   * @internal The library's own hooks drive it (authenticateTimed).
    */
   attempt(
     request: RequestHeaders | IncomingHttpHeaders | string | undefined,
@@ -195,6 +196,7 @@ export class Authenticator {
   /**
    * The slow path after `attempt` missed: the config if there was none cached,
    * whether the token is active, and the secret through the hashing pool.
+   * @internal
    */
   async afterCacheMiss(miss: CacheMiss): Promise<Identity> {
     const id = miss.id;
