@@ -428,6 +428,8 @@ export interface CallOptions {
   auth?: string;
   /** Sent form-urlencoded, as PVE clients do. */
   form?: Record<string, string | number>;
+  /** Sent as a JSON body instead (PVE takes both). */
+  json?: unknown;
   /** Keep-alive connections instead of a new one per request. */
   agent?: https.Agent;
 }
@@ -444,7 +446,10 @@ export function call(
 ): Promise<Reply> {
   const body = options.form
     ? new URLSearchParams(Object.entries(options.form).map(([k, v]) => [k, String(v)])).toString()
-    : undefined;
+    : options.json === undefined
+      ? undefined
+      : JSON.stringify(options.json);
+  const contentType = options.form ? 'application/x-www-form-urlencoded' : 'application/json';
   return new Promise((resolve, reject) => {
     const url = new URL(`${d.url}${route}`);
     const req = (url.protocol === 'http:' ? http : https).request(
@@ -455,7 +460,7 @@ export function call(
         agent: options.agent ?? false,
         headers: {
           ...(options.auth ? { authorization: options.auth } : {}),
-          ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
+          ...(body ? { 'content-type': contentType } : {}),
         },
       },
       (res) => {

@@ -239,7 +239,12 @@ export async function startManager(
     host: hostname(),
     onRecord: () => void webhooks.wake(),
   });
-  serveRpc(server, handler(mode.storage, auth, log, ledger, trail));
+  serveRpc(server, handler(mode.storage, auth, log, ledger, trail), {
+    onStalledPeer: () =>
+      log.info(
+        'a peer of the socket does not read its answers: reading from it paused until it does',
+      ),
+  });
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {

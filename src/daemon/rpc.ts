@@ -6,8 +6,11 @@
  * socket (a compromised worker) can do no more than the credentials it holds.
  *
  * Both sides read lines off the byte stream with a limit (a line longer than
- * it drops the connection before it is buffered), and every call has a
- * deadline: a manager that does not answer is a 503, not a hung request.
+ * it ends the connection before it is buffered; the client never sends one,
+ * it answers 413 instead), and every call has a deadline: a manager that does
+ * not answer is a 503, not a hung request. The manager reads from a peer only
+ * while that peer reads its answers and has few calls waiting, so a peer that
+ * writes without reading fills its own socket, not the manager's memory.
  */
 import { once } from 'node:events';
 import net from 'node:net';
@@ -41,23 +44,28 @@ export const MAX_LINE = 64 * 1024;
 export const MAX_REPLY_LINE = 1024 * 1024;
 /** How long a client waits for the manager's answer by default. */
 export const DEFAULT_DEADLINE_MS = 15_000;
+/**
+ * Calls of one connection read but not yet answered before the manager stops
+ * reading from it (a worker's calls beyond it wait in its socket, in order).
+ */
+export const MAX_QUEUED_CALLS = 64;
 
 export type RpcHandler = (request: RpcRequest) => Promise<RpcResponse>;
 
 /**
  * Calls `onLine` for each '\n'-terminated line of `socket`, holding at most
- * `limit` bytes of an unfinished line: beyond that the socket is destroyed
- * (and `onOverflow` told) before more is read into memory.
+ * `limit` bytes of an unfinished line: beyond that nothing more is read from
+ * the socket and `onOverflow` decides what becomes of it.
  */
 export function readLines(
   socket: net.Socket,
   limit: number,
   onLine: (line: string) => void,
-  onOverflow: () => void = () => undefined,
+  onOverflow: () => void,
 ): void {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
-  socket.on('data', (chunk: Buffer) => {
+  socket.on('data', function onData(chunk: Buffer) {
     let start = 0;
     for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
       const piece = chunk.subarray(start, nl);
@@ -72,7 +80,9 @@ export function readLines(
     }
     const rest = chunk.subarray(start);
     if (chunk.indexOf(10, start) !== -1 || pendingBytes + rest.length > limit) {
-      socket.destroy();
+      socket.off('data', onData);
+      socket.pause();
+      pending = [];
       onOverflow();
       return;
     }
@@ -84,26 +94,69 @@ export function readLines(
   });
 }
 
-/** Serves `handler` on every connection; answers in request order per connection. */
-export function serveRpc(server: net.Server, handler: RpcHandler): void {
+export interface ServeOptions {
+  /** Told once per connection whose peer stopped reading its answers (reading from it paused). */
+  onStalledPeer?: () => void;
+}
+
+/**
+ * Serves `handler` on every connection; answers in request order per
+ * connection. Reading from a connection pauses while MAX_QUEUED_CALLS of its
+ * calls wait for their answers, or while its answers wait for the peer to
+ * read them (the socket's write buffer is full), and resumes when both have
+ * cleared: what a peer can make the manager hold is bounded by those calls,
+ * one read's worth of lines and one buffer of answers, whatever it sends.
+ */
+export function serveRpc(
+  server: net.Server,
+  handler: RpcHandler,
+  options: ServeOptions = {},
+): void {
   server.on('connection', (socket) => {
     let chain = Promise.resolve();
-    readLines(socket, MAX_LINE, (line) => {
-      chain = chain.then(async () => {
-        let request: RpcRequest;
-        try {
-          request = JSON.parse(line) as RpcRequest;
-          if (typeof request !== 'object' || request === null) throw new Error('not an object');
-        } catch {
-          socket.write(
-            `${JSON.stringify({ id: -1, ok: false, status: 400, message: 'bad request line' })}\n`,
-          );
-          return;
-        }
-        const response = await handler(request);
-        if (!socket.destroyed) socket.write(`${JSON.stringify(response)}\n`);
-      });
-    });
+    let queued = 0;
+    let overflowed = false;
+    let stalled = false;
+    const resume = () => {
+      if (!overflowed && queued < MAX_QUEUED_CALLS && !socket.writableNeedDrain) socket.resume();
+    };
+    socket.on('drain', resume);
+    const answer = async (line: string): Promise<RpcResponse> => {
+      let request: RpcRequest;
+      try {
+        request = JSON.parse(line) as RpcRequest;
+        if (typeof request !== 'object' || request === null) throw new Error('not an object');
+      } catch {
+        return { id: -1, ok: false, status: 400, message: 'bad request line' };
+      }
+      return handler(request);
+    };
+    readLines(
+      socket,
+      MAX_LINE,
+      (line) => {
+        if (++queued >= MAX_QUEUED_CALLS) socket.pause();
+        chain = chain.then(async () => {
+          const response = await answer(line);
+          queued--;
+          if (socket.destroyed) return;
+          if (!socket.write(`${JSON.stringify(response)}\n`)) {
+            socket.pause();
+            if (!stalled) options.onStalledPeer?.();
+            stalled = true;
+          }
+          resume();
+        });
+      },
+      () => {
+        // A line too long: nothing more is read, but the calls read before it
+        // (perhaps applied already) are answered before the hang-up.
+        overflowed = true;
+        chain = chain.then(() => {
+          socket.destroySoon();
+        });
+      },
+    );
     socket.on('error', () => socket.destroy());
   });
 }
@@ -168,13 +221,19 @@ export class RpcClient {
     source?: string,
   ): Promise<RpcResponse> {
     const id = this.#next++;
+    const request: RpcRequest = { id, op, credential, params, ...(source ? { source } : {}) };
+    const line = `${JSON.stringify(request)}\n`;
+    // The manager would hang up on a longer line, failing every call of this
+    // connection: this one alone is refused, and never sent.
+    if (Buffer.byteLength(line) - 1 > MAX_LINE) {
+      return failure(id, 413, `request too large for the manager (over ${MAX_LINE >> 10} KiB)`);
+    }
     let socket: net.Socket;
     try {
       socket = await this.#connect();
     } catch {
       return failure(id, 503, 'manager unavailable');
     }
-    const request: RpcRequest = { id, op, credential, params, ...(source ? { source } : {}) };
     const reply = new Promise<RpcResponse>((resolve) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
@@ -185,7 +244,7 @@ export class RpcClient {
         resolve(response);
       });
     });
-    socket.write(`${JSON.stringify(request)}\n`);
+    socket.write(line);
     return reply;
   }
 
@@ -227,7 +286,10 @@ export class RpcClient {
           this.#pending.get(response.id)?.(response);
           this.#pending.delete(response.id);
         },
-        () => fail('reply from the manager too long'),
+        () => {
+          socket.destroy();
+          fail('reply from the manager too long');
+        },
       );
       this.#socket = socket;
       return socket;
