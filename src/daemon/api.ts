@@ -115,7 +115,8 @@ function parseCommand(argv: string[]) {
     };
     for (const name of ['workers', 'hashThreads', 'hashQueue', 'ttlMs'] as const) {
       const value = (name === 'ttlMs' ? flags.ttl : flags[name]) ?? file[name];
-      if (typeof value === 'number' && Number.isFinite(value)) input[name] = value;
+      // NaN too (`--workers abc`): resolveSettings refuses it rather than a default hiding it.
+      if (typeof value === 'number') input[name] = value;
     }
     return settingsFrom(flags, input);
   };
@@ -261,7 +262,11 @@ async function runPrimary(argv: string[]): Promise<void> {
       log.info({ workers: pool.serving }, 'reload done');
     } catch (error) {
       metrics.reloads.inc({ outcome: 'failed' });
-      log.error({ err: error instanceof Error ? error.message : String(error) }, 'reload failed');
+      // The workers keep the previous generation's settings.
+      log.error(
+        { err: error instanceof Error ? error.message : String(error), settings: 'unchanged' },
+        'reload failed',
+      );
     }
     await notifySystemd(
       { ready: true, status: `serving on ${authority(host, port)}` },

@@ -56,7 +56,8 @@ export function settingsFrom(
   if (typeof options.configDir === 'string') input.configDir = options.configDir;
   if (typeof options.runtimeDir === 'string') input.runtimeDir = options.runtimeDir;
   if (typeof options.group === 'string') input.gid = resolveGroupId(options.group);
-  if (typeof options.ttl === 'number' && Number.isFinite(options.ttl)) input.ttlMs = options.ttl;
+  // A number that is not one (`--ttl abc`) is passed on, for resolveSettings to refuse.
+  if (typeof options.ttl === 'number') input.ttlMs = options.ttl;
   if (typeof options.lastUsedInterval === 'number') {
     input.lastUsedIntervalMs = options.lastUsedInterval;
   }

@@ -329,7 +329,8 @@ async function main(argv: string[]): Promise<void> {
       .then(load)
       .then((next) => manager.reconfigure(next))
       .then(() => warnAboutCertificate(settings, log))
-      .catch((error) => log.error({ err: String(error) }, 'reload failed'))
+      // A refused settings file changes nothing: the previous settings stay in force.
+      .catch((error) => log.error({ err: String(error), settings: 'unchanged' }, 'reload failed'))
       .finally(() => notifySystemd({ ready: true, status: 'serving' }, notifyFailed));
   });
   const shutdown = (signal: string) => {

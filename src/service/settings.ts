@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { ConfigError } from '../errors.js';
 import { pagePathIn } from '../generations/paths.js';
 import {
   DEFAULT_PENALTY_BUDGET,
@@ -13,6 +14,7 @@ import {
 } from '../http/source-penalties.js';
 import { lastUsedPathFor } from '../usage/file.js';
 import { DEFAULT_REPORT_INTERVAL_MS } from '../usage/reporter.js';
+import { formatDuration } from './durations.js';
 
 export interface Settings {
   configDir: string;
@@ -115,14 +117,14 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
   const runtimeDir = path.resolve(
     input.runtimeDir ?? process.env.RUNTIME_DIRECTORY?.split(':')[0] ?? DEFAULT_RUNTIME_DIR,
   );
-  const workers = Math.max(1, input.workers ?? availableParallelism());
+  const workers = input.workers ?? availableParallelism();
   const host = input.host ?? '0.0.0.0';
   const plainHttp = input.plainHttp ?? false;
   const shadowPath = path.join(configDir, 'token.shadow');
   if (plainHttp && !isLoopback(host)) {
     throw new Error(`plain HTTP is only allowed on loopback, not on ${host}`);
   }
-  return {
+  const settings: Settings = {
     configDir,
     userCfgPath: path.join(configDir, 'user.cfg'),
     shadowPath,
@@ -139,9 +141,9 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
     metricsPort: input.metricsPort ?? 9106,
     gid: input.gid,
     ttlMs: input.ttlMs ?? 60_000,
-    hashThreads: Math.max(1, input.hashThreads ?? Math.floor(availableParallelism() / workers)),
+    hashThreads: input.hashThreads ?? Math.max(1, Math.floor(availableParallelism() / workers)),
     hashQueue: input.hashQueue ?? 16,
-    hashNice: Math.max(0, Math.min(19, input.hashNice ?? DEFAULT_HASH_NICE)),
+    hashNice: input.hashNice ?? DEFAULT_HASH_NICE,
     rpcDeadlineMs: input.rpcDeadlineMs ?? 15_000,
     caching: input.caching ?? true,
     penalties: {
@@ -154,7 +156,119 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
     auditDir: path.join(configDir, 'audit'),
     webhooksPath: path.join(configDir, 'webhooks.json'),
     eventsDir: path.join(configDir, 'events'),
-    lastUsedIntervalMs: Math.max(1, input.lastUsedIntervalMs ?? DEFAULT_REPORT_INTERVAL_MS),
+    lastUsedIntervalMs: input.lastUsedIntervalMs ?? DEFAULT_REPORT_INTERVAL_MS,
     expiryWindowSeconds: input.expiryWindowSeconds ?? DEFAULT_EXPIRY_WINDOW_SECONDS,
   };
+  checkRanges(settings);
+  return settings;
+}
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+interface Range {
+  /** How people set it: the settings file's key and the option. */
+  name: string;
+  value: (settings: Settings) => number | undefined;
+  min: number;
+  max: number;
+  /** Milliseconds or seconds, shown as durations (`10s`, `14d`); otherwise a count. */
+  unit?: 'ms' | 's';
+  /** Whole numbers only (every count, and durations in ms, which timers take whole). */
+  integer?: boolean;
+}
+
+/**
+ * The sane range of every number a daemon runs with. Durations end in
+ * timers, and Node's timers take at most 2^31-1 ms (24.8 days): a longer one
+ * fires after 1 ms, so a daemon with `lastUsedInterval` 1000d looped ~900
+ * times a second. Every bound here is far inside that, and far from a value
+ * that would make a daemon spin or a client wait for ever.
+ */
+const RANGES: readonly Range[] = [
+  { name: 'ttlMs (--ttl)', value: (s) => s.ttlMs, min: 0, max: HOUR, unit: 'ms', integer: true },
+  {
+    name: 'lastUsedInterval (--last-used-interval)',
+    value: (s) => s.lastUsedIntervalMs,
+    min: SECOND,
+    max: DAY,
+    unit: 'ms',
+    integer: true,
+  },
+  {
+    name: 'expiryWindow (--expiry-window)',
+    value: (s) => s.expiryWindowSeconds,
+    min: 1,
+    max: 3650 * 86_400,
+    unit: 's',
+    integer: true,
+  },
+  {
+    name: '--rpc-deadline',
+    value: (s) => s.rpcDeadlineMs,
+    min: 100,
+    max: 10 * MINUTE,
+    unit: 'ms',
+    integer: true,
+  },
+  {
+    name: '--penalty-hold',
+    value: (s) => s.penalties.holdMs,
+    min: 0,
+    max: 10 * MINUTE,
+    unit: 'ms',
+    integer: true,
+  },
+  { name: 'workers (--workers)', value: (s) => s.workers, min: 1, max: 256, integer: true },
+  {
+    name: 'hashThreads (--hash-threads)',
+    value: (s) => s.hashThreads,
+    min: 1,
+    max: 256,
+    integer: true,
+  },
+  {
+    name: 'hashQueue (--hash-queue)',
+    value: (s) => s.hashQueue,
+    min: 0,
+    max: 1_000_000,
+    integer: true,
+  },
+  { name: '--hash-nice', value: (s) => s.hashNice, min: 0, max: 19, integer: true },
+  { name: '--port', value: (s) => s.port, min: 0, max: 65_535, integer: true },
+  { name: '--metrics-port', value: (s) => s.metricsPort, min: 0, max: 65_535, integer: true },
+  { name: '--group', value: (s) => s.gid, min: 0, max: 2 ** 32 - 2, integer: true },
+  {
+    name: '--penalty-budget',
+    value: (s) => s.penalties.budget,
+    min: 0,
+    max: 1_000_000,
+    integer: true,
+  },
+  { name: '--penalty-decay', value: (s) => s.penalties.decayPerSecond, min: 0, max: 1_000_000 },
+];
+
+function show(range: Range, value: number): string {
+  if (!Number.isFinite(value)) return String(value);
+  if (range.unit === 'ms') return formatDuration(value);
+  if (range.unit === 's') return formatDuration(value * 1000);
+  return String(value);
+}
+
+/** Throws ConfigError naming the first setting outside its range (the settings are not used). */
+function checkRanges(settings: Settings): void {
+  for (const range of RANGES) {
+    const value = range.value(settings);
+    if (value === undefined) continue;
+    const whole = !range.integer || Number.isInteger(value);
+    if (typeof value !== 'number' || !whole || !(value >= range.min && value <= range.max)) {
+      const kind = range.integer && range.unit === undefined ? 'an integer' : 'a value';
+      throw new ConfigError(
+        'invalid',
+        `${range.name} must be ${kind} from ${show(range, range.min)} to ${show(range, range.max)}, not ${show(range, Number(value))}`,
+      );
+    }
+  }
 }
