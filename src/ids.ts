@@ -7,8 +7,14 @@ import { InvalidIdError } from './errors.js';
 import { ownCopy } from './strings.js';
 
 const REALM = /^[A-Za-z][A-Za-z0-9.\-_]{1,31}$/;
-// No whitespace, ':', '/' or control characters (C0, DEL, C1).
-const USER_NAME = /^[^\s:/\p{Cc}]+$/u;
+/**
+ * No whitespace, ':', '/' or control characters (C0, DEL, C1), as PVE; and
+ * nothing that cannot come back from user.cfg as written: not ',' or ';'
+ * (user.cfg's lists, a group's members or an ACL line's ids, split there, so
+ * `a,root@pam,b@pve` would read back as three members), and no lone surrogate
+ * (UTF-8 has none: it is written as U+FFFD, the twin of another id).
+ */
+const USER_NAME = /^[^\s:/,;\p{Cc}\p{Cs}]+$/u;
 const TOKEN_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 const MIN_ID = 3;
 const MAX_ID = 64;
@@ -74,7 +80,7 @@ function checkUserParts(kind: string, value: string, name: string, realm: string
     throw new InvalidIdError(
       kind,
       value,
-      'user name must be non-empty, without whitespace, ":", "/" or control characters',
+      'user name must be non-empty, without whitespace, ":", "/", ",", ";", control characters or lone surrogates',
     );
   }
   if (!REALM.test(realm)) {

@@ -1,5 +1,7 @@
 /** ACL entries: PVE's /access/acl. Reading needs Sys.Audit on /access, changing Permissions.Modify on the path. */
 import { type AclRequest, listAcl, setAcl } from '../../config/acl.js';
+import { normalizeAclPath } from '../../config/syntax.js';
+import { ApiError, quote } from '../../errors.js';
 import { aclInfo } from '../answers.js';
 import {
   defined,
@@ -26,6 +28,18 @@ export const readAcl = read({
   run: (config) => listAcl(config).map(aclInfo),
 });
 
+/**
+ * `path`, if it is an ACL path; else a 400 before any privilege is checked (a
+ * path no ACL can name has no privileges, so the check would answer 403 and
+ * hide the caller's mistake).
+ */
+function aclPath(path: string): string {
+  if (normalizeAclPath(path) === null) {
+    throw new ApiError(400, `invalid ACL path ${quote(path)}`, { path: 'invalid' });
+  }
+  return path;
+}
+
 type AclParams = AclRequest & {
   path: string;
   roles: string[];
@@ -51,7 +65,7 @@ export const updateAcl = write({
     },
   },
   fromApi: (input: Raw): AclParams => ({
-    path: input.path as string,
+    path: aclPath(input.path as string),
     roles: splitList(input.roles) ?? [],
     ...defined({
       users: splitList(input.users),
@@ -62,7 +76,7 @@ export const updateAcl = write({
     }),
   }),
   parse: (raw: Raw): AclParams => ({
-    path: text(raw, 'path'),
+    path: aclPath(text(raw, 'path')),
     roles: list(raw, 'roles'),
     ...defined({
       users: optionalList(raw, 'users'),
