@@ -153,7 +153,8 @@ export function serveRpc(
         // (perhaps applied already) are answered before the hang-up.
         overflowed = true;
         chain = chain.then(() => {
-          socket.destroySoon();
+          // Closed once the answers are flushed (the unread rest is the peer's loss).
+          socket.end(() => socket.destroy());
         });
       },
     );
