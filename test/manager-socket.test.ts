@@ -1,12 +1,12 @@
 /**
  * Issue 22, cases 4 and 5: the manager's socket against a peer that writes
  * without reading its answers, and a mutation whose forwarded line is longer
- * than the socket takes. The manager runs as deploy/ runs it where this
- * machine allows (its unit's capability set only, the socket shared with a
- * group), and the flooding peer as an unprivileged member of that group.
+ * than the socket takes. The daemons run as deploy/ runs them where this
+ * machine allows (test/helpers/units.ts), and the flooding peer as the API's
+ * user: nobody in the shared group.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -14,23 +14,11 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { type Api, call, type Deployment, startDeployment } from '../harness/daemons.js';
 import { createRootToken } from './helpers/daemons.js';
-import { NOBODY } from './helpers/nobody.js';
 import { tempDir } from './helpers/tmp.js';
+import { unitLayout } from './helpers/units.js';
 
 /** The issue's figure: 600,000 usage reports grew the manager by 162 MiB. */
 const PINGS = 600_000;
-
-/** The manager's unit (deploy/token-shadow-manager.service): these capabilities and no others. */
-const MANAGER_UNIT = [
-  'setpriv',
-  '--inh-caps=-all',
-  '--bounding-set=-all,+chown,+fowner,+dac_override',
-];
-
-/** Whether this machine can run the manager and the peer as deploy/ does (root and setpriv). */
-function restrictable(): boolean {
-  return process.getuid?.() === 0 && !spawnSync('setpriv', ['--version']).error;
-}
 
 /** A /proc/PID/status figure, in KiB. */
 function statusKiB(pid: number, field: 'VmRSS'): number {
@@ -94,14 +82,15 @@ describe('the manager socket under a peer that does not read (issue 22, cases 4 
   const dir = tempDir();
   chmodSync(dir, 0o755);
   const socketPath = path.join(dir, 'run', 'manager.sock');
-  const asDeployed = restrictable();
+  // As deploy/ lays it out where this machine allows it; else as `npm start` does.
+  const layout = unitLayout();
+  const asDeployed = typeof layout !== 'string';
+  if (!asDeployed) console.log(`[reliability] the npm start layout: ${layout}`);
   let d: Deployment;
   let api: Api;
 
   before(async () => {
-    d = await startDeployment(dir, {
-      ...(asDeployed ? { prefix: MANAGER_UNIT, managerArgs: ['--group', String(NOBODY)] } : {}),
-    });
+    d = await startDeployment(dir, asDeployed ? layout.harness : {});
     // One worker: one connection to the manager carries every forwarded call.
     api = await d.startApi('api', ['--workers', '1', '--hash-threads', '1']);
   });
@@ -114,9 +103,8 @@ describe('the manager socket under a peer that does not read (issue 22, cases 4 
     // First a mutation, so that the hashing's memory is in the figure before the flood.
     const token = await createRootToken(d, 'before-flood');
     const before = statusKiB(pid, 'VmRSS');
-    const unprivileged = asDeployed
-      ? ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups']
-      : [];
+    // The peer is what the API's user can be: nobody in the shared group, no capabilities.
+    const unprivileged = asDeployed ? layout.asApiUser : [];
     const argv = [...unprivileged, process.execPath, '-e', PEER, socketPath, String(PINGS)];
     const peer = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
     try {
@@ -133,7 +121,7 @@ describe('the manager socket under a peer that does not read (issue 22, cases 4 
       const answered = await lineOf(peer, (l) => l.startsWith('answered'));
       const end = statusKiB(pid, 'VmRSS');
       console.log(
-        `[reliability] ${PINGS} pings without reading the answers${asDeployed ? ' (manager with its unit capabilities, peer uid nobody)' : ''}: ` +
+        `[reliability] ${PINGS} pings without reading the answers${asDeployed ? ' (manager under its unit, API and peer as nobody in the group)' : ''}: ` +
           `first ${first}; manager RSS ${before} KiB, +${grown} KiB while unread, ${end} KiB once read; ${answered}`,
       );
       assert.equal(first, 'paused', 'the manager stopped reading from the peer');
