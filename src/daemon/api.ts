@@ -23,6 +23,7 @@ import {
   type ReadinessCheck,
   serveHealth,
 } from './health.js';
+import { HostPenalties } from './host-penalties.js';
 import { authority, defaultListenHost } from './listen.js';
 import { createLogger, type Logger } from './logger.js';
 import { createPrimaryMetrics } from './metrics.js';
@@ -80,6 +81,16 @@ function buildCommand(): Command {
       Number(v),
     )
     .option(
+      '--penalty-ipv4-prefix <bits>',
+      'IPv4 addresses sharing this many leading bits are one source (default 32)',
+      (v) => Number(v),
+    )
+    .option(
+      '--penalty-ipv6-prefix <bits>',
+      'IPv6 addresses sharing this many leading bits are one source (default 64)',
+      (v) => Number(v),
+    )
+    .option(
       '--trusted-proxy <address>',
       'a proxy (address or CIDR) whose X-Forwarded-For names the source; repeatable',
       (v: string, list: string[]) => [...list, v],
@@ -109,6 +120,8 @@ function parseCommand(argv: string[]) {
         ...(flags.penaltyBudget !== undefined ? { budget: flags.penaltyBudget } : {}),
         ...(flags.penaltyDecay !== undefined ? { decayPerSecond: flags.penaltyDecay } : {}),
         ...(flags.penaltyHold !== undefined ? { holdMs: flags.penaltyHold } : {}),
+        ...(flags.penaltyIpv4Prefix !== undefined ? { ipv4Prefix: flags.penaltyIpv4Prefix } : {}),
+        ...(flags.penaltyIpv6Prefix !== undefined ? { ipv6Prefix: flags.penaltyIpv6Prefix } : {}),
         trustedProxies: flags.trustedProxy,
       },
       ...(typeof flags.rpcDeadline === 'number' ? { rpcDeadlineMs: flags.rpcDeadline } : {}),
@@ -198,6 +211,9 @@ async function runPrimary(argv: string[]): Promise<void> {
     CERTIFICATE_CHECK_MS,
   ).unref();
 
+  // Before the first fork: a worker joins the host's budgets before it listens.
+  const penalties = new HostPenalties();
+  penalties.configure(settings.penalties);
   const pool = new WorkerPool(log, current.env, settings.workers);
   pool.onChange = (n) => metrics.workers.set(n);
   let stopping = false;
@@ -254,6 +270,7 @@ async function runPrimary(argv: string[]): Promise<void> {
     log.info({ workers: pool.serving }, 'reloading: certificate, settings, rolling restart');
     try {
       const next = await prepare(command, host);
+      penalties.configure(next.settings.penalties);
       await pool.roll(next.env, next.settings.workers);
       current = next;
       log.level = next.logLevel;

@@ -207,6 +207,7 @@ function registerPenaltyMetrics(penalties: SourcePenalties): void {
     name: string,
     help: string,
     key: keyof SourcePenaltyStats,
+    aggregator: 'sum' | 'max' = 'sum',
   ) => {
     if (kind === 'counter') {
       new client.Counter({
@@ -221,6 +222,7 @@ function registerPenaltyMetrics(penalties: SourcePenalties): void {
       new client.Gauge({
         name,
         help,
+        aggregator,
         collect() {
           this.set(penalties.stats()[key]);
         },
@@ -230,19 +232,19 @@ function registerPenaltyMetrics(penalties: SourcePenalties): void {
   metric(
     'counter',
     'token_shadow_source_failures_total',
-    'Authentication failures (401, 503) counted against their source',
+    'Authentication failures (401) counted against their source by this worker',
     'failures',
   );
   metric(
     'counter',
     'token_shadow_refused_connections_total',
-    'Connections of penalised peers held unread and closed',
+    'Requests of penalised direct peers held, answered 429 and their connection closed',
     'refusedConnections',
   );
   metric(
     'counter',
     'token_shadow_refused_requests_total',
-    'Requests of penalised sources answered 429 before authentication',
+    'Requests of penalised sources answered 429 (anything the verified-secret cache could not accept)',
     'refusedRequests',
   );
   metric(
@@ -255,13 +257,14 @@ function registerPenaltyMetrics(penalties: SourcePenalties): void {
   metric(
     'gauge',
     'token_shadow_penalised_sources',
-    'Sources over their budget',
+    'Sources over their budget (shared by the workers: the most any worker has)',
     'penalisedSources',
+    'max',
   );
   metric(
     'gauge',
     'token_shadow_held_connections',
-    'Connections of penalised peers being held',
+    'Requests of penalised peers being held before their 429',
     'heldConnections',
   );
 }

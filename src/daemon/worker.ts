@@ -15,6 +15,7 @@ import { SourcePenalties } from '../http/source-penalties.js';
 import { openDeployment } from '../service/deployment.js';
 import type { Settings } from '../service/settings.js';
 import { registerConsole } from './console.js';
+import { shareWithHost } from './host-penalties.js';
 import type { Logger } from './logger.js';
 import { registerWorkerMetrics } from './metrics.js';
 import { registerRoutes } from './routes/index.js';
@@ -87,10 +88,12 @@ export async function startWorker(
           decayPerSecond: settings.penalties.decayPerSecond,
           holdMs: settings.penalties.holdMs,
           trustedProxies: settings.penalties.trustedProxies,
+          ipv4Prefix: settings.penalties.ipv4Prefix,
+          ipv6Prefix: settings.penalties.ipv6Prefix,
         })
       : null;
-  // Before listening: a penalised peer's connection must never reach the HTTP parser.
-  penalties?.guard(app.server);
+  // Before listening: budgets are per host, and a new worker starts with what the host knows.
+  const unshare = penalties ? await shareWithHost(penalties) : () => undefined;
   const observe =
     options.metrics === false
       ? undefined
@@ -115,6 +118,7 @@ export async function startWorker(
     port,
     close() {
       closing ??= (async () => {
+        unshare();
         penalties?.releaseHeld();
         await drain(app.server, connections);
         await app.close();

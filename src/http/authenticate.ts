@@ -211,6 +211,35 @@ export class Authenticator {
   }
 
   /**
+   * authenticate() for a caller that must cost no hash (a source penalised
+   * for its failures): the identity when the verified-secret cache proves the
+   * secret, once the slow path's checks are made; undefined when only a hash
+   * could tell. Refuses as authenticate() does otherwise.
+   */
+  async authenticateWithoutHashing(
+    request: RequestHeaders | IncomingHttpHeaders | string | undefined,
+  ): Promise<Identity | undefined> {
+    const attempt = this.attempt(request);
+    return attempt instanceof CacheMiss ? this.afterCacheMissWithoutHashing(attempt) : attempt;
+  }
+
+  /**
+   * afterCacheMiss without the hashing pool: the secret only as the cache (or
+   * a fresh look at token.shadow against the cached hash) proves it.
+   * @internal
+   */
+  async afterCacheMissWithoutHashing(miss: CacheMiss): Promise<Identity | undefined> {
+    const id = miss.id;
+    const config = miss.config ?? (await this.#users.get());
+    const active = isTokenActive(config, id, this.#now());
+    if ((await this.#shadow.verifyWithoutHashing(id.authid, secretOf(miss))) !== true) {
+      return undefined;
+    }
+    if (!active) throw new AuthenticationError('inactive');
+    return this.#accept(id, config);
+  }
+
+  /**
    * A PVEAPIToken header of a token accepted under the current `config`: its
    * identity when the cache proves its secret (AuthenticationError once it
    * expired), KNOWN_UNCACHED when it does not, else undefined and the full
@@ -270,7 +299,21 @@ export function authenticateTimed(
   observe?: AuthenticationObserver,
 ): Identity | Promise<Identity> {
   const attempt = auth.attempt(request);
-  if (!(attempt instanceof CacheMiss)) return attempt;
+  return attempt instanceof CacheMiss ? slowPathTimed(auth, attempt, observe) : attempt;
+}
+
+/**
+ * The slow path after a cache miss, timed for `observe` with how it ended:
+ * authenticateTimed's second half, for a hook that looks at the request
+ * between the two (the penalties, which must not start a hash for a
+ * penalised source).
+ * @internal
+ */
+export function slowPathTimed(
+  auth: Authenticator,
+  attempt: CacheMiss,
+  observe?: AuthenticationObserver,
+): Promise<Identity> {
   if (observe === undefined) return auth.afterCacheMiss(attempt);
   const start = process.hrtime.bigint();
   const seconds = () => Number(process.hrtime.bigint() - start) / 1e9;

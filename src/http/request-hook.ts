@@ -5,21 +5,24 @@
  * A callback hook, not an async one: a cached token is answered synchronously
  * and `done()` is called in the same tick, so a request pays no promise and no
  * extra turn of the event loop; only a cache miss takes the async path, timed
- * for the histogram (authenticateTimed, the driver the guard uses too).
+ * for the histogram (the driver's attempt and slowPathTimed, which
+ * authenticateTimed, the guard's, runs in one).
  *
- * Failures (401, and 503 when the hashing queue is full) count against the
- * request's source; a response to a failing direct peer closes its
- * connection, so each further try must pass the connection gate of
- * SourcePenalties.guard. A penalised source gets 429 before its
- * Authorization header is even read.
+ * A 401 counts against the request's source and closes a direct peer's
+ * connection; a 503 (the hashing queue is full) only when the source has
+ * another request of its own waiting for a hash: its receiver need not have
+ * caused it. A penalised source is served only what the verified-secret cache
+ * proves, which is why the cache is asked first: everything that would cost
+ * a hash is refused (SourcePenalties.refuse).
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { AuthenticationError, BusyError } from '../errors.js';
 import {
   type AuthenticationObserver,
   type Authenticator,
-  authenticateTimed,
+  CacheMiss,
   type Identity,
+  slowPathTimed,
 } from './authenticate.js';
 import type { SourcePenalties } from './source-penalties.js';
 
@@ -51,11 +54,16 @@ export function authenticationHook(options: RequestHookOptions): AuthenticationH
   const { auth, onSlowAuthentication } = options;
   const penalties = options.penalties ?? null;
 
-  const failed = (request: FastifyRequest, reply: FastifyReply, error: unknown) => {
-    if (
-      penalties !== null &&
-      (error instanceof AuthenticationError || error instanceof BusyError)
-    ) {
+  /**
+   * A 401 is charged to the request's source. A 503 only when the source has
+   * another request of its own waiting for a hash (`waiting`): then it helps
+   * keep the queue full; otherwise an attacker on many addresses could fill
+   * the queue and have the victim charged for the 503s it gets.
+   */
+  const failed = (request: FastifyRequest, reply: FastifyReply, error: unknown, waiting = 0) => {
+    const charged =
+      error instanceof AuthenticationError || (error instanceof BusyError && waiting > 0);
+    if (penalties !== null && charged) {
       const peer = request.socket.remoteAddress;
       const source = penalties.sourceOf(peer, request.headers['x-forwarded-for']);
       penalties.recordFailure(source);
@@ -65,40 +73,76 @@ export function authenticationHook(options: RequestHookOptions): AuthenticationH
     }
   };
 
-  return (request, reply, done) => {
+  /**
+   * Penalties, once the cache could not accept the request at once: true when
+   * its source is penalised and this took the request over. It then gets only
+   * what costs no hash: the cache's answer after the slow path's file checks
+   * (a valid token is accepted), else the refusal (held, then 429); a
+   * request the fast path refused (`miss` null) is refused outright.
+   */
+  const tookOverPenalised = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    done: HookHandlerDoneFunction,
+    miss: CacheMiss | null,
+  ): boolean => {
     // A calm server (no source with failures) skips the peer and header lookups entirely.
-    if (penalties?.tracking === true) {
-      const peer = request.socket.remoteAddress;
-      const source = penalties.sourceOf(peer, request.headers['x-forwarded-for']);
-      if (penalties.isPenalised(source)) {
-        penalties.countRefusedRequest();
-        if (peer === undefined || !penalties.isTrustedProxy(peer)) {
-          reply.header('connection', 'close');
-        }
+    if (penalties?.tracking !== true) return false;
+    const peer = request.socket.remoteAddress;
+    if (!penalties.isPenalised(penalties.sourceOf(peer, request.headers['x-forwarded-for']))) {
+      return false;
+    }
+    // A proxy's connection carries other clients too: it is neither held nor closed.
+    const direct = peer === undefined || !penalties.isTrustedProxy(peer);
+    const refuse = () =>
+      penalties.refuse(direct ? request.socket : null, () => {
+        if (direct) reply.header('connection', 'close');
         reply.code(429).header('retry-after', '1').send({ data: null });
+      });
+    if (miss === null) {
+      refuse();
+      return true;
+    }
+    auth.afterCacheMissWithoutHashing(miss).then((identity) => {
+      if (identity === undefined) {
+        refuse();
         return;
       }
-    }
-    let identity: Identity | Promise<Identity>;
+      request.identity = identity;
+      done();
+    }, refuse);
+    return true;
+  };
+
+  return (request, reply, done) => {
+    let attempt: Identity | CacheMiss;
     try {
-      identity = authenticateTimed(auth, request.raw, onSlowAuthentication);
+      attempt = auth.attempt(request.raw);
     } catch (error) {
+      if (tookOverPenalised(request, reply, done, null)) return;
       failed(request, reply, error);
       done(error as Error);
       return;
     }
-    if (!(identity instanceof Promise)) {
-      request.identity = identity;
+    // A valid token the cache proves is accepted whatever its source's failures (issue 22).
+    if (!(attempt instanceof CacheMiss)) {
+      request.identity = attempt;
       done();
       return;
     }
-    identity.then(
+    if (tookOverPenalised(request, reply, done, attempt)) return;
+    const source =
+      penalties?.sourceOf(request.socket.remoteAddress, request.headers['x-forwarded-for']) ?? '';
+    const leave = penalties?.enterSlowPath(source);
+    slowPathTimed(auth, attempt, onSlowAuthentication).then(
       (verified) => {
+        leave?.();
         request.identity = verified;
         done();
       },
       (error: unknown) => {
-        failed(request, reply, error);
+        leave?.();
+        failed(request, reply, error, penalties?.onSlowPath(source));
         done(error as Error);
       },
     );

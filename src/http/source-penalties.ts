@@ -3,24 +3,40 @@
  * costs the server next to nothing and leaves every other client alone.
  *
  * A source is the peer address of the connection, or, when the peer is a
- * configured trusted proxy, the client the proxy names in X-Forwarded-For.
- * Never a token id: penalising an id would let anyone lock a victim's token
- * out by sending wrong secrets for it.
+ * configured trusted proxy, the client the proxy names in X-Forwarded-For;
+ * grouped by network prefix (by default an IPv4 address alone and an IPv6
+ * /64, the block one subscriber gets, so that the 2^64 addresses of one
+ * client are one source). Never a token id: penalising an id would let anyone
+ * lock a victim's token out by sending wrong secrets for it.
  *
- * Each source has a leaky bucket: a failure adds 1, and `decayPerSecond` drains
- * away continuously. Past `budget` the source is penalised until it has
- * drained below the budget again; the level is capped at twice the budget, so
- * a source that stops failing is served again within budget / decay seconds. A penalised peer's new connections are held
- * unread (no HTTP parsing, no hashing) and closed after `holdMs`; a penalised
- * client behind a trusted proxy gets a 429 before its Authorization header is
- * read. Every 401 to a direct peer closes its connection, so a flood cannot
- * keep one keep-alive connection past its budget.
+ * Each source has a leaky bucket: a 401 adds 1, and `decayPerSecond` drains
+ * away continuously. A 503 for a full hashing queue adds 1 only when the
+ * source has another request waiting for a hash (it helps fill the queue);
+ * otherwise it says the server was busy, which its receiver need not have
+ * caused (enterSlowPath keeps the count). Past `budget` the source is
+ * penalised until it has drained below the budget again; the level is capped
+ * at twice the budget, so a source that stops failing is served again within
+ * budget / decay seconds.
+ *
+ * A penalised source is still answered from the verified-secret cache: a
+ * valid token the cache proves costs less to accept than to refuse, and a
+ * NAT, an administrator or a neighbour of a failing client must not be locked
+ * out by its failures. Whatever would need a hash is refused: a direct peer's
+ * request is held unanswered for `holdMs`, then answered 429 and its
+ * connection closed (so a flood waits instead of retrying at once); a client
+ * behind a trusted proxy gets 429 at once (the proxy's connection carries
+ * others too).
+ *
+ * Budgets can be shared by processes: `onFailure` tells whoever shares them
+ * (the API daemon's primary: src/daemon/host-penalties.ts) of each failure,
+ * and `raise` brings a source up to the level the host has seen.
  *
  * Memory is bounded: at most `maxSources` buckets, the least recently failing
  * one forgotten first (a Map kept in order of last failure), and at most
- * `maxHeld` held connections (beyond that they are closed at once).
+ * `maxHeld` held requests (beyond that they are answered at once).
  */
-import { BlockList, isIPv4, isIPv6, type Server, type Socket } from 'node:net';
+import { BlockList, isIPv4, isIPv6, type Socket } from 'node:net';
+import ipaddr from 'ipaddr.js';
 
 export interface SourcePenaltyOptions {
   /** Failures a source may have in its bucket before it is penalised (default 20). */
@@ -29,28 +45,32 @@ export interface SourcePenaltyOptions {
   decayPerSecond?: number;
   /** Sources tracked at most (default 10,000); the least recently failing is forgotten first. */
   maxSources?: number;
-  /** How long a penalised connection is held unread before it is closed, ms (default 2000). */
+  /** How long a penalised peer's refused request is held before its 429, ms (default 2000). */
   holdMs?: number;
-  /** Connections held at most; more are closed at once (default 1024). */
+  /** Requests held at most; more are answered at once (default 1024). */
   maxHeld?: number;
   /** Proxies whose X-Forwarded-For is believed: addresses or CIDR blocks (default none). */
   trustedProxies?: readonly string[];
+  /** Prefix length by which IPv4 addresses are grouped into one source (default 32). */
+  ipv4Prefix?: number;
+  /** Prefix length by which IPv6 addresses are grouped into one source (default 64). */
+  ipv6Prefix?: number;
   /** Monotonic milliseconds; tests substitute their own. */
   now?: () => number;
 }
 
 export interface SourcePenaltyStats {
-  /** Authentication failures recorded. */
+  /** Authentication failures recorded here. */
   failures: number;
   /** Sources with a bucket now. */
   trackedSources: number;
   /** Sources over their budget now (counted when stats() is called). */
   penalisedSources: number;
-  /** Connections held or closed unread because their peer was penalised. */
+  /** Requests of penalised direct peers held, answered 429 and their connection closed. */
   refusedConnections: number;
-  /** Requests answered 429 because the client behind a trusted proxy was penalised. */
+  /** Requests of penalised sources answered 429 (direct peers' and proxied clients'). */
   refusedRequests: number;
-  /** Connections being held now. */
+  /** Requests being held now. */
   heldConnections: number;
   /** Buckets forgotten to stay within maxSources. */
   forgottenSources: number;
@@ -62,13 +82,41 @@ interface Bucket {
   at: number;
 }
 
+interface Held {
+  timer: NodeJS.Timeout;
+  /** Answers now and forgets the hold. */
+  release: () => void;
+}
+
 export const DEFAULT_PENALTY_BUDGET = 20;
 export const DEFAULT_PENALTY_DECAY_PER_SECOND = 1;
 export const DEFAULT_PENALTY_HOLD_MS = 2000;
+export const DEFAULT_PENALTY_IPV4_PREFIX = 32;
+/** An IPv6 subscriber gets a /64 at least: anything longer lets one client be many sources. */
+export const DEFAULT_PENALTY_IPV6_PREFIX = 64;
 
 /** '::ffff:1.2.3.4' (an IPv4 peer on a dual-stack socket) and '1.2.3.4' are one source. */
 export function normaliseAddress(address: string): string {
   return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+function prefixLength(value: number | undefined, fallback: number, max: number, name: string) {
+  const bits = value ?? fallback;
+  if (!Number.isInteger(bits) || bits < 0 || bits > max) {
+    throw new TypeError(`${name} prefix length must be an integer from 0 to ${max}: ${bits}`);
+  }
+  return bits;
+}
+
+/** The network of `address` (a valid IPv4 or IPv6 address) with its first `bits` bits kept. */
+function networkOf(address: string, bits: number): string {
+  const parsed = ipaddr.parse(address);
+  const bytes = parsed.toByteArray();
+  for (let i = 0; i < bytes.length; i++) {
+    const keep = Math.max(0, Math.min(8, bits - 8 * i));
+    bytes[i] = (bytes[i] as number) & ((0xff << (8 - keep)) & 0xff);
+  }
+  return `${ipaddr.fromByteArray(bytes).toString()}/${bits}`;
 }
 
 function parseProxies(list: readonly string[]): BlockList {
@@ -96,11 +144,22 @@ export class SourcePenalties {
   readonly maxSources: number;
   readonly holdMs: number;
   readonly maxHeld: number;
+  readonly ipv4Prefix: number;
+  readonly ipv6Prefix: number;
+  /** Told of each failure recorded here (not of levels raised from elsewhere): who shares the budgets. */
+  onFailure: ((source: string) => void) | null = null;
   #now: () => number;
   #proxies: BlockList | null;
   #buckets = new Map<string, Bucket>();
-  #held = new Set<Socket>();
-  #stats = { failures: 0, refusedConnections: 0, refusedRequests: 0, forgottenSources: 0 };
+  #held = new Set<Held>();
+  /** Requests on the slow path (that may wait for a hash) by source; only while there are some. */
+  #slow = new Map<string, number>();
+  #stats = {
+    failures: 0,
+    refusedConnections: 0,
+    refusedRequests: 0,
+    forgottenSources: 0,
+  };
 
   constructor(options: SourcePenaltyOptions = {}) {
     this.budget = Math.max(1, options.budget ?? DEFAULT_PENALTY_BUDGET);
@@ -108,6 +167,8 @@ export class SourcePenalties {
     this.maxSources = Math.max(1, Math.floor(options.maxSources ?? 10_000));
     this.holdMs = Math.max(0, options.holdMs ?? DEFAULT_PENALTY_HOLD_MS);
     this.maxHeld = Math.max(0, Math.floor(options.maxHeld ?? 1024));
+    this.ipv4Prefix = prefixLength(options.ipv4Prefix, DEFAULT_PENALTY_IPV4_PREFIX, 32, 'IPv4');
+    this.ipv6Prefix = prefixLength(options.ipv6Prefix, DEFAULT_PENALTY_IPV6_PREFIX, 128, 'IPv6');
     this.#now = options.now ?? (() => performance.now());
     const proxies = options.trustedProxies ?? [];
     this.#proxies = proxies.length > 0 ? parseProxies(proxies) : null;
@@ -120,24 +181,24 @@ export class SourcePenalties {
   }
 
   /**
-   * The source of a request: the peer, or behind trusted proxies the last
-   * address in X-Forwarded-For that is not itself a trusted proxy (the ones
-   * before it could have been written by anyone). A malformed entry stops the
-   * walk at the proxy that appended it.
+   * The source of a request: the network (ipv4Prefix, ipv6Prefix) of the
+   * peer, or behind trusted proxies of the last address in X-Forwarded-For
+   * that is not itself a trusted proxy (the ones before it could have been
+   * written by anyone). A malformed entry stops the walk at the proxy that
+   * appended it. An address kept whole (/32, /128) is its own source name.
    */
   sourceOf(peer: string | undefined, forwardedFor?: string | string[]): string {
     let source = normaliseAddress(peer ?? '');
-    if (this.#proxies === null || forwardedFor === undefined || !this.isTrustedProxy(source)) {
-      return source;
+    if (this.#proxies !== null && forwardedFor !== undefined && this.isTrustedProxy(source)) {
+      const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
+      for (let i = hops.length - 1; i >= 0; i--) {
+        const hop = normaliseAddress((hops[i] as string).trim());
+        if (!isIPv4(hop) && !isIPv6(hop)) break;
+        source = hop;
+        if (!this.isTrustedProxy(hop)) break;
+      }
     }
-    const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
-    for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = normaliseAddress((hops[i] as string).trim());
-      if (!isIPv4(hop) && !isIPv6(hop)) break;
-      source = hop;
-      if (!this.isTrustedProxy(hop)) break;
-    }
-    return source;
+    return this.#group(source);
   }
 
   /** Whether any source has failures on record: when none has, no request needs its source looked up. */
@@ -151,46 +212,92 @@ export class SourcePenalties {
     return bucket !== undefined && this.#drain(bucket) > this.budget;
   }
 
+  /** The level of `source`'s bucket now (0 without one). */
+  levelOf(source: string): number {
+    const bucket = this.#buckets.get(source);
+    return bucket === undefined ? 0 : this.#drain(bucket);
+  }
+
   /** Counts one authentication failure against `source`; true when it is now penalised. */
   recordFailure(source: string): boolean {
     this.#stats.failures++;
-    let bucket = this.#buckets.get(source);
-    if (bucket === undefined) {
-      if (this.#buckets.size >= this.maxSources) this.#forgetOldest();
-      bucket = { level: 0, at: this.#now() };
-    } else {
-      this.#drain(bucket);
-      this.#buckets.delete(source); // re-inserted last: the Map stays in order of last failure
-    }
-    // Capped at twice the budget: a source that stops is served again within budget/decay seconds.
-    bucket.level = Math.min(bucket.level + 1, 2 * this.budget);
-    this.#buckets.set(source, bucket);
-    return bucket.level > this.budget;
-  }
-
-  /** A request refused (429) because its client behind a proxy is penalised. */
-  countRefusedRequest(): void {
-    this.#stats.refusedRequests++;
+    const penalised = this.#add(source, 1);
+    this.onFailure?.(source);
+    return penalised;
   }
 
   /**
-   * Puts the gate in front of an HTTP server: a connection from a penalised
-   * peer (never a trusted proxy: its clients are judged per request) is held
-   * unread, then closed, and never reaches the HTTP parser. Installed by
-   * taking over the server's own 'connection' listeners, so they run only for
-   * connections that pass.
+   * Brings `source` up to `level` (the level seen by the whole host), if it
+   * is below; a level above the cap is capped. Counts no failure here.
    */
-  guard(server: Server): void {
-    const listeners = server.listeners('connection') as Array<(socket: Socket) => void>;
-    server.removeAllListeners('connection');
-    server.on('connection', (socket: Socket) => {
-      const peer = normaliseAddress(socket.remoteAddress ?? '');
-      if (this.#buckets.size > 0 && this.isPenalised(peer) && !this.isTrustedProxy(peer)) {
-        this.#refuse(socket);
-        return;
-      }
-      for (const listener of listeners) listener.call(server, socket);
-    });
+  raise(source: string, level: number): void {
+    this.#add(source, level - this.levelOf(source));
+  }
+
+  /** The sources over their budget now, with their levels (for a process that starts afresh). */
+  penalised(): Array<[string, number]> {
+    const out: Array<[string, number]> = [];
+    for (const [source, bucket] of this.#buckets) {
+      const level = this.#drain(bucket);
+      if (level > this.budget) out.push([source, level]);
+    }
+    return out;
+  }
+
+  /**
+   * A request of `source` goes down the slow path, where it may wait for a
+   * hash; call the function returned when it is done. What a 503 is charged
+   * by: a source with no other request waiting did not fill the queue.
+   */
+  enterSlowPath(source: string): () => void {
+    this.#slow.set(source, (this.#slow.get(source) ?? 0) + 1);
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      const count = (this.#slow.get(source) ?? 1) - 1;
+      if (count > 0) this.#slow.set(source, count);
+      else this.#slow.delete(source);
+    };
+  }
+
+  /** Requests of `source` on the slow path now. */
+  onSlowPath(source: string): number {
+    return this.#slow.get(source) ?? 0;
+  }
+
+  /**
+   * Refuses a request of a penalised source: `answer` (the 429) is called
+   * after holdMs when `socket` (a direct peer's) is given and fewer than
+   * maxHeld are held, else at once; never when the socket closes first.
+   */
+  refuse(socket: Socket | null, answer: () => void): void {
+    this.#stats.refusedRequests++;
+    if (socket === null) {
+      answer();
+      return;
+    }
+    this.#stats.refusedConnections++;
+    if (this.holdMs === 0 || this.#held.size >= this.maxHeld || socket.destroyed) {
+      answer();
+      return;
+    }
+    // Held: the client waits instead of retrying at once, and nothing is hashed for it meanwhile.
+    const forget = () => {
+      clearTimeout(held.timer);
+      this.#held.delete(held);
+    };
+    const held: Held = {
+      timer: setTimeout(() => held.release(), this.holdMs),
+      release: () => {
+        forget();
+        socket.off('close', forget);
+        answer();
+      },
+    };
+    held.timer.unref();
+    socket.once('close', forget);
+    this.#held.add(held);
   }
 
   stats(): SourcePenaltyStats {
@@ -204,31 +311,42 @@ export class SourcePenalties {
     };
   }
 
-  /** Closes the held connections (server shutdown). */
+  /** Answers every held request at once (server shutdown: nothing may wait out its hold). */
   releaseHeld(): void {
-    for (const socket of this.#held) socket.destroy();
-    this.#held.clear();
+    for (const held of [...this.#held]) held.release();
   }
 
-  #refuse(socket: Socket): void {
-    this.#stats.refusedConnections++;
-    socket.on('error', () => undefined);
-    if (this.holdMs === 0 || this.#held.size >= this.maxHeld) {
-      socket.destroy();
-      return;
+  /** The source name of an address: itself, or its network when grouped by a shorter prefix. */
+  #group(address: string): string {
+    if (isIPv4(address)) {
+      return this.ipv4Prefix === 32 ? address : networkOf(address, this.ipv4Prefix);
     }
-    // Held unread: the client waits instead of reconnecting at once, which would cost an accept.
-    socket.pause();
-    this.#held.add(socket);
-    const timer = setTimeout(() => socket.destroy(), this.holdMs);
-    timer.unref();
-    socket.once('close', () => {
-      clearTimeout(timer);
-      this.#held.delete(socket);
-    });
+    if (isIPv6(address)) {
+      // A zone (fe80::1%eth0) names the link, not the client.
+      const bare = address.split('%', 1)[0] as string;
+      return this.ipv6Prefix === 128 ? bare : networkOf(bare, this.ipv6Prefix);
+    }
+    return address;
   }
 
-  /** Brings the bucket's level to now; a drained bucket is forgotten. */
+  /** Adds `amount` (negative: nothing) to `source`'s bucket, capped at twice the budget. */
+  #add(source: string, amount: number): boolean {
+    let bucket = this.#buckets.get(source);
+    if (bucket === undefined) {
+      if (amount <= 0) return false;
+      if (this.#buckets.size >= this.maxSources) this.#forgetOldest();
+      bucket = { level: 0, at: this.#now() };
+    } else {
+      this.#drain(bucket);
+      this.#buckets.delete(source); // re-inserted last: the Map stays in order of last failure
+    }
+    // Capped at twice the budget: a source that stops is served again within budget/decay seconds.
+    bucket.level = Math.min(bucket.level + Math.max(0, amount), 2 * this.budget);
+    this.#buckets.set(source, bucket);
+    return bucket.level > this.budget;
+  }
+
+  /** Brings the bucket's level to now. */
   #drain(bucket: Bucket): number {
     const now = this.#now();
     const level = Math.max(0, bucket.level - ((now - bucket.at) / 1000) * this.decayPerSecond);

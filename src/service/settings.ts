@@ -11,6 +11,8 @@ import {
   DEFAULT_PENALTY_BUDGET,
   DEFAULT_PENALTY_DECAY_PER_SECOND,
   DEFAULT_PENALTY_HOLD_MS,
+  DEFAULT_PENALTY_IPV4_PREFIX,
+  DEFAULT_PENALTY_IPV6_PREFIX,
 } from '../http/source-penalties.js';
 import { lastUsedPathFor } from '../usage/file.js';
 import { DEFAULT_REPORT_INTERVAL_MS } from '../usage/reporter.js';
@@ -72,6 +74,9 @@ export interface PenaltySettings {
   holdMs: number;
   /** Proxies (addresses or CIDR blocks) whose X-Forwarded-For names the source. */
   trustedProxies: string[];
+  /** Prefix lengths by which addresses are grouped into one source (IPv4 /32, IPv6 /64). */
+  ipv4Prefix: number;
+  ipv6Prefix: number;
 }
 
 export interface SettingsInput {
@@ -151,6 +156,8 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
       decayPerSecond: input.penalties?.decayPerSecond ?? DEFAULT_PENALTY_DECAY_PER_SECOND,
       holdMs: input.penalties?.holdMs ?? DEFAULT_PENALTY_HOLD_MS,
       trustedProxies: [...(input.penalties?.trustedProxies ?? [])],
+      ipv4Prefix: input.penalties?.ipv4Prefix ?? DEFAULT_PENALTY_IPV4_PREFIX,
+      ipv6Prefix: input.penalties?.ipv6Prefix ?? DEFAULT_PENALTY_IPV6_PREFIX,
     },
     lastUsedPath: lastUsedPathFor(shadowPath),
     auditDir: path.join(configDir, 'audit'),

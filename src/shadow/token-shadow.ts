@@ -187,6 +187,21 @@ export class TokenShadow {
     return ok;
   }
 
+  /**
+   * verifySecret without its hash, for a caller that must cost none (a
+   * source penalised for its failures): true when the cache proves `secret`
+   * once the slow path's checks are made (the TTL's stat of the file, a
+   * generation that moved), undefined when only a hash could tell.
+   */
+  async verifyWithoutHashing(tokenid: string, secret: string): Promise<true | undefined> {
+    if (this.verifyCached(tokenid, secret)) return true;
+    await this.#refresh();
+    this.#refuseIfFenced();
+    if (this.#page === null || this.#cache?.matches(tokenid, secret) !== true) return undefined;
+    this.#stats.hits++;
+    return true;
+  }
+
   #refuseIfFenced(): void {
     const page = this.#page;
     if (page !== null && fencePassed(page)) throw new FencedError();
