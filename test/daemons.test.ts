@@ -23,7 +23,7 @@ describe('the daemons over HTTPS', () => {
 
   before(async () => {
     // Dozens of deliberate 401s from 127.0.0.1: more than the host's default budget of 20
-    // (penalties have tests of their own: source-penalties, issue22-penalties).
+    // (penalties have tests of their own: source-penalties, penalties-daemons).
     d = await startDaemons(dir, ['--penalty-budget', '200']);
     root = (await createRootToken(d, 'test')).header;
   });
