@@ -180,6 +180,8 @@ export class AccessControlNotInitialisedError extends TokenShadowError {
 export type AuthenticationFailure =
   | 'missing-header'
   | 'malformed-header'
+  /** A secret in token-shadow's form (tsk_...) whose checksum fails: refused before any lookup. */
+  | 'bad-checksum'
   | 'too-long'
   | 'unknown-scheme'
   | 'disabled-scheme'

@@ -21,6 +21,7 @@ import { groupName } from '../src/cli/names.js';
 import { renderTable } from '../src/cli/output.js';
 import { main } from '../src/cli/tokenctl.js';
 import { ConfigError, ParameterError, PermissionError } from '../src/errors.js';
+import { SECRET_PATTERN } from '../src/secret-format.js';
 import { openDeployment } from '../src/service/deployment.js';
 import { resolveSettings } from '../src/service/settings.js';
 import { VERSION } from '../src/version.js';
@@ -228,7 +229,7 @@ describe('tokenctl tokens', () => {
     assert.equal(added.code, 0, added.stderr);
     assert.match(added.stdout, /^full-tokenid\s+root@pam!ci$/m);
     const secret = secretOf(added.stdout);
-    assert.match(secret, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    assert.match(secret, SECRET_PATTERN);
     assert.match(added.stderr, /shown only once/);
     assert.ok(!added.stderr.includes(secret));
     assert.equal(await verifies(dirs, 'root@pam!ci', secret), true);

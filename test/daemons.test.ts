@@ -10,6 +10,7 @@ import {
   startDaemons,
   startDeployment,
 } from '../harness/daemons.js';
+import { SECRET_PATTERN } from '../src/secret-format.js';
 import { VERSION } from '../src/version.js';
 import { createRootToken } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
@@ -42,7 +43,7 @@ describe('the daemons over HTTPS', () => {
     assert.equal(token.status, 200, token.raw);
     const data = token.body.data as { 'full-tokenid': string; value: string; info: unknown };
     assert.equal(data['full-tokenid'], 'ann@pve!ci');
-    assert.match(data.value, /^[0-9a-f-]{36}$/);
+    assert.match(data.value, SECRET_PATTERN);
     assert.deepEqual(data.info, { enable: 1, expire: 0, privsep: 0, comment: 'ci' });
     const header = pveHeader('ann@pve!ci', data.value);
     // New connections are spread round-robin: 10 requests reach both workers.
@@ -93,7 +94,7 @@ describe('the daemons over HTTPS', () => {
     assert.equal(rotated.status, 200, rotated.raw);
     const data = rotated.body.data as { 'full-tokenid': string; value: string; info: unknown };
     assert.equal(data['full-tokenid'], 'rita@pve!ci');
-    assert.match(data.value, /^[0-9a-f-]{36}$/);
+    assert.match(data.value, SECRET_PATTERN);
     assert.deepEqual(data.info, { enable: 1, expire: 0, privsep: 0, comment: 'rotated' });
     for (let i = 0; i < 10; i++) {
       assert.equal((await call(d, 'GET', '/version', { auth: old })).status, 401);

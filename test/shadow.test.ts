@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { makeLegacyHash } from '../src/hashing/legacy.js';
 import { BusyError, InvalidIdError, ShadowFileError, Slot } from '../src/index.js';
+import { SECRET_PATTERN } from '../src/secret-format.js';
 import { setup } from './helpers/shadow.js';
 
 const ID = 'joe@pve!ci';
@@ -12,7 +13,7 @@ describe('TokenShadow in one process', () => {
     const s = setup();
     const shadow = s.make();
     const secret = await shadow.generateAndSetSecret(ID);
-    assert.match(secret, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.match(secret, SECRET_PATTERN);
     const file = readFileSync(s.shadowPath, 'utf8');
     assert.ok(!file.includes(secret), 'no plaintext on disk');
     assert.match(JSON.parse(file)[ID], /^\$argon2id\$/);

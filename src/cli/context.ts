@@ -4,14 +4,16 @@
  * hash pool keeps the process alive) and where output goes.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { type AuditRecord, AuditTrail } from '../audit/trail.js';
 import type { UserConfig } from '../config/types.js';
 import { GenerationPageError } from '../errors.js';
 import { GenerationPage } from '../generations/page.js';
 import { addonAvailable } from '../native.js';
+import { SECRET_FORMATS, type SecretFormat } from '../secret-format.js';
 import { type AuditContext, recordOutcome, runAudited } from '../service/audited.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { resolveGroupId } from '../service/group.js';
@@ -88,9 +90,28 @@ export function deploymentGid(configDir: string, group: string | undefined): num
   }
 }
 
+/**
+ * The daemons' `secretFormat` (api.json in the config directory), so that
+ * tokenctl makes secrets of the form the manager makes; scannable without it.
+ */
+function secretFormatOf(configDir: string): SecretFormat | undefined {
+  try {
+    const raw = JSON.parse(readFileSync(path.join(configDir, 'api.json'), 'utf8')) as {
+      secretFormat?: unknown;
+    };
+    return (SECRET_FORMATS as readonly unknown[]).includes(raw.secretFormat)
+      ? (raw.secretFormat as SecretFormat)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function settingsFromOptions(options: GlobalOptions): Settings {
   const gid = deploymentGid(options.configDir, options.group);
+  const secretFormat = secretFormatOf(options.configDir);
   return resolveSettings({
+    ...(secretFormat === undefined ? {} : { secretFormat }),
     configDir: options.configDir,
     runtimeDir: options.runtimeDir,
     workers: 1,

@@ -4,11 +4,11 @@
  * it (or fenced itself by losing its lease). Secrets are hashed here, on the
  * writer, and only the hash goes to etcd.
  */
-import { randomUUID } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import type { UserConfig } from '../config/types.js';
 import type { HashPool } from '../hashing/pool.js';
 import { parseTokenid } from '../ids.js';
+import { newSecret, type SecretFormat } from '../secret-format.js';
 import { AckTracker } from './acks.js';
 import { createEtcdClient, EtcdMembers } from './client.js';
 import { ClusterKeys } from './keys.js';
@@ -30,15 +30,22 @@ export class EtcdStorage {
   /** One client on every member, for the last-use records (src/daemon/usage.ts). */
   readonly client: Etcd3;
   #pool: HashPool;
+  readonly #secretFormat: SecretFormat;
   #onConfirmed: ((confirmation: Confirmation) => void) | undefined;
 
   constructor(
     settings: ClusterSettings,
     pool: HashPool,
-    options: { client?: Etcd3; onConfirmed?: (confirmation: Confirmation) => void } = {},
+    options: {
+      client?: Etcd3;
+      onConfirmed?: (confirmation: Confirmation) => void;
+      /** The form of new secrets (src/secret-format.ts); scannable by default. */
+      secretFormat?: SecretFormat;
+    } = {},
   ) {
     const client = options.client ?? createEtcdClient(settings);
     this.#onConfirmed = options.onConfirmed;
+    this.#secretFormat = options.secretFormat ?? 'scannable';
     const keys = new ClusterKeys(settings.cluster);
     const leaseMs = settings.leaseSeconds * 1000;
     this.client = client;
@@ -71,7 +78,7 @@ export class EtcdStorage {
 
   async newSecret(tokenid: string): Promise<string> {
     parseTokenid(tokenid);
-    const secret = randomUUID();
+    const secret = newSecret(this.#secretFormat);
     const hash = await this.#pool.hash(secret);
     const started = performance.now();
     await this.#confirm(await this.store.putSecretHash(tokenid, hash), started);

@@ -83,5 +83,6 @@ export function fileInput(file: ReloadableSettings): SettingsInput {
     ...(file.expiryWindowSeconds === undefined
       ? {}
       : { expiryWindowSeconds: file.expiryWindowSeconds }),
+    ...(file.secretFormat === undefined ? {} : { secretFormat: file.secretFormat }),
   };
 }

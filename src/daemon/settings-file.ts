@@ -12,6 +12,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { ConfigError, quote } from '../errors.js';
+import { SECRET_FORMATS, type SecretFormat } from '../secret-format.js';
 import { parseDuration } from '../service/durations.js';
 
 export interface ReloadableSettings {
@@ -24,6 +25,8 @@ export interface ReloadableSettings {
   lastUsedIntervalMs?: number;
   /** `expiryWindow`, as Settings.expiryWindowSeconds. */
   expiryWindowSeconds?: number;
+  /** `secretFormat`: 'scannable' (default) or 'uuid', for the secrets the manager makes. */
+  secretFormat?: SecretFormat;
 }
 
 /** The keys holding durations, as the options `--last-used-interval` and `--expiry-window` take them. */
@@ -55,6 +58,16 @@ export async function readSettingsFile(file: string): Promise<ReloadableSettings
   }
   const out: ReloadableSettings = {};
   for (const [key, value] of Object.entries(raw)) {
+    if (key === 'secretFormat') {
+      if (!(SECRET_FORMATS as readonly unknown[]).includes(value)) {
+        throw new ConfigError(
+          'invalid',
+          `${file}: secretFormat must be one of ${SECRET_FORMATS.join(', ')}`,
+        );
+      }
+      out.secretFormat = value as SecretFormat;
+      continue;
+    }
     if ((COUNTS as readonly string[]).includes(key)) {
       const minimum = key === 'ttlMs' || key === 'hashQueue' ? 0 : 1;
       if (!Number.isSafeInteger(value) || (value as number) < minimum) {

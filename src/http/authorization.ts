@@ -12,6 +12,7 @@
  */
 import { AuthenticationError } from '../errors.js';
 import { parseTokenid, type Tokenid } from '../ids.js';
+import { plausibleSecret } from '../secret-format.js';
 
 /** The header forms of Proxmox VE, Backup Server and Datacenter Manager. */
 export type TokenScheme = 'PVEAPIToken' | 'PBSAPIToken' | 'PDMAPIToken';
@@ -212,6 +213,9 @@ export function parseCredentials(
   const secretBytes = scheme === 'PVEAPIToken' ? secret.length : Buffer.byteLength(secret, 'utf8');
   if (secretBytes > maxSecret) fail('too-long');
   if (secret === '') fail('malformed-header');
+  // A secret in this project's form with a wrong checksum is refused here, before any lookup
+  // or hash: the same answer and the same work whatever the token id (src/secret-format.ts).
+  if (!plausibleSecret(secret)) fail('bad-checksum');
   let id: Tokenid;
   try {
     id = parseTokenid(tokenid);

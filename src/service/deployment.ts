@@ -74,6 +74,7 @@ export function openDeployment(
     pool,
     ttlMs: settings.ttlMs,
     onWarning: warn,
+    secretFormat: settings.secretFormat,
     ...gid,
   });
   return {

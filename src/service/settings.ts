@@ -14,6 +14,7 @@ import {
   DEFAULT_PENALTY_IPV4_PREFIX,
   DEFAULT_PENALTY_IPV6_PREFIX,
 } from '../http/source-penalties.js';
+import type { SecretFormat } from '../secret-format.js';
 import { lastUsedPathFor } from '../usage/file.js';
 import { DEFAULT_REPORT_INTERVAL_MS } from '../usage/reporter.js';
 import { formatDuration } from './durations.js';
@@ -51,6 +52,8 @@ export interface Settings {
   caching: boolean;
   /** The manager's record of last uses, next to token.shadow. */
   lastUsedPath: string;
+  /** The form of new secrets: scannable (`tsk_...`, the default) or Proxmox's UUID. */
+  secretFormat: SecretFormat;
   /** The audit trail of every change (src/audit/trail.ts), root's alone. */
   auditDir: string;
   /** Webhook endpoints and their secrets (src/events/settings.ts), root's alone. */
@@ -80,6 +83,8 @@ export interface PenaltySettings {
 }
 
 export interface SettingsInput {
+  /** The form of new secrets (default scannable). */
+  secretFormat?: SecretFormat;
   configDir?: string;
   runtimeDir?: string;
   pagePath?: string;
@@ -160,6 +165,7 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
       ipv6Prefix: input.penalties?.ipv6Prefix ?? DEFAULT_PENALTY_IPV6_PREFIX,
     },
     lastUsedPath: lastUsedPathFor(shadowPath),
+    secretFormat: input.secretFormat ?? 'scannable',
     auditDir: path.join(configDir, 'audit'),
     webhooksPath: path.join(configDir, 'webhooks.json'),
     eventsDir: path.join(configDir, 'events'),

@@ -49,6 +49,7 @@ export async function openStorageMode(
   }
   const storage = new EtcdStorage(cluster, deployment.pool, {
     onConfirmed: (timings) => log?.info({ ...timings }, 'cluster change confirmed'),
+    secretFormat: deployment.settings.secretFormat,
   });
   if (role === 'cli') {
     return { storage, cluster, agent: null, close: () => storage.close() };

@@ -16,6 +16,7 @@ import { Slot } from '../generations/slots.js';
 import { isLegacyHash } from '../hashing/params.js';
 import type { HashPool } from '../hashing/pool.js';
 import { parseTokenid } from '../ids.js';
+import { newSecret, type SecretFormat } from '../secret-format.js';
 import { readShadow, type ShadowSnapshot, serializeShadow } from './file.js';
 import { VerifiedSecretCache } from './verified-cache.js';
 
@@ -36,6 +37,8 @@ export interface TokenShadowOptions {
   lock?: LockOptions;
   /** Rehash a legacy crypt hash as argon2id after it verified (default false). */
   upgradeLegacyHashes?: boolean;
+  /** The form of new secrets (src/secret-format.ts): 'scannable' (default) or Proxmox's 'uuid'. */
+  secretFormat?: SecretFormat;
   onWarning?: (message: string) => void;
 }
 
@@ -93,6 +96,7 @@ export class TokenShadow {
   #gid: number | undefined;
   #lock: LockOptions;
   #upgrade: boolean;
+  readonly #secretFormat: SecretFormat;
   #freshness: Freshness;
   #hooks: TokenShadowHooks;
   #warn: (message: string) => void;
@@ -137,6 +141,7 @@ export class TokenShadow {
     this.#mode = options.mode ?? (options.gid === undefined ? 0o600 : 0o640);
     this.#lock = options.lock ?? {};
     this.#upgrade = options.upgradeLegacyHashes ?? false;
+    this.#secretFormat = options.secretFormat ?? 'scannable';
     const testing = options as TokenShadowOptions & TokenShadowTestOptions;
     this.#freshness = new Freshness(this.ttlMs, testing.clock ?? null);
     this.#hooks = testing.hooks ?? {};
@@ -207,9 +212,12 @@ export class TokenShadow {
     if (page !== null && fencePassed(page)) throw new FencedError();
   }
 
-  /** Makes a new random secret (a lowercase UUID v4, as Proxmox does), stores its hash, returns it once. */
+  /**
+   * Makes a new random secret (scannable, `tsk_...`, unless the options ask
+   * for Proxmox's lowercase UUID v4), stores its hash, returns it once.
+   */
   async generateAndSetSecret(tokenid: string): Promise<string> {
-    const secret = randomUUID();
+    const secret = newSecret(this.#secretFormat);
     await this.setSecret(tokenid, secret);
     return secret;
   }

@@ -1,0 +1,162 @@
+/**
+ * Scannable secrets: new secrets are `tsk_` + 256 random bits + a CRC32, all
+ * base62; a regular expression (the README's, deploy/'s gitleaks rule) finds
+ * them and nothing else in samples of look-alikes; a secret whose checksum
+ * fails is refused (401) before any lookup or hash, for a known and an
+ * unknown token id alike; Proxmox-style UUID secrets keep working, and
+ * `secretFormat: "uuid"` makes them for clients that insist.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type Api, call, type Deployment, pveHeader, startDeployment } from '../harness/daemons.js';
+import { newSecret, plausibleSecret, SECRET_LENGTH, SECRET_PATTERN } from '../src/secret-format.js';
+import { tempDir } from './helpers/tmp.js';
+
+const GITLEAKS = fileURLToPath(
+  new URL('../../deploy/secret-scanning/gitleaks.toml', import.meta.url),
+);
+
+/** The rule's regex as gitleaks reads it (a TOML literal string), compiled the same in JS. */
+function gitleaksPattern(): RegExp {
+  const match = /^regex = '''(.+)'''$/m.exec(readFileSync(GITLEAKS, 'utf8'));
+  assert.ok(match?.[1], 'the rule has a regex');
+  return new RegExp(match[1], 'g');
+}
+
+/** Strings a scanner must not flag: UUIDs, hex digests, base64, near misses of the form. */
+function lookAlikes(): string[] {
+  const samples: string[] = [];
+  for (let i = 0; i < 500; i++) {
+    samples.push(randomUUID());
+    samples.push(randomBytes(32).toString('hex'));
+    samples.push(randomBytes(36).toString('base64url'));
+    samples.push(`tsk_${randomBytes(30).toString('base64url').replace(/[-_]/g, 'x').slice(0, 40)}`);
+    samples.push(`tsk-${newSecret().slice(4)}`);
+    samples.push(`${newSecret()}0`); // one character too long: not a whole word of the form
+  }
+  return samples;
+}
+
+describe('the secret format', () => {
+  it('is tsk_ plus 49 base62 characters, unique, and passes its own checksum', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const secret = newSecret();
+      assert.equal(secret.length, SECRET_LENGTH);
+      assert.match(secret, /^tsk_[0-9A-Za-z]{49}$/);
+      assert.ok(plausibleSecret(secret));
+      seen.add(secret);
+    }
+    assert.equal(seen.size, 2000);
+    assert.match(
+      newSecret('uuid'),
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
+  });
+
+  it('finds every changed character with the checksum, and does not judge other secrets', () => {
+    const secret = newSecret();
+    for (let at = 4; at < secret.length; at++) {
+      const other = secret[at] === 'A' ? 'B' : 'A';
+      const changed = secret.slice(0, at) + other + secret.slice(at + 1);
+      assert.equal(plausibleSecret(changed), false, `a change at ${at}`);
+    }
+    assert.equal(plausibleSecret(secret.slice(0, -1)), false, 'one character short');
+    assert.equal(
+      plausibleSecret(randomUUID()),
+      true,
+      "Proxmox's secrets are for the hash to judge",
+    );
+  });
+
+  it('is found by the README pattern and the gitleaks rule, and nothing else is', () => {
+    const rule = gitleaksPattern();
+    const secrets = Array.from({ length: 200 }, () => newSecret());
+    const text = secrets.map((s, i) => `line ${i}: export TOKEN="${s}"`).join('\n');
+    assert.equal((text.match(rule) ?? []).length, 200);
+    assert.equal(secrets.filter((s) => SECRET_PATTERN.test(` ${s} `)).length, 200);
+    const noise = lookAlikes();
+    const flagged = noise.filter((s) => SECRET_PATTERN.test(s) || new RegExp(rule).test(s));
+    assert.deepEqual(flagged, [], `${flagged.length} false positives in ${noise.length}`);
+  });
+});
+
+describe('secrets against the real daemons', () => {
+  let deployment: Deployment;
+  let api: Api;
+  const dir = tempDir();
+
+  async function hashes(): Promise<number> {
+    return (await api.metrics()).get('token_shadow_hash_verifies_total') ?? 0;
+  }
+
+  before(async () => {
+    deployment = await startDeployment(dir);
+    api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1'], {
+      metrics: true,
+    });
+  });
+  after(() => deployment?.stop());
+
+  it('makes scannable secrets that work, and refuses a bad checksum with no hash run', async () => {
+    const made = await deployment.asRoot('token.create', {
+      userid: 'root@pam',
+      tokenName: 'scan',
+      fields: { privsep: false },
+    });
+    const secret = (made as unknown as { data: { value: string } }).data.value;
+    assert.match(secret, SECRET_PATTERN);
+    assert.equal(
+      (await call(api, 'GET', '/version', { auth: pveHeader('root@pam!scan', secret) })).status,
+      200,
+    );
+
+    const before = await hashes();
+    const corrupt = secret.slice(0, -1) + (secret.endsWith('A') ? 'B' : 'A');
+    for (const id of ['root@pam!scan', 'nobody@pve!unknown']) {
+      for (let i = 0; i < 4; i++) {
+        const reply = await call(api, 'GET', '/version', { auth: pveHeader(id, corrupt) });
+        assert.equal(reply.status, 401, id);
+        assert.equal(reply.raw, '{"data":null}', 'the same bare answer for both');
+      }
+    }
+    assert.equal(await hashes(), before, 'no hash for a secret whose checksum fails');
+    // An unknown id with a well-formed secret costs a (dummy) hash: the counter can move.
+    await call(api, 'GET', '/version', { auth: pveHeader('nobody@pve!unknown', newSecret()) });
+    assert.ok((await hashes()) > before, 'the counter counts');
+  });
+
+  it("makes Proxmox's UUID secrets with secretFormat uuid, and both kinds keep working", async () => {
+    const scannable = await deployment.asRoot('token.create', {
+      userid: 'root@pam',
+      tokenName: 'before',
+      fields: { privsep: false },
+    });
+    const first = (scannable as unknown as { data: { value: string } }).data.value;
+    await deployment.stop();
+    writeFileSync(path.join(dir, 'etc', 'api.json'), JSON.stringify({ secretFormat: 'uuid' }));
+    deployment = await startDeployment(dir);
+    api = await deployment.startApi('api', ['--workers', '1', '--hash-threads', '1'], {
+      metrics: true,
+    });
+    const made = await deployment.asRoot('token.create', {
+      userid: 'root@pam',
+      tokenName: 'uuid',
+      fields: { privsep: false },
+    });
+    const uuid = (made as unknown as { data: { value: string } }).data.value;
+    assert.match(uuid, /^[0-9a-f-]{36}$/);
+    assert.equal(
+      (await call(api, 'GET', '/version', { auth: pveHeader('root@pam!uuid', uuid) })).status,
+      200,
+    );
+    assert.equal(
+      (await call(api, 'GET', '/version', { auth: pveHeader('root@pam!before', first) })).status,
+      200,
+    );
+  });
+});
