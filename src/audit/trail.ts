@@ -85,7 +85,8 @@ export function auditTarget(params: Record<string, unknown>): string | null {
   return null;
 }
 
-function hashOf(body: Omit<AuditRecord, 'hash'>): string {
+/** SHA-256 (hex) of a record's JSON without its hash (the cluster's trail chains the same way). */
+export function hashOf(body: object): string {
   return createHash('sha256').update(JSON.stringify(body)).digest('hex');
 }
 

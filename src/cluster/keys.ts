@@ -6,7 +6,9 @@
  * file, so its mod_revision is the slot's generation and the latest data
  * revision. `hosts/<host>` lives on the host's lease; `acks/<host>` is the last
  * revision the host published to its page. `usage/<host>` is the host's record
- * of its tokens' last uses (src/cluster/usage-sink.ts). Sync agents watch
+ * of its tokens' last uses (src/cluster/usage-sink.ts). `audit/log/<seq>` is
+ * the cluster's audit trail, one record per change written in the change's own
+ * transaction, `audit/head` its last sequence and hash (src/cluster/audit.ts). Sync agents watch
  * `data/` only, so neither acks nor usage records wake each other or bump a page.
  */
 import { ClusterError, quote } from '../errors.js';
@@ -31,6 +33,8 @@ export class ClusterKeys {
   readonly hosts: string;
   readonly acks: string;
   readonly usage: string;
+  readonly auditLog: string;
+  readonly auditHead: string;
   /** Read (never written) to ask a member whether it answers with a quorum. */
   readonly probe: string;
 
@@ -41,6 +45,8 @@ export class ClusterKeys {
     this.acks = `${this.root}acks/`;
     this.usage = `${this.root}usage/`;
     this.probe = `${this.root}health`;
+    this.auditLog = `${this.root}audit/log/`;
+    this.auditHead = `${this.root}audit/head`;
   }
 
   entry(kind: EntryKind, id: string): string {
@@ -57,6 +63,11 @@ export class ClusterKeys {
 
   ack(name: string): string {
     return `${this.acks}${name}`;
+  }
+
+  /** Zero-padded, so etcd's key order is the sequence's. */
+  auditRecord(seq: number): string {
+    return `${this.auditLog}${String(seq).padStart(12, '0')}`;
   }
 
   usageOf(name: string): string {

@@ -9,7 +9,9 @@ import type { UserConfig } from '../config/types.js';
 import type { HashPool } from '../hashing/pool.js';
 import { parseTokenid } from '../ids.js';
 import { newSecret, type SecretFormat } from '../secret-format.js';
+import type { AuditingStorage, RecordingStorage } from '../service/storage.js';
 import { AckTracker } from './acks.js';
+import type { AuditStamp } from './audit.js';
 import { createEtcdClient, EtcdMembers } from './client.js';
 import { ClusterKeys } from './keys.js';
 import type { ClusterSettings } from './settings.js';
@@ -22,13 +24,14 @@ export interface Confirmation {
   confirmMs: number;
 }
 
-export class EtcdStorage {
+export class EtcdStorage implements AuditingStorage {
   readonly store: EtcdStore;
   readonly tracker: AckTracker;
   /** Every member, each on its own connection: the store's calls and the acks' watches. */
   readonly members: EtcdMembers;
   /** One client on every member, for the last-use records (src/daemon/usage.ts). */
   readonly client: Etcd3;
+  readonly host: string;
   #pool: HashPool;
   readonly #secretFormat: SecretFormat;
   #onConfirmed: ((confirmation: Confirmation) => void) | undefined;
@@ -49,6 +52,7 @@ export class EtcdStorage {
     const keys = new ClusterKeys(settings.cluster);
     const leaseMs = settings.leaseSeconds * 1000;
     this.client = client;
+    this.host = settings.host;
     this.members = new EtcdMembers(settings, keys.probe);
     // A commit may need a new leader elected (7 s in the prototype): allow a few leases.
     this.store = new EtcdStore(this.members, keys, { deadlineMs: 4 * leaseMs });
@@ -66,30 +70,67 @@ export class EtcdStorage {
   }
 
   /** One transaction for the change and the secrets that go with it, one wait for the hosts. */
-  async mutateConfig<T>(
+  mutateConfig<T>(
     change: (config: UserConfig) => T,
     options: { secretsToDelete?: (result: T) => Iterable<string> } = {},
   ): Promise<T> {
-    const started = performance.now();
-    const { result, revision } = await this.store.mutateConfig(change, options.secretsToDelete);
-    await this.#confirm(revision, started);
-    return result;
+    return this.#mutateConfig(change, options);
   }
 
-  async newSecret(tokenid: string): Promise<string> {
+  async #mutateConfig<T>(
+    change: (config: UserConfig) => T,
+    options: { secretsToDelete?: (result: T) => Iterable<string> },
+    audit?: AuditStamp,
+    recorded?: number[],
+  ): Promise<T> {
+    const started = performance.now();
+    const committed = await this.store.mutateConfig(change, options.secretsToDelete, audit);
+    if (committed.recorded) recorded?.push(committed.revision);
+    await this.#confirm(committed.revision, started);
+    return committed.result;
+  }
+
+  newSecret(tokenid: string): Promise<string> {
+    return this.#newSecret(tokenid);
+  }
+
+  async #newSecret(tokenid: string, audit?: AuditStamp, recorded?: number[]): Promise<string> {
     parseTokenid(tokenid);
     const secret = newSecret(this.#secretFormat);
     const hash = await this.#pool.hash(secret);
     const started = performance.now();
-    await this.#confirm(await this.store.putSecretHash(tokenid, hash), started);
+    const committed = await this.store.putSecretHash(tokenid, hash, audit);
+    if (committed.recorded) recorded?.push(committed.revision);
+    await this.#confirm(committed.revision, started);
     return secret;
   }
 
-  async deleteSecret(tokenid: string): Promise<boolean> {
+  deleteSecret(tokenid: string): Promise<boolean> {
+    return this.#deleteSecret(tokenid);
+  }
+
+  async #deleteSecret(tokenid: string, audit?: AuditStamp, recorded?: number[]): Promise<boolean> {
     const started = performance.now();
-    const { existed, revision } = await this.store.deleteSecretHash(tokenid);
+    const { existed, revision } = await this.store.deleteSecretHash(tokenid, audit);
+    if (existed && audit) recorded?.push(revision);
     await this.#confirm(revision, started);
     return existed;
+  }
+
+  /**
+   * The storage for one operation: each transaction it commits carries the
+   * operation's record into the cluster's audit trail (src/cluster/audit.ts).
+   */
+  recording(event: AuditStamp['event']): RecordingStorage {
+    const audit: AuditStamp = { event, host: this.host };
+    const recorded: number[] = [];
+    return {
+      recorded,
+      readConfig: () => this.readConfig(),
+      mutateConfig: (change, options = {}) => this.#mutateConfig(change, options, audit, recorded),
+      newSecret: (tokenid) => this.#newSecret(tokenid, audit, recorded),
+      deleteSecret: (tokenid) => this.#deleteSecret(tokenid, audit, recorded),
+    };
   }
 
   /** Waits for every live host (the mutation protocol), then reports the timings. */

@@ -9,6 +9,13 @@ import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
 import { DEFAULT_ACCESS_BACKEND } from '../config/access-control.js';
 import type { UserConfig } from '../config/types.js';
 import { ClusterError } from '../errors.js';
+import {
+  type AuditStamp,
+  type AuditStep,
+  auditHeadOf,
+  auditOps,
+  type ClusterAuditHead,
+} from './audit.js';
 import { EtcdMembers, retrying } from './client.js';
 import { configToEntries, entriesToConfig } from './entries.js';
 import { type ClusterKeys, CONFIG_KINDS, type EntryKind, type GenSlot } from './keys.js';
@@ -24,6 +31,8 @@ export interface StoreSnapshot {
   entries: Map<string, StoredEntry>;
   /** mod_revision of each gen/ key present: the generation of that slot. */
   gens: Map<GenSlot, number>;
+  /** The cluster audit trail's head at that revision (src/cluster/audit.ts). */
+  auditHead: ClusterAuditHead;
 }
 
 /**
@@ -34,6 +43,8 @@ export interface StoreSnapshot {
 export interface Committed<T> {
   result: T;
   revision: number;
+  /** Whether a transaction with the change's audit record committed (the last at `revision`). */
+  recorded: boolean;
 }
 
 const MAX_ATTEMPTS = 20;
@@ -93,15 +104,18 @@ export class EtcdStore {
     signal?: AbortSignal,
   ): Promise<StoreSnapshot> {
     const prefixes = [...kinds.map((k) => `${this.keys.data}${k}/`), `${this.keys.data}gen/`];
+    const headRange: IRequestOp = { request_range: { key: Buffer.from(this.keys.auditHead) } };
     const response = await this.#call('reading the store', { signal, idempotent: true }, (client) =>
-      client.kv.txn({ compare: [], success: prefixes.map(rangeOf), failure: [] }),
+      client.kv.txn({ compare: [], success: [...prefixes.map(rangeOf), headRange], failure: [] }),
     );
+    const head = response.responses.at(-1)?.response_range?.kvs[0];
     const snapshot: StoreSnapshot = {
       revision: Number(response.header.revision),
       entries: new Map(),
       gens: new Map(),
+      auditHead: auditHeadOf(head),
     };
-    for (const op of response.responses) {
+    for (const op of response.responses.slice(0, -1)) {
       for (const kv of op.response_range?.kvs ?? []) this.#adopt(snapshot, kv);
     }
     return snapshot;
@@ -131,11 +145,13 @@ export class EtcdStore {
    * Applies `change` to the stored config and commits what it changed in one
    * transaction, with the deletion of the secrets `secretsToDelete` names
    * (the tokens the change removed); on a lost compare, reads and applies
-   * again. `change` may throw to abort.
+   * again. `change` may throw to abort. With `audit`, the change's record goes
+   * into the cluster's trail in the same transaction.
    */
   async mutateConfig<T>(
     change: (config: UserConfig) => T,
     secretsToDelete?: (result: T) => Iterable<string>,
+    audit?: AuditStamp,
   ): Promise<Committed<T>> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const snapshot = await this.snapshot(CONFIG_KINDS);
@@ -159,10 +175,13 @@ export class EtcdStore {
       if (ops.length === 0) {
         // Nothing to change (a retried call whose first attempt committed): the secrets alone.
         let revision = snapshot.gens.get('USER_AND_ACL') ?? snapshot.revision;
+        let recorded = false;
         for (const tokenid of secrets) {
-          revision = Math.max(revision, (await this.deleteSecretHash(tokenid)).revision);
+          const deleted = await this.deleteSecretHash(tokenid, audit);
+          revision = Math.max(revision, deleted.revision);
+          recorded ||= deleted.existed && audit !== undefined;
         }
-        return { result, revision };
+        return { result, revision, recorded };
       }
       ops.push(this.#bump('USER_AND_ACL'));
       for (const tokenid of secrets) {
@@ -171,8 +190,9 @@ export class EtcdStore {
         });
       }
       if (secrets.length > 0) ops.push(this.#bump('TOKEN_SHADOW'));
+      this.#record(compare, ops, snapshot.auditHead, audit, 'config');
       const revision = await this.#commit(compare, ops);
-      if (revision !== null) return { result, revision };
+      if (revision !== null) return { result, revision, recorded: audit !== undefined };
     }
     throw new ClusterError('conflict', 'the configuration kept changing: gave up');
   }
@@ -182,26 +202,38 @@ export class EtcdStore {
    * commit's, or, when the key already holds this hash (a retried call whose
    * first attempt committed), the slot's latest generation, which covers it.
    */
-  async putSecretHash(tokenid: string, hash: string): Promise<number> {
+  async putSecretHash(
+    tokenid: string,
+    hash: string,
+    audit?: AuditStamp,
+  ): Promise<{ revision: number; recorded: boolean }> {
     const key = Buffer.from(this.keys.entry('shadow', tokenid));
     const value = Buffer.from(hash);
-    const ops = [{ request_put: { key, value } }, this.#bump('TOKEN_SHADOW')];
+    let head = audit ? (await this.snapshot([])).auditHead : null;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const ops: IRequestOp[] = [{ request_put: { key, value } }, this.#bump('TOKEN_SHADOW')];
+      const compare: ICompare[] = [];
+      if (head !== null) this.#record(compare, ops, head, audit, 'secret.put');
       // etcd fails a Value compare on a missing key, so absent is its own case.
       const differs = await this.#commit(
-        [{ key, target: 'Value', result: 'NotEqual', value }],
+        [{ key, target: 'Value', result: 'NotEqual', value }, ...compare],
         ops,
       );
-      if (differs !== null) return differs;
+      if (differs !== null) return { revision: differs, recorded: head !== null };
       const absent = await this.#commit(
-        [{ key, target: 'Version', result: 'Equal', version: 0 }],
+        [{ key, target: 'Version', result: 'Equal', version: 0 }, ...compare],
         ops,
       );
-      if (absent !== null) return absent;
+      if (absent !== null) return { revision: absent, recorded: head !== null };
       const snapshot = await this.snapshot(['shadow']);
       if (snapshot.entries.get(`shadow/${tokenid}`)?.value === hash) {
-        return snapshot.gens.get('TOKEN_SHADOW') ?? snapshot.revision;
+        return {
+          revision: snapshot.gens.get('TOKEN_SHADOW') ?? snapshot.revision,
+          recorded: false,
+        };
       }
+      // Someone else's record moved the trail's head: again, after it.
+      if (head !== null) head = snapshot.auditHead;
     }
     throw new ClusterError('conflict', 'the token kept changing: gave up');
   }
@@ -211,15 +243,43 @@ export class EtcdStore {
    * or the slot's latest generation when there was nothing (any earlier
    * delete, such as a retried call's first attempt, is covered by it).
    */
-  async deleteSecretHash(tokenid: string): Promise<{ existed: boolean; revision: number }> {
+  async deleteSecretHash(
+    tokenid: string,
+    audit?: AuditStamp,
+  ): Promise<{ existed: boolean; revision: number }> {
     const key = Buffer.from(this.keys.entry('shadow', tokenid));
-    const revision = await this.#commit(
-      [{ key, target: 'Version', result: 'Greater', version: 0 }],
-      [{ request_delete_range: { key } }, this.#bump('TOKEN_SHADOW')],
-    );
-    if (revision !== null) return { existed: true, revision };
-    const gens = await this.snapshot([]);
-    return { existed: false, revision: gens.gens.get('TOKEN_SHADOW') ?? gens.revision };
+    let head = audit ? (await this.snapshot([])).auditHead : null;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const compare: ICompare[] = [{ key, target: 'Version', result: 'Greater', version: 0 }];
+      const ops: IRequestOp[] = [{ request_delete_range: { key } }, this.#bump('TOKEN_SHADOW')];
+      if (head !== null) this.#record(compare, ops, head, audit, 'secret.delete');
+      const revision = await this.#commit(compare, ops);
+      if (revision !== null) return { existed: true, revision };
+      const snapshot = await this.snapshot(head === null ? [] : ['shadow']);
+      if (head === null || !snapshot.entries.has(`shadow/${tokenid}`)) {
+        return {
+          existed: false,
+          revision: snapshot.gens.get('TOKEN_SHADOW') ?? snapshot.revision,
+        };
+      }
+      // The secret is still there: the trail's head moved under us.
+      head = snapshot.auditHead;
+    }
+    throw new ClusterError('conflict', 'the token kept changing: gave up');
+  }
+
+  /** Adds `audit`'s record after `head` to a transaction (nothing without `audit`). */
+  #record(
+    compare: ICompare[],
+    ops: IRequestOp[],
+    head: ClusterAuditHead,
+    audit: AuditStamp | undefined,
+    step: AuditStep,
+  ): void {
+    if (audit === undefined) return;
+    const record = auditOps(this.keys, head, audit, step);
+    compare.push(record.compare);
+    ops.push(...record.ops);
   }
 
   /**

@@ -21,10 +21,11 @@ import { Webhooks } from '../events/webhooks.js';
 import { Authenticator, type Identity } from '../http/authenticate.js';
 import { errorCode, httpFailureOf } from '../http/status.js';
 import { joinTokenid } from '../ids.js';
-import { type AuditContext, recordOutcome } from '../service/audited.js';
+import { type AuditContext, recordingStorage, recordOutcome } from '../service/audited.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { OPERATIONS, runWrite, type Stores } from '../service/operations.js';
 import type { Settings } from '../service/settings.js';
+import type { RecordingStorage } from '../service/storage.js';
 import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
 import { readLastUsed } from '../usage/file.js';
 import type { LastUsedLedger } from '../usage/ledger.js';
@@ -80,13 +81,25 @@ export function handler(
           onAuditFailure: (error) => log.error({ err: String(error) }, 'audit record not written'),
         };
   /** The trail's record of a request's outcome; what the log line adds of it. */
-  const audited = async (request: RpcRequest, caller: Identity | null, error?: unknown) => {
+  const audited = async (
+    request: RpcRequest,
+    caller: Identity | null,
+    error?: unknown,
+    recording?: RecordingStorage | null,
+  ) => {
     const audit = auditOf(request);
     if (audit === null) return {};
-    const record = await recordOutcome(audit, String(request.op), caller, request.params, error);
+    const revision = recording?.recorded.at(-1);
+    const op = String(request.op);
+    const record = await recordOutcome(audit, op, caller, request.params, error, revision);
     return record === null
       ? {}
-      : { source: record.source, changes: record.changes, seq: record.seq };
+      : {
+          source: record.source,
+          changes: record.changes,
+          seq: record.seq,
+          ...(recording?.recorded.length ? { revisions: recording.recorded } : {}),
+        };
   };
   return async (request: RpcRequest): Promise<RpcResponse> => {
     const id = typeof request.id === 'number' ? request.id : -1;
@@ -96,6 +109,7 @@ export function handler(
       return { id, ok: false, status: 400, message: 'malformed request' };
     }
     let caller: Identity | null = null;
+    let recording: RecordingStorage | null = null;
     try {
       // A worker's usage batch: no mutation, no log line (one arrives every interval per worker).
       if (request.op === USAGE_REPORT_OP && ledger) {
@@ -106,16 +120,24 @@ export function handler(
         typeof request.credential === 'string' ? request.credential : undefined,
       );
       const { operation, params } = operationOf(request);
-      const data = await runWrite(operation, stores, caller, params);
+      // Multi-host mode: each change's record goes into the cluster's trail with it.
+      recording = recordingStorage(
+        { source: auditOf(request)?.source ?? 'socket' },
+        stores,
+        operation.name,
+        caller,
+        request.params,
+      );
+      const data = await runWrite(operation, recording ?? stores, caller, params);
       const deleted = operation.deletedToken?.(params);
       if (deleted !== undefined) ledger?.forget(deleted);
-      const record = await audited(request, caller);
+      const record = await audited(request, caller, undefined, recording);
       log.info({ ...describe(request, caller), outcome: 'ok', ...record }, 'mutation');
       return { id, ok: true, data };
     } catch (error) {
       const failure = httpFailureOf(error);
       // A refusal before the operation ran (no credential, unknown operation) is a record too.
-      const record = await audited(request, caller, error);
+      const record = await audited(request, caller, error, recording);
       log[failure.status >= 500 ? 'error' : 'info'](
         {
           ...describe(request, caller),

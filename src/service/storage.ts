@@ -5,6 +5,7 @@
  * EtcdStorage, which returns only once every live host applied the change).
  */
 import type { UserConfigStore } from '../access/user-info.js';
+import type { AuditEvent } from '../audit/trail.js';
 import type { UserConfig } from '../config/types.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
 
@@ -27,6 +28,25 @@ export interface AccessStorage {
   newSecret(tokenid: string): Promise<string>;
   /** Removes the token's secret; true when there was one. */
   deleteSecret(tokenid: string): Promise<boolean>;
+}
+
+/** One operation's view of a storage that records its changes in a shared trail. */
+export interface RecordingStorage extends AccessStorage {
+  /** The revisions of the transactions it committed, each with its record, in order. */
+  readonly recorded: readonly number[];
+}
+
+/**
+ * A storage with a trail of its own, written in each change's transaction
+ * (multi-host mode's: the cluster's trail in etcd, src/cluster/audit.ts).
+ */
+export interface AuditingStorage extends AccessStorage {
+  /** The storage for one operation, each of its changes recorded as `event`. */
+  recording(event: Omit<AuditEvent, 'outcome' | 'status' | 'code' | 'revision'>): RecordingStorage;
+}
+
+export function isAuditing(storage: AccessStorage): storage is AuditingStorage {
+  return typeof (storage as Partial<AuditingStorage>).recording === 'function';
 }
 
 /** The files of this host: user.cfg and token.shadow under their locks. */

@@ -2,14 +2,20 @@
  * `tokenctl audit`: the audit trail of every change (src/audit/trail.ts),
  * filtered by time, token, actor and operation; `tokenctl audit verify`
  * checks its hash chain (exit 1 and where it breaks when a record was
- * removed or altered).
+ * removed or altered). In multi-host mode both read the cluster's trail in
+ * etcd (every change once, in order, with its revision: src/cluster/audit.ts);
+ * `--local` reads this host's own trail, which also holds the refusals.
  */
 import { type Command, Option } from 'commander';
 import type { AuditRecord } from '../../audit/trail.js';
+import { ClusterTrail } from '../../cluster/audit.js';
+import { createEtcdClient } from '../../cluster/client.js';
+import { ClusterKeys } from '../../cluster/keys.js';
+import { loadClusterSettings } from '../../cluster/settings.js';
 import { AuditError } from '../../errors.js';
 import { parseDuration } from '../../service/durations.js';
 import { tokenidArgument } from '../arguments.js';
-import type { Cli } from '../context.js';
+import type { Cli, CliContext } from '../context.js';
 import { parseExpire } from '../dates.js';
 
 interface AuditOptions {
@@ -17,6 +23,23 @@ interface AuditOptions {
   token?: string;
   actor?: string;
   op?: string;
+  local?: boolean;
+}
+
+/** Runs `fn` on the cluster's trail in multi-host mode; null in single-host mode or with --local. */
+async function onClusterTrail<T>(
+  ctx: CliContext,
+  local: boolean | undefined,
+  fn: (trail: ClusterTrail) => Promise<T>,
+): Promise<{ value: T } | null> {
+  const settings = local ? null : loadClusterSettings(ctx.settings.configDir);
+  if (settings === null) return null;
+  const client = createEtcdClient(settings);
+  try {
+    return { value: await fn(new ClusterTrail(client, new ClusterKeys(settings.cluster))) };
+  } finally {
+    client.close();
+  }
 }
 
 /** `--since`: a date (YYYY-MM-DD, epoch seconds) or a duration back from now (`2h`, `7d`). */
@@ -50,13 +73,25 @@ export function registerAuditCommands(program: Command, cli: Cli): void {
     )
     .option('--actor <id>', "one actor's changes (an id, or 'host root')")
     .option('--op <name>', 'one operation, e.g. token.delete')
+    .option('--local', "multi-host mode: this host's own trail (with refusals), not the cluster's")
     .action(
       cli.action(async (ctx, options: AuditOptions) => {
         const rows: AuditRecord[] = [];
-        for await (const record of ctx.audit().trail.records()) {
-          if (matches(record, options)) rows.push(record);
+        const cluster = await onClusterTrail(ctx, options.local, (trail) => trail.records());
+        if (cluster !== null) {
+          rows.push(...cluster.value.filter((record) => matches(record, options)));
+        } else {
+          for await (const record of ctx.audit().trail.records()) {
+            if (matches(record, options)) rows.push(record);
+          }
         }
         ctx.printList(rows, [
+          ...(cluster === null
+            ? []
+            : [
+                { header: 'REVISION', cell: (r: AuditRecord) => String(r.revision ?? '') },
+                { header: 'HOST', cell: (r: AuditRecord) => r.host },
+              ]),
           { header: 'SEQ', cell: (r) => String(r.seq) },
           { header: 'TIME', cell: (r) => r.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z') },
           { header: 'ACTOR', cell: (r) => r.actor },
@@ -71,8 +106,20 @@ export function registerAuditCommands(program: Command, cli: Cli): void {
   audit
     .command('verify')
     .description('check the hash chain over every record and rotated file')
+    .option('--local', "multi-host mode: this host's own trail, not the cluster's")
     .action(
-      cli.action(async (ctx) => {
+      cli.action(async (ctx, options: { local?: boolean }) => {
+        const cluster = await onClusterTrail(ctx, options.local, (trail) => trail.verify());
+        if (cluster !== null) {
+          const checked = cluster.value;
+          if (!checked.ok)
+            throw new AuditError('tampered', `cluster audit trail: ${checked.problem}`);
+          ctx.printDone(
+            checked,
+            `verified ${checked.records} cluster records up to revision ${checked.revision}: the chain is whole`,
+          );
+          return;
+        }
         const result = await ctx.audit().trail.verify();
         if (!result.ok) throw new AuditError('tampered', `audit trail: ${result.problem}`);
         ctx.printDone(
