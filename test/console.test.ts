@@ -136,6 +136,18 @@ describe('the web console in a real browser', { skip }, () => {
     await shot('tokens');
   });
 
+  it('says single-host mode in its Cluster section', async () => {
+    await page.waitForFunction(
+      () => document.getElementById('cluster-summary')?.textContent !== '',
+    );
+    assert.equal(await page.textContent('#cluster-summary'), 'Single-host mode: no cluster.');
+    assert.equal(await page.isHidden('#cluster-hosts'), true);
+    const view = await call(api, 'GET', '/cluster/token-shadow', {
+      auth: pveHeader('root@pam!console', adminSecret),
+    });
+    assert.deepEqual(view.body, { data: { mode: 'single-host' } });
+  });
+
   let secret = '';
   it('creates a token and shows its secret once; the secret works from a real client', async () => {
     await page.selectOption('#create-user', 'joe@pve');

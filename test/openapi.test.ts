@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Api, call, type Deployment, startDeployment } from '../harness/daemons.js';
+import { CLUSTER_VIEW_OP } from '../src/daemon/routes/cluster.js';
 import { OPERATIONS } from '../src/service/operations.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -52,9 +53,11 @@ describe('the OpenAPI description', () => {
 
   it('describes every route of the table by its operation', () => {
     assert.equal(served.openapi, '3.1.0');
-    // Every path but /version (PVE's, answered by the daemon itself) is an operation's.
+    // Every path but /version (PVE's, answered by the daemon itself) and the cluster view
+    // (answered by the manager from etcd) is an operation's.
+    assert.equal(served.paths['/cluster/token-shadow']?.get?.operationId, CLUSTER_VIEW_OP);
     const described = Object.entries(served.paths)
-      .filter(([path]) => path !== '/version')
+      .filter(([path]) => path !== '/version' && path !== '/cluster/token-shadow')
       .flatMap(([, item]) => Object.values(item).map((op) => op.operationId));
     for (const id of described) assert.ok(id && OPERATIONS.has(id), `unknown operation ${id}`);
     assert.ok(described.length >= 24, `${described.length} routes`);

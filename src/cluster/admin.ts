@@ -8,9 +8,11 @@
 import type { Etcd3, ICompare, IRequestOp } from 'etcd3';
 import type { UserConfig } from '../config/types.js';
 import { ClusterError } from '../errors.js';
+import { type FenceState, fenceRemainingUs, fenceState } from '../generations/fence.js';
+import type { GenerationPage } from '../generations/page.js';
 import { retrying } from './client.js';
 import { configToEntries } from './entries.js';
-import type { ClusterKeys } from './keys.js';
+import { ClusterKeys } from './keys.js';
 import { EtcdStore, prefixEnd } from './store.js';
 
 /** etcd's default --max-txn-ops is 128; stay below it. */
@@ -166,4 +168,56 @@ export async function readClusterState(
     });
   }
   return { cluster, dataRevision, hosts };
+}
+
+/** One host as the cluster view shows it (GET /cluster/token-shadow, the console). */
+export interface HostView extends HostState {
+  /**
+   * This host: from its page's fence. Another host: fenced once its lease is
+   * gone (its agent fences itself within a lease of losing etcd).
+   */
+  fenced: boolean;
+}
+
+export type ClusterView =
+  | { mode: 'single-host' }
+  | {
+      mode: 'multi-host';
+      cluster: string;
+      host: string;
+      dataRevision: number;
+      /** This host's fence as its page says: open, fenced, or none (no fence yet). */
+      local: { host: string; fence: FenceState; fenceRemainingMs: number | null };
+      hosts: HostView[];
+    };
+
+/** The cluster as this host sees it: every host's registration, ack and lease, and its own fence. */
+export async function readClusterView(
+  client: Etcd3,
+  settings: { cluster: string; host: string; leaseSeconds: number },
+  page: GenerationPage | null,
+): Promise<ClusterView> {
+  const state = await readClusterState(
+    client,
+    new ClusterKeys(settings.cluster),
+    settings.cluster,
+    settings.leaseSeconds * 2000,
+  );
+  const us = page === null ? null : fenceRemainingUs(page);
+  const local = {
+    host: settings.host,
+    fence: fenceState(page),
+    fenceRemainingMs: us === null ? null : Math.round(us / 1000),
+  };
+  return {
+    mode: 'multi-host',
+    cluster: state.cluster,
+    host: settings.host,
+    dataRevision: state.dataRevision,
+    local,
+    hosts: state.hosts.map((h) => ({
+      ...h,
+      fenced: h.host === settings.host ? local.fence === 'fenced' : !h.live,
+    })),
+  };
 }

@@ -27,6 +27,27 @@ interface UserRow {
   tokens?: Omit<TokenRow, 'userid'>[];
 }
 
+interface HostView {
+  host: string;
+  live: boolean;
+  ackedRevision: number | null;
+  behind: number | null;
+  leaseRemainingMs: number;
+  fenced: boolean;
+}
+
+/** GET /cluster/token-shadow's answer. */
+type ClusterView =
+  | { mode: 'single-host' }
+  | {
+      mode: 'multi-host';
+      cluster: string;
+      host: string;
+      dataRevision: number;
+      local: { host: string; fence: string; fenceRemainingMs: number | null };
+      hosts: HostView[];
+    };
+
 class SignedOut extends Error {}
 
 let credential: string | null = null;
@@ -175,9 +196,54 @@ function renderTokens(): void {
   $('token-count').textContent = `${rows.length} of ${tokens.length} tokens`;
 }
 
+/** The cluster section: every host's ack, lease and fence (needs Sys.Audit on /). */
+async function loadCluster(): Promise<void> {
+  const summary = $('cluster-summary');
+  const table = $('cluster-hosts');
+  let view: ClusterView;
+  try {
+    view = await api<ClusterView>('GET', '/cluster/token-shadow');
+  } catch (error) {
+    if (error instanceof SignedOut) throw error;
+    table.hidden = true;
+    summary.textContent = `Not shown: ${(error as Error).message}`;
+    return;
+  }
+  if (view.mode === 'single-host') {
+    table.hidden = true;
+    summary.textContent = 'Single-host mode: no cluster.';
+    return;
+  }
+  const fence =
+    view.local.fence === 'fenced'
+      ? 'fenced: it refuses every token'
+      : view.local.fenceRemainingMs === null
+        ? 'no fence yet'
+        : `open, ${(view.local.fenceRemainingMs / 1000).toFixed(1)} s of trust left`;
+  summary.textContent = `Cluster ${view.cluster}, data revision ${view.dataRevision}; this host ${view.host} is ${fence}.`;
+  $('cluster-body').replaceChildren(
+    ...view.hosts.map((h) => {
+      const tr = el(
+        'tr',
+        {},
+        el('td', { class: 'id' }, h.host === view.host ? `${h.host} (this host)` : h.host),
+        el('td', {}, h.live ? 'yes' : 'no'),
+        el('td', {}, h.ackedRevision === null ? '-' : String(h.ackedRevision)),
+        el('td', {}, h.behind === null ? '-' : String(h.behind)),
+        el('td', {}, `${(h.leaseRemainingMs / 1000).toFixed(0)} s`),
+        el('td', {}, h.fenced ? 'yes' : 'no'),
+      );
+      tr.dataset.host = h.host;
+      return tr;
+    }),
+  );
+  table.hidden = false;
+}
+
 async function refresh(): Promise<void> {
   tokens = await loadTokens();
   renderTokens();
+  await loadCluster();
   const users = [...new Set((await api<UserRow[]>('GET', '/access/users')).map((u) => u.userid))];
   $('create-user').replaceChildren(...users.map((u) => el('option', { value: u }, u)));
 }

@@ -95,6 +95,16 @@ const PAGE = `<!doctype html>
       <button type="submit">Create</button>
     </form>
   </section>
+
+  <section id="cluster" aria-labelledby="cluster-title">
+    <h2 id="cluster-title">Cluster</h2>
+    <p id="cluster-summary" aria-live="polite"></p>
+    <table id="cluster-hosts" hidden>
+      <thead><tr><th scope="col">Host</th><th scope="col">Live</th><th scope="col">Acked revision</th>
+        <th scope="col">Behind</th><th scope="col">Lease left</th><th scope="col">Fenced</th></tr></thead>
+      <tbody id="cluster-body"></tbody>
+    </table>
+  </section>
 </section>
 </main>
 

@@ -14,6 +14,8 @@ import net from 'node:net';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { AuditTrail } from '../audit/trail.js';
+import { type ClusterView, readClusterView } from '../cluster/admin.js';
+import { EtcdStorage } from '../cluster/storage.js';
 import { effectiveExpiry } from '../config/expiring.js';
 import { ParameterError, TokenShadowError } from '../errors.js';
 import { readWebhookSettings, type WebhookSettings } from '../events/settings.js';
@@ -24,6 +26,7 @@ import { joinTokenid } from '../ids.js';
 import { type AuditContext, recordingStorage, recordOutcome } from '../service/audited.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { OPERATIONS, runWrite, type Stores } from '../service/operations.js';
+import { requirePrivileges } from '../service/rules.js';
 import type { Settings } from '../service/settings.js';
 import type { RecordingStorage } from '../service/storage.js';
 import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
@@ -31,6 +34,7 @@ import { readLastUsed } from '../usage/file.js';
 import type { LastUsedLedger } from '../usage/ledger.js';
 import { daemonCommand, fileInput, settingsFilePath, settingsFrom } from './cli-options.js';
 import { createLogger, type Logger } from './logger.js';
+import { CLUSTER_VIEW_OP, CLUSTER_VIEW_PRIVILEGE } from './routes/cluster.js';
 import { type RpcRequest, type RpcResponse, serveRpc } from './rpc.js';
 import { readSettingsFile } from './settings-file.js';
 import { notifySystemd } from './systemd.js';
@@ -70,6 +74,7 @@ export function handler(
   log: Logger,
   ledger?: LastUsedLedger,
   trail?: AuditTrail,
+  clusterView?: () => Promise<ClusterView>,
 ) {
   /** Where the record of a request goes: the client address the worker saw, or the socket. */
   const auditOf = (request: RpcRequest): AuditContext | null =>
@@ -107,6 +112,19 @@ export function handler(
     if (request.op === 'ping') return { id, ok: true, data: 'pong' };
     if (typeof request.params !== 'object' || !request.params) {
       return { id, ok: false, status: 400, message: 'malformed request' };
+    }
+    // The cluster view (GET /cluster/token-shadow): a read, so no audit record and no mutation line.
+    if (request.op === CLUSTER_VIEW_OP && clusterView) {
+      try {
+        const viewer = await auth.authenticate(
+          typeof request.credential === 'string' ? request.credential : undefined,
+        );
+        const { path: on, privs } = CLUSTER_VIEW_PRIVILEGE;
+        requirePrivileges(await stores.readConfig(), viewer, on, privs);
+        return { id, ok: true, data: await clusterView() };
+      } catch (error) {
+        return { id, ok: false, ...httpFailureOf(error) };
+      }
     }
     let caller: Identity | null = null;
     let recording: RecordingStorage | null = null;
@@ -261,7 +279,11 @@ export async function startManager(
     host: hostname(),
     onRecord: () => void webhooks.wake(),
   });
-  serveRpc(server, handler(mode.storage, auth, log, ledger, trail), {
+  const clusterView = async (): Promise<ClusterView> =>
+    mode.cluster !== null && mode.storage instanceof EtcdStorage
+      ? readClusterView(mode.storage.client, mode.cluster, deployment.page)
+      : { mode: 'single-host' };
+  serveRpc(server, handler(mode.storage, auth, log, ledger, trail, clusterView), {
     onStalledPeer: () =>
       log.info(
         'a peer of the socket does not read its answers: reading from it paused until it does',

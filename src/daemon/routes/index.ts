@@ -16,6 +16,7 @@ import { VERSION } from '../../version.js';
 import { OPENAPI_PATH, openApiDocument, recordRoutes } from '../openapi.js';
 import type { RpcClient } from '../rpc.js';
 import { registerAclRoutes } from './acl.js';
+import { registerClusterRoutes } from './cluster.js';
 import { registerGroupRoutes } from './groups.js';
 import { registerPermissionRoutes } from './permissions.js';
 import { registerPoolRoutes } from './pools.js';
@@ -113,6 +114,7 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
       registerGroupRoutes(api, ctx);
       registerRoleRoutes(api, ctx);
       registerPoolRoutes(api, ctx);
+      registerClusterRoutes(api, ctx);
     },
     { prefix: '/api2/json' },
   );
