@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type Api, call, type Deployment, startDeployment } from '../harness/daemons.js';
 import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from '../harness/etcd.js';
 import { tokenctlIn as tokenctl } from '../harness/tokenctl.js';
@@ -21,6 +22,9 @@ const noEtcd = etcdUnavailable();
 if (noEtcd) process.stdout.write(`# cluster audit tests skipped: ${noEtcd}\n`);
 
 const CLUSTER = 'audited';
+const PVE_USER_CFG = fileURLToPath(
+  new URL('../../test/fixtures/cli-pve-user.cfg', import.meta.url),
+);
 
 describe("the cluster's audit trail", { skip: noEtcd ?? false }, () => {
   let etcd: EtcdCluster;
@@ -181,6 +185,23 @@ describe("the cluster's audit trail", { skip: noEtcd ?? false }, () => {
     const verified = await tokenctl(dirB, 'audit', 'verify');
     assert.equal(verified.code, 0, verified.stderr);
     assert.match(verified.stdout, new RegExp(`verified ${before + names.length} cluster records`));
+  });
+
+  it("an import on B: in the cluster's trail, config and the replaced secrets", async () => {
+    const before = (await trail(dirA)).length;
+    const imported = await tokenctl(dirB, 'import-pve', PVE_USER_CFG, '--force');
+    assert.equal(imported.code, 0, imported.stderr);
+    const records = (await trail(dirA)).slice(before);
+    assert.ok(records.length >= 2, 'user.cfg, then at least root@pam!admin secret');
+    for (const r of records)
+      assert.deepEqual([r.op, r.host, r.actor], ['config.import', 'b', 'host root']);
+    assert.deepEqual(
+      records.map((r) => r.step),
+      ['config', ...records.slice(1).map(() => 'secret.delete')],
+    );
+    const local = (await trail(dirB, '--local')).at(-1);
+    assert.equal(local?.op, 'config.import');
+    assert.equal(local?.revision, records.at(-1)?.revision);
   });
 
   it('verify catches an altered record', async () => {

@@ -14,7 +14,12 @@ import { GenerationPageError } from '../errors.js';
 import { GenerationPage } from '../generations/page.js';
 import { addonAvailable } from '../native.js';
 import { SECRET_FORMATS, type SecretFormat } from '../secret-format.js';
-import { type AuditContext, recordOutcome, runAudited } from '../service/audited.js';
+import {
+  type AuditContext,
+  recordingStorage,
+  recordOutcome,
+  runAudited,
+} from '../service/audited.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
 import { resolveGroupId } from '../service/group.js';
 import {
@@ -25,6 +30,7 @@ import {
 } from '../service/operations.js';
 import { HOST_ROOT } from '../service/rules.js';
 import { resolveSettings, type Settings } from '../service/settings.js';
+import type { RecordingStorage } from '../service/storage.js';
 import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
 import { ExitCode } from './exit.js';
 import {
@@ -162,6 +168,7 @@ export class CliContext {
   #mode: StorageMode | null = null;
   #pageWarning: string | undefined;
   #trail: AuditTrail | null = null;
+  #recording: RecordingStorage | null = null;
 
   constructor(cli: Cli, command: Command) {
     const options = command.optsWithGlobals<GlobalOptions>();
@@ -236,9 +243,21 @@ export class CliContext {
     };
   }
 
+  /**
+   * The stores for a change made outside the operation table (import): in
+   * multi-host mode each of its transactions carries its record into the
+   * cluster's trail; `recordChange` then names the last revision.
+   */
+  async recordingWriter(op: string, params: Record<string, unknown>): Promise<Stores> {
+    const stores = await this.writer();
+    this.#recording = recordingStorage(this.audit(), stores, op, CLI_CALLER, params);
+    return this.#recording ?? stores;
+  }
+
   /** Accounts for a change tokenctl made outside the operation table (import, doctor --fix). */
   async recordChange(op: string, params: Record<string, unknown>, error?: unknown): Promise<void> {
-    await recordOutcome(this.audit(), op, CLI_CALLER, params, error);
+    const revision = this.#recording?.recorded.at(-1);
+    await recordOutcome(this.audit(), op, CLI_CALLER, params, error, revision);
   }
 
   /** Runs a read operation of the service as root@pam on the current config. */

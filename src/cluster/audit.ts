@@ -16,6 +16,7 @@
 import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
 import { type AuditEvent, type AuditRecord, GENESIS, hashOf } from '../audit/trail.js';
 import { AuditError } from '../errors.js';
+import { retrying } from './client.js';
 import type { ClusterKeys } from './keys.js';
 import { prefixEnd } from './store.js';
 
@@ -102,27 +103,32 @@ interface ReadTrail {
 export class ClusterTrail {
   readonly #client: Etcd3;
   readonly #keys: ClusterKeys;
+  readonly #deadlineMs: number;
 
-  constructor(client: Etcd3, keys: ClusterKeys) {
+  constructor(client: Etcd3, keys: ClusterKeys, options: { deadlineMs: number }) {
     this.#client = client;
     this.#keys = keys;
+    this.#deadlineMs = options.deadlineMs;
   }
 
   /** Every record and the head at one revision (one read-only transaction). */
   async #read(): Promise<ReadTrail> {
-    const response = await this.#client.kv.txn({
-      compare: [],
-      success: [
-        {
-          request_range: {
-            key: Buffer.from(this.#keys.auditLog),
-            range_end: prefixEnd(this.#keys.auditLog),
+    const deadline = { deadlineMs: this.#deadlineMs };
+    const response = await retrying('reading the audit trail', deadline, () =>
+      this.#client.kv.txn({
+        compare: [],
+        success: [
+          {
+            request_range: {
+              key: Buffer.from(this.#keys.auditLog),
+              range_end: prefixEnd(this.#keys.auditLog),
+            },
           },
-        },
-        { request_range: { key: Buffer.from(this.#keys.auditHead) } },
-      ],
-      failure: [],
-    });
+          { request_range: { key: Buffer.from(this.#keys.auditHead) } },
+        ],
+        failure: [],
+      }),
+    );
     const [log, head] = response.responses;
     const records = (log?.response_range?.kvs ?? []).map((kv) => {
       const line = kv.value.toString();

@@ -36,7 +36,9 @@ async function onClusterTrail<T>(
   if (settings === null) return null;
   const client = createEtcdClient(settings);
   try {
-    return { value: await fn(new ClusterTrail(client, new ClusterKeys(settings.cluster))) };
+    const keys = new ClusterKeys(settings.cluster);
+    const trail = new ClusterTrail(client, keys, { deadlineMs: settings.leaseSeconds * 2000 });
+    return { value: await fn(trail) };
   } finally {
     client.close();
   }

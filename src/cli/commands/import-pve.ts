@@ -60,28 +60,30 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
   const warnings = imported.warnings.map((w) => `${file}: ${w.message}`);
   for (const warning of warnings) ctx.warn(warning);
 
-  const stores = await ctx.writer();
+  await ctx.writer();
   const userCfg = ctx.settings.userCfgPath;
   refuseUnlessForced(await ctx.config(), force, userCfg);
-  // user.cfg first, decided under its lock: a refused import changes nothing. Then the secrets
-  // of the tokens it replaced, which no longer exist in user.cfg and so are accepted by nobody.
   const replaced = [...(await readShadow(ctx.settings.shadowPath)).entries.keys()];
-  await stores.mutateConfig((config) => {
-    refuseUnlessForced(config, force, userCfg);
-    replaceContent(config, imported.config);
-  });
-  for (const tokenid of replaced) await stores.deleteSecret(tokenid);
-
   const config = imported.config;
   const tokenids = [...config.users].flatMap(([userid, user]) =>
     [...user.tokens.keys()].map((name) => `${userid}!${name}`),
   );
-  await ctx.recordChange('config.import', {
+  const record = {
     file: path.resolve(file),
     users: config.users.size,
     tokens: tokenids.length,
     'removed-secrets': replaced.length,
+  };
+  // In multi-host mode each transaction below carries this record into the cluster's trail.
+  const stores = await ctx.recordingWriter('config.import', record);
+  // user.cfg first, decided under its lock: a refused import changes nothing. Then the secrets
+  // of the tokens it replaced, which no longer exist in user.cfg and so are accepted by nobody.
+  await stores.mutateConfig((current) => {
+    refuseUnlessForced(current, force, userCfg);
+    replaceContent(current, imported.config);
   });
+  for (const tokenid of replaced) await stores.deleteSecret(tokenid);
+  await ctx.recordChange('config.import', record);
   const summary = {
     users: config.users.size,
     tokens: tokenids.length,
