@@ -123,7 +123,8 @@ export function handler(
         requirePrivileges(await stores.readConfig(), viewer, on, privs);
         return { id, ok: true, data: await clusterView() };
       } catch (error) {
-        return { id, ok: false, ...httpFailureOf(error) };
+        const code = error instanceof TokenShadowError ? { code: error.code } : {};
+        return { id, ok: false, ...httpFailureOf(error), ...code };
       }
     }
     let caller: Identity | null = null;

@@ -6,10 +6,11 @@
  * its cached config and asks the manager, which checks it again.
  */
 import type { FastifyInstance } from 'fastify';
-import { ApiError, AuthenticationError } from '../../errors.js';
+import { AuthenticationError } from '../../errors.js';
 import type { Identity } from '../../http/authenticate.js';
 import { authorizationOf } from '../../http/authorization.js';
 import { requirePrivileges } from '../../service/rules.js';
+import { relayedError } from '../rpc.js';
 import type { RouteContext } from './operation.js';
 
 /** The manager's socket op that answers the view (a read: no audit record, no mutation log). */
@@ -36,7 +37,7 @@ export function registerClusterRoutes(api: FastifyInstance, ctx: RouteContext): 
       const credential = authorizationOf(request.raw);
       if (typeof credential !== 'string') throw new AuthenticationError('missing-header');
       const response = await ctx.rpc.call(CLUSTER_VIEW_OP, credential, {}, request.ip);
-      if (!response.ok) throw new ApiError(response.status, response.message, response.errors);
+      if (!response.ok) throw relayedError(response);
       return { data: response.data };
     },
   });
