@@ -263,3 +263,16 @@ export class AuditError extends TokenShadowError {
     this.problem = problem;
   }
 }
+
+/**
+ * The token database (access.db) cannot be opened, read or changed. A change
+ * that fails with it was not stored (its transaction rolled back); messages
+ * carry SQLite's reason, never a row's content.
+ */
+export class TokenDatabaseError extends TokenShadowError {
+  readonly path: string;
+  constructor(path: string, detail: string, options?: { cause?: unknown }) {
+    super('ERR_TOKEN_DATABASE', path === '' ? detail : `${path}: ${detail}`, options);
+    this.path = path;
+  }
+}

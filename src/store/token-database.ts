@@ -1,0 +1,475 @@
+/**
+ * The token database (issue 25): every API token's metadata and hash as one
+ * row of an SQLite file (`access.db`), so that a change costs what it changes
+ * and a reader looks up one token instead of parsing everything.
+ *
+ * - One writer at a time (the manager, or tokenctl), serialised by
+ *   proper-lockfile on `access.db.lock` as the files are; SQLite's own locks
+ *   only keep readers off a half-written commit.
+ * - Rollback journal (journal_mode=PERSIST) with synchronous=FULL: a commit
+ *   returns only after the journal's header was zeroed (the commit point) and
+ *   fsynced. Not WAL: WAL readers write the `-shm` wal-index,
+ *   so an unprivileged reader could make the writer overwrite committed frames.
+ * - Readers open the file read-only (O_RDONLY): they take fcntl read locks and
+ *   write nothing, so the API's group cannot corrupt or roll back the store
+ *   (invariant I6). The config directory is not group-writable, so nobody but
+ *   root can plant a journal for the writer to "roll back".
+ * - Every change appends the ids it touched to `changes` under a sequence
+ *   number in the same transaction. A reader that sees the page slot move asks
+ *   for the ids changed after the last sequence it applied and drops just
+ *   those from its verified cache: O(change), never a re-read of everything.
+ *   Old sequences are pruned; a reader that is further behind than what is
+ *   kept is told so and starts its cache afresh.
+ *
+ * Inspect it with the sqlite3 CLI: `sqlite3 -readonly access.db 'SELECT id,
+ * enable, expire FROM tokens LIMIT 10'`.
+ */
+import { chmodSync, chownSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { TokenDatabaseError } from '../errors.js';
+import { parseTokenid } from '../ids.js';
+
+// --- node:sqlite, the part used here ------------------------------------------------
+// Built into Node 22.13+ and 24 (no install, no compiler); @types/node 20 has no types for it.
+
+type SqlValue = string | number | bigint | null | Uint8Array;
+
+interface Statement {
+  get(...params: unknown[]): Record<string, SqlValue> | undefined;
+  all(...params: unknown[]): Record<string, SqlValue>[];
+  run(...params: unknown[]): { changes: number | bigint; lastInsertRowid: number | bigint };
+  iterate(...params: unknown[]): IterableIterator<Record<string, SqlValue>>;
+}
+
+interface Database {
+  prepare(sql: string): Statement;
+  exec(sql: string): void;
+  close(): void;
+}
+
+type DatabaseConstructor = new (path: string, options?: { readOnly?: boolean }) => Database;
+
+let sqlite: DatabaseConstructor | null = null;
+
+/** node:sqlite's DatabaseSync, or a TokenDatabaseError naming the runtime that lacks it. */
+function databaseClass(path: string): DatabaseConstructor {
+  if (sqlite !== null) return sqlite;
+  try {
+    const loaded = createRequire(import.meta.url)('node:sqlite') as {
+      DatabaseSync: DatabaseConstructor;
+    };
+    sqlite = loaded.DatabaseSync;
+    return sqlite;
+  } catch (error) {
+    throw new TokenDatabaseError(
+      path,
+      `node:sqlite is not available in Node ${process.version} (it needs 22.13 or later)`,
+      { cause: error },
+    );
+  }
+}
+
+/** Whether this runtime can open the token database (node:sqlite is there). */
+export function tokenDatabaseAvailable(): boolean {
+  try {
+    databaseClass('');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Bumped when the schema changes; a reader refuses a file of another version. */
+export const SCHEMA_VERSION = 1;
+
+/**
+ * How a commit is made durable: the journal is kept between transactions and
+ * zeroing its header, fsynced, is the commit point (no file created, unlinked
+ * and directory-synced per commit, as journal_mode=DELETE needs).
+ */
+const JOURNAL_MODE = 'PERSIST';
+const SYNCHRONOUS = 'FULL';
+
+/** How many change sequences are kept for readers to catch up with. */
+export const DEFAULT_CHANGES_KEPT = 200_000;
+
+/** One token as stored: user.cfg's metadata and token.shadow's hash in one row. */
+export interface TokenRow {
+  /** `USER@REALM!NAME`. */
+  id: string;
+  userid: string;
+  /** The argon2id (or legacy crypt) hash of the secret; '' while no secret was set. */
+  hash: string;
+  enable: boolean;
+  /** Epoch seconds; 0 means never. */
+  expire: number;
+  privsep: boolean;
+  comment: string;
+  /** Epoch seconds of the creation (0 when imported without one). */
+  created: number;
+}
+
+/** What a reader needs to verify a token. */
+export interface TokenState {
+  hash: string;
+  enable: boolean;
+  expire: number;
+  privsep: boolean;
+}
+
+/**
+ * Which tokens a bulk revocation takes: every given criterion must hold (an
+ * absent one holds for all). At least one criterion is required.
+ */
+export interface TokenFilter {
+  /** Tokens of these users. */
+  users?: readonly string[];
+  /** Tokens created before this epoch second. */
+  createdBefore?: number;
+  /** Exactly these token ids (e.g. those a last-use ledger says were unused since a date). */
+  ids?: readonly string[];
+  /** A SQL LIKE pattern on the comment (`%` any run, `_` one character). */
+  commentLike?: string;
+}
+
+/** The ids changed after a sequence, or 'too-old' when the log no longer reaches back that far. */
+export type ChangesSince = { seq: number; ids: string[] } | 'too-old';
+
+export interface OpenWriterOptions {
+  /** File mode of a database this call creates (0600; 0640 when a group reads it). */
+  mode?: number;
+  /** Group that may read the database (the API workers'). */
+  gid?: number;
+  changesKept?: number;
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    userid TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    enable INTEGER NOT NULL,
+    expire INTEGER NOT NULL,
+    privsep INTEGER NOT NULL,
+    comment TEXT NOT NULL,
+    created INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (userid);
+  CREATE INDEX IF NOT EXISTS tokens_by_created ON tokens (created);
+  CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, tokenid TEXT NOT NULL);
+`;
+
+interface RawRow {
+  id: string;
+  userid: string;
+  hash: string;
+  enable: number;
+  expire: number;
+  privsep: number;
+  comment: string;
+  created: number;
+}
+
+function toRow(raw: RawRow): TokenRow {
+  return {
+    id: raw.id,
+    userid: raw.userid,
+    hash: raw.hash,
+    enable: raw.enable !== 0,
+    expire: raw.expire,
+    privsep: raw.privsep !== 0,
+    comment: raw.comment,
+    created: raw.created,
+  };
+}
+
+function toRaw(row: TokenRow): RawRow {
+  return { ...row, enable: row.enable ? 1 : 0, privsep: row.privsep ? 1 : 0 };
+}
+
+function sqliteError(path: string, what: string, error: unknown): TokenDatabaseError {
+  if (error instanceof TokenDatabaseError) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  return new TokenDatabaseError(path, `${what}: ${detail}`, { cause: error });
+}
+
+function rowOf(record: Record<string, SqlValue> | undefined): TokenRow | undefined {
+  return record === undefined ? undefined : toRow(record as unknown as RawRow);
+}
+
+/** The one column of a one-row, one-column answer (count, max...). */
+function scalar(statement: Statement, ...params: unknown[]): SqlValue | undefined {
+  const record = statement.get(...params);
+  return record === undefined ? undefined : Object.values(record)[0];
+}
+
+function numberOr(value: SqlValue | undefined, fallback: number): number {
+  return typeof value === 'number' ? value : typeof value === 'bigint' ? Number(value) : fallback;
+}
+
+/** Runs `fn` in one transaction: COMMIT when it returns, ROLLBACK when it throws. */
+function inTransaction<T>(db: Database, begin: 'BEGIN' | 'BEGIN IMMEDIATE', fn: () => T): T {
+  db.exec(begin);
+  let result: T;
+  try {
+    result = fn();
+  } catch (error) {
+    db.exec('ROLLBACK');
+    throw error;
+  }
+  db.exec('COMMIT');
+  return result;
+}
+
+/** The read side, for every process (read-only: writes nothing, not even a lock file). */
+export class TokenDatabaseReader {
+  readonly path: string;
+  readonly #db: Database;
+  readonly #get: Statement;
+  readonly #since: Statement;
+  readonly #oldest: Statement;
+  readonly #newest: Statement;
+
+  constructor(path: string, options: { cacheKiB?: number } = {}) {
+    this.path = path;
+    const Sqlite = databaseClass(path);
+    let opened: Database | undefined;
+    try {
+      opened = new Sqlite(path, { readOnly: true });
+      // A reader needs the index pages of its lookups, not the whole file.
+      opened.exec(`PRAGMA cache_size = -${Math.floor(options.cacheKiB ?? 2048)}`);
+      opened.exec('PRAGMA busy_timeout = 5000');
+      const version = scalar(opened.prepare("SELECT value FROM meta WHERE key = 'schema'"));
+      if (version !== String(SCHEMA_VERSION)) {
+        throw new Error(`schema version ${String(version)}, expected ${SCHEMA_VERSION}`);
+      }
+      this.#get = opened.prepare('SELECT * FROM tokens WHERE id = ?');
+      this.#since = opened.prepare('SELECT seq, tokenid FROM changes WHERE seq > ? ORDER BY seq');
+      this.#oldest = opened.prepare('SELECT min(seq) AS v FROM changes');
+      this.#newest = opened.prepare('SELECT max(seq) AS v FROM changes');
+      this.#db = opened;
+    } catch (error) {
+      opened?.close();
+      throw sqliteError(path, 'cannot open the token database', error);
+    }
+  }
+
+  /** The token's row as committed now (each call is its own read transaction: never a stale snapshot). */
+  lookup(tokenid: string): TokenRow | undefined {
+    return rowOf(this.#get.get(tokenid));
+  }
+
+  /** The newest change sequence (0 for none yet): where a fresh cache starts. */
+  newestSeq(): number {
+    return numberOr(scalar(this.#newest), 0);
+  }
+
+  /**
+   * Ids changed after `seq`, oldest first, and the newest sequence. 'too-old'
+   * when sequences after `seq` were pruned: the caller drops its whole cache.
+   */
+  changesSince(seq: number): ChangesSince {
+    // One read transaction for both: a prune between them must not hide a gap.
+    return inTransaction(this.#db, 'BEGIN', (): ChangesSince => {
+      const rows = this.#since.all(seq);
+      // Pruned past `seq`: the oldest kept change is not the one right after it.
+      const oldest = scalar(this.#oldest);
+      if (oldest !== null && oldest !== undefined && numberOr(oldest, 0) > seq + 1)
+        return 'too-old';
+      const last = rows.at(-1);
+      return {
+        seq: last === undefined ? seq : numberOr(last.seq, seq),
+        ids: rows.map((row) => row.tokenid as string),
+      };
+    });
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
+
+/**
+ * The write side: the manager's and tokenctl's. Every method is one durable
+ * transaction that also logs the ids it changed. The caller holds the
+ * proper-lockfile lock (withFileLock on `path`) around it and bumps the page
+ * slot after it returns.
+ */
+export class TokenDatabaseWriter {
+  readonly path: string;
+  readonly #db: Database;
+  readonly #changesKept: number;
+  readonly #statements: Record<
+    'get' | 'put' | 'remove' | 'setHash' | 'log' | 'newest' | 'prune' | 'count',
+    Statement
+  >;
+
+  constructor(path: string, options: OpenWriterOptions = {}) {
+    this.path = path;
+    this.#changesKept = options.changesKept ?? DEFAULT_CHANGES_KEPT;
+    const Sqlite = databaseClass(path);
+    let opened: Database | undefined;
+    try {
+      opened = new Sqlite(path);
+      // Tighten before anything is written; SQLite gives its journal the database's mode.
+      chmodSync(path, options.mode ?? (options.gid === undefined ? 0o600 : 0o640));
+      if (options.gid !== undefined) chownSync(path, -1, options.gid);
+      opened.exec(`PRAGMA journal_mode = ${JOURNAL_MODE}`);
+      opened.exec(`PRAGMA synchronous = ${SYNCHRONOUS}`);
+      opened.exec('PRAGMA busy_timeout = 5000');
+      opened.exec(SCHEMA);
+      opened
+        .prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)")
+        .run(String(SCHEMA_VERSION));
+      this.#statements = {
+        get: opened.prepare('SELECT * FROM tokens WHERE id = ?'),
+        put: opened.prepare(
+          `INSERT INTO tokens (id, userid, hash, enable, expire, privsep, comment, created)
+           VALUES (:id, :userid, :hash, :enable, :expire, :privsep, :comment, :created)
+           ON CONFLICT (id) DO UPDATE SET userid = excluded.userid, hash = excluded.hash,
+             enable = excluded.enable, expire = excluded.expire, privsep = excluded.privsep,
+             comment = excluded.comment, created = excluded.created`,
+        ),
+        remove: opened.prepare('DELETE FROM tokens WHERE id = ?'),
+        setHash: opened.prepare('UPDATE tokens SET hash = ? WHERE id = ?'),
+        log: opened.prepare('INSERT INTO changes (tokenid) VALUES (?)'),
+        newest: opened.prepare('SELECT max(seq) AS v FROM changes'),
+        prune: opened.prepare('DELETE FROM changes WHERE seq <= ?'),
+        count: opened.prepare('SELECT count(*) AS v FROM tokens'),
+      };
+      this.#db = opened;
+    } catch (error) {
+      opened?.close();
+      throw sqliteError(path, 'cannot open the token database for writing', error);
+    }
+  }
+
+  get(tokenid: string): TokenRow | undefined {
+    return rowOf(this.#statements.get.get(tokenid));
+  }
+
+  count(): number {
+    return numberOr(scalar(this.#statements.count), 0);
+  }
+
+  /** Adds or replaces tokens (one transaction); returns the sequence of the change. */
+  put(rows: readonly TokenRow[]): number {
+    for (const row of rows) parseTokenid(row.id);
+    return this.#commit(() => {
+      for (const row of rows) {
+        this.#statements.put.run(toRaw(row));
+        this.#statements.log.run(row.id);
+      }
+    });
+  }
+
+  /** Sets the hash of an existing token; false when there is no such token. */
+  setHash(tokenid: string, hash: string): boolean {
+    let found = false;
+    this.#commit(() => {
+      found = Number(this.#statements.setHash.run(hash, tokenid).changes) > 0;
+      if (found) this.#statements.log.run(tokenid);
+    });
+    return found;
+  }
+
+  /** Removes tokens (one transaction); returns the ids that were there. */
+  remove(tokenids: readonly string[]): string[] {
+    const removed: string[] = [];
+    this.#commit(() => {
+      for (const id of tokenids) {
+        if (Number(this.#statements.remove.run(id).changes) > 0) {
+          this.#statements.log.run(id);
+          removed.push(id);
+        }
+      }
+    });
+    return removed;
+  }
+
+  /** The ids a filter selects, without changing anything (a dry run). */
+  select(filter: TokenFilter): string[] {
+    const { where, params } = whereOf(filter);
+    const rows = this.#db.prepare(`SELECT id FROM tokens WHERE ${where}`).all(params);
+    return rows.map((row) => row.id as string);
+  }
+
+  /** Removes every token the filter selects, as one durable change; returns their ids. */
+  revokeWhere(filter: TokenFilter): string[] {
+    const { where, params } = whereOf(filter);
+    const select = this.#db.prepare(`SELECT id FROM tokens WHERE ${where}`);
+    let removed: string[] = [];
+    this.#commit(() => {
+      removed = select.all(params).map((row) => row.id as string);
+      for (const id of removed) {
+        this.#statements.remove.run(id);
+        this.#statements.log.run(id);
+      }
+    });
+    return removed;
+  }
+
+  /** Every row, in id order (export, tests). */
+  *rows(): Generator<TokenRow> {
+    for (const record of this.#db.prepare('SELECT * FROM tokens ORDER BY id').iterate()) {
+      yield toRow(record as unknown as RawRow);
+    }
+  }
+
+  newestSeq(): number {
+    return numberOr(scalar(this.#statements.newest), 0);
+  }
+
+  /** SQLite's own check of the file (b-trees, indexes): true when it finds nothing. */
+  integrityOk(): boolean {
+    return scalar(this.#db.prepare('PRAGMA integrity_check')) === 'ok';
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  /** BEGIN IMMEDIATE -> change -> prune the log -> COMMIT (fsynced); the newest sequence. */
+  #commit(change: () => void): number {
+    try {
+      return inTransaction(this.#db, 'BEGIN IMMEDIATE', () => {
+        change();
+        const newest = this.newestSeq();
+        if (newest > this.#changesKept) this.#statements.prune.run(newest - this.#changesKept);
+        return newest;
+      });
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ERR_SQLITE_ERROR') {
+        throw sqliteError(this.path, 'the change was not stored', error);
+      }
+      throw error;
+    }
+  }
+}
+
+/** SQL for a filter; refuses an empty one (a bulk revoke must say what it takes). */
+function whereOf(filter: TokenFilter): { where: string; params: Record<string, unknown> } {
+  const clauses: string[] = [];
+  const params: Record<string, unknown> = {};
+  if (filter.users !== undefined) {
+    clauses.push('userid IN (SELECT value FROM json_each(:users))');
+    params.users = JSON.stringify(filter.users);
+  }
+  if (filter.ids !== undefined) {
+    clauses.push('id IN (SELECT value FROM json_each(:ids))');
+    params.ids = JSON.stringify(filter.ids);
+  }
+  if (filter.createdBefore !== undefined) {
+    clauses.push('created < :createdBefore');
+    params.createdBefore = filter.createdBefore;
+  }
+  if (filter.commentLike !== undefined) {
+    clauses.push("comment LIKE :commentLike ESCAPE '\\'");
+    params.commentLike = filter.commentLike;
+  }
+  if (clauses.length === 0) {
+    throw new TokenDatabaseError('', 'a bulk revocation needs at least one criterion');
+  }
+  return { where: clauses.join(' AND '), params };
+}

@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { chmodSync, chownSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { TokenDatabaseError } from '../src/errors.js';
+import {
+  TokenDatabaseReader,
+  TokenDatabaseWriter,
+  type TokenRow,
+  tokenDatabaseAvailable,
+} from '../src/store/token-database.js';
+import { fixture, runChild, startChild } from './helpers/children.js';
+import { AS_NOBODY, NOBODY, nobodysCopy } from './helpers/nobody.js';
+import { tempDir } from './helpers/tmp.js';
+
+function row(id: string, fields: Partial<TokenRow> = {}): TokenRow {
+  return {
+    id,
+    userid: id.slice(0, id.indexOf('!')),
+    hash: `$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$${id}`,
+    enable: true,
+    expire: 0,
+    privsep: true,
+    comment: '',
+    created: 1_700_000_000,
+    ...fields,
+  };
+}
+
+function database(): { file: string; writer: TokenDatabaseWriter } {
+  const file = path.join(tempDir(), 'access.db');
+  return { file, writer: new TokenDatabaseWriter(file) };
+}
+
+// node:sqlite is in Node 22.13+ and 24, the supported lines; this machine's development Node 20 lacks it.
+const skip = tokenDatabaseAvailable() ? false : `node:sqlite is not in Node ${process.version}`;
+
+describe('token database', { skip }, () => {
+  it('a reader sees each commit on its next lookup, and the ids each change touched', () => {
+    const { file, writer } = database();
+    writer.put([row('a@pve!one'), row('a@pve!two'), row('b@pve!one')]);
+    const reader = new TokenDatabaseReader(file);
+    const start = reader.newestSeq();
+    assert.equal(start, 3);
+    assert.equal(reader.lookup('a@pve!one')?.enable, true);
+    assert.deepEqual(writer.remove(['a@pve!one', 'nobody@pve!x']), ['a@pve!one']);
+    assert.equal(reader.lookup('a@pve!one'), undefined, 'no stale snapshot after the commit');
+    assert.equal(writer.setHash('b@pve!one', '$argon2id$new'), true);
+    assert.equal(writer.setHash('gone@pve!x', '$argon2id$new'), false);
+    assert.equal(reader.lookup('b@pve!one')?.hash, '$argon2id$new');
+    assert.deepEqual(reader.changesSince(start), { seq: 5, ids: ['a@pve!one', 'b@pve!one'] });
+    assert.deepEqual(reader.changesSince(5), { seq: 5, ids: [] });
+    reader.close();
+    writer.close();
+  });
+
+  it('tells a reader that is further behind than the kept log to start afresh', () => {
+    const file = path.join(tempDir(), 'access.db');
+    const writer = new TokenDatabaseWriter(file, { changesKept: 3 });
+    for (let i = 0; i < 6; i++) writer.put([row(`a@pve!t${i}`)]);
+    const reader = new TokenDatabaseReader(file);
+    assert.equal(reader.changesSince(0), 'too-old');
+    assert.equal(reader.changesSince(2), 'too-old');
+    assert.deepEqual(reader.changesSince(3), { seq: 6, ids: ['a@pve!t3', 'a@pve!t4', 'a@pve!t5'] });
+    reader.close();
+    writer.close();
+  });
+
+  it('revokes by users, creation date, ids and comment pattern, each as one change', () => {
+    const { file, writer } = database();
+    writer.put([
+      row('a@pve!old', { created: 100, comment: 'ci runner' }),
+      row('a@pve!new', { created: 300, comment: 'ci runner' }),
+      row('b@pve!old', { created: 100, comment: 'backup' }),
+      row('c@pve!x', { created: 300, comment: 'ci 50%_off' }),
+      row('d@pve!y', { created: 300 }),
+    ]);
+    const reader = new TokenDatabaseReader(file);
+    let seq = reader.newestSeq();
+    const changed = () => {
+      const since = reader.changesSince(seq);
+      assert.notEqual(since, 'too-old');
+      if (since === 'too-old') return [];
+      seq = since.seq;
+      return since.ids.sort();
+    };
+    assert.deepEqual(writer.select({ createdBefore: 200 }).sort(), ['a@pve!old', 'b@pve!old']);
+    assert.equal(reader.newestSeq(), seq, 'select changes nothing');
+    assert.deepEqual(writer.revokeWhere({ users: ['a@pve'], createdBefore: 200 }), ['a@pve!old']);
+    assert.deepEqual(changed(), ['a@pve!old']);
+    assert.deepEqual(writer.revokeWhere({ commentLike: 'ci 50\\%\\_%' }), ['c@pve!x']);
+    assert.deepEqual(writer.revokeWhere({ commentLike: 'ci%' }), ['a@pve!new']);
+    assert.deepEqual(writer.revokeWhere({ ids: ['d@pve!y', 'zz@pve!none'] }), ['d@pve!y']);
+    assert.deepEqual(changed(), ['a@pve!new', 'c@pve!x', 'd@pve!y']);
+    assert.deepEqual(
+      [...writer.rows()].map((r) => r.id),
+      ['b@pve!old'],
+    );
+    assert.throws(() => writer.revokeWhere({}), TokenDatabaseError);
+    assert.equal(writer.count(), 1, 'an empty filter revokes nothing');
+    reader.close();
+    writer.close();
+  });
+
+  it('refuses a token id that is not one', () => {
+    const { writer } = database();
+    assert.throws(() => writer.put([row('not-a-token')]));
+    assert.equal(writer.count(), 0);
+    writer.close();
+  });
+
+  it('keeps every acknowledged revoke when its writer is SIGKILLed mid-stream', async () => {
+    const { file, writer } = database();
+    const total = 3000;
+    writer.put(Array.from({ length: total }, (_, i) => row(`u@pve!t${i}`)));
+    writer.close();
+    for (let round = 0; round < 3; round++) {
+      const child = startChild(fixture('token-db-child'), [
+        'revoke-forever',
+        file,
+        String(round * 1000),
+      ]);
+      assert.equal(await child.nextLine(), 'ready', child.stderr());
+      const killAfter = 50 + round * 40;
+      const acked: string[] = [];
+      for (let i = 0; i < killAfter; i++) acked.push(await child.nextLine());
+      child.process.kill('SIGKILL');
+      await new Promise((resolve) => child.process.once('close', resolve));
+      // The next writer's first transaction rolls back a torn commit (a hot journal).
+      const next = new TokenDatabaseWriter(file);
+      assert.equal(next.integrityOk(), true);
+      const still = acked.filter((id) => next.get(id) !== undefined);
+      assert.deepEqual(still, [], `round ${round}: acknowledged revokes lost`);
+      next.close();
+      // Readers (read-only) see the recovered state.
+      const reader = new TokenDatabaseReader(file);
+      assert.equal(reader.lookup(acked.at(-1) as string), undefined);
+      assert.equal(reader.lookup(`u@pve!t${total - 1}`)?.enable, true);
+      reader.close();
+    }
+  });
+
+  it('an unprivileged reader of the group reads, and can write neither the database nor a journal', async (t) => {
+    const nobody = nobodysCopy();
+    if (typeof nobody === 'string') return t.skip(nobody);
+    const dir = tempDir();
+    // As deployed: the directory and the file are root's, readable by the API's group.
+    chownSync(dir, 0, NOBODY);
+    chmodSync(dir, 0o750);
+    const file = path.join(dir, 'access.db');
+    const writer = new TokenDatabaseWriter(file, { gid: NOBODY });
+    writer.put([row('a@pve!one')]);
+    assert.equal(statSync(file).mode & 0o777, 0o640);
+    const out = await runChild(
+      nobody.file('dist/test/fixtures/token-db-child.js'),
+      ['read', file, 'a@pve!one'],
+      {
+        prefix: AS_NOBODY, // nobody's primary group is the database's group
+      },
+    );
+    assert.equal(out.code, 0, out.stderr);
+    const result = JSON.parse(out.stdout);
+    assert.equal(result.enable, true);
+    assert.notEqual(result.attempts.sqlite, 'wrote');
+    assert.equal(result.attempts.file, 'EACCES');
+    assert.equal(result.attempts.journal, 'EACCES');
+    assert.equal(writer.get('a@pve!one')?.enable, true, 'the row is still there');
+    assert.equal(writer.integrityOk(), true);
+    writer.close();
+  });
+});
