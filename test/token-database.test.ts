@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { TokenDatabaseError } from '../src/errors.js';
+import { GenerationPage } from '../src/generations/page.js';
+import { HashPool } from '../src/hashing/pool.js';
 import {
   TokenDatabaseReader,
   TokenDatabaseWriter,
   type TokenRow,
   tokenDatabaseAvailable,
 } from '../src/store/token-database.js';
+import { TokenStore } from '../src/store/token-store.js';
 import { fixture, runChild, startChild } from './helpers/children.js';
 import { AS_NOBODY, NOBODY, nobodysCopy } from './helpers/nobody.js';
 import { tempDir } from './helpers/tmp.js';
@@ -167,5 +170,70 @@ describe('token database', { skip }, () => {
     assert.equal(writer.get('a@pve!one')?.enable, true, 'the row is still there');
     assert.equal(writer.integrityOk(), true);
     writer.close();
+  });
+});
+
+describe('token store and verifier across processes', { skip }, () => {
+  it('once a revoke, a disable or a bulk revoke returned, the other process refuses at once', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'access.db');
+    const pagePath = path.join(dir, 'config-versions');
+    const page = GenerationPage.open(pagePath);
+    after(() => page.close());
+    const pool = new HashPool({
+      threads: 1,
+      maxQueue: 64,
+      argon2: { memoryCost: 512, timeCost: 1 },
+    });
+    after(() => pool.close());
+    const store = new TokenStore(file, { page });
+    const secrets = new Map<string, string>();
+    const rows: TokenRow[] = [];
+    for (const user of ['a@pve', 'b@pve', 'c@pve']) {
+      for (let i = 0; i < 5; i++) {
+        const id = `${user}!t${i}`;
+        const secret = `secret-${id}`;
+        secrets.set(id, secret);
+        rows.push(row(id, { hash: await pool.hash(secret) }));
+      }
+    }
+    await store.put(rows);
+    const child = startChild(fixture('token-verifier-child'), [file, pagePath]);
+    after(() => child.process.kill('SIGKILL'));
+    assert.equal(await child.nextLine(), 'ready', child.stderr());
+    const verify = async (id: string, secret = secrets.get(id) as string) => {
+      child.process.stdin?.write(`${JSON.stringify({ id, secret })}\n`);
+      return JSON.parse(await child.nextLine()) as { ok: boolean; hits: number };
+    };
+    for (const id of secrets.keys()) assert.equal((await verify(id)).ok, true);
+    const cached = await verify('a@pve!t0');
+    assert.equal(cached.ok, true);
+    assert.equal((await verify('a@pve!t0')).hits, cached.hits + 1, 'answered from the cache');
+    assert.equal((await verify('a@pve!t0', 'wrong')).ok, false);
+
+    assert.deepEqual((await store.remove(['a@pve!t0'])).result, ['a@pve!t0']);
+    assert.equal((await verify('a@pve!t0')).ok, false, 'deleted: refused on the next verify');
+    assert.equal((await verify('a@pve!t1')).ok, true, 'the others stay');
+
+    await store.put([{ ...(store.get('a@pve!t1') as TokenRow), enable: false }]);
+    assert.equal((await verify('a@pve!t1')).ok, false, 'disabled: refused');
+
+    const newHash = await pool.hash('rotated');
+    await store.setHash('a@pve!t2', newHash);
+    assert.equal((await verify('a@pve!t2')).ok, false, 'rotated: the old secret refused');
+    assert.equal((await verify('a@pve!t2', 'rotated')).ok, true);
+
+    const before = (await verify('c@pve!t4')).hits;
+    const bulk = await store.revokeWhere({ users: ['b@pve', 'c@pve'] });
+    assert.equal(bulk.result.length, 10);
+    for (const id of bulk.result) assert.equal((await verify(id)).ok, false, id);
+    const untouched = await verify('a@pve!t3');
+    assert.equal(untouched.ok, true);
+    assert.equal(
+      untouched.hits,
+      before + 1,
+      'an untouched token stays cached through the bulk revoke',
+    );
+    store.close();
   });
 });
