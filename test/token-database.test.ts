@@ -143,6 +143,26 @@ describe('token database', { skip }, () => {
     }
   });
 
+  it('a commit torn by SIGKILL: readers refuse until the next writer rolls it back', async () => {
+    const { file, writer } = database();
+    writer.put(Array.from({ length: 5000 }, (_, i) => row(`u@pve!t${i}`)));
+    writer.close();
+    const out = await runChild(fixture('token-db-child'), ['torn', file]);
+    assert.equal(out.code, null, 'killed itself before the commit');
+    // A hot journal is there: a read-only reader cannot roll it back, and reads nothing torn.
+    assert.throws(
+      () => new TokenDatabaseReader(file).lookup('u@pve!t0'),
+      (error: unknown) => error instanceof TokenDatabaseError && /readonly/i.test(error.message),
+    );
+    const recovering = new TokenDatabaseWriter(file);
+    assert.equal(recovering.integrityOk(), true);
+    recovering.close();
+    const reader = new TokenDatabaseReader(file);
+    assert.equal(reader.lookup('u@pve!t0')?.hash, row('u@pve!t0').hash, 'the old state, whole');
+    assert.equal(reader.lookup('u@pve!t4999')?.hash, row('u@pve!t4999').hash);
+    reader.close();
+  });
+
   it('an unprivileged reader of the group reads, and can write neither the database nor a journal', async (t) => {
     const nobody = nobodysCopy();
     if (typeof nobody === 'string') return t.skip(nobody);
