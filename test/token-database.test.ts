@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { importPveUserConfig } from '../src/config/import.js';
+import { parseUserConfig } from '../src/config/parse.js';
+import { writeUserConfig } from '../src/config/write.js';
 import { TokenDatabaseError } from '../src/errors.js';
 import { GenerationPage } from '../src/generations/page.js';
 import { HashPool } from '../src/hashing/pool.js';
+import { filesOf, tokenRowsOf } from '../src/store/interop.js';
 import {
   TokenDatabaseReader,
   TokenDatabaseWriter,
@@ -255,5 +259,31 @@ describe('token store and verifier across processes', { skip }, () => {
       'an untouched token stays cached through the bulk revoke',
     );
     store.close();
+  });
+});
+
+describe('token database and the PVE files', { skip }, () => {
+  it('a PVE user.cfg and a token.shadow go in, and come out as the same files', () => {
+    const pve = importPveUserConfig(
+      readFileSync(new URL('../../test/fixtures/cli-pve-user.cfg', import.meta.url), 'utf8'),
+    );
+    const shadow = new Map([['joe@pve!ci', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA']]);
+    const { file, writer } = database();
+    writer.put(tokenRowsOf(pve.config, shadow, 1_700_000_000));
+    assert.equal(writer.get('joe@pve!ro')?.expire, 1893456000);
+    assert.equal(writer.get('joe@pve!ro')?.hash, '', 'a token without a secret has none');
+    assert.equal(writer.get('joe@pve!ci')?.privsep, true);
+    const reader = new TokenDatabaseReader(file);
+    const out = filesOf(pve.config, writer.rows());
+    assert.deepEqual(out.orphans, []);
+    assert.equal(writeUserConfig(out.config), pve.text, 'user.cfg written back unchanged');
+    assert.deepEqual(out.shadow, shadow);
+    // A token revoked in the database is gone from the exported files.
+    writer.remove(['joe@pve!ci']);
+    const after = filesOf(parseUserConfig(pve.text).config, writer.rows());
+    assert.equal(after.config.users.get('joe@pve')?.tokens.has('ci'), false);
+    assert.equal(after.shadow.size, 0);
+    reader.close();
+    writer.close();
   });
 });
