@@ -24,13 +24,17 @@
  */
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import argon2 from 'argon2';
+import { withFileLock } from '../src/files/lock.js';
 import { GenerationPage } from '../src/generations/page.js';
 import { DEFAULT_ARGON2 } from '../src/hashing/params.js';
 import { HashPool } from '../src/hashing/pool.js';
+import { serializeShadow } from '../src/shadow/file.js';
+import { TokenShadow } from '../src/shadow/token-shadow.js';
 import {
   TokenDatabaseReader,
   type TokenRow,
@@ -67,7 +71,12 @@ function verifiedIds(n: number): string[] {
 
 // --- the verifier process ---------------------------------------------------------
 
-async function verifierChild(file: string, pagePath: string, n: number): Promise<void> {
+async function verifierChild(
+  file: string,
+  pagePath: string,
+  n: number,
+  shadowPath: string,
+): Promise<void> {
   const base = process.memoryUsage().rss;
   const pool = new HashPool({ threads: 1, maxQueue: 64, argon2: FAST });
   let t = performance.now();
@@ -93,7 +102,19 @@ async function verifierChild(file: string, pagePath: string, n: number): Promise
   const cachedNs = ((performance.now() - t) * 1e6) / rounds;
   if (hits !== rounds) throw new Error(`only ${hits} of ${rounds} cached`);
   const rss = process.memoryUsage().rss;
-  process.stdout.write(`${JSON.stringify({ openMs, cachedNs, rss, base })}\n`);
+  // Side by side: today's TokenShadow on a token.shadow of the same K tokens, same page.
+  const shadow = new TokenShadow({ path: shadowPath, page: GenerationPage.open(pagePath), pool });
+  for (const id of ids)
+    if (!(await shadow.verifySecret(id, secretOf(id))))
+      throw new Error(`${id} refused by TokenShadow`);
+  t = performance.now();
+  let shadowHits = 0;
+  for (let i = 0; i < rounds; i++)
+    if (shadow.verifyCached(ids[i % ids.length] as string, secrets[i % ids.length] as string))
+      shadowHits++;
+  const shadowNs = ((performance.now() - t) * 1e6) / rounds;
+  if (shadowHits !== rounds) throw new Error(`TokenShadow: only ${shadowHits} of ${rounds} cached`);
+  process.stdout.write(`${JSON.stringify({ openMs, cachedNs, shadowNs, rss, base })}\n`);
   // Then: after the parent's bulk revoke returned, how many are still accepted?
   for await (const _ of createInterface({ input: process.stdin })) {
     t = performance.now();
@@ -115,6 +136,8 @@ interface SizeResult {
   startMs: number;
   revokeP50: number;
   revokeMax: number;
+  lockP50: number;
+  shadowNs: number;
   createP50: number;
   bulkTokens: number;
   bulkMs: number;
@@ -166,11 +189,14 @@ async function oneSize(n: number, hashes: string[], revokes: number): Promise<Si
     store = new TokenStore(file, { page });
     const startMs = performance.now() - t;
 
+    // The K tokens in a token.shadow too, for TokenShadow's cached verify side by side.
+    const shadowPath = path.join(dir, 'token.shadow');
+    writeFileSync(shadowPath, serializeShadow(fastHashes), { mode: 0o600 });
     // A verifier in its own process caches the K tokens.
     const child = track(
       spawn(
         process.execPath,
-        [fileURLToPath(import.meta.url), '--verifier', file, pagePath, String(n)],
+        [fileURLToPath(import.meta.url), '--verifier', file, pagePath, String(n), shadowPath],
         {
           stdio: ['pipe', 'pipe', 'inherit'],
         },
@@ -205,6 +231,13 @@ async function oneSize(n: number, hashes: string[], revokes: number): Promise<Si
       await store.put([row]);
       createMs.push(performance.now() - t);
     }
+    // What the lock alone costs (proper-lockfile: mkdir, and rmdir on release).
+    const lockMs: number[] = [];
+    for (let i = 0; i < revokes; i++) {
+      t = performance.now();
+      await withFileLock(path.join(dir, 'lock-probe'), async () => undefined);
+      lockMs.push(performance.now() - t);
+    }
     // Bulk: whole users from the end, covering the K verified tokens.
     const bulkUsers = bulkUserCount(n);
     const targets = Array.from({ length: bulkUsers }, (_, i) => `u${users - 1 - i}@pve`);
@@ -223,6 +256,8 @@ async function oneSize(n: number, hashes: string[], revokes: number): Promise<Si
       startMs,
       revokeP50: percentile(revokeMs, 50),
       revokeMax: Math.max(...revokeMs),
+      lockP50: percentile(lockMs, 50),
+      shadowNs: filled.shadowNs,
       createP50: percentile(createMs, 50),
       bulkTokens: bulk.result.length,
       bulkMs,
@@ -262,11 +297,12 @@ async function main(): Promise<void> {
       fmt(r.startMs, 3),
       fmt(r.revokeP50, 3),
       fmt(r.revokeMax, 3),
+      fmt(r.lockP50, 3),
       fmt(r.createP50, 3),
       `${r.bulkTokens} in ${fmt(r.bulkMs, 3)}`,
       fmt(r.openMs, 3),
       `${fmt(r.rssMiB, 3)} (${fmt(r.baseMiB, 3)})`,
-      fmt(r.cachedNs, 3),
+      `${fmt(r.cachedNs, 3)} / ${fmt(r.shadowNs, 3)}`,
       `${r.accepted} of ${verifiedIds(n).length}`,
       fmt(r.firstAfterBulkMs, 3),
     ]);
@@ -280,11 +316,12 @@ async function main(): Promise<void> {
       'writer open ms',
       'revoke p50 ms',
       'revoke max ms',
+      'of which the lock p50 ms',
       'create p50 ms (+1 hash)',
       'bulk revoke (tokens in ms)',
       'verifier open + 1st verify ms',
       'verifier RSS MiB (node alone)',
-      'cached verify ns',
+      'cached verify ns: TokenVerifier / TokenShadow',
       'accepted after bulk',
       '1st verify after bulk ms',
     ],
@@ -293,6 +330,6 @@ async function main(): Promise<void> {
 }
 
 const args = process.argv.slice(2);
-if (args[0] === '--verifier')
-  await verifierChild(args[1] as string, args[2] as string, Number(args[3]));
-else await main();
+if (args[0] === '--verifier') {
+  await verifierChild(args[1] as string, args[2] as string, Number(args[3]), args[4] as string);
+} else await main();
