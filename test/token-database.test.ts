@@ -7,6 +7,7 @@ import { parseUserConfig } from '../src/config/parse.js';
 import { writeUserConfig } from '../src/config/write.js';
 import { TokenDatabaseError } from '../src/errors.js';
 import { GenerationPage } from '../src/generations/page.js';
+import { Slot } from '../src/generations/slots.js';
 import { HashPool } from '../src/hashing/pool.js';
 import { filesOf, tokenRowsOf } from '../src/store/interop.js';
 import {
@@ -16,6 +17,7 @@ import {
   tokenDatabaseAvailable,
 } from '../src/store/token-database.js';
 import { TokenStore } from '../src/store/token-store.js';
+import { TokenVerifier } from '../src/store/token-verifier.js';
 import { fixture, runChild, startChild } from './helpers/children.js';
 import { AS_NOBODY, NOBODY, nobodysCopy } from './helpers/nobody.js';
 import { tempDir } from './helpers/tmp.js';
@@ -259,6 +261,68 @@ describe('token store and verifier across processes', { skip }, () => {
       'an untouched token stays cached through the bulk revoke',
     );
     store.close();
+  });
+});
+
+describe('token verifier', { skip }, () => {
+  async function setup(changesKept?: number) {
+    const dir = tempDir();
+    const file = path.join(dir, 'access.db');
+    const page = GenerationPage.open(path.join(dir, 'config-versions'));
+    after(() => page.close());
+    const pool = new HashPool({
+      threads: 1,
+      maxQueue: 64,
+      argon2: { memoryCost: 512, timeCost: 1 },
+    });
+    after(() => pool.close());
+    const writer = new TokenDatabaseWriter(file, changesKept === undefined ? {} : { changesKept });
+    const secret = 'the-secret';
+    const hash = await pool.hash(secret);
+    writer.put(Array.from({ length: 10 }, (_, i) => row(`a@pve!t${i}`, { hash })));
+    const clock = { ms: 0, s: 2_000_000_000 };
+    const verifier = new TokenVerifier({
+      database: new TokenDatabaseReader(file),
+      page,
+      pool,
+      ttlMs: 1000,
+      clock: () => clock.ms,
+      now: () => clock.s,
+    });
+    return { writer, verifier, page, clock, secret };
+  }
+
+  it('a change a killed writer committed but never announced is seen within one TTL', async () => {
+    const { writer, verifier, clock, secret } = await setup();
+    assert.equal(await verifier.verify('a@pve!t0', secret), true);
+    assert.equal(verifier.verifyCached('a@pve!t0', secret), true);
+    writer.remove(['a@pve!t0']); // committed, no bump: as if the writer died before it
+    assert.equal(verifier.verifyCached('a@pve!t0', secret), true, 'not announced yet');
+    clock.ms += 1000;
+    assert.equal(verifier.verifyCached('a@pve!t0', secret), undefined);
+    assert.equal(await verifier.verify('a@pve!t0', secret), false);
+    assert.equal(await verifier.verify('a@pve!t1', secret), true);
+    writer.close();
+  });
+
+  it('an expired token is refused from the cache, and a reader behind the kept log starts afresh', async () => {
+    const { writer, verifier, page, clock, secret } = await setup(3);
+    writer.put([{ ...(writer.get('a@pve!t1') as TokenRow), expire: clock.s + 10 }]);
+    page.increment(Slot.TOKEN_SHADOW);
+    assert.equal(await verifier.verify('a@pve!t1', secret), true);
+    assert.equal(await verifier.verify('a@pve!t2', secret), true);
+    assert.equal(verifier.verifyCached('a@pve!t1', secret), true);
+    clock.s += 10;
+    assert.equal(verifier.verifyCached('a@pve!t1', secret), undefined, 'expired');
+    assert.equal(await verifier.verify('a@pve!t1', secret), false);
+    // Five changes with three kept: the log no longer reaches back to the reader's sequence.
+    for (let i = 3; i < 8; i++) writer.remove([`a@pve!t${i}`]);
+    page.increment(Slot.TOKEN_SHADOW);
+    const resets = verifier.stats().fullResets;
+    assert.equal(await verifier.verify('a@pve!t2', secret), true);
+    assert.equal(verifier.stats().fullResets, resets + 1);
+    assert.equal(await verifier.verify('a@pve!t3', secret), false);
+    writer.close();
   });
 });
 

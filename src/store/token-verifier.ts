@@ -36,6 +36,8 @@ export interface TokenVerifierOptions {
   ttlMs?: number;
   /** Epoch seconds now (tests). */
   now?: () => number;
+  /** A clock in ms for the TTL (tests); by default a timer marks it passed. */
+  clock?: () => number;
 }
 
 export interface TokenVerifierStats {
@@ -67,7 +69,7 @@ export class TokenVerifier {
     this.#pool = options.pool;
     this.#cache =
       options.page === null ? null : new VerifiedSecretCache(options.maxEntries ?? 100_000);
-    this.#freshness = new Freshness(options.ttlMs ?? 60_000, null);
+    this.#freshness = new Freshness(options.ttlMs ?? 60_000, options.clock ?? null);
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
   }
 
