@@ -309,6 +309,55 @@ describe('tokenctl tokens', () => {
     assert.match(missing.stderr, /no such token "root@pam!deploy"/);
   });
 
+  it('token revoke: every token of the users whose comment matches, with its secret, in one change', async () => {
+    const dirs = deploymentDirs();
+    for (const user of ['joe@pve', 'ann@pve']) {
+      assert.equal((await tokenctl(dirs, 'user', 'add', user)).code, 0);
+    }
+    const secrets = new Map<string, string>();
+    for (const [id, comment] of [
+      ['joe@pve!a', 'ci runner'],
+      ['joe@pve!b', 'backup'],
+      ['ann@pve!c', 'ci nightly'],
+      ['root@pam!keep', 'ci root'],
+    ] as const) {
+      const created = await tokenctlJson<{ value: string }>(
+        dirs,
+        'token',
+        'add',
+        id,
+        '--comment',
+        comment,
+      );
+      secrets.set(id, created.value);
+    }
+    const none = await tokenctl(dirs, 'token', 'revoke');
+    assert.equal(none.code, 2, 'a filter is required');
+    const answer = await tokenctlJson<{ revoked: string[] }>(
+      dirs,
+      'token',
+      'revoke',
+      '--user',
+      'joe@pve',
+      '--user',
+      'ann@pve',
+      '--comment',
+      'ci *',
+    );
+    assert.deepEqual(answer.revoked, ['ann@pve!c', 'joe@pve!a']);
+    const shadow = JSON.parse(readFileSync(path.join(dirs.config, 'token.shadow'), 'utf8'));
+    assert.deepEqual(Object.keys(shadow).sort(), ['joe@pve!b', 'root@pam!keep']);
+    assert.equal(await verifies(dirs, 'joe@pve!a', secrets.get('joe@pve!a') as string), false);
+    assert.equal(await verifies(dirs, 'joe@pve!b', secrets.get('joe@pve!b') as string), true);
+    assert.equal(
+      await verifies(dirs, 'root@pam!keep', secrets.get('root@pam!keep') as string),
+      true,
+    );
+    const text = await tokenctl(dirs, 'token', 'revoke', '--comment', 'ci root');
+    assert.equal(text.code, 0, text.stderr);
+    assert.equal(text.stdout, 'revoked 1 token(s)\n');
+  });
+
   it('bad arguments are usage errors (exit 2) and change nothing', async () => {
     const dirs = deploymentDirs();
     const cases: Array<[string[], RegExp]> = [

@@ -24,6 +24,7 @@ import { createGroup, deleteGroup, listGroups, updateGroup } from './operations/
 import type { Operation } from './operations/operation.js';
 import { readPermissions } from './operations/permissions.js';
 import { createPool, deletePool, listPools, updatePool } from './operations/pools.js';
+import { revokeTokens } from './operations/revoke-tokens.js';
 import { createRole, deleteRole, listRoles, updateRole } from './operations/roles.js';
 import {
   createToken,
@@ -49,6 +50,7 @@ export {
 } from './operations/operation.js';
 export * from './operations/permissions.js';
 export * from './operations/pools.js';
+export * from './operations/revoke-tokens.js';
 export * from './operations/roles.js';
 export * from './operations/tokens.js';
 export * from './operations/users.js';
@@ -77,6 +79,7 @@ export const OPERATIONS: ReadonlyMap<string, Operation<object>> = new Map(
       updateToken,
       rotateToken,
       deleteToken,
+      revokeTokens,
       updateAcl,
       createGroup,
       updateGroup,

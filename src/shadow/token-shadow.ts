@@ -237,12 +237,18 @@ export class TokenShadow {
 
   /** Removes the token's secret; true when there was one. */
   async deleteSecret(tokenid: string): Promise<boolean> {
-    let existed = false;
+    return (await this.deleteSecrets([tokenid])).length > 0;
+  }
+
+  /** Removes the secrets of all these tokens in one write; the ids that had one. */
+  async deleteSecrets(tokenids: Iterable<string>): Promise<string[]> {
+    const wanted = [...tokenids];
+    let removed: string[] = [];
     await this.#mutate((entries) => {
-      existed = entries.delete(tokenid);
-      return existed;
+      removed = wanted.filter((tokenid) => entries.delete(tokenid));
+      return removed.length > 0;
     });
-    return existed;
+    return removed;
   }
 
   stats(): TokenShadowStats {

@@ -12,6 +12,7 @@ import {
   listTokens,
   listUsers,
   readToken,
+  revokeTokens,
   rotateToken,
   updateToken,
 } from '../../service/operations.js';
@@ -312,6 +313,30 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
       );
     }),
   );
+
+  token
+    .command('revoke')
+    .description(
+      'remove every token of the given users and/or whose comment matches, with its secret, as one change',
+    )
+    .option(
+      '--user <userid>',
+      'tokens of this user (repeat for more)',
+      (value: string, previous: string[] = []) => [...previous, useridArgument(value)],
+    )
+    .option('--comment <glob>', 'tokens whose comment matches (* any run, ? one character)')
+    .action(
+      cli.action(async (ctx, options: { user?: string[]; comment?: string }) => {
+        if (options.user === undefined && options.comment === undefined) {
+          ctx.usageError('give --user or --comment (or both)');
+        }
+        const answer = await ctx.write(revokeTokens, {
+          ...(options.user ? { users: options.user } : {}),
+          ...(options.comment !== undefined ? { comment: options.comment } : {}),
+        });
+        ctx.printDone(answer, `revoked ${answer.revoked.length} token(s)`);
+      }),
+    );
 
   withTokenArguments(
     token.command('remove').alias('delete').description('remove a token and its secret'),

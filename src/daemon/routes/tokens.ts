@@ -1,6 +1,7 @@
 /**
  * /access/users/{userid}/token: a user's API tokens. A PUT with
  * `regenerate=1` gives the token a new secret, as Proxmox Backup Server does.
+ * POST /access/tokens/revoke revokes every token matching a filter at once.
  */
 import type { FastifyInstance } from 'fastify';
 import { joinTokenid } from '../../ids.js';
@@ -10,6 +11,7 @@ import {
   deleteToken,
   listTokens,
   readToken,
+  revokeTokens,
   updateToken,
 } from '../../service/operations.js';
 import { operationRoute, type RouteContext } from './operation.js';
@@ -28,4 +30,6 @@ export function registerTokenRoutes(api: FastifyInstance, ctx: RouteContext): vo
   operationRoute(api, ctx, 'POST', TOKEN, createToken);
   operationRoute(api, ctx, 'PUT', TOKEN, updateToken);
   operationRoute(api, ctx, 'DELETE', TOKEN, deleteToken);
+  // Bulk revocation (not a PVE endpoint): users and/or a comment glob, one change.
+  operationRoute(api, ctx, 'POST', '/access/tokens/revoke', revokeTokens);
 }
