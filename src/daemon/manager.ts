@@ -150,6 +150,7 @@ export function handler(
       const data = await runWrite(operation, recording ?? stores, caller, params);
       const deleted = operation.deletedToken?.(params);
       if (deleted !== undefined) ledger?.forget(deleted);
+      for (const tokenid of operation.revokedTokens?.(data) ?? []) ledger?.forget(tokenid);
       const record = await audited(request, caller, undefined, recording);
       log.info({ ...describe(request, caller), outcome: 'ok', ...record }, 'mutation');
       return { id, ok: true, data };

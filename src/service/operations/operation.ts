@@ -38,6 +38,8 @@ export interface WriteOperation<P, R> extends OperationBase<P> {
   run(writer: Writer, params: NoInfer<P>): Promise<R>;
   /** The token id this operation deletes, if it deletes one: its last use is forgotten after. */
   deletedToken?(params: NoInfer<P>): string;
+  /** The token ids a bulk change removed, from its answer: their last use is forgotten after. */
+  revokedTokens?(result: NoInfer<R>): readonly string[];
 }
 
 export type Operation<P = never, R = unknown> = ReadOperation<P, R> | WriteOperation<P, R>;

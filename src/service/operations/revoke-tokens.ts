@@ -102,6 +102,7 @@ export const revokeTokens = write({
     return filter;
   },
   authorize: authorizeRevoke,
+  revokedTokens: (result: Revoked) => result.revoked,
   async run(writer, params): Promise<Revoked> {
     const revoked = await writer.change(
       (config) => {
