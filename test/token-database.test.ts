@@ -149,6 +149,21 @@ describe('token database', { skip }, () => {
     }
   });
 
+  it("a commit that times out on a reader's lock is not stored, then or later", async () => {
+    const file = path.join(tempDir(), 'access.db');
+    const writer = new TokenDatabaseWriter(file, { busyTimeoutMs: 100 });
+    writer.put([row('a@pve!one'), row('a@pve!two')]);
+    const reader = startChild(fixture('token-db-child'), ['hold', file]);
+    assert.equal(await reader.nextLine(), 'holding', reader.stderr());
+    assert.throws(() => writer.remove(['a@pve!one']), TokenDatabaseError);
+    reader.process.stdin?.write('go\n');
+    assert.equal(await reader.nextLine(), 'released');
+    assert.equal(writer.get('a@pve!one')?.id, 'a@pve!one', 'the failed revoke did not take effect');
+    assert.deepEqual(writer.remove(['a@pve!two']), ['a@pve!two'], 'the writer goes on');
+    assert.equal(writer.get('a@pve!one')?.id, 'a@pve!one', 'not even with the next commit');
+    writer.close();
+  });
+
   it('a commit torn by SIGKILL: readers refuse until the next writer rolls it back', async () => {
     const { file, writer } = database();
     writer.put(Array.from({ length: 5000 }, (_, i) => row(`u@pve!t${i}`)));

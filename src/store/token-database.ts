@@ -141,6 +141,8 @@ export interface OpenWriterOptions {
   /** Group that may read the database (the API workers'). */
   gid?: number;
   changesKept?: number;
+  /** How long a commit waits for readers' locks before it fails, not stored (default 5 s). */
+  busyTimeoutMs?: number;
 }
 
 const SCHEMA = `
@@ -208,18 +210,26 @@ function numberOr(value: SqlValue | undefined, fallback: number): number {
   return typeof value === 'number' ? value : typeof value === 'bigint' ? Number(value) : fallback;
 }
 
-/** Runs `fn` in one transaction: COMMIT when it returns, ROLLBACK when it throws. */
+/**
+ * Runs `fn` in one transaction: COMMIT when it returns, ROLLBACK when it or the
+ * COMMIT throws. A COMMIT that fails (SQLITE_BUSY after busy_timeout: a reader
+ * held its lock) leaves the transaction open; rolling it back there means a
+ * caller that got the error never sees the change take effect later.
+ */
 function inTransaction<T>(db: Database, begin: 'BEGIN' | 'BEGIN IMMEDIATE', fn: () => T): T {
   db.exec(begin);
-  let result: T;
   try {
-    result = fn();
+    const result = fn();
+    db.exec('COMMIT');
+    return result;
   } catch (error) {
-    db.exec('ROLLBACK');
+    try {
+      db.exec('ROLLBACK');
+    } catch {
+      // Already rolled back by SQLite itself (some errors end the transaction).
+    }
     throw error;
   }
-  db.exec('COMMIT');
-  return result;
 }
 
 /** The read side, for every process (read-only: writes nothing, not even a lock file). */
@@ -317,7 +327,7 @@ export class TokenDatabaseWriter {
       if (options.gid !== undefined) chownSync(path, -1, options.gid);
       opened.exec(`PRAGMA journal_mode = ${JOURNAL_MODE}`);
       opened.exec(`PRAGMA synchronous = ${SYNCHRONOUS}`);
-      opened.exec('PRAGMA busy_timeout = 5000');
+      opened.exec(`PRAGMA busy_timeout = ${Math.floor(options.busyTimeoutMs ?? 5000)}`);
       opened.exec(SCHEMA);
       opened
         .prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)")
