@@ -58,6 +58,14 @@ export {
   type TokenShadowStats,
 } from './shadow/token-shadow.js';
 
+// --- opening the files as the daemons and tokenctl do ----------------------------
+
+export {
+  openTokenShadow,
+  type TokenShadowDeployment,
+  type TokenShadowDeploymentOptions,
+} from './service/deployment.js';
+
 // --- the generation page every process maps --------------------------------------
 
 export {

@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { GenerationPage, HashPool, TokenShadow } from '../src/index.js';
 import { runChild, startChild } from './helpers/children.js';
 import { CHECKOUT } from './helpers/package-copy.js';
@@ -56,6 +57,7 @@ function app(blocks: Block[]): string {
   return dir;
 }
 
+const TOKENCTL = fileURLToPath(new URL('../src/cli/tokenctl.js', import.meta.url));
 const blocks = readmeBlocks();
 const isServer = (block: Block) => /\.listen\(/.test(block.code);
 
@@ -84,14 +86,21 @@ describe('README examples', () => {
       }
     }
 
-    // The library example revoked its token: give it a secret again for the servers.
+    // The library example recorded its page next to the files (the first process on them).
     const example = path.join(dir, 'token-shadow-example');
-    const page = GenerationPage.open(path.join(example, 'config-versions'));
+    const recorded = path.join(example, 'run', 'shmem', 'config-versions');
+    assert.equal(readFileSync(path.join(example, 'generation-page'), 'utf8'), `${recorded}\n`);
+
+    // The library example revoked its token: give it a secret again for the servers.
+    const page = GenerationPage.open(recorded);
     const pool = new HashPool({ threads: 1, argon2: FAST_ARGON2 });
     const shadow = new TokenShadow({ path: path.join(example, 'token.shadow'), page, pool });
-    const secret = await shadow.generateAndSetSecret('joe@pve!ci');
+    let secret = await shadow.generateAndSetSecret('joe@pve!ci');
     await pool.close();
     page.close();
+    // tokenctl pointed at the same files but given another runtime directory (so another
+    // page by the path rule): its revocations must still reach the running apps at once.
+    const elsewhere = tempDir('token-shadow-readme-run-');
 
     for (const [i, block] of blocks.entries()) {
       if (!isServer(block)) continue;
@@ -113,6 +122,33 @@ describe('README examples', () => {
           userid: 'joe@pve',
           tokenName: 'ci',
         });
+
+        // The app now holds the secret in its cache; tokenctl, another process, rotates it.
+        const rotated = await runChild(TOKENCTL, [
+          '--config-dir',
+          example,
+          '--runtime-dir',
+          elsewhere,
+          '--output',
+          'json',
+          'token',
+          'rotate',
+          'joe@pve!ci',
+        ]);
+        assert.equal(rotated.code, 0, `tokenctl: ${rotated.stderr}`);
+        const revoked = await fetch(`${base}${route}`, {
+          headers: { authorization: `PVEAPIToken=joe@pve!ci=${secret}` },
+        });
+        assert.equal(
+          revoked.status,
+          401,
+          `README.md:${block.line}: the app still accepts the secret tokenctl revoked`,
+        );
+        secret = (JSON.parse(rotated.stdout) as { value: string }).value;
+        const current = await fetch(`${base}${route}`, {
+          headers: { authorization: `PVEAPIToken=joe@pve!ci=${secret}` },
+        });
+        assert.equal(current.status, 200, `README.md:${block.line}: ${server.stderr()}`);
       } finally {
         server.process.kill('SIGTERM');
       }

@@ -3,13 +3,18 @@
  * hashing pool and the two stores, opened the same way by the manager, the API
  * workers and tokenctl so that they all agree on paths and generations.
  */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, mkdirSync } from 'node:fs';
 import { UserConfigStore } from '../access/user-info.js';
 import { init, PVE_ACCESS_CONTROL } from '../config/access-control.js';
-import { type GenerationPage, openGenerationPageOrNull } from '../generations/page.js';
+import {
+  type GenerationPage,
+  openGenerationPageOrNull,
+  type WarningSink,
+} from '../generations/page.js';
+import { claimPageRecord, type PageRecord, readPageRecord } from '../generations/record.js';
 import { HashPool } from '../hashing/pool.js';
 import { TokenShadow } from '../shadow/token-shadow.js';
-import type { Settings } from './settings.js';
+import { resolveSettings, type Settings } from './settings.js';
 
 export type Role = 'manager' | 'worker' | 'cli';
 
@@ -37,15 +42,61 @@ export async function ensureDirectories(settings: Settings): Promise<void> {
   }
 }
 
+/**
+ * The page this process must map to see every writer's bumps: the one the
+ * configuration directory records, whatever page this process was given
+ * (src/generations/record.ts). A process that may write records its own page
+ * when there is no record yet. Null, after one warning saying why, when this
+ * process cannot know which page its writers bump: then it must not cache.
+ */
+function recordedPagePath(settings: Settings, role: Role, warn: WarningSink): string | null {
+  const where = settings.pageRecordPath;
+  let record: PageRecord = readPageRecord(where);
+  if (record.kind === 'absent' && role !== 'worker') {
+    try {
+      record = claimPageRecord(where, settings.givenPagePath, settings.gid);
+    } catch (error) {
+      const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      warn(
+        `generation page unavailable, caching disabled: cannot record this process's page in ${where} (${why}), ` +
+          'so a writer given other paths could bump a page this process does not map',
+      );
+      return null;
+    }
+  }
+  switch (record.kind) {
+    case 'absent':
+      warn(
+        `generation page unavailable, caching disabled: ${where} does not exist (no writer has run on these files), ` +
+          'so this process cannot know which page its writers will bump',
+      );
+      return null;
+    case 'invalid':
+      warn(
+        `generation page unavailable, caching disabled: the record ${where} cannot be trusted (${record.reason})`,
+      );
+      return null;
+    case 'recorded':
+      if (record.pagePath !== settings.givenPagePath) {
+        warn(
+          `generation page: using ${record.pagePath}, which ${where} records for these files, not ${settings.givenPagePath}`,
+        );
+      }
+      return record.pagePath;
+  }
+}
+
 export function openDeployment(
-  settings: Settings,
+  given: Settings,
   role: Role,
   options: OpenOptions = {},
 ): Deployment {
   const warn = options.warn ?? ((m: string) => process.emitWarning(m, { code: 'TOKEN_SHADOW' }));
-  const page = settings.caching
+  const pagePath = given.caching ? recordedPagePath(given, role, warn) : null;
+  const settings: Settings = pagePath === null ? given : { ...given, pagePath };
+  const page = pagePath !== null
     ? openGenerationPageOrNull(
-        settings.pagePath,
+        pagePath,
         {
           mkdir: role !== 'worker',
           // The manager owns the page: one cut short or overwritten is recreated at its start.
@@ -88,4 +139,69 @@ export function openDeployment(
       page?.close();
     },
   };
+}
+
+/** What `openTokenShadow` opens: the same stores, page and pool the daemons and tokenctl use. */
+export interface TokenShadowDeploymentOptions {
+  /** Where user.cfg and token.shadow live (a deployment: /etc/token-shadow). */
+  configDir: string;
+  /**
+   * Where the generation page is created when these files have none yet
+   * (default: `$RUNTIME_DIRECTORY`, else /run/token-shadow). Once a page is
+   * recorded for the files, every process maps that one, whatever it was given.
+   */
+  runtimeDir?: string;
+  /** Hashing threads and queue bound (see HashPool); defaults as the daemons'. */
+  hashThreads?: number;
+  hashQueue?: number;
+  /** How often the files are stat-checked for hand edits, ms (default 60 000). */
+  ttlMs?: number;
+  /** Group sharing the files and the page with other processes. */
+  gid?: number;
+  /** Where warnings go (default: process.emitWarning). */
+  warn?: WarningSink;
+}
+
+/** One process's view of the token files, opened as the daemons and tokenctl open it. */
+export interface TokenShadowDeployment {
+  readonly users: UserConfigStore;
+  readonly shadow: TokenShadow;
+  readonly pool: HashPool;
+  /** The shared page, or null (no caching: one warning said why). */
+  readonly page: GenerationPage | null;
+  /** Closes the pool and unmaps the page. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens user.cfg, token.shadow, the generation page and a hashing pool for an
+ * application, by the same rule as the daemons and tokenctl: the page is the
+ * one the configuration directory records, so a revocation by any of them is
+ * seen on this process's next request. Without the addon, or when the page
+ * cannot be known, `page` is null after one warning (correct, every verify hashes).
+ */
+export function openTokenShadow(options: TokenShadowDeploymentOptions): TokenShadowDeployment {
+  // The first process on new files records its page there, so the directory must exist.
+  mkdirSync(options.configDir, { recursive: true, mode: 0o750 });
+  const settings = resolveSettings({
+    configDir: options.configDir,
+    workers: 1,
+    ...(options.runtimeDir === undefined ? {} : { runtimeDir: options.runtimeDir }),
+    ...(options.hashThreads === undefined ? {} : { hashThreads: options.hashThreads }),
+    ...(options.hashQueue === undefined ? {} : { hashQueue: options.hashQueue }),
+    ...(options.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }),
+    ...(options.gid === undefined ? {} : { gid: options.gid }),
+  });
+  // Where this process's page goes if it is the first (the page's own directory is made on open).
+  if (settings.pageRecord.kind === 'absent') {
+    try {
+      mkdirSync(settings.runtimeDir, { recursive: true, mode: 0o750 });
+    } catch {
+      // Then the page cannot be opened either, which warns once and names the path.
+    }
+  }
+  const { users, shadow, pool, page, close } = openDeployment(settings, 'cli', {
+    ...(options.warn === undefined ? {} : { warn: options.warn }),
+  });
+  return { users, shadow, pool, page, close };
 }

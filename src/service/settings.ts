@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { pagePathIn } from '../generations/paths.js';
+import { type PageRecord, pageRecordPathIn, readPageRecord } from '../generations/record.js';
 import {
   DEFAULT_PENALTY_BUDGET,
   DEFAULT_PENALTY_DECAY_PER_SECOND,
@@ -24,7 +25,17 @@ export interface Settings {
   userCfgPath: string;
   shadowPath: string;
   runtimeDir: string;
+  /**
+   * The page this process maps: the one the configuration directory records
+   * (src/generations/record.ts) when there is a record, else `givenPagePath`.
+   */
   pagePath: string;
+  /** The page these options name by the one rule (the runtime directory's, or `pagePath` given). */
+  givenPagePath: string;
+  /** Where the configuration directory records its page. */
+  pageRecordPath: string;
+  /** The record as read when these settings were resolved. */
+  pageRecord: PageRecord;
   socketPath: string;
   certPath: string;
   keyPath: string;
@@ -134,12 +145,18 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
   if (plainHttp && !isLoopback(host)) {
     throw new Error(`plain HTTP is only allowed on loopback, not on ${host}`);
   }
+  const givenPagePath = input.pagePath ?? pagePathIn(runtimeDir);
+  const pageRecordPath = pageRecordPathIn(configDir);
+  const pageRecord = readPageRecord(pageRecordPath);
   const settings: Settings = {
     configDir,
     userCfgPath: path.join(configDir, 'user.cfg'),
     shadowPath,
     runtimeDir,
-    pagePath: input.pagePath ?? pagePathIn(runtimeDir),
+    pagePath: pageRecord.kind === 'recorded' ? pageRecord.pagePath : givenPagePath,
+    givenPagePath,
+    pageRecordPath,
+    pageRecord,
     socketPath: input.socketPath ?? path.join(runtimeDir, 'manager.sock'),
     certPath: input.certPath ?? path.join(configDir, 'api-ssl.pem'),
     keyPath: input.keyPath ?? path.join(configDir, 'api-ssl.key'),
