@@ -86,27 +86,24 @@ function recordedPagePath(settings: Settings, role: Role, warn: WarningSink): st
   }
 }
 
-export function openDeployment(
-  given: Settings,
-  role: Role,
-  options: OpenOptions = {},
-): Deployment {
+export function openDeployment(given: Settings, role: Role, options: OpenOptions = {}): Deployment {
   const warn = options.warn ?? ((m: string) => process.emitWarning(m, { code: 'TOKEN_SHADOW' }));
   const pagePath = given.caching ? recordedPagePath(given, role, warn) : null;
   const settings: Settings = pagePath === null ? given : { ...given, pagePath };
-  const page = pagePath !== null
-    ? openGenerationPageOrNull(
-        pagePath,
-        {
-          mkdir: role !== 'worker',
-          // The manager owns the page: one cut short or overwritten is recreated at its start.
-          repair: role === 'manager',
-          onRepair: warn,
-          ...(settings.gid === undefined ? {} : { gid: settings.gid }),
-        },
-        warn,
-      )
-    : null;
+  const page =
+    pagePath !== null
+      ? openGenerationPageOrNull(
+          pagePath,
+          {
+            mkdir: role !== 'worker',
+            // The manager owns the page: one cut short or overwritten is recreated at its start.
+            repair: role === 'manager',
+            onRepair: warn,
+            ...(settings.gid === undefined ? {} : { gid: settings.gid }),
+          },
+          warn,
+        )
+      : null;
   const pool = new HashPool({ threads: settings.hashThreads, maxQueue: settings.hashQueue });
   init(PVE_ACCESS_CONTROL);
   const gid = settings.gid === undefined ? {} : { gid: settings.gid };
