@@ -148,8 +148,9 @@ export interface TokenShadowDeploymentOptions {
    * recorded for the files, every process maps that one, whatever it was given.
    */
   runtimeDir?: string;
-  /** Hashing threads and queue bound (see HashPool); defaults as the daemons'. */
+  /** Hashing threads (see HashPool; default: the core count). */
   hashThreads?: number;
+  /** Hashes that may wait before a verify fails with BusyError (default 16). */
   hashQueue?: number;
   /** How often the files are stat-checked for hand edits, ms (default 60 000). */
   ttlMs?: number;
@@ -161,8 +162,11 @@ export interface TokenShadowDeploymentOptions {
 
 /** One process's view of the token files, opened as the daemons and tokenctl open it. */
 export interface TokenShadowDeployment {
+  /** user.cfg: users, tokens, ACLs. */
   readonly users: UserConfigStore;
+  /** token.shadow and the verified-secret cache. */
   readonly shadow: TokenShadow;
+  /** The argon2id pool `shadow` hashes on. */
   readonly pool: HashPool;
   /** The shared page, or null (no caching: one warning said why). */
   readonly page: GenerationPage | null;
