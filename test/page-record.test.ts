@@ -6,7 +6,7 @@
  * same with real processes (the README's app and tokenctl): readme.test.ts.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { addToken, addUser, openTokenShadow } from '../src/index.js';
@@ -117,5 +117,57 @@ describe('the page record', () => {
       assert.match(sink.lines[0] ?? '', why);
       await d.close();
     }
+  });
+
+  it('a record that changes: readers of the old page stop caching, its writers refuse', async () => {
+    const root = tempDir('token-shadow-record-');
+    const configDir = path.join(root, 'config');
+    const runA = path.join(root, 'run-a');
+    const readerSink = collect();
+    // ttlMs 0: the reader checks its page's health (and the record) on every verify.
+    const reader = openTokenShadow({
+      configDir,
+      runtimeDir: runA,
+      hashThreads: 1,
+      ttlMs: 0,
+      warn: readerSink.warn,
+    });
+    const oldWriter = openDeployment(
+      resolveSettings({ configDir, runtimeDir: runA, hashThreads: 1 }),
+      'cli',
+      { warn: () => undefined },
+    );
+    await oldWriter.users.mutate((config) => {
+      addUser(config, 'joe@pve', {});
+      addToken(config, 'joe@pve!ci', {});
+    });
+    const secret = await oldWriter.shadow.generateAndSetSecret('joe@pve!ci');
+    assert.equal(await reader.shadow.verifySecret('joe@pve!ci', secret), true);
+    assert.equal(reader.shadow.stats().entries, 1);
+
+    // An administrator removes the record; a process given another runtime dir claims its own page.
+    rmSync(path.join(configDir, 'generation-page'));
+    mkdirSync(path.join(root, 'run-b'));
+    const newWriter = openDeployment(
+      resolveSettings({ configDir, runtimeDir: path.join(root, 'run-b'), hashThreads: 1 }),
+      'cli',
+      { warn: () => undefined },
+    );
+    assert.equal(newWriter.page?.path, path.join(root, 'run-b', 'shmem', 'config-versions'));
+    await newWriter.shadow.deleteSecret('joe@pve!ci'); // bumps run-b's page only
+
+    assert.equal(await reader.shadow.verifySecret('joe@pve!ci', secret), false);
+    assert.equal(
+      readerSink.lines.filter((l) =>
+        /no longer the page the configuration directory records/.test(l),
+      ).length,
+      1,
+      readerSink.lines.join('\n'),
+    );
+    await assert.rejects(oldWriter.shadow.generateAndSetSecret('joe@pve!ci'), (error: Error) => {
+      assert.match(error.message, /generation-page names .*run-b.*not this page/);
+      return true;
+    });
+    await Promise.all([reader.close(), oldWriter.close(), newWriter.close()]);
   });
 });

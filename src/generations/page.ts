@@ -3,6 +3,7 @@ import { fstatSync, lstatSync, renameSync, rmSync } from 'node:fs';
 import { GenerationPageError, type GenerationPageProblem } from '../errors.js';
 import { loadAddon, type NativePage, type NativePageOptions } from '../native.js';
 import { untrustworthy } from '../trust.js';
+import { claimPageRecord, readPageRecord } from './record.js';
 import { PAGE_SIZE, PageWord, SLOT_COUNT } from './slots.js';
 import { pinMapping, repin, retireMapping, retireStaleMappings } from './stale.js';
 
@@ -31,7 +32,8 @@ export type PageHealthProblem =
   | 'missing'
   | 'replaced'
   | 'truncated'
-  | 'insecure';
+  | 'insecure'
+  | 'unrecorded';
 
 /** How to open the generation page: create it, read-only, its mode and group. */
 export interface GenerationPageOptions extends NativePageOptions {
@@ -48,6 +50,13 @@ export interface GenerationPageOptions extends NativePageOptions {
    * through it (doctor): an unpinned mapping is out of every writer's reach.
    */
   pin?: boolean;
+  /**
+   * The configuration directory's record (src/generations/record.ts) that
+   * names this page. Checked with the page's health: once it names another
+   * page (or none it can trust), processes opened since map another page,
+   * so this one stops caching and a writer refuses to change anything.
+   */
+  recordPath?: string;
 }
 
 const problemByCode: Record<string, GenerationPageProblem> = {
@@ -82,6 +91,7 @@ export class GenerationPage {
   #native: NativePage | null;
   #options: NativePageOptions;
   #pin: boolean;
+  #recordPath: string | undefined;
   /** Went bad and could not be remapped; retried after RETRY_MS. */
   #bad = false;
   #badSince = 0;
@@ -89,11 +99,18 @@ export class GenerationPage {
   /** The mapping seen as u64 words: word 0 is the magic, word 1 + i is slot i. */
   #words: BigUint64Array;
 
-  private constructor(path: string, native: NativePage, options: NativePageOptions, pin: boolean) {
+  private constructor(
+    path: string,
+    native: NativePage,
+    options: NativePageOptions,
+    pin: boolean,
+    recordPath: string | undefined,
+  ) {
     this.path = path;
     this.#native = native;
     this.#options = options;
     this.#pin = pin;
+    this.#recordPath = recordPath;
     this.readOnly = options.readOnly === true;
     this.#words = new BigUint64Array(native.buffer());
   }
@@ -111,7 +128,13 @@ export class GenerationPage {
     };
     const pin = options.pin ?? true;
     try {
-      const page = new GenerationPage(path, mapPage(path, native, pin), native, pin);
+      const page = new GenerationPage(
+        path,
+        mapPage(path, native, pin),
+        native,
+        pin,
+        options.recordPath,
+      );
       // A retired page at the path (put back from a pin or a copy) is never trusted again.
       if (options.repair && !readOnly && page.retired()) {
         page.close();
@@ -129,7 +152,7 @@ export class GenerationPage {
       (options.onRepair ?? defaultWarn)(
         `generation page ${path} was unusable (${error.message.slice(path.length + 2)}): recreated`,
       );
-      return new GenerationPage(path, mapPage(path, native, pin), native, pin);
+      return new GenerationPage(path, mapPage(path, native, pin), native, pin, options.recordPath);
     }
   }
 
@@ -212,7 +235,14 @@ export class GenerationPage {
     if (named.ino !== mapped.ino || named.dev !== mapped.dev) return 'replaced';
     if (mapped.size !== PAGE_SIZE) return 'truncated';
     if (untrustworthy(mapped, { groupMayWrite: true }) !== null) return 'insecure';
-    return null;
+    return this.#recordedHere() ? null : 'unrecorded';
+  }
+
+  /** Whether the record (if this page has one) still names this page. */
+  #recordedHere(): boolean {
+    if (this.#recordPath === undefined) return true;
+    const record = readPageRecord(this.#recordPath);
+    return record.kind === 'recorded' && record.pagePath === this.path;
   }
 
   /**
@@ -231,7 +261,8 @@ export class GenerationPage {
       return true;
     }
     const before = describeProblem(problem);
-    if (this.#remap()) {
+    // The page at this path is no longer the one writers bump: remapping it would not help.
+    if (problem !== 'unrecorded' && this.#remap()) {
       this.#bad = false;
       warn(`generation page ${this.path} ${before}: now using the page at the path`);
       return true;
@@ -257,6 +288,7 @@ export class GenerationPage {
    * must be changed then. Returns whether this mapping can be bumped.
    */
   prepareWrite(): boolean {
+    this.#checkRecord();
     let problem = this.health();
     if (problem === 'retired' || problem === 'replaced' || problem === 'missing') {
       this.#retire();
@@ -284,6 +316,35 @@ export class GenerationPage {
     const value = this.increment(slot);
     if (this.health() === null) return value;
     return this.prepareWrite() ? this.increment(slot) : null;
+  }
+
+  /**
+   * Before a write: the record must still name this page. A removed record is
+   * claimed again for it (readers that map it are then right); a record naming
+   * another page means processes opened since map that one, which this
+   * writer cannot reach: it throws 'unreachable' and nothing is changed.
+   */
+  #checkRecord(): void {
+    if (this.#recordPath === undefined) return;
+    let record = readPageRecord(this.#recordPath);
+    if (record.kind === 'absent') {
+      const gid = (this.#options.gid ?? -1) >= 0 ? this.#options.gid : undefined;
+      try {
+        record = claimPageRecord(this.#recordPath, this.path, gid);
+      } catch (error) {
+        record = { kind: 'invalid', reason: (error as Error).message };
+      }
+    }
+    if (record.kind === 'recorded' && record.pagePath === this.path) return;
+    const now =
+      record.kind === 'recorded'
+        ? `names ${record.pagePath}`
+        : `cannot be used (${record.kind === 'invalid' ? record.reason : 'absent'})`;
+    throw new GenerationPageError(
+      this.path,
+      'unreachable',
+      `${this.#recordPath} ${now}, not this page: processes opened since map another page; restart this one to follow the record`,
+    );
   }
 
   get closed(): boolean {
@@ -391,6 +452,8 @@ function describeProblem(problem: PageHealthProblem): string {
       return 'changed size while mapped';
     case 'insecure':
       return 'became writable by others or changed owner';
+    case 'unrecorded':
+      return 'is no longer the page the configuration directory records (restart to follow the record)';
   }
 }
 

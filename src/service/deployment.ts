@@ -99,6 +99,7 @@ export function openDeployment(given: Settings, role: Role, options: OpenOptions
             // The manager owns the page: one cut short or overwritten is recreated at its start.
             repair: role === 'manager',
             onRepair: warn,
+            recordPath: settings.pageRecordPath,
             ...(settings.gid === undefined ? {} : { gid: settings.gid }),
           },
           warn,
