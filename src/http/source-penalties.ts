@@ -37,6 +37,13 @@
  */
 import { BlockList, isIPv4, isIPv6, type Socket } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import {
+  DEFAULT_PENALTY_BUDGET,
+  DEFAULT_PENALTY_DECAY_PER_SECOND,
+  DEFAULT_PENALTY_HOLD_MS,
+  DEFAULT_PENALTY_IPV4_PREFIX,
+  DEFAULT_PENALTY_IPV6_PREFIX,
+} from './penalty-defaults.js';
 
 export interface SourcePenaltyOptions {
   /** Failures a source may have in its bucket before it is penalised (default 20). */
@@ -88,12 +95,13 @@ interface Held {
   release: () => void;
 }
 
-export const DEFAULT_PENALTY_BUDGET = 20;
-export const DEFAULT_PENALTY_DECAY_PER_SECOND = 1;
-export const DEFAULT_PENALTY_HOLD_MS = 2000;
-export const DEFAULT_PENALTY_IPV4_PREFIX = 32;
-/** An IPv6 subscriber gets a /64 at least: anything longer lets one client be many sources. */
-export const DEFAULT_PENALTY_IPV6_PREFIX = 64;
+export {
+  DEFAULT_PENALTY_BUDGET,
+  DEFAULT_PENALTY_DECAY_PER_SECOND,
+  DEFAULT_PENALTY_HOLD_MS,
+  DEFAULT_PENALTY_IPV4_PREFIX,
+  DEFAULT_PENALTY_IPV6_PREFIX,
+};
 
 /** '::ffff:1.2.3.4' (an IPv4 peer on a dual-stack socket) and '1.2.3.4' are one source. */
 export function normaliseAddress(address: string): string {

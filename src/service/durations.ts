@@ -20,10 +20,7 @@ export function parseDuration(text: string): number {
   return value;
 }
 
-/** `1000d`, `10s`, `250ms`: a duration as parseDuration takes it. */
-export function formatDuration(milliseconds: number): string {
-  return ms(milliseconds);
-}
+export { formatDuration } from './duration-format.js';
 
 /** `never`, `just now`, `42s ago`, `5m ago`, `3h ago`, `12d ago`, `1y ago`. */
 export function formatAge(seconds: number | undefined, nowSeconds: number): string {

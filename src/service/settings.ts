@@ -14,11 +14,11 @@ import {
   DEFAULT_PENALTY_HOLD_MS,
   DEFAULT_PENALTY_IPV4_PREFIX,
   DEFAULT_PENALTY_IPV6_PREFIX,
-} from '../http/source-penalties.js';
+} from '../http/penalty-defaults.js';
 import type { SecretFormat } from '../secret-format.js';
 import { lastUsedPathFor } from '../usage/file.js';
 import { DEFAULT_REPORT_INTERVAL_MS } from '../usage/reporter.js';
-import { formatDuration } from './durations.js';
+import { formatDuration } from './duration-format.js';
 
 export interface Settings {
   configDir: string;
