@@ -115,6 +115,8 @@ export class Webhooks {
     { busy: boolean; timer?: NodeJS.Timeout; failures: number }
   >();
   #collecting: Promise<void> = Promise.resolve();
+  /** Set once opened (on the first endpoint): until then nothing is collected or written. */
+  #opening: Promise<void> | null = null;
   #stopped = false;
   readonly #now: () => number;
 
@@ -124,8 +126,18 @@ export class Webhooks {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Loads the log and the state; delivery starts at the next wake(). */
-  async open(): Promise<void> {
+  /**
+   * Loads the log and the state; delivery starts at the next wake(). Without
+   * an endpoint nothing is opened, kept or written: the first reload that
+   * adds one opens it (and the events start from then on).
+   */
+  open(): Promise<void> {
+    if (this.#settings.endpoints.length === 0) return Promise.resolve();
+    this.#opening ??= this.#open();
+    return this.#opening;
+  }
+
+  async #open(): Promise<void> {
     await mkdir(this.#options.dir, { recursive: true, mode: 0o700 });
     try {
       this.#state = JSON.parse(await readFile(this.#statePath(), 'utf8')) as State;
@@ -149,8 +161,12 @@ export class Webhooks {
   /** New endpoints or lead times (a reload): a new endpoint gets the events from now on. */
   reconfigure(settings: WebhookSettings): void {
     this.#settings = settings;
+    if (this.#opening === null) {
+      void this.open().then(() => this.wake());
+      return;
+    }
     this.#startNewEndpoints();
-    this.wake();
+    void this.wake();
   }
 
   #startNewEndpoints(): void {
@@ -160,7 +176,10 @@ export class Webhooks {
 
   /** Turns new audit records (and due notices) into events, then delivers what is pending. */
   wake(): Promise<void> {
+    const opening = this.#opening;
+    if (opening === null) return Promise.resolve();
     this.#collecting = this.#collecting
+      .then(() => opening)
       .then(() => this.#collect())
       .catch((error) => {
         this.#options.log.warn({ err: String(error) }, 'webhook events not collected');
@@ -170,7 +189,9 @@ export class Webhooks {
 
   /** Adds the notices due now (expiring within a lead time, unused for too long). */
   async checkNotices(): Promise<void> {
-    this.#collecting = this.#collecting.then(() => this.#notices());
+    const opening = this.#opening;
+    if (opening === null) return;
+    this.#collecting = this.#collecting.then(() => opening).then(() => this.#notices());
     await this.#collecting;
     await this.#deliverAll();
   }
