@@ -189,14 +189,28 @@ export async function retrying<T>(
       if (!isTransient(error)) throw refusal(what, error);
       last = error;
     }
-    const left = end - Date.now();
-    if (left <= 0) break;
-    await new Promise((resolve) =>
-      setTimeout(resolve, Math.min(left, pause * (0.5 + Math.random()))),
-    );
+    if (!(await pauseBeforeRetry(end, pause))) break;
     pause = Math.min(200, pause * 2);
   }
-  throw new ClusterError(
+  throw unavailable(what, last);
+}
+
+/**
+ * Waits about `pause` ms (jittered, never past `end`) before the next try;
+ * false when the deadline has passed and no try is left.
+ */
+async function pauseBeforeRetry(end: number, pause: number): Promise<boolean> {
+  const left = end - Date.now();
+  if (left <= 0) return false;
+  await new Promise((resolve) =>
+    setTimeout(resolve, Math.min(left, pause * (0.5 + Math.random()))),
+  );
+  return true;
+}
+
+/** What a call that found no member to answer it before its deadline throws. */
+function unavailable(what: string, last: unknown): ClusterError {
+  return new ClusterError(
     'unavailable',
     `${what}: etcd unavailable (${String((last as Error)?.message ?? last).slice(0, 200)})`,
     { cause: last },
@@ -386,18 +400,10 @@ export class EtcdMembers {
         last = (await this.#inTurn(order, what, options, attempt, end)) ?? last;
         if (last instanceof Answer) return last.value as T;
       }
-      const left = end - Date.now();
-      if (left <= 0) break;
-      await new Promise((resolve) =>
-        setTimeout(resolve, Math.min(left, pause * (0.5 + Math.random()))),
-      );
+      if (!(await pauseBeforeRetry(end, pause))) break;
       pause = Math.min(200, pause * 2);
     }
-    throw new ClusterError(
-      'unavailable',
-      `${what}: etcd unavailable (${String((last as Error)?.message ?? last).slice(0, 200)})`,
-      { cause: last },
-    );
+    throw unavailable(what, last);
   }
 
   /** One member after another until one answers: its Answer, or the last transient error. */
