@@ -432,6 +432,8 @@ export interface CallOptions {
   json?: unknown;
   /** Keep-alive connections instead of a new one per request. */
   agent?: https.Agent;
+  /** The loopback address to connect from (any of 127.0.0.0/8), for source checks. */
+  localAddress?: string;
 }
 
 /**
@@ -458,6 +460,7 @@ export function call(
         method,
         ca: d.ca,
         agent: options.agent ?? false,
+        ...(options.localAddress ? { localAddress: options.localAddress } : {}),
         headers: {
           ...(options.auth ? { authorization: options.auth } : {}),
           ...(body ? { 'content-type': contentType } : {}),

@@ -187,7 +187,9 @@ export type AuthenticationFailure =
   | 'disabled-scheme'
   | 'invalid-id'
   | 'inactive'
-  | 'bad-secret';
+  | 'bad-secret'
+  /** The right secret, from an address outside the token's allowed-ips. */
+  | 'source';
 
 /**
  * A request could not be authenticated. The message is the same for every

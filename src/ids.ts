@@ -184,3 +184,17 @@ export function splitTokenid(tokenid: string): [userid: string, tokenName: strin
   const id = parseTokenid(tokenid);
   return [id.userid, id.tokenName];
 }
+
+/**
+ * Where token.shadow (and etcd) keeps a token's previous secret during a
+ * rotation grace: the token id and a suffix no token id can have (a space),
+ * so the key never names a token and follows its token's every change.
+ */
+export function previousSecretId(tokenid: string): string {
+  return `${tokenid} previous`;
+}
+
+/** A token's keys in token.shadow: its secret and its previous one (rotation grace). */
+export function secretIdsOf(tokenid: string): [string, string] {
+  return [tokenid, previousSecretId(tokenid)];
+}

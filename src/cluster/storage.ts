@@ -90,16 +90,21 @@ export class EtcdStorage implements AuditingStorage {
     return committed.result;
   }
 
-  newSecret(tokenid: string): Promise<string> {
-    return this.#newSecret(tokenid);
+  newSecret(tokenid: string, keepPrevious = false): Promise<string> {
+    return this.#newSecret(tokenid, keepPrevious);
   }
 
-  async #newSecret(tokenid: string, audit?: AuditStamp, recorded?: number[]): Promise<string> {
+  async #newSecret(
+    tokenid: string,
+    keepPrevious: boolean,
+    audit?: AuditStamp,
+    recorded?: number[],
+  ): Promise<string> {
     parseTokenid(tokenid);
     const secret = newSecret(this.#secretFormat);
     const hash = await this.#pool.hash(secret);
     const started = performance.now();
-    const committed = await this.store.putSecretHash(tokenid, hash, audit);
+    const committed = await this.store.rotateSecretHash(tokenid, hash, keepPrevious, audit);
     if (committed.recorded) recorded?.push(committed.revision);
     await this.#confirm(committed.revision, started);
     return secret;
@@ -128,7 +133,8 @@ export class EtcdStorage implements AuditingStorage {
       recorded,
       readConfig: () => this.readConfig(),
       mutateConfig: (change, options = {}) => this.#mutateConfig(change, options, audit, recorded),
-      newSecret: (tokenid) => this.#newSecret(tokenid, audit, recorded),
+      newSecret: (tokenid, keepPrevious = false) =>
+        this.#newSecret(tokenid, keepPrevious, audit, recorded),
       deleteSecret: (tokenid) => this.#deleteSecret(tokenid, audit, recorded),
     };
   }

@@ -9,6 +9,7 @@ import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
 import { DEFAULT_ACCESS_BACKEND } from '../config/access-control.js';
 import type { UserConfig } from '../config/types.js';
 import { ClusterError } from '../errors.js';
+import { previousSecretId, secretIdsOf } from '../ids.js';
 import {
   type AuditStamp,
   type AuditStep,
@@ -157,7 +158,8 @@ export class EtcdStore {
       const snapshot = await this.snapshot(CONFIG_KINDS);
       const config = configOf(snapshot);
       const result = change(config);
-      const secrets = [...(secretsToDelete?.(result) ?? [])];
+      // A removed token's previous secret (rotation grace) goes with it.
+      const secrets = [...(secretsToDelete?.(result) ?? [])].flatMap(secretIdsOf);
       const wanted = configToEntries(config);
       const compare: ICompare[] = [this.#genCompare(snapshot, 'USER_AND_ACL')];
       const ops: IRequestOp[] = [];
@@ -234,6 +236,50 @@ export class EtcdStore {
       }
       // Someone else's record moved the trail's head: again, after it.
       if (head !== null) head = snapshot.auditHead;
+    }
+    throw new ClusterError('conflict', 'the token kept changing: gave up');
+  }
+
+  /**
+   * A rotation: the token's new hash, and the one it replaces kept as its
+   * previous secret (`keepPrevious`, a grace) or any previous one removed, in
+   * one transaction: at most two secrets are ever valid, and a second rotation
+   * ends an open grace in the same commit. A retried call whose first attempt
+   * committed finds its own hash there and changes nothing more.
+   */
+  async rotateSecretHash(
+    tokenid: string,
+    hash: string,
+    keepPrevious: boolean,
+    audit?: AuditStamp,
+  ): Promise<{ revision: number; recorded: boolean }> {
+    const key = Buffer.from(this.keys.entry('shadow', tokenid));
+    const previousKey = Buffer.from(this.keys.entry('shadow', previousSecretId(tokenid)));
+    let head = audit ? (await this.snapshot([])).auditHead : null;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const range = await this.#call('reading a secret', { idempotent: true }, (client) =>
+        client.kv.range({ key }),
+      );
+      const current = range.kvs[0];
+      if (current !== undefined && current.value.toString() === hash) {
+        return { revision: Number(current.mod_revision), recorded: false };
+      }
+      const ops: IRequestOp[] = [{ request_put: { key, value: Buffer.from(hash) } }];
+      ops.push(
+        keepPrevious && current !== undefined
+          ? { request_put: { key: previousKey, value: current.value } }
+          : { request_delete_range: { key: previousKey } },
+      );
+      ops.push(this.#bump('TOKEN_SHADOW'));
+      const compare: ICompare[] = [
+        current === undefined
+          ? { key, target: 'Version', result: 'Equal', version: 0 }
+          : { key, target: 'Mod', result: 'Equal', mod_revision: current.mod_revision },
+      ];
+      if (head !== null) this.#record(compare, ops, head, audit, 'secret.put');
+      const revision = await this.#commit(compare, ops);
+      if (revision !== null) return { revision, recorded: head !== null };
+      if (head !== null) head = (await this.snapshot([])).auditHead;
     }
     throw new ClusterError('conflict', 'the token kept changing: gave up');
   }

@@ -9,6 +9,7 @@ import { ConfigError, quote } from '../errors.js';
 import { isAuthid, parseAuthid, parseTokenid, parseUserid } from '../ids.js';
 import type { AccessControlConfig } from './access-control.js';
 import { accessConfigOrDefault } from './access-control.js';
+import { canonicalAllowedIps } from './allowed-ips.js';
 import { decodeText } from './encoding.js';
 import {
   addPrivileges,
@@ -35,12 +36,15 @@ import {
   type ConfigWarning,
   createUserConfig,
   newUserEntry,
+  type TokenEntry,
   type UserConfig,
 } from './types.js';
 
 /**
- * 'token-shadow': `token:ID:ENABLE:EXPIRE:PRIVSEP:COMMENT:`; a line cut short
- * never grants more than the whole line (our writer ends every line with ':').
+ * 'token-shadow': `token:ID:ENABLE:EXPIRE:PRIVSEP:COMMENT:`, and for a token
+ * with a source restriction or a rotation grace `...:COMMENT:ALLOWED-IPS:GRACE-UNTIL:`;
+ * a line cut short never grants more than the whole line (our writer ends
+ * every line with ':').
  * 'pve': Proxmox VE's own file, read with PVE 9.1's field semantics
  * (pve-dialect.ts): `token:ID:EXPIRE:PRIVSEP:COMMENT:`, missing fields take
  * PVE's defaults.
@@ -60,7 +64,7 @@ export interface ParsedUserConfig {
   warnings: ConfigWarning[];
 }
 
-const FIELD_COUNTS = { user: 9, token: 6, group: 4, role: 3, acl: 5 } as const;
+const FIELD_COUNTS = { user: 9, token: 8, group: 4, role: 3, acl: 5 } as const;
 /**
  * Complete fields (type included) a line needs before it may grant anything:
  * up to EXPIRE for users, PRIVSEP for tokens, the member, privilege and role
@@ -214,7 +218,22 @@ function parseTokenLine(context: LineContext): Problem {
   if (enable === null) return `ignoring token ${quote(tokenid)}: invalid enable flag`;
   if (expire === null) return `ignoring token ${quote(tokenid)}: invalid expire`;
   if (privsep === null) return `ignoring token ${quote(tokenid)}: invalid privsep`;
-  user.tokens.set(tokenName, { enable, expire, privsep, comment: decodeText(field(rest, 3)) });
+  const token: TokenEntry = { enable, expire, privsep, comment: decodeText(field(rest, 3)) };
+  // A source restriction that may be cut could name a wider network: the token goes.
+  const allowed = field(rest, 4);
+  if (allowed !== '') {
+    if (context.complete < 7) return `ignoring token ${quote(tokenid)}: allowed-ips cut`;
+    try {
+      token.allowedIps = canonicalAllowedIps(allowed);
+    } catch {
+      return `ignoring token ${quote(tokenid)}: invalid allowed-ips`;
+    }
+  }
+  // A grace that may be cut reads as none: the previous secret stops, nothing more is granted.
+  const grace = context.complete >= 8 ? parseExpire(field(rest, 5)) : 0;
+  if (grace === null) return `ignoring token ${quote(tokenid)}: invalid grace-until`;
+  if (grace > 0) token.graceUntil = grace;
+  user.tokens.set(tokenName, token);
 }
 
 function parseGroupLine(context: LineContext): Problem {

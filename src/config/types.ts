@@ -26,6 +26,16 @@ export interface TokenEntry {
   /** Privilege separation: true limits the token to its own ACL entries. */
   privsep: boolean;
   comment: string;
+  /**
+   * Where its requests may come from (src/config/allowed-ips.ts, canonical);
+   * absent or '' for anywhere. Not in Proxmox's model.
+   */
+  allowedIps?: string;
+  /**
+   * Until when (epoch seconds) the secret before the last rotation still
+   * works; absent or 0 for no grace. Not in Proxmox's model.
+   */
+  graceUntil?: number;
 }
 
 /** A group of user.cfg and its members. */

@@ -6,6 +6,7 @@
 import { ConfigError, quote } from '../errors.js';
 import { parseTokenid, parseUserid } from '../ids.js';
 import { removeAclEntriesWhere } from './acl.js';
+import { canonicalAllowedIps } from './allowed-ips.js';
 import { setUserGroups } from './groups.js';
 import { isExpire, isRawField, isWellFormedText } from './syntax.js';
 import { newUserEntry, type TokenEntry, type UserConfig, type UserEntry } from './types.js';
@@ -27,6 +28,8 @@ export interface TokenFields {
   expire?: number;
   privsep?: boolean;
   comment?: string;
+  /** Where its requests may come from (allowed-ips.ts); '' for anywhere. */
+  allowedIps?: string;
 }
 
 function invalid(message: string, cause?: unknown): ConfigError {
@@ -85,6 +88,8 @@ function checkTokenFields(tokenid: string, fields: TokenFields): void {
   if (fields.privsep !== undefined && typeof fields.privsep !== 'boolean') {
     throw invalid(`privsep of ${what} must be a boolean`);
   }
+  // Checked before anything is assigned: a bad list changes nothing.
+  if (fields.allowedIps !== undefined) canonicalAllowedIps(fields.allowedIps);
 }
 
 function assignDefined<T extends object>(target: T, source: Partial<T>): void {
@@ -181,7 +186,30 @@ export function addToken(
   const token: TokenEntry = { enable: true, expire: 0, privsep: true, comment: '' };
   const { enable, expire, privsep, comment } = fields;
   assignDefined(token, { enable, expire, privsep, comment });
+  setAllowedIps(token, fields.allowedIps);
   user.tokens.set(tokenName, token);
+  return token;
+}
+
+/** Sets the source restriction in its canonical form ('' removes it); undefined keeps it. */
+function setAllowedIps(token: TokenEntry, text: string | undefined): void {
+  if (text === undefined) return;
+  if (typeof text !== 'string') throw invalid('allowed-ips must be a string');
+  const canonical = canonicalAllowedIps(text);
+  if (canonical === '') delete token.allowedIps;
+  else token.allowedIps = canonical;
+}
+
+/**
+ * Opens (until > 0) or ends (0) the grace of a token's previous secret: until
+ * then, the secret before the last rotation keeps working (token.shadow holds
+ * it under previousSecretKey).
+ */
+export function setGrace(config: UserConfig, tokenid: string, until: number): TokenEntry {
+  const token = getToken(config, tokenid);
+  if (!Number.isSafeInteger(until) || until < 0) throw invalid(`grace of ${quote(tokenid)}`);
+  if (until === 0) delete token.graceUntil;
+  else token.graceUntil = until;
   return token;
 }
 
@@ -191,6 +219,7 @@ export function updateToken(config: UserConfig, tokenid: string, changes: TokenF
   checkTokenFields(tokenid, changes);
   const { enable, expire, privsep, comment } = changes;
   assignDefined(token, { enable, expire, privsep, comment });
+  setAllowedIps(token, changes.allowedIps);
   return token;
 }
 

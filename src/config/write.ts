@@ -6,6 +6,7 @@
  */
 import { ConfigError, quote } from '../errors.js';
 import { isAuthid, isTokenid } from '../ids.js';
+import { canonicalAllowedIps } from './allowed-ips.js';
 import { encodeText } from './encoding.js';
 import { poolLines } from './pools.js';
 import {
@@ -16,7 +17,7 @@ import {
   isRoleId,
   normalizeAclPath,
 } from './syntax.js';
-import type { AclNode, AclRoles, UserConfig } from './types.js';
+import type { AclNode, AclRoles, TokenEntry, UserConfig } from './types.js';
 
 const ACL_KINDS: ReadonlyArray<[keyof AclNode, string]> = [
   ['users', ''],
@@ -40,6 +41,18 @@ function ensure(ok: boolean, what: string, value: string): void {
 function expireText(what: string, expire: number): string {
   ensure(isExpire(expire), `expire of ${what}`, String(expire));
   return String(expire);
+}
+
+/**
+ * The fields Proxmox has not (source restriction, rotation grace), only on the
+ * lines of tokens that have them: other lines stay as Proxmox writes them.
+ */
+function tokenExtras(tokenid: string, token: TokenEntry): string {
+  const allowed = token.allowedIps ?? '';
+  const grace = token.graceUntil ?? 0;
+  if (allowed === '' && grace === 0) return '';
+  ensure(canonicalAllowedIps(allowed) === allowed, `allowed-ips of ${tokenid}`, allowed);
+  return `${allowed}:${expireText(tokenid, grace)}:`;
 }
 
 function isUserid(value: string): boolean {
@@ -66,7 +79,7 @@ function userLines(config: UserConfig): string[] {
       ensure(isTokenid(tokenid), 'token id', tokenid);
       lines.push(
         `token:${tokenid}:${flag(token.enable)}:${expireText(tokenid, token.expire)}:` +
-          `${flag(token.privsep)}:${encodeText(token.comment)}:`,
+          `${flag(token.privsep)}:${encodeText(token.comment)}:${tokenExtras(tokenid, token)}`,
       );
     }
   }

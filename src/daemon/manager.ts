@@ -68,6 +68,21 @@ function describe(request: RpcRequest, caller: Identity | null) {
  * Runs one socket request as the operation it names, for whoever its
  * credential proves to `auth` (the manager's own stores: a cached verify).
  */
+
+/** The client address each forwarded credential came with (what its worker saw). */
+const credentialSources = new WeakMap<object, string>();
+
+/**
+ * A request's credential as headers the Authenticator takes, with the
+ * client address its worker saw: a token's allowed-ips apply here too.
+ */
+function credentialOf(request: RpcRequest): { authorization?: string } {
+  const headers =
+    typeof request.credential === 'string' ? { authorization: request.credential } : {};
+  if (typeof request.source === 'string') credentialSources.set(headers, request.source);
+  return headers;
+}
+
 export function handler(
   stores: Stores,
   auth: Authenticator,
@@ -116,9 +131,7 @@ export function handler(
     // The cluster view (GET /cluster/token-shadow): a read, so no audit record and no mutation line.
     if (request.op === CLUSTER_VIEW_OP && clusterView) {
       try {
-        const viewer = await auth.authenticate(
-          typeof request.credential === 'string' ? request.credential : undefined,
-        );
+        const viewer = await auth.authenticate(credentialOf(request));
         const { path: on, privs } = CLUSTER_VIEW_PRIVILEGE;
         requirePrivileges(await stores.readConfig(), viewer, on, privs);
         return { id, ok: true, data: await clusterView() };
@@ -135,9 +148,7 @@ export function handler(
         return { id, ok: true, data: { taken: await ledger.report(request.params.uses) } };
       }
       // No credential, or one that does not verify: AuthenticationError, a 401.
-      caller = await auth.authenticate(
-        typeof request.credential === 'string' ? request.credential : undefined,
-      );
+      caller = await auth.authenticate(credentialOf(request));
       const { operation, params } = operationOf(request);
       // Multi-host mode: each change's record goes into the cluster's trail with it.
       recording = recordingStorage(
@@ -274,7 +285,12 @@ export async function startManager(
   let expiryWindowSeconds = settings.expiryWindowSeconds;
   let expiryWatch = watchExpiry(deployment, log, expiryWindowSeconds);
   const server = net.createServer();
-  const auth = new Authenticator({ users: deployment.users, shadow: deployment.shadow });
+  const auth = new Authenticator({
+    users: deployment.users,
+    shadow: deployment.shadow,
+    clientAddress: (request) =>
+      typeof request === 'object' ? credentialSources.get(request) : undefined,
+  });
   const webhooks = await startWebhooks(settings, deployment, log);
   const trail = new AuditTrail({
     dir: settings.auditDir,

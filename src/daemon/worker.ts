@@ -6,18 +6,20 @@
 import { X509Certificate } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import { setPriority } from 'node:os';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { Authenticator } from '../http/authenticate.js';
-import { SourcePenalties } from '../http/source-penalties.js';
+import { ClientAddresses, SourcePenalties } from '../http/source-penalties.js';
 import { openDeployment } from '../service/deployment.js';
 import type { Settings } from '../service/settings.js';
 import { registerConsole } from './console.js';
 import { shareWithHost } from './host-penalties.js';
 import type { Logger } from './logger.js';
 import { registerWorkerMetrics } from './metrics.js';
+import { policyEventLog } from './policy-events.js';
 import { registerRoutes } from './routes/index.js';
 import { RpcClient } from './rpc.js';
 import { startWorkerUsage } from './usage.js';
@@ -58,10 +60,21 @@ export async function startWorker(
   if (settings.hashNice > 0) lowerBackgroundThreads(settings.hashNice, log);
   const rpc = new RpcClient(settings.socketPath, { deadlineMs: settings.rpcDeadlineMs });
   const usage = startWorkerUsage(deployment, rpc, log);
+  // Where a request comes from, for allowed-ips and last use: as the penalties decide it.
+  const clients = new ClientAddresses(settings.penalties.trustedProxies);
   const auth = new Authenticator({
     users: deployment.users,
     shadow: deployment.shadow,
     usage: usage.notes,
+    clientAddress: (request) => {
+      const socket = (request as { socket?: { remoteAddress?: string } } | undefined)?.socket;
+      if (socket === undefined) return undefined;
+      return clients.of(
+        socket.remoteAddress,
+        (request as IncomingMessage).headers['x-forwarded-for'],
+      );
+    },
+    onPolicyEvent: policyEventLog(log),
   });
   const https = settings.plainHttp
     ? null

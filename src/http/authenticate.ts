@@ -2,9 +2,15 @@
  * authenticate(headers): the whole check of a token request, from the header
  * to the identity the privilege checks take. Syntax, then whether the token
  * is active (user and token enabled, not expired), then the secret through
- * the token.shadow cache. Every failure is the same AuthenticationError (a
- * bare 401); the secret is checked even for an inactive or unknown token, so
- * the work done does not tell them apart.
+ * the token.shadow cache, then, for a token with `allowed-ips`, where the
+ * request comes from. Every failure is the same AuthenticationError (a bare
+ * 401); the secret is checked even for an inactive or unknown token, so the
+ * work done does not tell them apart.
+ *
+ * During a rotation's grace (user.cfg's graceUntil) the secret before the
+ * rotation, kept in token.shadow under previousSecretId, is accepted too, on
+ * every request only while the grace lasts; its uses are noted under that id
+ * so that an operator sees whether clients moved.
  *
  * One driver for every caller: `attempt` tries the cache in the same tick and
  * answers the identity or a CacheMiss holding the parsed header, from which
@@ -15,9 +21,10 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { UserConfigStore } from '../access/user-info.js';
 import { currentEpochSeconds, isTokenActive, tokenActiveUntil } from '../config/active.js';
-import type { UserConfig } from '../config/types.js';
+import { type SourceRestriction, sourceRestrictionOf } from '../config/allowed-ips.js';
+import type { TokenEntry, UserConfig } from '../config/types.js';
 import { AuthenticationError, BusyError } from '../errors.js';
-import type { Tokenid } from '../ids.js';
+import { previousSecretId, type Tokenid } from '../ids.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
 import type { UseRecorder } from '../usage/notes.js';
 import {
@@ -60,12 +67,48 @@ export interface AuthenticatorOptions extends AuthorizationOptions {
   now?: () => number;
   /** Told of every successful authentication (last use per token, in memory). */
   usage?: UseRecorder;
+  /**
+   * The address a request comes from, for tokens with `allowed-ips` and last
+   * use: the daemon's answers as its penalties do (behind a trusted proxy,
+   * the client it names). Default: the request's socket peer; a bare header
+   * has none, and a restricted token is then refused.
+   */
+  clientAddress?: (
+    request: RequestHeaders | IncomingHttpHeaders | string | undefined,
+  ) => string | undefined;
+  /** Told when a right secret is refused for its source, or a previous secret is used. */
+  onPolicyEvent?: (event: PolicyEvent) => void;
 }
 
-/** A token accepted under one config: its identity, and until when the config lets it act. */
+/** What token policy saw on a request that is worth telling outside the process. */
+export interface PolicyEvent {
+  kind: 'source-refused' | 'previous-secret-used';
+  tokenid: string;
+  source: string | undefined;
+}
+
+/** A token accepted under one config: its identity, until when the config lets it act, from where. */
 interface Accepted {
   identity: Identity;
   until: number;
+  sources: SourceRestriction | null;
+}
+
+/** The request's socket peer, as a dual-stack socket reports it (IPv4 unmapped later). */
+function peerOf(
+  request: RequestHeaders | IncomingHttpHeaders | string | undefined,
+): string | undefined {
+  if (typeof request !== 'object') return undefined;
+  return (request as { socket?: { remoteAddress?: string } }).socket?.remoteAddress;
+}
+
+function tokenOf(config: UserConfig, id: Tokenid): TokenEntry | undefined {
+  return config.users.get(id.userid)?.tokens.get(id.tokenName);
+}
+
+/** Whether the token's previous secret (a rotation's) still works at `now`. */
+function graceOpen(token: TokenEntry | undefined, now: number): boolean {
+  return token?.graceUntil !== undefined && now < token.graceUntil;
 }
 
 /** Most tokens the fast path remembers per config (then it starts afresh). */
@@ -75,6 +118,7 @@ const MAX_ACCEPTED = 16_384;
 const KNOWN_UNCACHED = Symbol('known token, secret not cached');
 
 let secretOf: (miss: CacheMiss) => string;
+let requestOf: (miss: CacheMiss) => RequestHeaders | IncomingHttpHeaders | string | undefined;
 
 /**
  * What a cached attempt that could not decide leaves the slow path: the
@@ -85,15 +129,23 @@ export class CacheMiss {
   readonly id: Tokenid;
   readonly config: UserConfig | null;
   readonly #secret: string;
+  /** The request, for where it comes from (allowed-ips, last use); it holds the secret too. */
+  readonly #request: RequestHeaders | IncomingHttpHeaders | string | undefined;
 
-  constructor(credentials: ParsedCredentials, config: UserConfig | null) {
+  constructor(
+    credentials: ParsedCredentials,
+    config: UserConfig | null,
+    request: RequestHeaders | IncomingHttpHeaders | string | undefined,
+  ) {
     this.id = credentials.id;
     this.config = config;
+    this.#request = request;
     this.#secret = credentials.secret;
   }
 
   static {
     secretOf = (miss) => miss.#secret;
+    requestOf = (miss) => miss.#request;
   }
 }
 
@@ -109,6 +161,10 @@ export class Authenticator {
   #now: () => number;
   #header: AuthorizationOptions;
   #usage: UseRecorder | undefined;
+  #clientAddress: (
+    request: RequestHeaders | IncomingHttpHeaders | string | undefined,
+  ) => string | undefined;
+  #onPolicyEvent: ((event: PolicyEvent) => void) | undefined;
   /** The header limits for the memo's split; null when the PVEAPIToken form is not accepted. */
   #pveLimits: { maxHeaderLength: number; maxSecretBytes: number } | null;
   /**
@@ -128,6 +184,8 @@ export class Authenticator {
     this.#shadow = options.shadow;
     this.#now = options.now ?? currentEpochSeconds;
     this.#usage = options.usage;
+    this.#clientAddress = options.clientAddress ?? peerOf;
+    this.#onPolicyEvent = options.onPolicyEvent;
     this.#header = {
       ...(options.schemes ? { schemes: options.schemes } : {}),
       ...(options.maxHeaderLength ? { maxHeaderLength: options.maxHeaderLength } : {}),
@@ -140,6 +198,13 @@ export class Authenticator {
             maxSecretBytes: options.maxSecretBytes ?? DEFAULT_MAX_SECRET_BYTES,
           }
         : null;
+  }
+
+  /** Where `request` comes from, as allowed-ips and last use see it (options.clientAddress). */
+  clientAddressOf(
+    request: RequestHeaders | IncomingHttpHeaders | string | undefined,
+  ): string | undefined {
+    return this.#clientAddress(request);
   }
 
   /**
@@ -180,17 +245,26 @@ export class Authenticator {
   ): Identity | CacheMiss {
     const value = authorizationValue(request);
     const config = this.#users.current();
-    const known = this.#knownToken(value, config);
+    const known = this.#knownToken(value, config, request);
     if (known !== undefined && known !== KNOWN_UNCACHED) return known;
     const credentials = parseCredentials(value, this.#header);
     const { id, secret } = credentials;
+    if (config === null) return new CacheMiss(credentials, config, request);
     // The memo asked the cache about these very two parts already (its id is the parser's own).
-    if (known === KNOWN_UNCACHED || config === null) return new CacheMiss(credentials, config);
-    if (this.#shadow.verifyCached(id.authid, secret) !== true) {
-      return new CacheMiss(credentials, config);
+    if (known === KNOWN_UNCACHED || this.#shadow.verifyCached(id.authid, secret) !== true) {
+      // A client still on the previous secret of a rotation, cached: answered in this tick too.
+      const now = this.#now();
+      if (
+        graceOpen(tokenOf(config, id), now) &&
+        this.#shadow.verifyCached(previousSecretId(id.authid), secret) === true
+      ) {
+        if (!isTokenActive(config, id, now)) throw new AuthenticationError('inactive');
+        return this.#accept(id, config, request, true);
+      }
+      return new CacheMiss(credentials, config, request);
     }
     if (!isTokenActive(config, id, this.#now())) throw new AuthenticationError('inactive');
-    return this.#accept(id, config);
+    return this.#accept(id, config, request);
   }
 
   /**
@@ -201,13 +275,25 @@ export class Authenticator {
   async afterCacheMiss(miss: CacheMiss): Promise<Identity> {
     const id = miss.id;
     const config = miss.config ?? (await this.#users.get());
-    const active = isTokenActive(config, id, this.#now());
+    const now = this.#now();
+    const active = isTokenActive(config, id, now);
+    const secret = secretOf(miss);
     // The secret is checked even for an inactive token: the work done does not tell them apart.
-    if (!(await this.#shadow.verifySecret(id.authid, secretOf(miss)))) {
-      throw new AuthenticationError('bad-secret');
+    if (await this.#shadow.verifySecret(id.authid, secret)) {
+      if (!active) throw new AuthenticationError('inactive');
+      return this.#accept(id, config, requestOf(miss));
     }
-    if (!active) throw new AuthenticationError('inactive');
-    return this.#accept(id, config);
+    // During a grace the previous secret is tried too (a second hash only for such a token).
+    if (
+      graceOpen(tokenOf(config, id), now) &&
+      (await this.#shadow.verifySecret(previousSecretId(id.authid), secret)) &&
+      // The grace may have ended, or the config changed, while it hashed.
+      graceOpen(tokenOf(await this.#users.get(), id), this.#now())
+    ) {
+      if (!active) throw new AuthenticationError('inactive');
+      return this.#accept(id, config, requestOf(miss), true);
+    }
+    throw new AuthenticationError('bad-secret');
   }
 
   /**
@@ -231,12 +317,18 @@ export class Authenticator {
   async afterCacheMissWithoutHashing(miss: CacheMiss): Promise<Identity | undefined> {
     const id = miss.id;
     const config = miss.config ?? (await this.#users.get());
-    const active = isTokenActive(config, id, this.#now());
-    if ((await this.#shadow.verifyWithoutHashing(id.authid, secretOf(miss))) !== true) {
-      return undefined;
+    const now = this.#now();
+    const active = isTokenActive(config, id, now);
+    const secret = secretOf(miss);
+    let previous = false;
+    if ((await this.#shadow.verifyWithoutHashing(id.authid, secret)) !== true) {
+      if (!graceOpen(tokenOf(config, id), now)) return undefined;
+      const id2 = previousSecretId(id.authid);
+      if ((await this.#shadow.verifyWithoutHashing(id2, secret)) !== true) return undefined;
+      previous = true;
     }
     if (!active) throw new AuthenticationError('inactive');
-    return this.#accept(id, config);
+    return this.#accept(id, config, requestOf(miss), previous);
   }
 
   /**
@@ -248,6 +340,7 @@ export class Authenticator {
   #knownToken(
     value: string | string[] | undefined,
     config: UserConfig | null,
+    request: RequestHeaders | IncomingHttpHeaders | string | undefined,
   ): Identity | typeof KNOWN_UNCACHED | undefined {
     if (typeof value !== 'string' || config === null || config !== this.#acceptedConfig) {
       return undefined;
@@ -261,27 +354,56 @@ export class Authenticator {
     if (known.until !== Number.POSITIVE_INFINITY && this.#now() >= known.until) {
       throw new AuthenticationError('inactive');
     }
-    this.#usage?.note(known.identity.authid);
+    const source = this.#clientAddress(request);
+    if (known.sources !== null && !known.sources.allows(source)) {
+      this.#refuseSource(known.identity.authid, source);
+    }
+    this.#usage?.note(known.identity.authid, source);
     return known.identity;
   }
 
-  /** Every successful authentication ends here: remembered for the fast path, noted for last-used. */
-  #accept(id: Tokenid, config: UserConfig): Identity {
-    this.#usage?.note(id.authid);
-    const known = this.#acceptedConfig === config ? this.#accepted.get(id.authid) : undefined;
-    if (known !== undefined) return known.identity;
-    const identity: Identity = Object.freeze({
-      authid: id.authid,
-      userid: id.userid,
-      tokenName: id.tokenName,
-    });
-    if (this.#acceptedConfig !== config || this.#accepted.size >= MAX_ACCEPTED) {
-      this.#accepted.clear();
-      this.#acceptedConfig = config;
+  /** A right secret from a source its token does not allow: a 401 like any other, and told. */
+  #refuseSource(tokenid: string, source: string | undefined): never {
+    this.#onPolicyEvent?.({ kind: 'source-refused', tokenid, source });
+    throw new AuthenticationError('source');
+  }
+
+  /**
+   * Every successful authentication ends here: the source checked against the
+   * token's allowed-ips, remembered for the fast path (a current secret only),
+   * noted for last use (a previous secret under its own id).
+   */
+  #accept(
+    id: Tokenid,
+    config: UserConfig,
+    request: RequestHeaders | IncomingHttpHeaders | string | undefined,
+    previous = false,
+  ): Identity {
+    const source = this.#clientAddress(request);
+    let known = this.#acceptedConfig === config ? this.#accepted.get(id.authid) : undefined;
+    if (known === undefined) {
+      const identity: Identity = Object.freeze({
+        authid: id.authid,
+        userid: id.userid,
+        tokenName: id.tokenName,
+      });
+      if (this.#acceptedConfig !== config || this.#accepted.size >= MAX_ACCEPTED) {
+        this.#accepted.clear();
+        this.#acceptedConfig = config;
+      }
+      const sources = sourceRestrictionOf(tokenOf(config, id)?.allowedIps ?? '');
+      known = { identity, until: tokenActiveUntil(config, id), sources };
+      // id.authid is the parser's own copy, never a slice of a header holding a secret.
+      this.#accepted.set(id.authid, known);
     }
-    // id.authid is the parser's own copy, never a slice of a header holding a secret.
-    this.#accepted.set(id.authid, { identity, until: tokenActiveUntil(config, id) });
-    return identity;
+    if (known.sources !== null && !known.sources.allows(source)) {
+      this.#refuseSource(id.authid, source);
+    }
+    if (previous) {
+      this.#usage?.note(previousSecretId(id.authid), source);
+      this.#onPolicyEvent?.({ kind: 'previous-secret-used', tokenid: id.authid, source });
+    } else this.#usage?.note(id.authid, source);
+    return known.identity;
   }
 }
 

@@ -146,6 +146,42 @@ function parseProxies(list: readonly string[]): BlockList {
   return blocks;
 }
 
+/**
+ * Where a request comes from: its peer, or behind trusted proxies the last
+ * address in X-Forwarded-For that is not itself a trusted proxy (the ones
+ * before it could have been written by anyone). A malformed entry stops the
+ * walk at the proxy that appended it. What the penalties group into sources,
+ * and what a token's allowed-ips and last use are checked against.
+ */
+export class ClientAddresses {
+  readonly #proxies: BlockList | null;
+
+  constructor(trustedProxies: readonly string[] = []) {
+    this.#proxies = trustedProxies.length > 0 ? parseProxies(trustedProxies) : null;
+  }
+
+  /** Whether X-Forwarded-For from this peer is believed. */
+  isTrustedProxy(peer: string): boolean {
+    const address = normaliseAddress(peer);
+    return this.#proxies?.check(address, isIPv6(address) ? 'ipv6' : 'ipv4') ?? false;
+  }
+
+  /** The client's address ('' when the peer is unknown), IPv4 unmapped. */
+  of(peer: string | undefined, forwardedFor?: string | string[]): string {
+    let client = normaliseAddress(peer ?? '');
+    if (this.#proxies !== null && forwardedFor !== undefined && this.isTrustedProxy(client)) {
+      const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
+      for (let i = hops.length - 1; i >= 0; i--) {
+        const hop = normaliseAddress((hops[i] as string).trim());
+        if (!isIPv4(hop) && !isIPv6(hop)) break;
+        client = hop;
+        if (!this.isTrustedProxy(hop)) break;
+      }
+    }
+    return client;
+  }
+}
+
 export class SourcePenalties {
   readonly budget: number;
   readonly decayPerSecond: number;
@@ -156,8 +192,8 @@ export class SourcePenalties {
   readonly ipv6Prefix: number;
   /** Told of each failure recorded here (not of levels raised from elsewhere): who shares the budgets. */
   onFailure: ((source: string) => void) | null = null;
+  readonly clients: ClientAddresses;
   #now: () => number;
-  #proxies: BlockList | null;
   #buckets = new Map<string, Bucket>();
   #held = new Set<Held>();
   /** Requests on the slow path (that may wait for a hash) by source; only while there are some. */
@@ -178,35 +214,21 @@ export class SourcePenalties {
     this.ipv4Prefix = prefixLength(options.ipv4Prefix, DEFAULT_PENALTY_IPV4_PREFIX, 32, 'IPv4');
     this.ipv6Prefix = prefixLength(options.ipv6Prefix, DEFAULT_PENALTY_IPV6_PREFIX, 128, 'IPv6');
     this.#now = options.now ?? (() => performance.now());
-    const proxies = options.trustedProxies ?? [];
-    this.#proxies = proxies.length > 0 ? parseProxies(proxies) : null;
+    this.clients = new ClientAddresses(options.trustedProxies ?? []);
   }
 
   /** Whether X-Forwarded-For from this peer is believed. */
   isTrustedProxy(peer: string): boolean {
-    const address = normaliseAddress(peer);
-    return this.#proxies?.check(address, isIPv6(address) ? 'ipv6' : 'ipv4') ?? false;
+    return this.clients.isTrustedProxy(peer);
   }
 
   /**
-   * The source of a request: the network (ipv4Prefix, ipv6Prefix) of the
-   * peer, or behind trusted proxies of the last address in X-Forwarded-For
-   * that is not itself a trusted proxy (the ones before it could have been
-   * written by anyone). A malformed entry stops the walk at the proxy that
-   * appended it. An address kept whole (/32, /128) is its own source name.
+   * The source of a request: the network (ipv4Prefix, ipv6Prefix) of its
+   * client (ClientAddresses: the peer, or the client trusted proxies name).
+   * An address kept whole (/32, /128) is its own source name.
    */
   sourceOf(peer: string | undefined, forwardedFor?: string | string[]): string {
-    let source = normaliseAddress(peer ?? '');
-    if (this.#proxies !== null && forwardedFor !== undefined && this.isTrustedProxy(source)) {
-      const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
-      for (let i = hops.length - 1; i >= 0; i--) {
-        const hop = normaliseAddress((hops[i] as string).trim());
-        if (!isIPv4(hop) && !isIPv6(hop)) break;
-        source = hop;
-        if (!this.isTrustedProxy(hop)) break;
-      }
-    }
-    return this.#group(source);
+    return this.#group(this.clients.of(peer, forwardedFor));
   }
 
   /** Whether any source has failures on record: when none has, no request needs its source looked up. */

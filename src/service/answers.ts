@@ -5,12 +5,26 @@ import type { TokenEntry, UserConfig, UserEntry } from '../config/types.js';
 
 const flag = (value: boolean): 0 | 1 => (value ? 1 : 0);
 
-export function tokenInfo(token: TokenEntry) {
+/**
+ * A token in Proxmox's shape, plus what Proxmox has not, only where set (its
+ * clients ignore fields they do not know): `allowed-ips`, and `grace-until`
+ * while the previous secret of a rotation still works.
+ */
+export function tokenInfo(token: TokenEntry): {
+  enable: 0 | 1;
+  expire: number;
+  privsep: 0 | 1;
+  comment: string;
+  'allowed-ips'?: string;
+  'grace-until'?: number;
+} {
   return {
     enable: flag(token.enable),
     expire: token.expire,
     privsep: flag(token.privsep),
     comment: token.comment,
+    ...(token.allowedIps ? { 'allowed-ips': token.allowedIps } : {}),
+    ...(token.graceUntil ? { 'grace-until': token.graceUntil } : {}),
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import { checkPrivileges } from '../access/permissions.js';
 import { SUPERUSER } from '../config/access-control.js';
+import { canonicalAllowedIps, onlyNarrows } from '../config/allowed-ips.js';
 import type { UserConfig } from '../config/types.js';
 import { PermissionError } from '../errors.js';
 import type { AuthidParts } from '../ids.js';
@@ -69,7 +70,7 @@ export function requireNoEscalation(
   config: UserConfig,
   caller: Caller,
   target: { userid: string; tokenName: string },
-  grants: { privsep?: boolean | undefined; secret?: boolean },
+  grants: { privsep?: boolean | undefined; secret?: boolean; allowedIps?: string | undefined },
 ): void {
   if (!separated(config, caller)) return;
   const existing = config.users.get(target.userid)?.tokens.get(target.tokenName);
@@ -79,6 +80,15 @@ export function requireNoEscalation(
     throw new PermissionError(
       'Permission check failed (a token with privilege separation cannot create, lift or rotate a token without it)',
     );
+  }
+  // Its own source restriction only narrows: a leaked secret must not free itself.
+  const own = caller.userid === target.userid && caller.tokenName === target.tokenName;
+  if (own && grants.allowedIps !== undefined && existing !== undefined) {
+    if (!onlyNarrows(existing.allowedIps ?? '', canonicalAllowedIps(grants.allowedIps))) {
+      throw new PermissionError(
+        'Permission check failed (a token with privilege separation cannot widen its own allowed-ips)',
+      );
+    }
   }
 }
 

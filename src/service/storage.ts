@@ -7,6 +7,7 @@
 import type { UserConfigStore } from '../access/user-info.js';
 import type { AuditEvent } from '../audit/trail.js';
 import type { UserConfig } from '../config/types.js';
+import { secretIdsOf } from '../ids.js';
 import type { TokenShadow } from '../shadow/token-shadow.js';
 
 /** What else goes with a config change. */
@@ -24,8 +25,12 @@ export interface AccessStorage {
   readConfig(): Promise<UserConfig>;
   /** Reads fresh, applies `change` (which may throw to abort), stores the result. */
   mutateConfig<T>(change: (config: UserConfig) => T, options?: ConfigChangeOptions<T>): Promise<T>;
-  /** Makes a new random secret for `tokenid`, stores its hash only, returns the secret once. */
-  newSecret(tokenid: string): Promise<string>;
+  /**
+   * Makes a new random secret for `tokenid`, stores its hash only, returns the
+   * secret once. The secret it replaces is kept as the token's previous one
+   * with `keepPrevious` (a rotation grace), else any previous one goes with it.
+   */
+  newSecret(tokenid: string, keepPrevious?: boolean): Promise<string>;
   /** Removes the token's secret; true when there was one. */
   deleteSecret(tokenid: string): Promise<boolean>;
 }
@@ -70,13 +75,14 @@ export class FileStorage implements AccessStorage {
     // user.cfg first: the token stops being active before its secret goes.
     const result = await this.users.mutate(change);
     // One write of token.shadow for all of them (a bulk revocation takes thousands).
-    const secrets = [...(options.secretsToDelete?.(result) ?? [])];
+    // A removed token's previous secret (rotation grace) goes with it.
+    const secrets = [...(options.secretsToDelete?.(result) ?? [])].flatMap(secretIdsOf);
     if (secrets.length > 0) await this.shadow.deleteSecrets(secrets);
     return result;
   }
 
-  newSecret(tokenid: string): Promise<string> {
-    return this.shadow.generateAndSetSecret(tokenid);
+  newSecret(tokenid: string, keepPrevious = false): Promise<string> {
+    return this.shadow.rotateSecret(tokenid, keepPrevious);
   }
 
   deleteSecret(tokenid: string): Promise<boolean> {

@@ -15,7 +15,7 @@ import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import { isLegacyHash } from '../hashing/params.js';
 import type { HashPool } from '../hashing/pool.js';
-import { parseTokenid } from '../ids.js';
+import { parseTokenid, previousSecretId } from '../ids.js';
 import { newSecret, type SecretFormat } from '../secret-format.js';
 import { readShadow, type ShadowSnapshot, serializeShadow } from './file.js';
 import { VerifiedSecretCache } from './verified-cache.js';
@@ -219,6 +219,30 @@ export class TokenShadow {
   async generateAndSetSecret(tokenid: string): Promise<string> {
     const secret = newSecret(this.#secretFormat);
     await this.setSecret(tokenid, secret);
+    return secret;
+  }
+
+  /**
+   * A rotation: a new secret (as generateAndSetSecret), and in the same write
+   * the hash it replaces kept under previousSecretId (`keepPrevious`: a
+   * grace, which user.cfg's graceUntil bounds) or any previous one removed,
+   * so that at most two secrets are ever stored for a token.
+   */
+  async rotateSecret(tokenid: string, keepPrevious: boolean): Promise<string> {
+    parseTokenid(tokenid);
+    const secret = newSecret(this.#secretFormat);
+    const hash = await this.#pool.hash(secret);
+    const previousId = previousSecretId(tokenid);
+    await this.#mutate(
+      (entries) => {
+        const current = entries.get(tokenid);
+        if (keepPrevious && current !== undefined) entries.set(previousId, current);
+        else entries.delete(previousId);
+        entries.set(tokenid, hash);
+        return true;
+      },
+      () => this.#cache?.set(tokenid, hash, secret),
+    );
     return secret;
   }
 

@@ -11,7 +11,7 @@ import { ownCopy } from '../strings.js';
 /** What a request path needs: record that a token just authenticated. */
 export interface UseRecorder {
   /** Called with the token id after every successful authentication; must not block. */
-  note(tokenid: string): void;
+  note(tokenid: string, source?: string): void;
 }
 
 /** Token id to the epoch second of its last use. */

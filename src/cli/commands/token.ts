@@ -41,6 +41,20 @@ interface TokenOptions {
   disable?: boolean;
   /** PBS's and the API's `regenerate`: a new secret with the update. */
   regenerate?: boolean;
+  /** Comma-separated addresses and CIDRs its requests may come from ('' anywhere). */
+  allowedIps?: string;
+  /** With a new secret: how long the previous one keeps working, ms. */
+  grace?: number;
+}
+
+const ALLOWED_IPS_HELP =
+  'comma-separated addresses and CIDRs its requests may come from ("" for anywhere)';
+const GRACE_HELP =
+  'keep the previous secret working this long (e.g. 1h, 7d; at most 30d), as a rotation overlap';
+
+/** The API's `grace` in whole seconds from --grace, when given. */
+function graceOf(options: TokenOptions): { grace?: number } {
+  return options.grace === undefined ? {} : { grace: Math.ceil(options.grace / 1000) };
 }
 
 export interface TokenRow {
@@ -96,6 +110,7 @@ function fieldsOf(options: TokenOptions): TokenFields {
   if (options.expire !== undefined) fields.expire = options.expire;
   if (options.privsep !== undefined) fields.privsep = options.privsep;
   if (options.comment !== undefined) fields.comment = options.comment;
+  if (options.allowedIps !== undefined) fields.allowedIps = options.allowedIps;
   return fields;
 }
 
@@ -181,7 +196,22 @@ function printInfo(ctx: CliContext, id: Tokenid, info: TokenInfo): void {
     ['expire', formatExpire(info.expire, now)],
     ['privsep', yesNo(info.privsep)],
     ['comment', info.comment],
+    ...policyLines(info, now),
   ]);
+}
+
+/** The fields Proxmox has not, where set: source restriction and rotation grace. */
+function policyLines(info: TokenInfo, now: number): [string, string][] {
+  const lines: [string, string][] = [];
+  if (info['allowed-ips']) lines.push(['allowed-ips', info['allowed-ips']]);
+  const until = info['grace-until'];
+  if (until !== undefined) {
+    lines.push([
+      'grace-until',
+      until > now ? formatExpire(until, now) : `ended (${formatExpire(until, now)})`,
+    ]);
+  }
+  return lines;
 }
 
 /** `token ...` under `parent`: tokenctl's `token` and pveum's `user token`. */
@@ -192,6 +222,7 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
     .addOption(privsepOption(' (default 1)'))
     .addOption(expireOption())
     .option('--comment <text>', 'free text')
+    .option('--allowed-ips <list>', ALLOWED_IPS_HELP)
     .option('--disabled', 'create it disabled')
     .action(
       cli.action(async (ctx, first: string, name: string | undefined, options: TokenOptions) => {
@@ -251,6 +282,7 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
         ['secret', yesNo(shown['has-secret'])],
         ['last-used', formatAge(shown['last-used'], now)],
         ['comment', info.comment],
+        ...policyLines(info, now),
       ]);
     }),
   );
@@ -259,6 +291,7 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
     .addOption(privsepOption())
     .addOption(expireOption())
     .option('--comment <text>', 'free text')
+    .option('--allowed-ips <list>', ALLOWED_IPS_HELP)
     .addOption(
       new Option('--enable [0|1]', 'enable the token (--enable 0 disables it)')
         .argParser(flagArgument)
@@ -271,17 +304,20 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
         'also give it a new secret and print it, once; the old one stops working',
       ).argParser(flagArgument),
     )
+    .option('--grace <duration>', `with --regenerate: ${GRACE_HELP}`, durationArgument)
     .action(
       cli.action(async (ctx, first: string, name: string | undefined, options: TokenOptions) => {
         const id = tokenOf(ctx, first, name);
         const changes = fieldsOf(options);
         const regenerate = options.regenerate === true;
         if (Object.keys(changes).length === 0 && !regenerate) ctx.usageError('nothing to change');
+        if (options.grace !== undefined && !regenerate)
+          ctx.usageError('--grace needs --regenerate');
         const answer = await ctx.write(updateToken, {
           userid: id.userid,
           tokenName: id.tokenName,
           changes,
-          ...(regenerate ? { regenerate } : {}),
+          ...(regenerate ? { regenerate, ...graceOf(options) } : {}),
         });
         if (regenerate) printSecret(ctx, answer as CreatedToken);
         else printInfo(ctx, id, answer as TokenInfo);
@@ -303,16 +339,24 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
   withTokenArguments(
     token
       .command('rotate')
-      .description('give a token a new secret and print it, once; the old one stops working'),
-  ).action(
-    cli.action(async (ctx, first: string, name: string | undefined) => {
-      const id = tokenOf(ctx, first, name);
-      printSecret(
-        ctx,
-        await ctx.write(rotateToken, { userid: id.userid, tokenName: id.tokenName }),
-      );
-    }),
-  );
+      .description(
+        'give a token a new secret and print it, once; the old one stops working (with --grace, when that ends)',
+      ),
+  )
+    .option('--grace <duration>', GRACE_HELP, durationArgument)
+    .action(
+      cli.action(async (ctx, first: string, name: string | undefined, options: TokenOptions) => {
+        const id = tokenOf(ctx, first, name);
+        printSecret(
+          ctx,
+          await ctx.write(rotateToken, {
+            userid: id.userid,
+            tokenName: id.tokenName,
+            ...graceOf(options),
+          }),
+        );
+      }),
+    );
 
   token
     .command('revoke')

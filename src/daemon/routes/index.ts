@@ -5,6 +5,7 @@
  * 503 when the hashing queue is full. Each resource's routes are in their own
  * module, each route one operation of the service's table.
  */
+import type { IncomingMessage } from 'node:http';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { UserConfigStore } from '../../access/user-info.js';
 import type { AuthenticationObserver, Authenticator } from '../../http/authenticate.js';
@@ -91,6 +92,7 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
     users: options.users,
     rpc: options.rpc,
     authenticate,
+    clientAddress: (request: IncomingMessage) => options.auth.clientAddressOf(request),
     ...(options.lastUsed ? { lastUsed: options.lastUsed } : {}),
   };
 

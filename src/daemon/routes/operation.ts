@@ -7,6 +7,7 @@
  * caller's credential: the manager authenticates it again and checks the rule
  * again on the fresh config.
  */
+import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { UserConfigStore } from '../../access/user-info.js';
 import type { UserConfig } from '../../config/types.js';
@@ -27,6 +28,8 @@ export interface RouteContext {
   rpc: RpcClient;
   /** The onRequest hook that authenticates and sets `request.identity`. */
   authenticate: AuthenticationHook;
+  /** Where a request comes from, as the authenticator decided it (allowed-ips, the audit trail). */
+  clientAddress: (request: IncomingMessage) => string | undefined;
   /** Last use per token, for `last-used` in the token answers. */
   lastUsed?: () => Promise<LastUsedLookup>;
 }
@@ -61,7 +64,9 @@ async function forward(ctx: RouteContext, name: string, request: FastifyRequest,
   // The manager authenticates the caller itself, from the same credential.
   const credential = authorizationOf(request.raw);
   if (typeof credential !== 'string') throw new AuthenticationError('missing-header');
-  const response = await ctx.rpc.call(name, credential, params as Raw, request.ip);
+  // The client as allowed-ips saw it: the manager checks the token's list against it again.
+  const source = ctx.clientAddress(request.raw) ?? request.ip;
+  const response = await ctx.rpc.call(name, credential, params as Raw, source);
   if (!response.ok) throw relayedError(response);
   return response.data;
 }

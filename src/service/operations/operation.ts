@@ -81,9 +81,12 @@ export class Writer {
     }, options);
   }
 
-  /** A new random secret for `tokenid`, stored as a hash; returned once. */
-  newSecret(tokenid: string): Promise<string> {
-    return this.#storage.newSecret(tokenid);
+  /**
+   * A new random secret for `tokenid`, stored as a hash; returned once. With
+   * `keepPrevious` the one it replaces stays as the previous secret (grace).
+   */
+  newSecret(tokenid: string, keepPrevious = false): Promise<string> {
+    return this.#storage.newSecret(tokenid, keepPrevious);
   }
 
   deleteSecret(tokenid: string): Promise<boolean> {

@@ -4,10 +4,11 @@
  * ever gets more than its creator holds (requireNoEscalation).
  */
 
+import { currentEpochSeconds } from '../../config/active.js';
 import type { UserConfig } from '../../config/types.js';
 import type { TokenFields } from '../../config/users.js';
 import * as userConfig from '../../config/users.js';
-import { ConfigError } from '../../errors.js';
+import { ConfigError, ParameterError } from '../../errors.js';
 import { joinTokenid } from '../../ids.js';
 import { type CreatedToken, type TokenInfo, tokenInfo } from '../answers.js';
 import {
@@ -35,7 +36,11 @@ const ownTokensOrUserModify = (caller: Caller, params: { userid: string }, confi
  * by root@pam, and never more than the caller holds (requireNoEscalation).
  */
 function tokenWrite(
-  grants: (params: never) => { privsep?: boolean | undefined; secret?: boolean },
+  grants: (params: never) => {
+    privsep?: boolean | undefined;
+    secret?: boolean;
+    allowedIps?: string | undefined;
+  },
 ) {
   return (caller: Caller, params: TokenParams, config: UserConfig) => {
     requireSelfOrUserModify(config, caller, params.userid);
@@ -49,7 +54,13 @@ const tokenFieldSchemas = {
   privsep: schema.flag,
   comment: schema.text,
   enable: schema.flag,
+  /** Not Proxmox's: comma-separated addresses and CIDRs its requests may come from; '' anywhere. */
+  'allowed-ips': { type: 'string', maxLength: 8192 },
 };
+
+/** A rotation's grace, in seconds (Proxmox's unit for durations); at most 30 days. */
+export const MAX_GRACE_SECONDS = 30 * 86_400;
+const graceSchema = { type: 'integer', minimum: 0, maximum: MAX_GRACE_SECONDS } as const;
 
 function tokenFieldsOf(input: Raw): TokenFields {
   return defined({
@@ -57,7 +68,17 @@ function tokenFieldsOf(input: Raw): TokenFields {
     expire: input.expire as number | undefined,
     privsep: flagOf(input.privsep),
     comment: input.comment as string | undefined,
+    allowedIps: input['allowed-ips'] as string | undefined,
   });
+}
+
+/** The grace asked for, in seconds (0: none, Proxmox's immediate cut-off). */
+function graceOf(params: { grace?: number }): number {
+  const grace = params.grace ?? 0;
+  if (!Number.isSafeInteger(grace) || grace < 0 || grace > MAX_GRACE_SECONDS) {
+    throw new ParameterError(`grace must be 0 to ${MAX_GRACE_SECONDS} seconds`);
+  }
+  return grace;
 }
 
 interface TokenParams {
@@ -94,16 +115,28 @@ function tokenParametersWith(fields: ParameterSchema['properties']): ParameterSc
 }
 
 /**
- * A new secret for `tokenid`, answered once; the old one stops working
- * everywhere at once. The token is confirmed under user.cfg's lock after the
- * secret is stored: a delete that ran meanwhile wins, and the secret we wrote
- * is removed again rather than left behind as an orphan.
+ * A new secret for `tokenid`, answered once. Without a grace the old one
+ * stops working everywhere at once (Proxmox's regenerate); with `grace`
+ * seconds it keeps working until then, and only it: the grace is written to
+ * user.cfg before the secrets move (so the old secret is never refused in
+ * between), and a rotation ends any earlier grace's secret in the same write.
+ * The token is confirmed under user.cfg's lock after the secret is stored: a
+ * delete that ran meanwhile wins, and the secret we wrote is removed again
+ * rather than left behind as an orphan.
  */
-async function newSecret(writer: Writer, tokenid: string): Promise<CreatedToken> {
-  const value = await writer.newSecret(tokenid);
+async function newSecret(writer: Writer, tokenid: string, grace = 0): Promise<CreatedToken> {
+  if (grace > 0) {
+    const until = currentEpochSeconds() + grace;
+    await writer.change((config) => userConfig.setGrace(config, tokenid, until));
+  }
+  const value = await writer.newSecret(tokenid, grace > 0);
   let token: ReturnType<typeof userConfig.getToken>;
   try {
-    token = await writer.change((config) => userConfig.getToken(config, tokenid));
+    token = await writer.change((config) => {
+      const current = userConfig.getToken(config, tokenid);
+      // No previous secret is stored any more: a grace left in user.cfg would only mislead.
+      return grace === 0 && current.graceUntil ? userConfig.setGrace(config, tokenid, 0) : current;
+    });
   } catch (error) {
     await writer.deleteSecret(tokenid);
     throw error;
@@ -146,7 +179,10 @@ export const createToken = write({
   fromApi: (input: Raw) => ({ ...tokenParamsOf(input), fields: tokenFieldsOf(input) }),
   parse: (raw: Raw) => ({ ...parseTokenParams(raw), fields: record<TokenFields>(raw, 'fields') }),
   // A new token is separated unless asked otherwise (addToken's default).
-  authorize: tokenWrite((p: { fields: TokenFields }) => ({ privsep: p.fields.privsep ?? true })),
+  authorize: tokenWrite((p: { fields: TokenFields }) => ({
+    privsep: p.fields.privsep ?? true,
+    allowedIps: p.fields.allowedIps,
+  })),
   async run(writer, params): Promise<CreatedToken> {
     const tokenid = joinTokenid(params.userid, params.tokenName);
     await writer.check((config) => {
@@ -175,39 +211,60 @@ export const updateToken = write({
   name: 'token.update',
   summary: "a token's fields, and with regenerate a new secret",
   ...onToken,
-  parameters: tokenParametersWith({ ...tokenFieldSchemas, regenerate: schema.flag }),
+  parameters: tokenParametersWith({
+    ...tokenFieldSchemas,
+    regenerate: schema.flag,
+    grace: graceSchema,
+  }),
   fromApi: (input: Raw) => ({
     ...tokenParamsOf(input),
     changes: tokenFieldsOf(input),
-    ...defined({ regenerate: flagOf(input.regenerate) }),
+    ...defined({ regenerate: flagOf(input.regenerate), grace: input.grace as number | undefined }),
   }),
   parse: (raw: Raw) => ({
     ...parseTokenParams(raw),
     changes: record<TokenFields>(raw, 'changes'),
-    ...defined({ regenerate: raw.regenerate === undefined ? undefined : raw.regenerate === true }),
+    ...defined({
+      regenerate: raw.regenerate === undefined ? undefined : raw.regenerate === true,
+      grace: raw.grace as number | undefined,
+    }),
   }),
   authorize: tokenWrite((p: { changes: TokenFields; regenerate?: boolean }) => ({
     privsep: p.changes.privsep,
     secret: p.regenerate === true,
+    allowedIps: p.changes.allowedIps,
   })),
   async run(writer, params): Promise<TokenInfo | CreatedToken> {
     const tokenid = joinTokenid(params.userid, params.tokenName);
+    const grace = graceOf(params);
+    if (grace > 0 && !params.regenerate) throw new ParameterError('grace needs regenerate');
     const token = await writer.change((config) =>
       userConfig.updateToken(config, tokenid, params.changes),
     );
-    return params.regenerate ? newSecret(writer, tokenid) : tokenInfo(token);
+    return params.regenerate ? newSecret(writer, tokenid, grace) : tokenInfo(token);
   },
 });
 
 export const rotateToken = write({
   name: 'token.rotate',
-  summary: 'a new secret for a token, answered once; the old one stops working at once',
+  summary:
+    'a new secret for a token, answered once; the old one stops working at once, or after `grace` seconds',
   ...onToken,
+  parameters: tokenParametersWith({ grace: graceSchema }),
+  fromApi: (input: Raw) => ({
+    ...tokenParamsOf(input),
+    ...defined({ grace: input.grace as number | undefined }),
+  }),
+  parse: (raw: Raw) => ({
+    ...parseTokenParams(raw),
+    ...defined({ grace: raw.grace as number | undefined }),
+  }),
   authorize: tokenWrite(() => ({ secret: true })),
-  async run(writer, params) {
+  async run(writer, params: TokenParams & { grace?: number }) {
     const tokenid = joinTokenid(params.userid, params.tokenName);
+    const grace = graceOf(params);
     await writer.check((config) => userConfig.getToken(config, tokenid)); // 404 before any hashing
-    return newSecret(writer, tokenid);
+    return newSecret(writer, tokenid, grace);
   },
 });
 
