@@ -3,13 +3,18 @@
  * an API of two workers): a token limited to an address is refused, with the
  * right secret, from any other; a rotation with a grace keeps the previous
  * secret working on every worker until the grace ends and on none after; at
- * most two secrets work at once; and a token with privilege separation
- * cannot widen its own allowed-ips.
+ * most two secrets work at once; a token with privilege separation cannot
+ * widen its own allowed-ips; and a webhook receiver hears of each source
+ * refusal and of the previous secret's use, once per token and address.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Api, call, type Deployment, pveHeader, startDeployment } from '../harness/daemons.js';
+import { freePorts } from '../harness/ports.js';
 import { tempDir } from './helpers/tmp.js';
+import { type Receiver, receiver, SECRET } from './helpers/webhook-receiver.js';
 
 /** Enough calls on new connections that both workers answer some (the primary spreads them). */
 const ROUNDS = 6;
@@ -24,12 +29,42 @@ async function statuses(api: Api, auth: string, localAddress = '127.0.0.1'): Pro
 
 const all = (status: number) => Array<number>(ROUNDS).fill(status);
 
+/** The first event of `type` about `tokenid`, once it arrived (events arrive in order, never by a timer). */
+async function eventAbout(hook: Receiver, type: string, tokenid: string) {
+  for (let count = 1; ; count++) {
+    const events = await hook.received(count);
+    const found = events.find((e) => e.type === type && e.data.tokenid === tokenid);
+    if (found) return found;
+  }
+}
+
 describe('token policy: source restrictions and rotation with a grace', () => {
   let deployment: Deployment;
   let api: Api;
   let admin: string;
+  let hook: Receiver;
+  after(async () => {
+    await deployment?.stop();
+    await hook?.close();
+  });
   const dir = tempDir();
   before(async () => {
+    const [port] = await freePorts(1);
+    hook = await receiver(port as number);
+    mkdirSync(path.join(dir, 'etc'), { recursive: true });
+    writeFileSync(
+      path.join(dir, 'etc', 'webhooks.json'),
+      JSON.stringify({
+        endpoints: [
+          {
+            url: hook.url,
+            secret: SECRET,
+            events: ['token.source-refused', 'token.previous-secret-used'],
+          },
+        ],
+      }),
+      { mode: 0o600 },
+    );
     deployment = await startDeployment(dir);
     api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1']);
     const made = await deployment.asRoot('user.create', { userid: 'joe@pve', fields: {} });
@@ -42,7 +77,6 @@ describe('token policy: source restrictions and rotation with a grace', () => {
     assert.equal(root.ok, true, JSON.stringify(root));
     admin = pveHeader('root@pam!admin', (root as { data: { value: string } }).data.value);
   });
-  after(() => deployment?.stop());
 
   it('a token limited to 127.0.0.2 is refused from 127.0.0.3 with the right secret, on every worker', async () => {
     const created = await call(api, 'POST', '/access/users/joe@pve/token/ci', {
@@ -59,6 +93,8 @@ describe('token policy: source restrictions and rotation with a grace', () => {
     const auth = pveHeader('joe@pve!ci', data.value);
     assert.deepEqual(await statuses(api, auth, '127.0.0.2'), all(200));
     assert.deepEqual(await statuses(api, auth, '127.0.0.3'), all(401), 'refused from elsewhere');
+    const refusal = await eventAbout(hook, 'token.source-refused', 'joe@pve!ci');
+    assert.equal(refusal.data.source, '127.0.0.3');
     // Refused from elsewhere also once cached on both workers: the check is on the fast path.
     assert.deepEqual(await statuses(api, auth, '127.0.0.2'), all(200));
 
@@ -136,6 +172,7 @@ describe('token policy: source restrictions and rotation with a grace', () => {
     assert.ok(until >= Math.floor(Date.now() / 1000) + grace - 2, `grace-until ${until}`);
     assert.deepEqual(await statuses(api, second), all(200));
     assert.deepEqual(await statuses(api, first), all(200), 'the previous secret during the grace');
+    await eventAbout(hook, 'token.previous-secret-used', 'joe@pve!deploy');
 
     // A second rotation ends the first grace at once: at most two secrets work.
     const again = await call(api, 'PUT', '/access/users/joe@pve/token/deploy', {
@@ -175,5 +212,10 @@ describe('token policy: source restrictions and rotation with a grace', () => {
       form: { regenerate: 1, grace: 31 * 86_400 },
     });
     assert.equal(tooLong.status, 400, tooLong.raw);
+    // Once a minute per token, kind and address, however many requests (two workers: two at most).
+    const told = hook.events.filter(
+      (e) => e.type === 'token.source-refused' && e.data.tokenid === 'joe@pve!ci',
+    );
+    assert.ok(told.length >= 1 && told.length <= 3, JSON.stringify(told));
   });
 });

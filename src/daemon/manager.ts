@@ -20,7 +20,7 @@ import { effectiveExpiry } from '../config/expiring.js';
 import { ParameterError, TokenShadowError } from '../errors.js';
 import { readWebhookSettings, type WebhookSettings } from '../events/settings.js';
 import { Webhooks } from '../events/webhooks.js';
-import { Authenticator, type Identity } from '../http/authenticate.js';
+import { Authenticator, type Identity, type PolicyEvent } from '../http/authenticate.js';
 import { errorCode, httpFailureOf } from '../http/status.js';
 import { joinTokenid } from '../ids.js';
 import { type AuditContext, recordingStorage, recordOutcome } from '../service/audited.js';
@@ -34,6 +34,7 @@ import { readLastUsed } from '../usage/file.js';
 import type { LastUsedLedger } from '../usage/ledger.js';
 import { daemonCommand, fileInput, settingsFilePath, settingsFrom } from './cli-options.js';
 import { createLogger, type Logger } from './logger.js';
+import { oncePerMinute, POLICY_EVENT_OP, policyEventOf } from './policy-events.js';
 import { CLUSTER_VIEW_OP, CLUSTER_VIEW_PRIVILEGE } from './routes/cluster.js';
 import { type RpcRequest, type RpcResponse, serveRpc } from './rpc.js';
 import { readSettingsFile } from './settings-file.js';
@@ -90,6 +91,7 @@ export function handler(
   ledger?: LastUsedLedger,
   trail?: AuditTrail,
   clusterView?: () => Promise<ClusterView>,
+  onPolicyEvent?: (event: PolicyEvent) => void,
 ) {
   /** Where the record of a request goes: the client address the worker saw, or the socket. */
   const auditOf = (request: RpcRequest): AuditContext | null =>
@@ -127,6 +129,13 @@ export function handler(
     if (request.op === 'ping') return { id, ok: true, data: 'pong' };
     if (typeof request.params !== 'object' || !request.params) {
       return { id, ok: false, status: 400, message: 'malformed request' };
+    }
+    // A worker's policy event (source refused, previous secret used): for the webhooks.
+    if (request.op === POLICY_EVENT_OP) {
+      const event = policyEventOf(request.params);
+      if (event === null) return { id, ok: false, status: 400, message: 'malformed policy event' };
+      onPolicyEvent?.(event);
+      return { id, ok: true, data: null };
     }
     // The cluster view (GET /cluster/token-shadow): a read, so no audit record and no mutation line.
     if (request.op === CLUSTER_VIEW_OP && clusterView) {
@@ -228,6 +237,12 @@ async function startWebhooks(settings: Settings, deployment: Deployment, log: Lo
   void webhooks.checkNotices();
   return {
     wake: () => webhooks.wake(),
+    report: (event: PolicyEvent) => {
+      const data = { tokenid: event.tokenid, source: event.source ?? null };
+      const type =
+        event.kind === 'source-refused' ? 'token.source-refused' : 'token.previous-secret-used';
+      void webhooks.report(type, data);
+    },
     reconfigure: (next: WebhookSettings) => webhooks.reconfigure(next),
     stop() {
       clearInterval(poll);
@@ -301,7 +316,12 @@ export async function startManager(
     mode.cluster !== null && mode.storage instanceof EtcdStorage
       ? readClusterView(mode.storage.client, mode.cluster, deployment.page)
       : { mode: 'single-host' };
-  serveRpc(server, handler(mode.storage, auth, log, ledger, trail, clusterView), {
+  // Each worker filters its own; several workers may tell one thing, once more each at most.
+  const freshPolicyEvent = oncePerMinute();
+  const onPolicyEvent = (event: PolicyEvent) => {
+    if (freshPolicyEvent(event)) webhooks.report(event);
+  };
+  serveRpc(server, handler(mode.storage, auth, log, ledger, trail, clusterView, onPolicyEvent), {
     onStalledPeer: () =>
       log.info(
         'a peer of the socket does not read its answers: reading from it paused until it does',

@@ -19,7 +19,7 @@ import { registerConsole } from './console.js';
 import { shareWithHost } from './host-penalties.js';
 import type { Logger } from './logger.js';
 import { registerWorkerMetrics } from './metrics.js';
-import { policyEventLog } from './policy-events.js';
+import { policyEventReporter } from './policy-events.js';
 import { registerRoutes } from './routes/index.js';
 import { RpcClient } from './rpc.js';
 import { startWorkerUsage } from './usage.js';
@@ -74,7 +74,7 @@ export async function startWorker(
         (request as IncomingMessage).headers['x-forwarded-for'],
       );
     },
-    onPolicyEvent: policyEventLog(log),
+    onPolicyEvent: policyEventReporter(log, rpc),
   });
   const https = settings.plainHttp
     ? null

@@ -28,6 +28,10 @@ export const EVENT_TYPES = [
   'token.revoked',
   'token.expiring',
   'token.unused',
+  /** A rotation's previous secret used while its grace lasts: a client has not moved yet. */
+  'token.previous-secret-used',
+  /** The right secret from an address outside the token's allowed-ips: a leak, or a moved client. */
+  'token.source-refused',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -183,6 +187,24 @@ export class Webhooks {
       .then(() => this.#collect())
       .catch((error) => {
         this.#options.log.warn({ err: String(error) }, 'webhook events not collected');
+      });
+    return this.#collecting.then(() => this.#deliverAll());
+  }
+
+  /**
+   * An event seen on requests rather than in the trail (a worker's policy
+   * event): appended to the log, then delivered like any other. Nothing
+   * without an endpoint.
+   */
+  report(type: EventType, data: Record<string, unknown>): Promise<void> {
+    const opening = this.#opening;
+    if (opening === null) return Promise.resolve();
+    const time = new Date(this.#now()).toISOString();
+    this.#collecting = this.#collecting
+      .then(() => opening)
+      .then(() => this.#append([{ type, time, data }]))
+      .catch((error) => {
+        this.#options.log.warn({ err: String(error) }, 'webhook event not kept');
       });
     return this.#collecting.then(() => this.#deliverAll());
   }
