@@ -38,10 +38,11 @@ describe('the web console in a real browser', { skip }, () => {
   const dir = tempDir();
 
   /** A token's answer from a fresh connection each time, so the cluster spreads them over its workers. */
-  async function statuses(header: string, times = 6): Promise<number[]> {
+  async function statuses(header: string, times = 6, localAddress?: string): Promise<number[]> {
     const answers: number[] = [];
     for (let i = 0; i < times; i++) {
-      answers.push((await call(api, 'GET', '/version', { auth: header })).status);
+      const options = { auth: header, ...(localAddress ? { localAddress } : {}) };
+      answers.push((await call(api, 'GET', '/version', options)).status);
     }
     return answers;
   }
@@ -190,6 +191,45 @@ describe('the web console in a real browser', { skip }, () => {
       await statuses(pveHeader('joe@pve!ci', secret)),
       [401, 401, 401, 401, 401, 401],
     );
+  });
+
+  it('rotates with a grace: both secrets work until it ends, and the table says until when', async () => {
+    const old = await created('rolling', 'rotated with overlap');
+    await page.click('#reload');
+    await page.click('button[aria-label="Rotate joe@pve!rolling"]');
+    await page.waitForSelector('#rotate-dialog[open]');
+    assert.equal(await page.textContent('#rotate-id'), 'joe@pve!rolling');
+    await page.selectOption('#rotate-grace', '3600');
+    await page.click('#rotate-form button[type=submit]');
+    await page.waitForSelector('#secret-dialog[open]');
+    const fresh = await page.inputValue('#secret-value');
+    await page.click('#secret-dialog [data-close]');
+    assert.match((await page.textContent('#status')) ?? '', /the old secret works until /);
+    const row = page.locator('tr[data-token="joe@pve!rolling"]');
+    assert.match((await row.locator('small.grace').textContent()) ?? '', /previous secret until/);
+    assert.deepEqual(
+      await statuses(pveHeader('joe@pve!rolling', old)),
+      [200, 200, 200, 200, 200, 200],
+    );
+    assert.deepEqual(
+      await statuses(pveHeader('joe@pve!rolling', fresh)),
+      [200, 200, 200, 200, 200, 200],
+    );
+  });
+
+  it('edits where a token may be used from: elsewhere is refused at once', async () => {
+    const value = await created('fenced-in', 'only from 127.0.0.2');
+    await page.click('#reload');
+    await page.click('button[aria-label="Edit joe@pve!fenced-in"]');
+    await page.waitForSelector('#edit-dialog[open]');
+    await page.fill('#edit-allowed', '127.0.0.2');
+    await page.click('#edit-form button[type=submit]');
+    const row = page.locator('tr[data-token="joe@pve!fenced-in"]');
+    await row.locator('small.allowed').waitFor();
+    assert.equal(await row.locator('small.allowed').textContent(), 'from 127.0.0.2');
+    const header = pveHeader('joe@pve!fenced-in', value);
+    assert.deepEqual(await statuses(header, 4, '127.0.0.2'), [200, 200, 200, 200]);
+    assert.deepEqual(await statuses(header, 4, '127.0.0.3'), [401, 401, 401, 401]);
   });
 
   it('bulk-revokes what a filter keeps, after saying how many', async () => {

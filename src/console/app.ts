@@ -18,6 +18,8 @@ interface TokenRow {
   privsep: number;
   comment: string;
   'last-used'?: number;
+  'allowed-ips'?: string;
+  'grace-until'?: number;
 }
 
 interface UserRow {
@@ -162,6 +164,19 @@ function tokenPath(row: TokenRow): string {
   return `/access/users/${encodeURIComponent(row.userid)}/token/${encodeURIComponent(row.tokenid)}`;
 }
 
+/** What Proxmox's tokens have not, under the id: where it may be used from, an open grace. */
+function policyNotes(row: TokenRow): HTMLElement[] {
+  const notes: HTMLElement[] = [];
+  if (row['allowed-ips']) {
+    notes.push(el('small', { class: 'allowed' }, `from ${row['allowed-ips']}`));
+  }
+  const until = row['grace-until'];
+  if (until !== undefined && until * 1000 > Date.now()) {
+    notes.push(el('small', { class: 'grace' }, `previous secret until ${date(until, '')}`));
+  }
+  return notes;
+}
+
 function renderTokens(): void {
   const body = $('tokens-body');
   const rows = filtered();
@@ -175,13 +190,13 @@ function renderTokens(): void {
         actions.append(b);
       };
       button('Edit', 'edit', () => openEdit(row));
-      button('Rotate', 'rotate', () => void rotate(row));
+      button('Rotate', 'rotate', () => rotate(row));
       button('Permissions', 'permissions', () => void showPermissions(row));
       button('Revoke', 'revoke', () => void revoke([row]));
       const tr = el(
         'tr',
         {},
-        el('td', { class: 'id' }, fullId(row)),
+        el('td', { class: 'id' }, fullId(row), ...policyNotes(row)),
         el('td', {}, row.enable ? 'yes' : 'no'),
         el('td', {}, date(row.expire, 'never')),
         el('td', {}, row.privsep ? 'yes' : 'no'),
@@ -281,6 +296,7 @@ async function createToken(event: SubmitEvent): Promise<void> {
       comment: String(data.get('comment') ?? ''),
       privsep: data.get('privsep') ? '1' : '0',
       ...(expire ? { expire: String(Date.parse(`${expire}T00:00:00Z`) / 1000) } : {}),
+      ...(data.get('allowed-ips') ? { 'allowed-ips': String(data.get('allowed-ips')) } : {}),
     };
     const created = await api<{ 'full-tokenid': string; value: string }>(
       'POST',
@@ -294,11 +310,34 @@ async function createToken(event: SubmitEvent): Promise<void> {
   });
 }
 
-async function rotate(row: TokenRow): Promise<void> {
-  if (!confirm(`Give ${fullId(row)} a new secret? The old one stops working at once.`)) return;
+/** Asks how long the old secret may overlap the new one (rotate-dialog), then rotates. */
+function rotate(row: TokenRow): void {
+  const form = $('rotate-form') as HTMLFormElement;
+  form.reset();
+  form.dataset.token = fullId(row);
+  $('rotate-id').textContent = fullId(row);
+  ($('rotate-dialog') as HTMLDialogElement).showModal();
+}
+
+async function confirmRotate(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const form = event.target as HTMLFormElement;
+  const row = tokens.find((t) => fullId(t) === form.dataset.token);
+  if (!row) return;
+  const grace = String(new FormData(form).get('grace') ?? '0');
+  ($('rotate-dialog') as HTMLDialogElement).close();
   await guarded(async () => {
-    const created = await api<{ value: string }>('PUT', tokenPath(row), { regenerate: '1' });
-    say(`Rotated ${fullId(row)}.`);
+    const created = await api<{ value: string; info: TokenRow }>('PUT', tokenPath(row), {
+      regenerate: '1',
+      ...(grace === '0' ? {} : { grace }),
+    });
+    const until = created.info['grace-until'];
+    await refresh();
+    say(
+      until === undefined
+        ? `Rotated ${fullId(row)}: the old secret stopped working.`
+        : `Rotated ${fullId(row)}: the old secret works until ${date(until, '')}.`,
+    );
     showSecret(fullId(row), created.value);
   });
 }
@@ -337,6 +376,7 @@ function openEdit(row: TokenRow): void {
     ? new Date(row.expire * 1000).toISOString().slice(0, 10)
     : '';
   (form.elements.namedItem('enable') as HTMLInputElement).checked = row.enable === 1;
+  (form.elements.namedItem('allowed-ips') as HTMLInputElement).value = row['allowed-ips'] ?? '';
   ($('edit-dialog') as HTMLDialogElement).showModal();
 }
 
@@ -350,6 +390,7 @@ async function saveEdit(event: SubmitEvent): Promise<void> {
     const expire = String(data.get('expire') ?? '');
     await api('PUT', tokenPath(row), {
       comment: String(data.get('comment') ?? ''),
+      'allowed-ips': String(data.get('allowed-ips') ?? ''),
       enable: data.get('enable') ? '1' : '0',
       expire: expire ? String(Date.parse(`${expire}T00:00:00Z`) / 1000) : '0',
     });
@@ -419,6 +460,7 @@ function wire(): void {
   $('signout').addEventListener('click', () => signOut('Signed out.'));
   $('create-form').addEventListener('submit', (e) => void createToken(e as SubmitEvent));
   $('edit-form').addEventListener('submit', (e) => void saveEdit(e as SubmitEvent));
+  $('rotate-form').addEventListener('submit', (e) => void confirmRotate(e as SubmitEvent));
   for (const id of ['filter-text', 'filter-expiring', 'filter-unused']) {
     $(id).addEventListener('input', renderTokens);
   }

@@ -91,6 +91,8 @@ const PAGE = `<!doctype html>
       <input id="create-comment" name="comment">
       <label for="create-expire">Expires (UTC day, empty: never)</label>
       <input id="create-expire" name="expire" type="date">
+      <label for="create-allowed">Allowed from (addresses, CIDRs; empty: anywhere)</label>
+      <input id="create-allowed" name="allowed-ips" spellcheck="false" placeholder="10.0.0.0/8, 2001:db8::/32">
       <label><input type="checkbox" name="privsep" checked> Privilege separation</label>
       <button type="submit">Create</button>
     </form>
@@ -124,8 +126,25 @@ const PAGE = `<!doctype html>
     <input id="edit-comment" name="comment">
     <label for="edit-expire">Expires (UTC day, empty: never)</label>
     <input id="edit-expire" name="expire" type="date">
+    <label for="edit-allowed">Allowed from (addresses, CIDRs; empty: anywhere)</label>
+    <input id="edit-allowed" name="allowed-ips" spellcheck="false">
     <label><input type="checkbox" name="enable"> Enabled</label>
     <button type="submit">Save</button>
+    <button type="button" data-close>Cancel</button>
+  </form>
+</dialog>
+
+<dialog id="rotate-dialog" aria-labelledby="rotate-title">
+  <h2 id="rotate-title">Rotate <span id="rotate-id"></span></h2>
+  <form id="rotate-form">
+    <label for="rotate-grace">The old secret keeps working for</label>
+    <select id="rotate-grace" name="grace">
+      <option value="0">no time: it stops at once</option>
+      <option value="3600">1 hour</option>
+      <option value="86400">1 day</option>
+      <option value="604800">7 days</option>
+    </select>
+    <button type="submit">Rotate</button>
     <button type="button" data-close>Cancel</button>
   </form>
 </dialog>
@@ -157,6 +176,7 @@ th, td { border: 1px solid #d0d4da; padding: .3rem .4rem; text-align: left; vert
 td.id, #secret-value { font-family: ui-monospace, monospace; }
 #secret-value { width: 100%; max-width: 40rem; box-sizing: border-box; }
 td.comment { white-space: pre-wrap; word-break: break-word; }
+td.id small { display: block; color: #555; }
 td.actions button { margin: 0 .2rem .2rem 0; }
 .warning { color: #7a4b00; font-weight: bold; }
 .note { color: #555; font-size: .9rem; }
