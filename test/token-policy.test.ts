@@ -81,13 +81,13 @@ describe('token policy: source restrictions and rotation with a grace', () => {
   it('a token limited to 127.0.0.2 is refused from 127.0.0.3 with the right secret, on every worker', async () => {
     const created = await call(api, 'POST', '/access/users/joe@pve/token/ci', {
       auth: admin,
-      form: { privsep: 0, 'allowed-ips': '127.0.0.2, ::ffff:10.0.0.0/104' },
+      form: { privsep: 0, 'allowed-ips': '127.0.0.2, ::ffff:10.0.0.0/104, 2001:DB8::1/32' },
     });
     assert.equal(created.status, 200, created.raw);
     const data = created.body.data as { value: string; info: Record<string, unknown> };
     assert.equal(
       data.info['allowed-ips'],
-      '127.0.0.2,10.0.0.0/8',
+      '127.0.0.2,10.0.0.0/8,2001:db8::/32',
       'canonical: IPv4-mapped as IPv4',
     );
     const auth = pveHeader('joe@pve!ci', data.value);
@@ -102,7 +102,7 @@ describe('token policy: source restrictions and rotation with a grace', () => {
     assert.equal(read.status, 200, read.raw);
     assert.equal(
       (read.body.data as Record<string, unknown>)['allowed-ips'],
-      '127.0.0.2,10.0.0.0/8',
+      '127.0.0.2,10.0.0.0/8,2001:db8::/32',
     );
 
     const bad = await call(api, 'PUT', '/access/users/joe@pve/token/ci', {

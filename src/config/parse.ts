@@ -42,7 +42,8 @@ import {
 
 /**
  * 'token-shadow': `token:ID:ENABLE:EXPIRE:PRIVSEP:COMMENT:`, and for a token
- * with a source restriction or a rotation grace `...:COMMENT:ALLOWED-IPS:GRACE-UNTIL:`;
+ * with a source restriction or a rotation grace `...:COMMENT:ALLOWED-IPS:GRACE-UNTIL:`
+ * (ALLOWED-IPS encoded as COMMENT is: IPv6 addresses hold ':');
  * a line cut short never grants more than the whole line (our writer ends
  * every line with ':').
  * 'pve': Proxmox VE's own file, read with PVE 9.1's field semantics
@@ -224,7 +225,7 @@ function parseTokenLine(context: LineContext): Problem {
   if (allowed !== '') {
     if (context.complete < 7) return `ignoring token ${quote(tokenid)}: allowed-ips cut`;
     try {
-      token.allowedIps = canonicalAllowedIps(allowed);
+      token.allowedIps = canonicalAllowedIps(decodeText(allowed));
     } catch {
       return `ignoring token ${quote(tokenid)}: invalid allowed-ips`;
     }

@@ -52,7 +52,8 @@ function tokenExtras(tokenid: string, token: TokenEntry): string {
   const grace = token.graceUntil ?? 0;
   if (allowed === '' && grace === 0) return '';
   ensure(canonicalAllowedIps(allowed) === allowed, `allowed-ips of ${tokenid}`, allowed);
-  return `${allowed}:${expireText(tokenid, grace)}:`;
+  // Encoded as comments are: an IPv6 address's ':' would end the field.
+  return `${encodeText(allowed)}:${expireText(tokenid, grace)}:`;
 }
 
 function isUserid(value: string): boolean {

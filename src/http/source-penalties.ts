@@ -166,9 +166,18 @@ export class ClientAddresses {
     return this.#proxies?.check(address, isIPv6(address) ? 'ipv6' : 'ipv4') ?? false;
   }
 
+  /** The last peer looked at and its normal form: a connection's requests repeat it. */
+  #lastPeer: string | undefined = undefined;
+  #lastNormal = '';
+
   /** The client's address ('' when the peer is unknown), IPv4 unmapped. */
   of(peer: string | undefined, forwardedFor?: string | string[]): string {
-    let client = normaliseAddress(peer ?? '');
+    // On every request of a token that is noted or restricted: the same peer costs a compare.
+    if (peer !== this.#lastPeer) {
+      this.#lastPeer = peer;
+      this.#lastNormal = normaliseAddress(peer ?? '');
+    }
+    let client = this.#lastNormal;
     if (this.#proxies !== null && forwardedFor !== undefined && this.isTrustedProxy(client)) {
       const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
       for (let i = hops.length - 1; i >= 0; i--) {
