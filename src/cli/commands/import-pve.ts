@@ -1,5 +1,6 @@
 /**
- * `tokenctl import-pve <file>`: moving from Proxmox VE. Its user.cfg is read in
+ * `tokenctl import-pve <file>`: moving from Proxmox VE; `tokenctl export-pve
+ * [file]`: back again (user.cfg in PVE's dialect, what it cannot hold said). Its user.cfg is read in
  * PVE's dialect and written in ours through the store, so the generation moves
  * and every running process sees the new configuration at once.
  *
@@ -8,10 +9,11 @@
  * to tokens being replaced and are removed first: an imported token must never
  * accept the secret of an earlier token that happened to have the same id.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { SUPERUSER } from '../../config/access-control.js';
+import { exportPveUserConfig } from '../../config/export.js';
 import { importPveUserConfig } from '../../config/import.js';
 import type { UserConfig } from '../../config/types.js';
 import { ConfigError, quote } from '../../errors.js';
@@ -110,7 +112,34 @@ async function importPve(ctx: CliContext, file: string, force: boolean): Promise
   }
 }
 
+/**
+ * Writes the configuration as Proxmox VE's user.cfg: to `file` (created 0600,
+ * never over an existing one) or standard output. Token secrets stay here:
+ * PVE keeps them in a form of its own.
+ */
+async function exportPve(ctx: CliContext, file: string | undefined): Promise<void> {
+  const exported = exportPveUserConfig(await ctx.config());
+  for (const warning of exported.warnings) ctx.warn(`${file ?? 'user.cfg'}: ${warning.message}`);
+  if (file === undefined || file === '-') {
+    ctx.cli.io.stdout(exported.text);
+    return;
+  }
+  await writeFile(file, exported.text, { mode: 0o600, flag: 'wx' });
+  ctx.printDone(
+    { file: path.resolve(file), warnings: exported.warnings.map((w) => w.message) },
+    `wrote ${quote(file, 200)} for Proxmox VE` +
+      (exported.warnings.length > 0 ? ` (${exported.warnings.length} warnings)` : ''),
+  );
+}
+
 export function registerImportCommand(program: Command, cli: Cli): void {
+  program
+    .command('export-pve')
+    .description(
+      "write the configuration as Proxmox VE's user.cfg (no secrets; what PVE cannot hold is said)",
+    )
+    .argument('[file]', 'a new file (default: standard output)')
+    .action(cli.action(async (ctx, file: string | undefined) => exportPve(ctx, file)));
   program
     .command('import-pve')
     .description('import a Proxmox VE user.cfg (users, tokens, groups, pools, roles, ACLs)')
