@@ -7,7 +7,8 @@
  * window, and a revoke through any host returns within 1 s of its sending
  * with 0 accepts after it returned; their median is <= 100 ms when the
  * machine is as quiet as the benchmark's (the same revokes just before the
- * fault, every member up, have a median <= 25 ms): on a busier machine that
+ * fault, every member up, have a median <= 25 ms, and the load average over
+ * the last minute is at most the number of cores): on a busier machine that
  * median measures the machine, so it is printed as a diagnostic, and the
  * benchmark records it against the bound. With two members
  * down, every host fences within the lease and serves again <= 3 s after a
@@ -15,6 +16,7 @@
  * why when it skips.
  */
 import assert from 'node:assert/strict';
+import os from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import {
   availabilityUnder,
@@ -82,7 +84,10 @@ describe('one etcd member down is not an outage', { skip: why ?? false }, () => 
       t.diagnostic(
         `${key}: revoke median ${middle.toFixed(1)} ms (every member up just before: ${healthy.toFixed(1)} ms); longest refusal ${Math.max(...run.hosts.map((h) => h.longestRefusalMs)).toFixed(0)} ms`,
       );
-      if (healthy <= QUIET_REVOKE_MS) {
+      // Others' work on the machine (a 1-minute load above the cores) slows every commit's fsync.
+      const load = os.loadavg()[0] as number;
+      t.diagnostic(`${key}: load average ${load.toFixed(1)} on ${os.availableParallelism()} cores`);
+      if (healthy <= QUIET_REVOKE_MS && load <= os.availableParallelism()) {
         assert.ok(middle <= REVOKE_MEDIAN_MS, `${key}: revoke median ${middle} ms: ${detail}`);
       }
       await settle(cluster);
