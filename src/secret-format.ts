@@ -2,8 +2,9 @@
  * The secrets token-shadow makes: a form a secret scanner can find and the
  * server can refuse before any lookup, as GitHub's tokens are.
  *
- *   tsk_ + 43 base62 characters (256 random bits) + 6 base62 characters of
- *   CRC32 over everything before them          = 53 characters, [0-9A-Za-z_]
+ *   tsk_ + 8 base62 characters of reference + 43 base62 characters (256
+ *   random bits) + 6 base62 characters of CRC32 over everything before them
+ *                                              = 61 characters, [0-9A-Za-z_]
  *
  * The prefix makes a regular expression find them (`SECRET_PATTERN`) where a
  * bare UUID is indistinguishable from any other; the checksum lets the
@@ -12,21 +13,43 @@
  * lets a scanner that validates tell a real find from a near miss). The
  * alphabet needs no escaping in a header, a URL or a shell.
  *
+ * The reference is public and derived from the token id alone (SHA-256 over
+ * a fixed domain string and the id), so it needs no storage and is the same
+ * on every host: whoever reports a leaked secret (POST
+ * /access/leaked-secrets) lets the server find the token it belongs to
+ * without trying every stored hash. Two tokens may share a reference (about
+ * 47.6 bits); each candidate is checked with its hash. It also lets whoever
+ * holds a secret test guesses of its token id offline: token ids are not
+ * secrets in Proxmox's model (task logs and access logs name them), the
+ * secret is. Secrets made before the reference (53 characters: tsk_ + 43 +
+ * 6) keep working and keep their checksum; they cannot be reported by
+ * reference.
+ *
  * Secrets in Proxmox's form (a lowercase UUID, and whatever was imported)
  * keep working: only a secret that claims the prefix is held to the format.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 
 export const SECRET_PREFIX = 'tsk_';
+const REFERENCE_CHARS = 8;
 const RANDOM_CHARS = 43;
 const CHECK_CHARS = 6;
-export const SECRET_LENGTH = SECRET_PREFIX.length + RANDOM_CHARS + CHECK_CHARS;
+/** The length of a new secret (with its reference). */
+export const SECRET_LENGTH = SECRET_PREFIX.length + REFERENCE_CHARS + RANDOM_CHARS + CHECK_CHARS;
+/** The length of a secret made before references (still accepted, never made). */
+export const UNREFERENCED_SECRET_LENGTH = SECRET_PREFIX.length + RANDOM_CHARS + CHECK_CHARS;
+/** What the reference is a hash of, besides the token id: a change of scheme changes it. */
+const REFERENCE_DOMAIN = 'token-shadow secret reference v1\0';
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const BASE = BigInt(ALPHABET.length);
 
-/** What finds these secrets in text (logs, repositories); no other string has the prefix and length. */
-export const SECRET_PATTERN = /\btsk_[0-9A-Za-z]{49}\b/;
+/**
+ * What finds these secrets in text (logs, repositories): the 61-character
+ * form and the 53-character one made before references; no other string has
+ * the prefix and one of these lengths.
+ */
+export const SECRET_PATTERN = /\btsk_(?:[0-9A-Za-z]{8})?[0-9A-Za-z]{49}\b/;
 
 /** The form of new secrets: this project's scannable form, or Proxmox's UUID for clients that insist. */
 export type SecretFormat = 'scannable' | 'uuid';
@@ -53,12 +76,28 @@ function checksum(body: string): string {
   return text;
 }
 
-/** A new secret of `format`, from the system's CSPRNG. */
-export function newSecret(format: SecretFormat = 'scannable'): string {
+/** The public reference of `tokenid`'s secrets: 8 base62 digits of SHA-256(domain, id). */
+export function secretReference(tokenid: string): string {
+  const digest = createHash('sha256').update(REFERENCE_DOMAIN).update(tokenid).digest();
+  return base62(digest.readBigUInt64BE(0), REFERENCE_CHARS);
+}
+
+/** A new secret of `format` for `tokenid`, from the system's CSPRNG. */
+export function newSecret(tokenid: string, format: SecretFormat = 'scannable'): string {
   if (format === 'uuid') return randomUUID();
   // 32 random bytes are 256 bits; 43 base62 digits hold 256.03 bits, so none is lost.
-  const body = SECRET_PREFIX + base62(BigInt(`0x${randomBytes(32).toString('hex')}`), RANDOM_CHARS);
+  const random = base62(BigInt(`0x${randomBytes(32).toString('hex')}`), RANDOM_CHARS);
+  const body = SECRET_PREFIX + secretReference(tokenid) + random;
   return body + checksum(body);
+}
+
+/**
+ * The reference a well-formed secret carries (checksum included), or null:
+ * a secret of another form, one made before references, or a malformed one.
+ */
+export function referenceOf(secret: string): string | null {
+  if (secret.length !== SECRET_LENGTH || !plausibleSecret(secret)) return null;
+  return secret.slice(SECRET_PREFIX.length, SECRET_PREFIX.length + REFERENCE_CHARS);
 }
 
 /**
@@ -68,7 +107,9 @@ export function newSecret(format: SecretFormat = 'scannable'): string {
  */
 export function plausibleSecret(secret: string): boolean {
   if (!secret.startsWith(SECRET_PREFIX)) return true;
-  if (secret.length !== SECRET_LENGTH || !/^tsk_[0-9A-Za-z]+$/.test(secret)) return false;
-  const at = SECRET_LENGTH - CHECK_CHARS;
+  const length = secret.length;
+  if (length !== SECRET_LENGTH && length !== UNREFERENCED_SECRET_LENGTH) return false;
+  if (!/^tsk_[0-9A-Za-z]+$/.test(secret)) return false;
+  const at = length - CHECK_CHARS;
   return checksum(secret.slice(0, at)) === secret.slice(at);
 }

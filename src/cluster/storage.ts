@@ -101,7 +101,7 @@ export class EtcdStorage implements AuditingStorage {
     recorded?: number[],
   ): Promise<string> {
     parseTokenid(tokenid);
-    const secret = newSecret(this.#secretFormat);
+    const secret = newSecret(tokenid, this.#secretFormat);
     const hash = await this.#pool.hash(secret);
     const started = performance.now();
     const committed = await this.store.rotateSecretHash(tokenid, hash, keepPrevious, audit);

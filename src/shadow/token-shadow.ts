@@ -217,7 +217,7 @@ export class TokenShadow {
    * for Proxmox's lowercase UUID v4), stores its hash, returns it once.
    */
   async generateAndSetSecret(tokenid: string): Promise<string> {
-    const secret = newSecret(this.#secretFormat);
+    const secret = newSecret(tokenid, this.#secretFormat);
     await this.setSecret(tokenid, secret);
     return secret;
   }
