@@ -32,6 +32,8 @@ export const EVENT_TYPES = [
   'token.previous-secret-used',
   /** The right secret from an address outside the token's allowed-ips: a leak, or a moved client. */
   'token.source-refused',
+  /** A secret reported leaked revoked its token (POST /access/leaked-secrets, tokenctl). */
+  'token.leaked',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -71,6 +73,13 @@ export function eventsOfRecord(record: AuditRecord): Omit<TokenEvent, 'seq' | 'i
         return about('token.revoked', { tokenid: record.target, how: 'disabled' });
       }
       return [];
+    // A secret reported leaked (POST /access/leaked-secrets, tokenctl token revoke-leaked):
+    // the report, and the revocation it made, for receivers that follow only revocations.
+    case 'token.revoke-leaked':
+      return [
+        ...about('token.leaked', { tokenid: record.target }),
+        ...about('token.revoked', { tokenid: record.target, how: 'leaked' }),
+      ];
     case 'user.delete':
       return about('token.revoked', { userid: record.target, how: 'user deleted' });
     default:

@@ -21,6 +21,7 @@
  */
 import { readAcl, updateAcl } from './operations/acl.js';
 import { createGroup, deleteGroup, listGroups, updateGroup } from './operations/groups.js';
+import { revokeLeakedToken } from './operations/leaked-secrets.js';
 import type { Operation } from './operations/operation.js';
 import { readPermissions } from './operations/permissions.js';
 import { createPool, deletePool, listPools, updatePool } from './operations/pools.js';
@@ -38,6 +39,7 @@ import { createUser, deleteUser, listUsers, readUser, updateUser } from './opera
 
 export * from './operations/acl.js';
 export * from './operations/groups.js';
+export * from './operations/leaked-secrets.js';
 export {
   type Caller,
   type Operation,
@@ -80,6 +82,7 @@ export const OPERATIONS: ReadonlyMap<string, Operation<object>> = new Map(
       rotateToken,
       deleteToken,
       revokeTokens,
+      revokeLeakedToken,
       updateAcl,
       createGroup,
       updateGroup,

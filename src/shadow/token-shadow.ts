@@ -207,6 +207,25 @@ export class TokenShadow {
     return true;
   }
 
+  /**
+   * Whether `secret` is the current secret of `tokenid`, always at the cost
+   * of exactly one hash verify: against the token's stored hash, or a
+   * throwaway one when it has none (or `tokenid` is null). Never the cache
+   * (a hit would answer sooner) and never cached: for a caller whose answer
+   * must not tell a match by its time, such as a report of a leaked secret.
+   */
+  async verifyHashed(tokenid: string | null, secret: string): Promise<boolean> {
+    await this.#refresh();
+    this.#refuseIfFenced();
+    const { entries } = await this.#currentSnapshot();
+    const hash = tokenid === null ? undefined : entries.get(tokenid);
+    if (hash === undefined) {
+      await this.#dummyVerify(secret);
+      return false;
+    }
+    return this.#hashVerify(hash, secret);
+  }
+
   #refuseIfFenced(): void {
     const page = this.#page;
     if (page !== null && fencePassed(page)) throw new FencedError();
