@@ -12,6 +12,7 @@
 import { promises as fsp } from 'node:fs';
 import net from 'node:net';
 import { hostname } from 'node:os';
+import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { AuditTrail } from '../audit/trail.js';
 import { type ClusterView, readClusterView } from '../cluster/admin.js';
@@ -33,6 +34,7 @@ import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
 import { readLastUsed } from '../usage/file.js';
 import type { LastUsedLedger } from '../usage/ledger.js';
 import { daemonCommand, fileInput, settingsFilePath, settingsFrom } from './cli-options.js';
+import { LEAK_REPORT_OP, LeakIntake, reportedSecrets } from './leak-intake.js';
 import { createLogger, type Logger } from './logger.js';
 import { oncePerMinute, POLICY_EVENT_OP, policyEventOf } from './policy-events.js';
 import { CLUSTER_VIEW_OP, CLUSTER_VIEW_PRIVILEGE } from './routes/cluster.js';
@@ -92,6 +94,7 @@ export function handler(
   trail?: AuditTrail,
   clusterView?: () => Promise<ClusterView>,
   onPolicyEvent?: (event: PolicyEvent) => void,
+  leaks?: LeakIntake,
 ) {
   /** Where the record of a request goes: the client address the worker saw, or the socket. */
   const auditOf = (request: RpcRequest): AuditContext | null =>
@@ -144,6 +147,18 @@ export function handler(
         const { path: on, privs } = CLUSTER_VIEW_PRIVILEGE;
         requirePrivileges(await stores.readConfig(), viewer, on, privs);
         return { id, ok: true, data: await clusterView() };
+      } catch (error) {
+        const code = error instanceof TokenShadowError ? { code: error.code } : {};
+        return { id, ok: false, ...httpFailureOf(error), ...code };
+      }
+    }
+    // A leaked secret reported (POST /access/leaked-secrets): no credential, anyone may. The
+    // answer is the same whatever matched; the revocations are audited as they run (leak-intake.ts).
+    if (request.op === LEAK_REPORT_OP && leaks) {
+      try {
+        const reporter = typeof request.source === 'string' ? request.source : 'socket';
+        await leaks.report(reportedSecrets(request.params), reporter);
+        return { id, ok: true, data: null };
       } catch (error) {
         const code = error instanceof TokenShadowError ? { code: error.code } : {};
         return { id, ok: false, ...httpFailureOf(error), ...code };
@@ -321,7 +336,19 @@ export async function startManager(
   const onPolicyEvent = (event: PolicyEvent) => {
     if (freshPolicyEvent(event)) webhooks.report(event);
   };
-  serveRpc(server, handler(mode.storage, auth, log, ledger, trail, clusterView, onPolicyEvent), {
+  // Leaked-secret reports: their receipts, and the revocations a previous run left undone.
+  const leaks = new LeakIntake({
+    dir: path.join(settings.configDir, 'leak-reports'),
+    stores: mode.storage,
+    shadow: deployment.shadow,
+    trail,
+    penalties: settings.penalties,
+    log,
+    onRevoked: (tokenid) => ledger.forget(tokenid),
+  });
+  await leaks.open();
+  const serve = handler(mode.storage, auth, log, ledger, trail, clusterView, onPolicyEvent, leaks);
+  serveRpc(server, serve, {
     onStalledPeer: () =>
       log.info(
         'a peer of the socket does not read its answers: reading from it paused until it does',
@@ -383,6 +410,7 @@ export async function startManager(
         await new Promise<void>((resolve) => server.close(() => resolve()));
         expiryWatch.stop();
         webhooks.stop();
+        leaks.stop();
         await ledger.close();
         await mode.close();
         await deployment.close();

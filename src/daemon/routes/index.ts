@@ -19,6 +19,7 @@ import type { RpcClient } from '../rpc.js';
 import { registerAclRoutes } from './acl.js';
 import { registerClusterRoutes } from './cluster.js';
 import { registerGroupRoutes } from './groups.js';
+import { registerLeakedSecretRoutes } from './leaked-secrets.js';
 import { registerPermissionRoutes } from './permissions.js';
 import { registerPoolRoutes } from './pools.js';
 import { registerRoleRoutes } from './roles.js';
@@ -117,6 +118,7 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
       registerRoleRoutes(api, ctx);
       registerPoolRoutes(api, ctx);
       registerClusterRoutes(api, ctx);
+      registerLeakedSecretRoutes(api, ctx, options.penalties ?? null);
     },
     { prefix: '/api2/json' },
   );

@@ -1,0 +1,260 @@
+/**
+ * Revoking a leaked secret (issue 28 item 3) against the real daemons, over
+ * real HTTP: a secret reported to POST /access/leaked-secrets, without
+ * authentication, gets its token revoked and refused by every worker; a
+ * garbage secret, an unknown well-formed one and a matching one get the same
+ * answer; bad input is a 400 and a source past its budget a 429; tokenctl
+ * revokes from a file of findings; each revocation is in the audit trail with
+ * its source, and a webhook receiver gets `token.leaked` (signature checked).
+ * A receipt the manager had not acted on (a crash after its answer) is acted
+ * on when it starts again.
+ */
+import assert from 'node:assert/strict';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { crc32 } from 'node:zlib';
+import {
+  type Api,
+  call,
+  type Deployment,
+  pveHeader,
+  type Reply,
+  startDeployment,
+} from '../harness/daemons.js';
+import { freePorts } from '../harness/ports.js';
+import { tokenctlIn } from '../harness/tokenctl.js';
+import type { AuditRecord } from '../src/audit/trail.js';
+import type { TokenEvent } from '../src/events/webhooks.js';
+import { newSecret } from '../src/secret-format.js';
+import { tempDir } from './helpers/tmp.js';
+
+const SIGNING = 'leak-webhook-signing-secret';
+const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** A webhook receiver that refuses a bad signature; `arrived` waits for an event, never a timer. */
+async function receiver(port: number) {
+  const events: TokenEvent[] = [];
+  const waiters: (() => void)[] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(
+        String(req.headers['x-token-shadow-signature']),
+      );
+      const expected = match
+        ? createHmac('sha256', SIGNING).update(`${match[1]}.${body}`).digest('hex')
+        : null;
+      if (!match || expected !== match[2]) {
+        res.writeHead(401).end();
+        return;
+      }
+      events.push(JSON.parse(body) as TokenEvent);
+      res.writeHead(204).end();
+      for (const wake of waiters.splice(0)) wake();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    events,
+    async arrived(test: (event: TokenEvent) => boolean): Promise<TokenEvent> {
+      for (;;) {
+        const found = events.find(test);
+        if (found) return found;
+        await new Promise<void>((wake) => waiters.push(wake));
+      }
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A secret of the 53-character form made before references (valid checksum, no reference). */
+function unreferenced(): string {
+  let body = 'tsk_';
+  for (const byte of randomBytes(43)) body += ALPHABET[byte % 62];
+  let rest = crc32(body);
+  let check = '';
+  for (let i = 0; i < 6; i++) {
+    check = ALPHABET[rest % 62] + check;
+    rest = Math.floor(rest / 62);
+  }
+  return body + check;
+}
+
+describe('revoking a leaked secret', () => {
+  let deployment: Deployment;
+  let api: Api;
+  let hooks: Awaited<ReturnType<typeof receiver>>;
+  const secrets = new Map<string, string>();
+  const dir = tempDir();
+  after(async () => {
+    await deployment?.stop();
+    await hooks?.close();
+  });
+
+  const tokenctl = async (...args: string[]) => {
+    const run = await tokenctlIn(dir, ...args);
+    assert.equal(run.code, 0, run.stderr);
+    return run.stdout;
+  };
+  const report = (body: unknown): Promise<Reply> =>
+    call(api, 'POST', '/access/leaked-secrets', { json: body });
+  const status = async (tokenid: string) =>
+    (
+      await call(api, 'GET', '/version', {
+        auth: pveHeader(tokenid, secrets.get(tokenid) as string),
+      })
+    ).status;
+  /** The trail's records of revocations of leaked secrets. */
+  const revocations = async () =>
+    JSON.parse(
+      await tokenctl('--output', 'json', 'audit', '--op', 'token.revoke-leaked'),
+    ) as AuditRecord[];
+
+  before(async () => {
+    const [port] = await freePorts(1);
+    hooks = await receiver(port as number);
+    mkdirSync(path.join(dir, 'etc'), { recursive: true });
+    writeFileSync(
+      path.join(dir, 'etc', 'webhooks.json'),
+      JSON.stringify({ endpoints: [{ url: hooks.url, secret: SIGNING }], retryMaxMs: 400 }),
+      { mode: 0o600 },
+    );
+    await tokenctl('user', 'add', 'joe@pve');
+    for (const name of ['ci', 'cd', 'nightly', 'spare', 'later']) {
+      const made = JSON.parse(
+        await tokenctl('--output', 'json', 'token', 'add', `joe@pve!${name}`),
+      ) as { value: string };
+      secrets.set(`joe@pve!${name}`, made.value);
+    }
+    deployment = await startDeployment(dir);
+    api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1']);
+  });
+
+  it('revokes the token of a reported secret: refused by every worker, audited, announced', async () => {
+    // Cached in both workers first (the pool spreads new connections over them).
+    for (let i = 0; i < 4; i++) assert.equal(await status('joe@pve!ci'), 200);
+    const answer = await report({ secrets: [secrets.get('joe@pve!ci')] });
+    assert.equal(answer.status, 202, answer.raw);
+    assert.equal(answer.raw, '{"data":null}');
+
+    const leaked = await hooks.arrived(
+      (e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!ci',
+    );
+    assert.equal(leaked.data.actor, 'leak-report');
+    assert.equal(leaked.data.source, '127.0.0.1', "the reporter's address");
+    const revoked = await hooks.arrived(
+      (e) => e.type === 'token.revoked' && e.data.tokenid === 'joe@pve!ci',
+    );
+    assert.equal(revoked.data.how, 'leaked');
+    assert.ok(!JSON.stringify(hooks.events).includes(secrets.get('joe@pve!ci') as string));
+
+    for (let i = 0; i < 4; i++) assert.equal(await status('joe@pve!ci'), 401, 'every worker');
+    assert.equal(await status('joe@pve!cd'), 200, 'the other tokens keep working');
+    const [record] = (await revocations()).filter((r) => r.target === 'joe@pve!ci');
+    assert.equal(record?.actor, 'leak-report');
+    assert.equal(record?.source, '127.0.0.1');
+    assert.equal(record?.outcome, 'ok');
+    assert.deepEqual(record?.changes, {}, 'no secret in the trail');
+  });
+
+  it('answers garbage, an unknown well-formed secret and a match alike', async () => {
+    const answers = [
+      await report({ secrets: ['not-a-secret-at-all'] }),
+      await report({ secrets: [newSecret('nobody@pve!unknown')] }),
+      await report({ secrets: [unreferenced()] }),
+      await report({ secrets: [secrets.get('joe@pve!cd')] }),
+      // A well-formed secret carrying a live token's reference, but not its secret.
+      await report({ secrets: [newSecret('joe@pve!nightly')] }),
+      // PVE's list style: several in one field.
+      await call(api, 'POST', '/access/leaked-secrets', {
+        form: { secrets: `${newSecret('x@pve!y')},${secrets.get('joe@pve!spare')}` },
+      }),
+    ];
+    for (const answer of answers) {
+      assert.equal(answer.status, 202, answer.raw);
+      assert.equal(answer.raw, '{"data":null}');
+    }
+    await hooks.arrived((e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!cd');
+    await hooks.arrived((e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!spare');
+    assert.equal(await status('joe@pve!cd'), 401);
+    assert.equal(await status('joe@pve!spare'), 401);
+    assert.equal(await status('joe@pve!nightly'), 200, 'a made-up secret revokes nothing');
+  });
+
+  it('refuses malformed reports with 400 before they cost anything', async () => {
+    const tooMany = Array.from({ length: 21 }, () => newSecret('a@pve!b'));
+    for (const body of [
+      {},
+      { secrets: [] },
+      { secrets: tooMany },
+      { secrets: [{ not: 'a string' }] },
+      { secrets: ['x'.repeat(257)] },
+    ]) {
+      const answer = await report(body);
+      assert.equal(answer.status, 400, `${JSON.stringify(body).slice(0, 60)}: ${answer.raw}`);
+    }
+    const huge = await report({ secrets: ['y'.repeat(20_000)] });
+    assert.equal(huge.status, 413, 'the body is bounded');
+  });
+
+  it('revokes with tokenctl from a file of findings, as host root, audited as tokenctl', async () => {
+    const findings = path.join(dir, 'findings.json');
+    writeFileSync(
+      findings,
+      JSON.stringify([
+        { file: 'ci.yml', line: 3, match: `TOKEN=${secrets.get('joe@pve!nightly')}` },
+        { file: 'old.env', match: unreferenced() },
+        { file: 'noise', match: newSecret('ghost@pve!x') },
+      ]),
+    );
+    assert.equal(await status('joe@pve!nightly'), 200);
+    const out = await tokenctl('token', 'revoke-leaked', findings);
+    assert.match(out, /3 secret\(s\) found \(1 without a reference: not traceable\)/);
+    assert.match(out, /revoked 1 token\(s\): joe@pve!nightly/);
+    // tokenctl returned: no worker accepts the secret any more.
+    for (let i = 0; i < 4; i++) assert.equal(await status('joe@pve!nightly'), 401);
+    const [record] = (await revocations()).filter((r) => r.target === 'joe@pve!nightly');
+    assert.equal(record?.actor, 'host root');
+    assert.match(record?.source ?? '', /^tokenctl /);
+    const event = await hooks.arrived(
+      (e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!nightly',
+    );
+    assert.equal(event.data.actor, 'host root');
+  });
+
+  it('acts on a receipt left unprocessed by a crash when the manager starts again', async () => {
+    await deployment.stop();
+    // What a manager that fsynced a receipt, answered and died before revoking leaves behind.
+    const journal = path.join(dir, 'etc', 'leak-reports', 'receipts.jsonl');
+    writeFileSync(
+      journal,
+      `${JSON.stringify({ seq: 1000, time: new Date().toISOString(), source: '192.0.2.7', tokens: ['joe@pve!later'] })}\n{"seq":1001,"tor`,
+      { mode: 0o600 },
+    );
+    deployment = await startDeployment(dir);
+    api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1']);
+    const event = await hooks.arrived(
+      (e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!later',
+    );
+    assert.equal(event.data.source, '192.0.2.7');
+    assert.equal(await status('joe@pve!later'), 401);
+  });
+
+  it('answers 429 to a source past its budget', async () => {
+    // The default budget: 20 secrets, one forgiven per second; a report of 20 costs 20.
+    const full = Array.from({ length: 20 }, (_, i) => `garbage-${i}`);
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await report({ secrets: full })).status);
+    assert.equal(statuses[0], 202);
+    assert.ok(statuses.includes(429), `statuses ${statuses}`);
+    const refused = await report({ secrets: ['one-more'] });
+    assert.equal(refused.status, 429, refused.raw);
+  });
+});
