@@ -1,19 +1,25 @@
 /** `tokenctl token ...`: API tokens, with the API's semantics, as root@pam. */
+import { readFile } from 'node:fs/promises';
+import { text as readStdin } from 'node:stream/consumers';
 import { type Command, Option } from 'commander';
 import { currentEpochSeconds } from '../../config/active.js';
 import { expiringWithin } from '../../config/expiring.js';
 import type { TokenFields } from '../../config/users.js';
-import { joinTokenid, type Tokenid } from '../../ids.js';
+import { joinTokenid, splitTokenid, type Tokenid } from '../../ids.js';
+import { referenceOf } from '../../secret-format.js';
 import { type CreatedToken, type TokenInfo, withLastUsed } from '../../service/answers.js';
 import { formatAge } from '../../service/durations.js';
 import {
   createToken,
   deleteToken,
+  findLeakedTokens,
   listTokens,
   listUsers,
   readToken,
+  revokeLeakedToken,
   revokeTokens,
   rotateToken,
+  secretsIn,
   updateToken,
 } from '../../service/operations.js';
 import { readShadow } from '../../shadow/file.js';
@@ -379,6 +385,38 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
           ...(options.comment !== undefined ? { comment: options.comment } : {}),
         });
         ctx.printDone(answer, `revoked ${answer.revoked.length} token(s)`);
+      }),
+    );
+
+  token
+    .command('revoke-leaked')
+    .description(
+      "revoke the tokens whose secrets are in FILE (a scanner's findings, any text; - for stdin)",
+    )
+    .argument('<file>', 'the text to find secrets in (tsk_..., as SECRET_PATTERN finds them)')
+    .action(
+      cli.action(async (ctx, file: string) => {
+        const text = file === '-' ? await readStdin(process.stdin) : await readFile(file, 'utf8');
+        const secrets = secretsIn(text);
+        const stores = await ctx.writer();
+        const shadow = ctx.reader().shadow;
+        const leaked = await findLeakedTokens(await stores.readConfig(), secrets, (id, secret) =>
+          shadow.verifyHashed(id, secret),
+        );
+        // One audited change per token, as a report over the API makes (actor host root here).
+        for (const tokenid of leaked) {
+          const [userid, tokenName] = splitTokenid(tokenid);
+          await ctx.write(revokeLeakedToken, { userid, tokenName });
+        }
+        // The 53-character form made before references (or a bad checksum) names no token.
+        const untraceable = secrets.filter((secret) => referenceOf(secret) === null).length;
+        ctx.printDone(
+          { secrets: secrets.length, untraceable, revoked: leaked },
+          `${secrets.length} secret(s) found` +
+            (untraceable > 0 ? ` (${untraceable} without a reference: not traceable)` : '') +
+            `; revoked ${leaked.length} token(s)` +
+            (leaked.length > 0 ? `: ${leaked.join(', ')}` : ''),
+        );
       }),
     );
 
