@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Api, call, type Deployment, startDeployment } from '../harness/daemons.js';
+import { LEAK_REPORT_OP } from '../src/daemon/leak-intake.js';
 import { CLUSTER_VIEW_OP } from '../src/daemon/routes/cluster.js';
 import { OPERATIONS } from '../src/service/operations.js';
 import { tempDir } from './helpers/tmp.js';
@@ -53,11 +54,16 @@ describe('the OpenAPI description', () => {
 
   it('describes every route of the table by its operation', () => {
     assert.equal(served.openapi, '3.1.0');
-    // Every path but /version (PVE's, answered by the daemon itself) and the cluster view
-    // (answered by the manager from etcd) is an operation's.
+    // Every path but /version (PVE's, answered by the daemon itself), the cluster view
+    // (answered by the manager from etcd) and the leak reports (taken by the manager's intake,
+    // which runs token.revoke-leaked after) is an operation's.
     assert.equal(served.paths['/cluster/token-shadow']?.get?.operationId, CLUSTER_VIEW_OP);
+    const leaks = served.paths['/access/leaked-secrets']?.post;
+    assert.equal(leaks?.operationId, LEAK_REPORT_OP);
+    assert.deepEqual(leaks?.security, [], 'reported without authentication');
+    const special = ['/version', '/cluster/token-shadow', '/access/leaked-secrets'];
     const described = Object.entries(served.paths)
-      .filter(([path]) => path !== '/version' && path !== '/cluster/token-shadow')
+      .filter(([path]) => !special.includes(path))
       .flatMap(([, item]) => Object.values(item).map((op) => op.operationId));
     for (const id of described) assert.ok(id && OPERATIONS.has(id), `unknown operation ${id}`);
     assert.ok(described.length >= 24, `${described.length} routes`);

@@ -23,6 +23,8 @@ export interface DescribedRoute {
   querystring?: ObjectSchema;
   body?: ObjectSchema;
   authenticated: boolean;
+  /** The status of a success when not 200 (a route's own `response` schema says so). */
+  success?: string;
 }
 
 /** Where the description is served (outside /api2/json: it is no PVE API path). */
@@ -48,10 +50,17 @@ export function recordRoutes(app: FastifyInstance, prefix: string): DescribedRou
         ...(schema.querystring ? { querystring: schema.querystring as ObjectSchema } : {}),
         ...(schema.body ? { body: schema.body as ObjectSchema } : {}),
         authenticated: [route.onRequest ?? []].flat().length > 0,
+        ...successOf(schema.response),
       });
     }
   });
   return routes;
+}
+
+/** A route's success status other than 200, from the statuses its response schema names. */
+function successOf(response: unknown): { success?: string } {
+  const success = Object.keys(response ?? {}).find((status) => /^2\d\d$/.test(status));
+  return success === undefined || success === '200' ? {} : { success };
 }
 
 function parameters(where: 'path' | 'query', schema: ObjectSchema | undefined) {
@@ -95,7 +104,7 @@ export function openApiDocument(routes: readonly DescribedRoute[], version: stri
       ...body,
       ...(route.authenticated ? {} : { security: [] }),
       responses: {
-        '200': {
+        [route.success ?? '200']: {
           description: "Proxmox VE's envelope: the answer in `data`",
           content: {
             'application/json': {

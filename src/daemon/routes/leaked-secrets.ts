@@ -42,6 +42,10 @@ const description = {
       },
     },
   },
+  // 202 (accepted: the revocations run after the answer), the same body whatever matched.
+  response: {
+    202: { type: 'object', required: ['data'], properties: { data: { type: 'null' } } },
+  },
   summary:
     'report leaked secrets (no authentication): the tokens they belong to are revoked; 202 whether or not any matched',
   operationId: LEAK_REPORT_OP,
