@@ -188,6 +188,19 @@ describe('revoking a leaked secret', () => {
     assert.equal(await status('joe@pve!nightly'), 200, 'a made-up secret revokes nothing');
   });
 
+  it('lets no caller of the socket run the revocation itself, root@pam included', async () => {
+    // The op trusts that the secret was checked: only the intake and host root may run it.
+    const refused = await deployment.asRoot('token.revoke-leaked', {
+      userid: 'joe@pve',
+      tokenName: 'nightly',
+    });
+    assert.equal(refused.ok, false);
+    assert.equal((refused as { status: number }).status, 403);
+    assert.equal(await status('joe@pve!nightly'), 200);
+    const [record] = (await revocations()).filter((r) => r.target === 'joe@pve!nightly');
+    assert.equal(record?.outcome, 'refused', 'the attempt is in the trail');
+  });
+
   it('refuses malformed reports with 400 before they cost anything', async () => {
     const tooMany = Array.from({ length: 21 }, () => newSecret('a@pve!b'));
     for (const body of [
@@ -220,7 +233,9 @@ describe('revoking a leaked secret', () => {
     assert.match(out, /revoked 1 token\(s\): joe@pve!nightly/);
     // tokenctl returned: no worker accepts the secret any more.
     for (let i = 0; i < 4; i++) assert.equal(await status('joe@pve!nightly'), 401);
-    const [record] = (await revocations()).filter((r) => r.target === 'joe@pve!nightly');
+    const [record] = (await revocations()).filter(
+      (r) => r.target === 'joe@pve!nightly' && r.outcome === 'ok',
+    );
     assert.equal(record?.actor, 'host root');
     assert.match(record?.source ?? '', /^tokenctl /);
     const event = await hooks.arrived(
