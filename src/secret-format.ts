@@ -82,8 +82,12 @@ export function secretReference(tokenid: string): string {
   return base62(digest.readBigUInt64BE(0), REFERENCE_CHARS);
 }
 
-/** A new secret of `format` for `tokenid`, from the system's CSPRNG. */
-export function newSecret(tokenid: string, format: SecretFormat = 'scannable'): string {
+/**
+ * A new secret of `format` for `tokenid`, from the system's CSPRNG. Both are
+ * required: a call that passes the format alone (the signature before
+ * references) must not compile as a token id.
+ */
+export function newSecret(tokenid: string, format: SecretFormat): string {
   if (format === 'uuid') return randomUUID();
   // 32 random bytes are 256 bits; 43 base62 digits hold 256.03 bits, so none is lost.
   const random = base62(BigInt(`0x${randomBytes(32).toString('hex')}`), RANDOM_CHARS);

@@ -167,14 +167,14 @@ describe('revoking a leaked secret', () => {
   it('answers garbage, an unknown well-formed secret and a match alike', async () => {
     const answers = [
       await report({ secrets: ['not-a-secret-at-all'] }),
-      await report({ secrets: [newSecret('nobody@pve!unknown')] }),
+      await report({ secrets: [newSecret('nobody@pve!unknown', 'scannable')] }),
       await report({ secrets: [unreferenced()] }),
       await report({ secrets: [secrets.get('joe@pve!cd')] }),
       // A well-formed secret carrying a live token's reference, but not its secret.
-      await report({ secrets: [newSecret('joe@pve!nightly')] }),
+      await report({ secrets: [newSecret('joe@pve!nightly', 'scannable')] }),
       // PVE's list style: several in one field.
       await call(api, 'POST', '/access/leaked-secrets', {
-        form: { secrets: `${newSecret('x@pve!y')},${secrets.get('joe@pve!spare')}` },
+        form: { secrets: `${newSecret('x@pve!y', 'scannable')},${secrets.get('joe@pve!spare')}` },
       }),
     ];
     for (const answer of answers) {
@@ -186,6 +186,37 @@ describe('revoking a leaked secret', () => {
     assert.equal(await status('joe@pve!cd'), 401);
     assert.equal(await status('joe@pve!spare'), 401);
     assert.equal(await status('joe@pve!nightly'), 200, 'a made-up secret revokes nothing');
+  });
+
+  it("revokes on a rotation's previous secret during its grace, not after it", async () => {
+    const rotate = async (tokenid: string, grace: string) =>
+      (
+        JSON.parse(
+          await tokenctl('--output', 'json', 'token', 'rotate', tokenid, '--grace', grace),
+        ) as { value: string }
+      ).value;
+    const made = async (tokenid: string) =>
+      (JSON.parse(await tokenctl('--output', 'json', 'token', 'add', tokenid)) as { value: string })
+        .value;
+    const header = (tokenid: string, secret: string) => ({ auth: pveHeader(tokenid, secret) });
+    const inGrace = await made('joe@pve!rotating');
+    await rotate('joe@pve!rotating', '1h');
+    const ended = await made('joe@pve!rotated');
+    const current = await rotate('joe@pve!rotated', '1s');
+    // The grace is over once a worker refuses the previous secret (the hash is still stored).
+    while ((await call(api, 'GET', '/version', header('joe@pve!rotated', ended))).status !== 401);
+    assert.equal((await report({ secrets: [ended] })).status, 202);
+    assert.equal((await report({ secrets: [inGrace] })).status, 202);
+    // Receipts are acted on in order: once the second is, the first was.
+    await hooks.arrived((e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!rotating');
+    assert.ok(
+      !hooks.events.some((e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!rotated'),
+      'a secret whose grace ended revokes nothing',
+    );
+    assert.equal(
+      (await call(api, 'GET', '/version', header('joe@pve!rotated', current))).status,
+      200,
+    );
   });
 
   it('lets no caller of the socket run the revocation itself, root@pam included', async () => {
@@ -202,7 +233,7 @@ describe('revoking a leaked secret', () => {
   });
 
   it('refuses malformed reports with 400 before they cost anything', async () => {
-    const tooMany = Array.from({ length: 21 }, () => newSecret('a@pve!b'));
+    const tooMany = Array.from({ length: 21 }, () => newSecret('a@pve!b', 'scannable'));
     for (const body of [
       {},
       { secrets: [] },
@@ -224,7 +255,7 @@ describe('revoking a leaked secret', () => {
       JSON.stringify([
         { file: 'ci.yml', line: 3, match: `TOKEN=${secrets.get('joe@pve!nightly')}` },
         { file: 'old.env', match: unreferenced() },
-        { file: 'noise', match: newSecret('ghost@pve!x') },
+        { file: 'noise', match: newSecret('ghost@pve!x', 'scannable') },
       ]),
     );
     assert.equal(await status('joe@pve!nightly'), 200);

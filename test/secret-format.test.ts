@@ -62,10 +62,10 @@ function lookAlikes(): string[] {
     samples.push(randomBytes(32).toString('hex'));
     samples.push(randomBytes(36).toString('base64url'));
     samples.push(`tsk_${randomBytes(30).toString('base64url').replace(/[-_]/g, 'x').slice(0, 40)}`);
-    samples.push(`tsk-${newSecret(ID).slice(4)}`);
-    samples.push(`${newSecret(ID)}0`); // one character too long: not a whole word of the form
+    samples.push(`tsk-${newSecret(ID, 'scannable').slice(4)}`);
+    samples.push(`${newSecret(ID, 'scannable')}0`); // one character too long: not a whole word of the form
     samples.push(`${unreferenced()}0`);
-    samples.push(newSecret(ID).slice(0, -4)); // between the two lengths
+    samples.push(newSecret(ID, 'scannable').slice(0, -4)); // between the two lengths
   }
   return samples;
 }
@@ -74,7 +74,7 @@ describe('the secret format', () => {
   it('is tsk_ plus 57 base62 characters, unique, and passes its own checksum', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) {
-      const secret = newSecret(ID);
+      const secret = newSecret(ID, 'scannable');
       assert.equal(secret.length, SECRET_LENGTH);
       assert.equal(SECRET_LENGTH, 61);
       assert.match(secret, /^tsk_[0-9A-Za-z]{57}$/);
@@ -89,7 +89,7 @@ describe('the secret format', () => {
   });
 
   it('carries the reference of its token id, which only a well-formed secret gives away', () => {
-    const secret = newSecret(ID);
+    const secret = newSecret(ID, 'scannable');
     assert.match(secretReference(ID), /^[0-9A-Za-z]{8}$/);
     assert.equal(secretReference(ID), secretReference(ID), 'derived, not stored');
     assert.notEqual(secretReference(ID), secretReference('alice@pve!cd'));
@@ -108,7 +108,7 @@ describe('the secret format', () => {
   });
 
   it('finds every changed character with the checksum, and does not judge other secrets', () => {
-    const secret = newSecret(ID);
+    const secret = newSecret(ID, 'scannable');
     for (let at = 4; at < secret.length; at++) {
       const other = secret[at] === 'A' ? 'B' : 'A';
       const changed = secret.slice(0, at) + other + secret.slice(at + 1);
@@ -125,7 +125,7 @@ describe('the secret format', () => {
   it('is found by the README pattern and the gitleaks rule, and nothing else is', () => {
     const rule = gitleaksPattern();
     const secrets = [
-      ...Array.from({ length: 200 }, (_, i) => newSecret(`u${i}@pve!t`)),
+      ...Array.from({ length: 200 }, (_, i) => newSecret(`u${i}@pve!t`, 'scannable')),
       ...Array.from({ length: 50 }, unreferenced),
     ];
     const text = secrets.map((s, i) => `line ${i}: export TOKEN="${s}"`).join('\n');
@@ -181,7 +181,7 @@ describe('secrets against the real daemons', () => {
     assert.equal(await hashes(), before, 'no hash for a secret whose checksum fails');
     // An unknown id with a well-formed secret costs a (dummy) hash: the counter can move.
     await call(api, 'GET', '/version', {
-      auth: pveHeader('nobody@pve!unknown', newSecret('nobody@pve!unknown')),
+      auth: pveHeader('nobody@pve!unknown', newSecret('nobody@pve!unknown', 'scannable')),
     });
     assert.ok((await hashes()) > before, 'the counter counts');
   });

@@ -208,17 +208,18 @@ export class TokenShadow {
   }
 
   /**
-   * Whether `secret` is the current secret of `tokenid`, always at the cost
-   * of exactly one hash verify: against the token's stored hash, or a
-   * throwaway one when it has none (or `tokenid` is null). Never the cache
+   * Whether `secret` is the secret stored under `id` (a token id, or the key
+   * of its previous secret: previousSecretId), always at the cost of exactly
+   * one hash verify: against the stored hash, or a throwaway one when there
+   * is none (or `id` is null). Never the cache
    * (a hit would answer sooner) and never cached: for a caller whose answer
    * must not tell a match by its time, such as a report of a leaked secret.
    */
-  async verifyHashed(tokenid: string | null, secret: string): Promise<boolean> {
+  async verifyHashed(id: string | null, secret: string): Promise<boolean> {
     await this.#refresh();
     this.#refuseIfFenced();
     const { entries } = await this.#currentSnapshot();
-    const hash = tokenid === null ? undefined : entries.get(tokenid);
+    const hash = id === null ? undefined : entries.get(id);
     if (hash === undefined) {
       await this.#dummyVerify(secret);
       return false;
@@ -249,7 +250,7 @@ export class TokenShadow {
    */
   async rotateSecret(tokenid: string, keepPrevious: boolean): Promise<string> {
     parseTokenid(tokenid);
-    const secret = newSecret(this.#secretFormat);
+    const secret = newSecret(tokenid, this.#secretFormat);
     const hash = await this.#pool.hash(secret);
     const previousId = previousSecretId(tokenid);
     await this.#mutate(

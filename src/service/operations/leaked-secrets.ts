@@ -21,10 +21,11 @@
  * request or a socket line can produce, since it trusts that the secret was
  * checked before.
  */
+import { currentEpochSeconds } from '../../config/active.js';
 import type { UserConfig } from '../../config/types.js';
 import * as userConfig from '../../config/users.js';
 import { PermissionError } from '../../errors.js';
-import { joinTokenid } from '../../ids.js';
+import { joinTokenid, previousSecretId, splitTokenid } from '../../ids.js';
 import { referenceOf, SECRET_PATTERN, secretReference } from '../../secret-format.js';
 import { type ParameterSchema, type Raw, schema, text } from '../params.js';
 import { type Caller, HOST_ROOT } from '../rules.js';
@@ -48,10 +49,11 @@ export const MAX_REPORTED_SECRETS = 20;
 export const MAX_REPORTED_SECRET_LENGTH = 256;
 
 /**
- * Checks `secret` against the current hash of `tokenid` (null: a throwaway
- * hash), always at the cost of one hash: TokenShadow.verifyHashed.
+ * Checks `secret` against the hash token.shadow keeps under `id` (a token id,
+ * or previousSecretId's key for a rotation's previous secret; null: a
+ * throwaway hash), always at the cost of one hash: TokenShadow.verifyHashed.
  */
-export type VerifyHashed = (tokenid: string | null, secret: string) => Promise<boolean>;
+export type VerifyHashed = (id: string | null, secret: string) => Promise<boolean>;
 
 /** Token ids by reference, per config read (a config object is never changed once read). */
 const indexes = new WeakMap<UserConfig, Map<string, string[]>>();
@@ -79,12 +81,25 @@ export function candidatesOf(config: UserConfig, secret: string): readonly strin
   return reference === null ? [] : (referenceIndex(config).get(reference) ?? []);
 }
 
+/** Whether `tokenid`'s previous secret (a rotation's) still works at `now` (epoch seconds). */
+function graceOpen(config: UserConfig, tokenid: string, now: number): boolean {
+  const [userid, tokenName] = splitTokenid(tokenid);
+  const graceUntil = config.users.get(userid)?.tokens.get(tokenName)?.graceUntil;
+  return graceUntil !== undefined && now < graceUntil;
+}
+
 /**
- * The ids of the tokens these secrets are the current secrets of, sorted.
- * Each traceable secret costs one hash per candidate and at least one (a
- * throwaway one without a candidate), one after the other so that a report
- * takes one hashing thread at a time; an untraceable one costs none, which
- * tells nothing its form does not (the checksum is public).
+ * The ids of the tokens these secrets are a working secret of (the current
+ * one, or the previous one during a rotation's grace), sorted. A previous
+ * secret whose grace has ended works nowhere and revokes nothing: anyone
+ * holding a secret rotated away long ago must not be able to revoke its token.
+ *
+ * Each traceable secret costs two hashes per candidate (the current secret,
+ * then the previous one in a grace or a throwaway one) and two without a
+ * candidate (throwaway ones), one after the other so that a report takes one
+ * hashing thread at a time; so the count tells neither a match nor a grace.
+ * An untraceable secret costs none, which tells nothing its form does not
+ * (the checksum is public).
  */
 export async function findLeakedTokens(
   config: UserConfig,
@@ -92,11 +107,20 @@ export async function findLeakedTokens(
   verify: VerifyHashed,
 ): Promise<string[]> {
   const found = new Set<string>();
+  const now = currentEpochSeconds();
   for (const secret of new Set(secrets)) {
     if (referenceOf(secret) === null) continue;
     const candidates = candidatesOf(config, secret);
-    if (candidates.length === 0) await verify(null, secret);
-    for (const tokenid of candidates) if (await verify(tokenid, secret)) found.add(tokenid);
+    if (candidates.length === 0) {
+      await verify(null, secret);
+      await verify(null, secret);
+    }
+    for (const tokenid of candidates) {
+      const current = await verify(tokenid, secret);
+      const grace = graceOpen(config, tokenid, now);
+      const previous = await verify(grace ? previousSecretId(tokenid) : null, secret);
+      if (current || (grace && previous)) found.add(tokenid);
+    }
   }
   return [...found].sort();
 }
