@@ -6,8 +6,9 @@
  * matched, and its time does not tell either: before the answer the intake
  * (1) charges the reporter's source one unit of its budget per secret (429
  * past it), (2) checks every traceable secret against the hash of each token
- * its reference names, one hash at least (findLeakedTokens), and (3) appends
- * a receipt to its journal and fsyncs it, for every report, matched or not.
+ * its reference names, two hashes a candidate or two throwaway ones
+ * (findLeakedTokens), and (3) appends a receipt to its journal and fsyncs
+ * it, for every report, matched or not.
  * Only then does it answer; the revocations run after, from the journal, one
  * token at a time through the operation table's `token.revoke-leaked`
  * (audited as actor `leak-report` with the reporter's address, announced by
@@ -23,7 +24,8 @@
  *
  * The budget is the per-source machinery of the API's authentication
  * failures (src/http/source-penalties.ts) with the same budget and decay: a
- * reported secret costs at most one hash, as a failed authentication does.
+ * reported secret costs two hashes where a failed authentication costs one,
+ * the same order of work.
  * It is kept here, in the one process that sees every report of the host,
  * so it holds host-wide whatever the number of workers. A budget of 0 (the
  * API's penalties off) does not turn it off: the default applies.

@@ -10,9 +10,9 @@
  * of another form (UUID, the 53-character form made before references, or
  * anything else) cannot be traced and is ignored.
  *
- * Two parts: `findLeakedTokens` (which costs at least one hash per
- * traceable secret, a throwaway one when no token has its reference, so that
- * its time does not tell a match) and the write operation `token.revoke-leaked`,
+ * Two parts: `findLeakedTokens` (which costs two hashes per candidate of a
+ * traceable secret, two throwaway ones when no token has its reference, so
+ * that its time tells neither a match nor a grace) and the write operation `token.revoke-leaked`,
  * which removes one token so found, with its secret and ACL entries, through
  * the normal path: audited per token (the record names the token; the
  * reporter is its source) and announced by webhook as `token.leaked` and
