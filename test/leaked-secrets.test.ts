@@ -10,9 +10,8 @@
  * on when it starts again.
  */
 import assert from 'node:assert/strict';
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { crc32 } from 'node:zlib';
@@ -30,48 +29,17 @@ import type { AuditRecord } from '../src/audit/trail.js';
 import type { TokenEvent } from '../src/events/webhooks.js';
 import { newSecret } from '../src/secret-format.js';
 import { tempDir } from './helpers/tmp.js';
+import { type Receiver, receiver, SECRET } from './helpers/webhook-receiver.js';
 
-const SIGNING = 'leak-webhook-signing-secret';
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
-/** A webhook receiver that refuses a bad signature; `arrived` waits for an event, never a timer. */
-async function receiver(port: number) {
-  const events: TokenEvent[] = [];
-  const waiters: (() => void)[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => {
-      body += chunk;
-    });
-    req.on('end', () => {
-      const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(
-        String(req.headers['x-token-shadow-signature']),
-      );
-      const expected = match
-        ? createHmac('sha256', SIGNING).update(`${match[1]}.${body}`).digest('hex')
-        : null;
-      if (!match || expected !== match[2]) {
-        res.writeHead(401).end();
-        return;
-      }
-      events.push(JSON.parse(body) as TokenEvent);
-      res.writeHead(204).end();
-      for (const wake of waiters.splice(0)) wake();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${port}/hook`,
-    events,
-    async arrived(test: (event: TokenEvent) => boolean): Promise<TokenEvent> {
-      for (;;) {
-        const found = events.find(test);
-        if (found) return found;
-        await new Promise<void>((wake) => waiters.push(wake));
-      }
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+/** The first event `test` accepts, once it arrived (waits for deliveries, never a timer). */
+async function arrived(hooks: Receiver, test: (event: TokenEvent) => boolean): Promise<TokenEvent> {
+  for (;;) {
+    const found = hooks.events.find(test);
+    if (found) return found;
+    await hooks.received(hooks.events.length + 1);
+  }
 }
 
 /** A secret of the 53-character form made before references (valid checksum, no reference). */
@@ -90,7 +58,7 @@ function unreferenced(): string {
 describe('revoking a leaked secret', () => {
   let deployment: Deployment;
   let api: Api;
-  let hooks: Awaited<ReturnType<typeof receiver>>;
+  let hooks: Receiver;
   const secrets = new Map<string, string>();
   const dir = tempDir();
   after(async () => {
@@ -123,7 +91,7 @@ describe('revoking a leaked secret', () => {
     mkdirSync(path.join(dir, 'etc'), { recursive: true });
     writeFileSync(
       path.join(dir, 'etc', 'webhooks.json'),
-      JSON.stringify({ endpoints: [{ url: hooks.url, secret: SIGNING }], retryMaxMs: 400 }),
+      JSON.stringify({ endpoints: [{ url: hooks.url, secret: SECRET }], retryMaxMs: 400 }),
       { mode: 0o600 },
     );
     await tokenctl('user', 'add', 'joe@pve');
@@ -144,12 +112,14 @@ describe('revoking a leaked secret', () => {
     assert.equal(answer.status, 202, answer.raw);
     assert.equal(answer.raw, '{"data":null}');
 
-    const leaked = await hooks.arrived(
+    const leaked = await arrived(
+      hooks,
       (e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!ci',
     );
     assert.equal(leaked.data.actor, 'leak-report');
     assert.equal(leaked.data.source, '127.0.0.1', "the reporter's address");
-    const revoked = await hooks.arrived(
+    const revoked = await arrived(
+      hooks,
       (e) => e.type === 'token.revoked' && e.data.tokenid === 'joe@pve!ci',
     );
     assert.equal(revoked.data.how, 'leaked');
@@ -181,8 +151,8 @@ describe('revoking a leaked secret', () => {
       assert.equal(answer.status, 202, answer.raw);
       assert.equal(answer.raw, '{"data":null}');
     }
-    await hooks.arrived((e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!cd');
-    await hooks.arrived((e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!spare');
+    await arrived(hooks, (e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!cd');
+    await arrived(hooks, (e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!spare');
     assert.equal(await status('joe@pve!cd'), 401);
     assert.equal(await status('joe@pve!spare'), 401);
     assert.equal(await status('joe@pve!nightly'), 200, 'a made-up secret revokes nothing');
@@ -208,7 +178,7 @@ describe('revoking a leaked secret', () => {
     assert.equal((await report({ secrets: [ended] })).status, 202);
     assert.equal((await report({ secrets: [inGrace] })).status, 202);
     // Receipts are acted on in order: once the second is, the first was.
-    await hooks.arrived((e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!rotating');
+    await arrived(hooks, (e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!rotating');
     assert.ok(
       !hooks.events.some((e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!rotated'),
       'a secret whose grace ended revokes nothing',
@@ -269,7 +239,8 @@ describe('revoking a leaked secret', () => {
     );
     assert.equal(record?.actor, 'host root');
     assert.match(record?.source ?? '', /^tokenctl /);
-    const event = await hooks.arrived(
+    const event = await arrived(
+      hooks,
       (e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!nightly',
     );
     assert.equal(event.data.actor, 'host root');
@@ -286,7 +257,8 @@ describe('revoking a leaked secret', () => {
     );
     deployment = await startDeployment(dir);
     api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1']);
-    const event = await hooks.arrived(
+    const event = await arrived(
+      hooks,
       (e) => e.type === 'token.leaked' && e.data.tokenid === 'joe@pve!later',
     );
     assert.equal(event.data.source, '192.0.2.7');
