@@ -13,6 +13,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Api, call, type Deployment, pveHeader, startDeployment } from '../harness/daemons.js';
 import { freePorts } from '../harness/ports.js';
+import type { TokenEvent } from '../src/events/webhooks.js';
 import { tempDir } from './helpers/tmp.js';
 import { type Receiver, receiver, SECRET } from './helpers/webhook-receiver.js';
 
@@ -30,10 +31,18 @@ async function statuses(api: Api, auth: string, localAddress = '127.0.0.1'): Pro
 const all = (status: number) => Array<number>(ROUNDS).fill(status);
 
 /** The first event of `type` about `tokenid`, once it arrived (events arrive in order, never by a timer). */
-async function eventAbout(hook: Receiver, type: string, tokenid: string) {
+async function eventAbout(
+  hook: Receiver,
+  type: string,
+  tokenid: string,
+  data: Record<string, unknown> = {},
+) {
+  const wanted = (e: TokenEvent) =>
+    e.type === type &&
+    e.data.tokenid === tokenid &&
+    Object.entries(data).every(([key, value]) => e.data[key] === value);
   for (let count = 1; ; count++) {
-    const events = await hook.received(count);
-    const found = events.find((e) => e.type === type && e.data.tokenid === tokenid);
+    const found = (await hook.received(count)).find(wanted);
     if (found) return found;
   }
 }
@@ -172,7 +181,7 @@ describe('token policy: source restrictions and rotation with a grace', () => {
     assert.ok(until >= Math.floor(Date.now() / 1000) + grace - 2, `grace-until ${until}`);
     assert.deepEqual(await statuses(api, second), all(200));
     assert.deepEqual(await statuses(api, first), all(200), 'the previous secret during the grace');
-    await eventAbout(hook, 'token.previous-secret-used', 'joe@pve!deploy');
+    await eventAbout(hook, 'token.previous-secret-used', 'joe@pve!deploy', { grace: 'open' });
 
     // A second rotation ends the first grace at once: at most two secrets work.
     const again = await call(api, 'PUT', '/access/users/joe@pve/token/deploy', {
@@ -194,6 +203,8 @@ describe('token policy: source restrictions and rotation with a grace', () => {
       all(401),
       'refused by every worker after the grace',
     );
+    // ... and told: a client still on it after the grace never moved.
+    await eventAbout(hook, 'token.previous-secret-used', 'joe@pve!deploy', { grace: 'ended' });
     assert.deepEqual(await statuses(api, third), all(200));
 
     // Without a grace, Proxmox's regenerate: the old secret stops at once.

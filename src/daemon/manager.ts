@@ -253,7 +253,13 @@ async function startWebhooks(settings: Settings, deployment: Deployment, log: Lo
   return {
     wake: () => webhooks.wake(),
     report: (event: PolicyEvent) => {
-      const data = { tokenid: event.tokenid, source: event.source ?? null };
+      const data = {
+        tokenid: event.tokenid,
+        source: event.source ?? null,
+        ...(event.kind === 'previous-secret-used'
+          ? { grace: event.afterGrace === true ? 'ended' : 'open' }
+          : {}),
+      };
       const type =
         event.kind === 'source-refused' ? 'token.source-refused' : 'token.previous-secret-used';
       void webhooks.report(type, data);

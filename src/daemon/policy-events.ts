@@ -21,7 +21,7 @@ const KINDS: readonly PolicyEvent['kind'][] = ['source-refused', 'previous-secre
 export function oncePerMinute(now: () => number = Date.now): (event: PolicyEvent) => boolean {
   const told = new Map<string, number>();
   return (event) => {
-    const key = `${event.kind}\n${event.tokenid}\n${event.source ?? ''}`;
+    const key = `${event.kind}\n${event.tokenid}\n${event.source ?? ''}\n${event.afterGrace === true}`;
     const at = now();
     const last = told.get(key);
     if (last !== undefined && at - last < REPEAT_MS) return false;
@@ -35,6 +35,8 @@ export function logPolicyEvent(log: Logger, event: PolicyEvent): void {
   const fields = { tokenid: event.tokenid, source: event.source ?? null, event: event.kind };
   if (event.kind === 'source-refused') {
     log.warn(fields, 'token used from an address its allowed-ips does not list');
+  } else if (event.afterGrace === true) {
+    log.warn(fields, "a token's previous secret was used after its rotation grace ended: refused");
   } else log.info(fields, "a token's previous secret was used during its rotation grace");
 }
 
@@ -52,9 +54,15 @@ export function policyEventReporter(log: Logger, rpc: RpcClient): (event: Policy
 
 /** A policy event as a worker sent it, or null when it is not one. */
 export function policyEventOf(params: Record<string, unknown>): PolicyEvent | null {
-  const { kind, tokenid, source } = params;
+  const { kind, tokenid, source, afterGrace } = params;
   if (!KINDS.includes(kind as PolicyEvent['kind'])) return null;
   if (typeof tokenid !== 'string' || !isTokenid(tokenid)) return null;
   if (source !== undefined && (typeof source !== 'string' || source.length > 64)) return null;
-  return { kind: kind as PolicyEvent['kind'], tokenid, source: source as string | undefined };
+  if (afterGrace !== undefined && typeof afterGrace !== 'boolean') return null;
+  return {
+    kind: kind as PolicyEvent['kind'],
+    tokenid,
+    source: source as string | undefined,
+    ...(afterGrace === true ? { afterGrace } : {}),
+  };
 }

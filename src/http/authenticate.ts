@@ -85,6 +85,8 @@ export interface PolicyEvent {
   kind: 'source-refused' | 'previous-secret-used';
   tokenid: string;
   source: string | undefined;
+  /** A previous secret used after its grace ended (refused): the client never moved. */
+  afterGrace?: boolean;
 }
 
 /** A token accepted under one config: its identity, until when the config lets it act, from where. */
@@ -283,16 +285,27 @@ export class Authenticator {
       if (!active) throw new AuthenticationError('inactive');
       return this.#accept(id, config, requestOf(miss));
     }
-    // During a grace the previous secret is tried too (a second hash only for such a token).
+    // A token rotated with a grace: its previous secret is tried too (a second hash only for
+    // such a token), during the grace to accept it, after it to say that a client never moved.
+    const token = tokenOf(config, id);
     if (
-      graceOpen(tokenOf(config, id), now) &&
-      (await this.#shadow.verifySecret(previousSecretId(id.authid), secret)) &&
-      // The grace may have ended, or the config changed, while it hashed.
-      graceOpen(tokenOf(await this.#users.get(), id), this.#now())
+      token?.graceUntil === undefined ||
+      !(await this.#shadow.verifySecret(previousSecretId(id.authid), secret))
     ) {
+      throw new AuthenticationError('bad-secret');
+    }
+    // The grace may have ended, or the config changed, while it hashed.
+    if (graceOpen(tokenOf(await this.#users.get(), id), this.#now())) {
       if (!active) throw new AuthenticationError('inactive');
       return this.#accept(id, config, requestOf(miss), true);
     }
+    const source = this.#clientAddress(requestOf(miss));
+    this.#onPolicyEvent?.({
+      kind: 'previous-secret-used',
+      tokenid: id.authid,
+      source,
+      afterGrace: true,
+    });
     throw new AuthenticationError('bad-secret');
   }
 
