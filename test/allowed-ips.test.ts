@@ -66,7 +66,8 @@ describe('allowed-ips', () => {
     assert.equal(onlyNarrows('10.0.0.0/8', '10.0.0.0/7'), false);
     assert.equal(onlyNarrows('10.0.0.0/8', '10.0.0.1,11.0.0.1'), false);
     assert.equal(onlyNarrows('2001:db8::/32', '2001:db8:1::/48'), true);
-    assert.equal(onlyNarrows('10.0.0.0/8', '::ffff:a00:1'), false, 'another family');
+    assert.equal(onlyNarrows('10.0.0.0/8', '2001:db8::1'), false, 'another family');
+    assert.equal(onlyNarrows('10.0.0.0/8', '::ffff:a00:1'), true, 'IPv4-mapped is IPv4');
   });
 
   it('user.cfg keeps it (and a grace) on the token line only where set, and reads it back', () => {

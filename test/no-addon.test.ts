@@ -74,7 +74,7 @@ describe('without the native addon', () => {
       runChild(copy.file('dist/src/cli/tokenctl.js'), [...args, ...rest], { env });
     const added = await tokenctl('token', 'add', 'root@pam!ci');
     assert.equal(added.code, 0, added.stderr);
-    assert.match(added.stdout, /^value\s+tsk_[0-9A-Za-z]{49}$/m);
+    assert.match(added.stdout, /^value\s+tsk_[0-9A-Za-z]{57}$/m);
     const list = await tokenctl('--output', 'json', 'token', 'list');
     assert.equal(list.code, 0, list.stderr);
     assert.deepEqual(

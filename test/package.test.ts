@@ -445,7 +445,7 @@ describe('the packed tarballs in fresh apps', () => {
     const dirs = ['--config-dir', tempDir(), '--runtime-dir', tempDir()];
     const added = tokenctl(...dirs, 'token', 'add', 'root@pam!ci', '--output', 'json');
     assert.equal(added.status, 0, added.stderr);
-    assert.match(JSON.parse(added.stdout).value, /^tsk_[0-9A-Za-z]{49}$/);
+    assert.match(JSON.parse(added.stdout).value, /^tsk_[0-9A-Za-z]{57}$/);
     const listed = tokenctl(...dirs, 'token', 'list', '--output', 'json');
     assert.equal(listed.status, 0, listed.stderr);
     assert.match(listed.stdout, /"root@pam!ci"|"ci"/);

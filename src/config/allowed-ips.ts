@@ -10,43 +10,84 @@
  * integers, with a parse of the dotted quad by hand (tens of nanoseconds),
  * and a BlockList for IPv6. A token without a list never gets here.
  */
-import { BlockList, isIPv4 } from 'node:net';
-import ipaddr from 'ipaddr.js';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { ConfigError, quote } from '../errors.js';
 
 /** Entries a list may hold: a restriction is a handful of networks, not a firewall. */
 export const MAX_ALLOWED_IPS = 100;
 
-/** One entry's canonical text: the address, or the network address and prefix length. */
-function canonicalEntry(entry: string): string {
-  let address: ipaddr.IPv4 | ipaddr.IPv6;
-  let bits: number | null = null;
-  try {
-    if (entry.includes('/')) [address, bits] = ipaddr.parseCIDR(entry);
-    else address = ipaddr.parse(entry);
-    // Only the forms a person writes: ipaddr.js also takes '0x7f.1' and the like.
-    if (
-      !ipaddr.IPv4.isValidFourPartDecimal(entry.split('/')[0] ?? '') &&
-      address.kind() === 'ipv4'
-    ) {
-      throw new Error('not dotted decimal');
-    }
-  } catch {
+/**
+ * An address as bits: IPv4 as one 32-bit number, IPv6 as eight 16-bit
+ * groups. Node's own parsers only (net, the URL serialiser for IPv6's
+ * canonical text): the library reads user.cfg without the daemons' packages.
+ */
+type Address = { family: 4; value: number } | { family: 6; groups: number[] };
+
+function parseAddress(text: string): Address | null {
+  if (isIPv4(text)) return { family: 4, value: ipv4Bits(text, 0) };
+  if (!isIPv6(text) || text.includes('%')) return null;
+  // The WHATWG serialiser writes RFC 5952's form: lowercase, zeros compressed, IPv4 tails in hex.
+  const host = new URL(`http://[${text}]/`).hostname.slice(1, -1);
+  const [head = '', tail] = host.split('::');
+  const part = (side: string) =>
+    side === '' ? [] : side.split(':').map((g) => Number.parseInt(g, 16));
+  const left = part(head);
+  const right = tail === undefined ? [] : part(tail);
+  const groups = [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
+  return { family: 6, groups };
+}
+
+function ipv6Text(groups: readonly number[]): string {
+  return new URL(`http://[${groups.map((g) => g.toString(16)).join(':')}]/`).hostname.slice(1, -1);
+}
+
+function ipv4Text(value: number): string {
+  return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
+}
+
+/** The address with only its first `bits` bits kept. */
+function masked(address: Address, bits: number): Address {
+  if (address.family === 4) {
+    const size = 2 ** (32 - bits);
+    return { family: 4, value: Math.floor(address.value / size) * size };
+  }
+  const groups = address.groups.map((group, i) => {
+    const keep = Math.max(0, Math.min(16, bits - 16 * i));
+    return keep === 0 ? 0 : group & ((0xffff << (16 - keep)) & 0xffff);
+  });
+  return { family: 6, groups };
+}
+
+/** '::ffff:a.b.c.d' (and a network of them of /96 or longer) as IPv4. */
+function unmapped(address: Address, bits: number | null): [Address, number | null] {
+  if (address.family === 6 && bits !== null && bits < 96) return [address, bits];
+  if (address.family !== 6) return [address, bits];
+  const g = address.groups;
+  if (g[0] || g[1] || g[2] || g[3] || g[4] || g[5] !== 0xffff) return [address, bits];
+  const value = (g[6] as number) * 65536 + (g[7] as number);
+  return [{ family: 4, value }, bits === null ? null : bits - 96];
+}
+
+/** An entry as its network and prefix length; ConfigError for anything else. */
+function parseEntry(entry: string): { address: Address; bits: number } {
+  const [text = '', prefix, extra] = entry.split('/');
+  const parsed = parseAddress(text);
+  const max = parsed?.family === 4 ? 32 : 128;
+  const given = prefix === undefined ? null : /^\d{1,3}$/.test(prefix) ? Number(prefix) : -1;
+  if (parsed === null || extra !== undefined || given === -1 || (given ?? 0) > max) {
     throw new ConfigError('invalid', `allowed-ips: not an address or network: ${quote(entry)}`);
   }
-  if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
-    if (bits === null || bits >= 96) {
-      address = (address as ipaddr.IPv6).toIPv4Address();
-      if (bits !== null) bits -= 96;
-    }
-  }
-  const max = address.kind() === 'ipv4' ? 32 : 128;
-  if (bits === null || bits === max) return address.toString();
-  const network =
-    address.kind() === 'ipv4'
-      ? ipaddr.IPv4.networkAddressFromCIDR(`${address.toString()}/${bits}`)
-      : ipaddr.IPv6.networkAddressFromCIDR(`${address.toString()}/${bits}`);
-  return `${network.toString()}/${bits}`;
+  const [address, bits] = unmapped(parsed, given);
+  const full = address.family === 4 ? 32 : 128;
+  const length = bits ?? full;
+  return { address: masked(address, length), bits: length };
+}
+
+/** One entry's canonical text: the address, or the network address and prefix length. */
+function canonicalEntry(entry: string): string {
+  const { address, bits } = parseEntry(entry);
+  const text = address.family === 4 ? ipv4Text(address.value) : ipv6Text(address.groups);
+  return bits === (address.family === 4 ? 32 : 128) ? text : `${text}/${bits}`;
 }
 
 /**
@@ -150,14 +191,10 @@ export function sourceRestrictionOf(text: string): SourceRestriction | null {
 
 /** Whether every address `inner` (one canonical entry) covers is in `outer` (another). */
 function covers(outer: string, inner: string): boolean {
-  const [outerAddress, outerBits] = ipaddr.parseCIDR(
-    outer.includes('/') ? outer : `${outer}/${outer.includes(':') ? 128 : 32}`,
-  );
-  const [innerAddress, innerBits] = ipaddr.parseCIDR(
-    inner.includes('/') ? inner : `${inner}/${inner.includes(':') ? 128 : 32}`,
-  );
-  if (outerAddress.kind() !== innerAddress.kind() || innerBits < outerBits) return false;
-  return innerAddress.match(outerAddress, outerBits);
+  const wide = parseEntry(outer);
+  const narrow = parseEntry(inner);
+  if (wide.address.family !== narrow.address.family || narrow.bits < wide.bits) return false;
+  return JSON.stringify(masked(narrow.address, wide.bits)) === JSON.stringify(wide.address);
 }
 
 /**
