@@ -20,6 +20,7 @@ import { resolveClusterSettings } from '../src/cluster/settings.js';
 import { EtcdUsageSink, encodeUsage, MAX_USAGE_VALUE_BYTES } from '../src/cluster/usage-sink.js';
 import { ClusterError } from '../src/errors.js';
 import { LAST_USED_FILE, parseLastUsed } from '../src/usage/file.js';
+import { lastUseOf as at, type LastUse } from '../src/usage/notes.js';
 import { createRootToken } from './helpers/daemons.js';
 import { waitForFile } from './helpers/files.js';
 
@@ -29,6 +30,16 @@ const LOAD_ALLOWANCE_MS = 2500;
 const interval = ['--last-used-interval', `${INTERVAL_MS}ms`];
 const noEtcd = etcdUnavailable();
 if (noEtcd) process.stdout.write(`# multi-host last-used tests skipped: ${noEtcd}\n`);
+
+/** Token id -> second, for the assertions about times alone. */
+function times(uses: Iterable<readonly [string, LastUse]>): Record<string, number> {
+  return Object.fromEntries([...uses].map(([tokenid, use]) => [tokenid, use.seconds]));
+}
+
+/** A map of uses at the given seconds, without a source. */
+function usesAt(entries: Iterable<readonly [string, number]>): Map<string, LastUse> {
+  return new Map([...entries].map(([tokenid, seconds]) => [tokenid, at(seconds)]));
+}
 
 /** The key's version (puts since it was created; 0 when absent) and its value. */
 async function keyState(client: Etcd3, key: string): Promise<{ version: number; value: string }> {
@@ -43,7 +54,9 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
   const fileOf = (i: number) =>
     path.join((cluster.hosts[i] as { dir: string }).dir, 'etc', LAST_USED_FILE);
   const apiOf = (i: number) => (cluster.hosts[i] as { api: Api }).api;
-  const recorded = (i: number) => (text: string) => parseLastUsed(fileOf(i), text).tokens;
+  /** Host i's last-used.json as token id -> second. */
+  const recorded = (i: number) => (text: string) =>
+    new Map(Object.entries(times(parseLastUsed(fileOf(i), text).tokens)));
 
   before(
     async () => {
@@ -92,7 +105,7 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
     const onA = await waitForFile(fileOf(0), (text) => recorded(0)(text).get(used.id));
     assert.equal(onA, onB);
     const aKey = await keyState(cluster.client, keys.usageOf('a'));
-    assert.equal(parseLastUsed('usage/a', aKey.value).tokens.get(used.id), onB);
+    assert.equal(parseLastUsed('usage/a', aKey.value).tokens.get(used.id)?.seconds, onB);
     assert.ok(!aKey.value.includes(used.secret) && !aKey.value.includes(reader.secret));
     assert.ok(!aKey.value.includes('\n'), 'compact JSON');
 
@@ -128,11 +141,56 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
     assert.deepEqual(await gens(), gensBefore);
   });
 
+  it('where from: a use on A from 127.0.0.2 shows on B with its source and host A', {
+    timeout: 60_000,
+  }, async () => {
+    const a = cluster.hosts[0]?.deployment;
+    assert.ok(a);
+    const placed = await createRootToken(a, 'placed');
+    const asker = await createRootToken(a, 'asker');
+    const reply = await call(apiOf(0), 'GET', '/version', {
+      auth: placed.header,
+      localAddress: '127.0.0.2',
+    });
+    assert.equal(reply.status, 200, reply.raw);
+    const onB = await waitForFile(fileOf(1), (text) => {
+      const use = parseLastUsed(fileOf(1), text).tokens.get(placed.id);
+      return use?.source === undefined ? undefined : use;
+    });
+    assert.equal(onB.source, '127.0.0.2');
+    assert.equal(onB.host, 'a');
+    // A's key holds the source, not the host (the key names it).
+    const aKey = await keyState(cluster.client, keys.usageOf('a'));
+    assert.deepEqual(parseLastUsed('usage/a', aKey.value).tokens.get(placed.id), {
+      seconds: onB.seconds,
+      source: '127.0.0.2',
+    });
+    // B's API, asked from 127.0.0.3 with another token.
+    const one = await call(apiOf(1), 'GET', '/access/users/root@pam/token/placed', {
+      auth: asker.header,
+      localAddress: '127.0.0.3',
+    });
+    assert.equal(one.status, 200, one.raw);
+    const data = one.body.data as Record<string, unknown>;
+    assert.equal(data['last-used'], onB.seconds);
+    assert.equal(data['last-used-source'], '127.0.0.2');
+    assert.equal(data['last-used-host'], 'a');
+    // The asking request is B's own use: its worker's note, named after B (its file's host).
+    const list = await call(apiOf(1), 'GET', '/access/users/root@pam/token', {
+      auth: asker.header,
+      localAddress: '127.0.0.3',
+    });
+    const rows = list.body.data as Array<Record<string, unknown>>;
+    const own = rows.find((r) => r.tokenid === 'asker');
+    assert.equal(own?.['last-used-source'], '127.0.0.3');
+    assert.equal(own?.['last-used-host'], 'b');
+  });
+
   it('the sink: the size limit keeps the newest uses, a restart keeps what was put, bad records of others are skipped', async () => {
     const sinkKeys = new ClusterKeys('sinkunit');
     const warnings: Array<{ fields: Record<string, unknown>; message: string }> = [];
     const open = (
-      options: { host?: string; maxBytes?: number; recorded?: Map<string, number> } = {},
+      options: { host?: string; maxBytes?: number; recorded?: Map<string, LastUse> } = {},
     ) =>
       new EtcdUsageSink({
         client: cluster.client,
@@ -144,13 +202,11 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
       });
     /** What a sink's key holds now. */
     const stored = async (sink: EtcdUsageSink) =>
-      Object.fromEntries(
-        parseLastUsed(sink.key, (await keyState(cluster.client, sink.key)).value).tokens,
-      );
+      times(parseLastUsed(sink.key, (await keyState(cluster.client, sink.key)).value).tokens);
     const batch = (all: Array<[string, number]>, changed: Array<[string, number]>) => ({
       since: 100,
-      all: new Map(all),
-      changed: new Map(changed),
+      all: usesAt(all),
+      changed: usesAt(changed),
     });
 
     // Nothing read yet: no put (it could drop what an earlier run stored).
@@ -170,7 +226,10 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
     // A new run of h1 reads its own record back and keeps it in its next put.
     const second = open();
     const gathered = await second.gather();
-    assert.deepEqual(Object.fromEntries(gathered), { 'u@pve!x': 200, 'u@pve!y': 300 });
+    assert.deepEqual(times(gathered), { 'u@pve!x': 200, 'u@pve!y': 300 });
+    // Each use with the host its key names.
+    assert.equal(gathered.get('u@pve!x')?.host, 'h1');
+    assert.equal(gathered.get('u@pve!y')?.host, 'h2');
     await second.gather();
     assert.equal(warnings.filter((w) => w.message.includes('unreadable')).length, 1);
     const all: Array<[string, number]> = [
@@ -189,36 +248,55 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
     assert.deepEqual(await stored(second), { 'u@pve!z': 400 });
 
     // A host that joins with a file of its own: its earlier uses go into its first put.
-    const joined = open({ host: 'h4', recorded: new Map([['u@pve!old', 90]]) });
+    // What its file says another host recorded stays that host's.
+    const joined = open({
+      host: 'h4',
+      recorded: new Map([
+        ['u@pve!old', at(90, '192.0.2.4')],
+        ['u@pve!theirs', at(95, '192.0.2.5', 'h2')],
+      ]),
+    });
     assert.equal(joined.pending, false);
     await joined.gather();
     assert.equal(joined.pending, true);
     await joined.write(batch([['u@pve!old', 90]], []));
     assert.equal(joined.pending, false);
     assert.deepEqual(await stored(joined), { 'u@pve!old': 90 });
+    // The source goes into the key; the host does not (the key names it).
+    const joinedValue = JSON.parse((await keyState(cluster.client, joined.key)).value);
+    assert.deepEqual(joinedValue.where, { 'u@pve!old': { source: '192.0.2.4' } });
+    assert.deepEqual(
+      await joined.gather().then((g) => g.get('u@pve!old')),
+      at(90, '192.0.2.4', 'h4'),
+    );
     // A run that finds its key in etcd takes that, not the file, as its own.
-    const again = open({ host: 'h4', recorded: new Map([['u@pve!y', 300]]) });
+    const again = open({ host: 'h4', recorded: usesAt([['u@pve!y', 300]]) });
     await again.gather();
     assert.equal(again.pending, false);
 
     // Over the limit: the newest uses that fit, said once.
-    const many = new Map<string, number>();
-    for (let i = 0; i < 100; i++) many.set(`u@pve!t${String(i).padStart(3, '0')}`, 1000 + i);
+    const many = new Map<string, LastUse>();
+    for (let i = 0; i < 100; i++) {
+      // Every other one with a source: the entries differ in size.
+      const source = i % 2 === 0 ? `2001:db8::${i}` : undefined;
+      many.set(`u@pve!t${String(i).padStart(3, '0')}`, at(1000 + i, source));
+    }
     const encoded = encodeUsage(100, many, 600);
     assert.ok(Buffer.byteLength(encoded.value) <= 600);
     const kept = parseLastUsed('h1', encoded.value).tokens;
     assert.equal(kept.size + encoded.omitted, 100);
     assert.ok(encoded.omitted > 0 && kept.size > 0);
-    const oldestKept = Math.min(...kept.values());
-    for (const [id, seconds] of many) {
-      assert.equal(kept.has(id), seconds >= oldestKept, `${id} (${seconds})`);
+    const oldestKept = Math.min(...[...kept.values()].map((use) => use.seconds));
+    for (const [id, use] of many) {
+      assert.equal(kept.has(id), use.seconds >= oldestKept, `${id} (${use.seconds})`);
+      if (kept.has(id)) assert.equal(kept.get(id)?.source, use.source);
     }
     assert.equal(encodeUsage(100, many).omitted, 0);
     const small = open({ maxBytes: 600 });
     await small.gather();
-    const manyBatch = batch([...many], [...many]);
-    await small.write(manyBatch);
-    await small.write(batch([...many, ['u@pve!new', 5000]], [['u@pve!new', 5000]]));
+    const manyTimes = Object.entries(times(many));
+    await small.write(batch(manyTimes, manyTimes));
+    await small.write(batch([...manyTimes, ['u@pve!new', 5000]], [['u@pve!new', 5000]]));
     assert.equal(warnings.filter((w) => w.message.includes('too large')).length, 1);
     const tooMany = warnings.find((w) => w.message.includes('too large'));
     assert.ok((tooMany?.fields.omitted as number) > 0);
@@ -239,9 +317,9 @@ describe('last uses across hosts, in etcd', { skip: noEtcd ?? false }, () => {
     try {
       const sizes: number[] = [];
       for (const host of ['h1', 'h2', 'h3']) {
-        const tokens = new Map<string, number>();
+        const tokens = new Map<string, LastUse>();
         for (let i = 0; i < 42_000; i++)
-          tokens.set(`user${i}@pve!${host}-token-${i}`, 1_700_000_000 + i);
+          tokens.set(`user${i}@pve!${host}-token-${i}`, at(1_700_000_000 + i));
         const { value, omitted } = encodeUsage(100, tokens);
         assert.ok(omitted > 0, 'more than fits');
         sizes.push(Buffer.byteLength(value));

@@ -1,7 +1,8 @@
 /**
  * Last uses in multi-host mode: each host's manager keeps the uses its own
  * workers reported under `usage/<host>` (compact JSON, the format of
- * last-used.json: token ids and epoch seconds, never a secret or a hash),
+ * last-used.json: token ids, epoch seconds and source addresses, never a
+ * secret or a hash; no host per use, the key names it),
  * with at most one put per batch, and only when something changed; and at
  * every batch it reads `usage/` once, so that its ledger takes the newer uses
  * other hosts recorded and its last-used.json shows uses anywhere. The keys
@@ -11,7 +12,7 @@
 import type { Etcd3 } from 'etcd3';
 import { ClusterError } from '../errors.js';
 import { parseLastUsed, serializeLastUsed } from '../usage/file.js';
-import { type LastUsedMap, mergeLatest } from '../usage/notes.js';
+import { type LastUse, type LastUsedMap, lastUseOf, mergeLatest } from '../usage/notes.js';
 import type { LastUsedBatch, LastUsedSink } from '../usage/sink.js';
 import { retrying } from './client.js';
 import type { ClusterKeys } from './keys.js';
@@ -19,7 +20,7 @@ import type { ClusterKeys } from './keys.js';
 /**
  * The largest value put: etcd refuses requests over 1.5 MiB by default
  * (`--max-request-bytes` 1,572,864); the rest is room for the key and framing.
- * At ~40 bytes per entry that is some 37,000 tokens.
+ * At ~40 bytes per entry that is some 37,000 tokens (~20,000 with a source each).
  */
 export const MAX_USAGE_VALUE_BYTES = 1_500_000;
 
@@ -29,10 +30,17 @@ export interface EncodedUsage {
   omitted: number;
 }
 
-/** Bytes an entry adds to the compact JSON: `"id":second` and a comma. */
-function entryBytes(tokenid: string, seconds: number): number {
-  return Buffer.byteLength(JSON.stringify(tokenid)) + String(seconds).length + 2;
+/** Bytes an entry adds to the compact JSON: `"id":second,` and `"id":{"source":"…"},` if it has one. */
+function entryBytes(tokenid: string, use: LastUse): number {
+  const id = Buffer.byteLength(JSON.stringify(tokenid));
+  const time = id + String(use.seconds).length + 2;
+  return use.source === undefined
+    ? time
+    : time + id + JSON.stringify({ source: use.source }).length + 2;
 }
+
+/** `,"where":{}`: what the first entry with a source adds besides its own bytes. */
+const WHERE_BYTES = 11;
 
 /**
  * The value of a host's key: every entry if it fits in `maxBytes`, otherwise
@@ -40,20 +48,24 @@ function entryBytes(tokenid: string, seconds: number): number {
  */
 export function encodeUsage(
   since: number,
-  tokens: ReadonlyMap<string, number>,
+  tokens: ReadonlyMap<string, LastUse>,
   maxBytes = MAX_USAGE_VALUE_BYTES,
 ): EncodedUsage {
-  const value = serializeLastUsed(since, tokens, true);
+  const options = { compact: true, withoutHosts: true };
+  const value = serializeLastUsed(since, tokens, options);
   if (Buffer.byteLength(value) <= maxBytes) return { value, omitted: 0 };
-  let room = maxBytes - Buffer.byteLength(serializeLastUsed(since, new Map(), true));
-  const newestFirst = [...tokens].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  let room =
+    maxBytes - Buffer.byteLength(serializeLastUsed(since, new Map(), options)) - WHERE_BYTES;
+  const newestFirst = [...tokens].sort(
+    (a, b) => b[1].seconds - a[1].seconds || (a[0] < b[0] ? -1 : 1),
+  );
   const kept: LastUsedMap = new Map();
-  for (const [tokenid, seconds] of newestFirst) {
-    room -= entryBytes(tokenid, seconds);
+  for (const [tokenid, use] of newestFirst) {
+    room -= entryBytes(tokenid, use);
     if (room < 0) break;
-    kept.set(tokenid, seconds);
+    kept.set(tokenid, use);
   }
-  return { value: serializeLastUsed(since, kept, true), omitted: tokens.size - kept.size };
+  return { value: serializeLastUsed(since, kept, options), omitted: tokens.size - kept.size };
 }
 
 export interface EtcdUsageSinkOptions {
@@ -69,7 +81,7 @@ export interface EtcdUsageSinkOptions {
    * batch when etcd has no record of this host yet, so that the uses of a
    * host that just joined (tokenctl cluster init) are seen on every host.
    */
-  recorded?: ReadonlyMap<string, number>;
+  recorded?: ReadonlyMap<string, LastUse>;
   /** Said once: how many entries did not fit, and a record of another host that does not parse. */
   warn?: (fields: Record<string, unknown>, message: string) => void;
 }
@@ -90,10 +102,12 @@ export class EtcdUsageSink implements LastUsedSink {
   #unsaved = false;
   #warnedOmitted = false;
   #warnedKeys = new Set<string>();
-  #recorded: ReadonlyMap<string, number>;
+  #recorded: ReadonlyMap<string, LastUse>;
+  #host: string;
 
   constructor(options: EtcdUsageSinkOptions) {
     this.#client = options.client;
+    this.#host = options.host;
     this.#prefix = options.keys.usage;
     this.key = options.keys.usageOf(options.host);
     this.#deadlineMs = options.deadlineMs;
@@ -107,7 +121,10 @@ export class EtcdUsageSink implements LastUsedSink {
     return this.#unsaved;
   }
 
-  /** One range read of `usage/`: every host's uses, this host's own too (after a lost file). */
+  /**
+   * One range read of `usage/`: every host's uses, this host's own too (after
+   * a lost file), each with the host its key names.
+   */
   async gather(): Promise<LastUsedMap> {
     const records = await retrying(
       'reading the last uses of every host',
@@ -116,9 +133,15 @@ export class EtcdUsageSink implements LastUsedSink {
     );
     const uses: LastUsedMap = new Map();
     for (const [key, value] of Object.entries(records)) {
-      let tokens: ReadonlyMap<string, number>;
+      let tokens: LastUsedMap;
       try {
-        tokens = parseLastUsed(key, value).tokens;
+        const host = key.slice(this.#prefix.length);
+        tokens = new Map(
+          [...parseLastUsed(key, value).tokens].map(([tokenid, use]) => [
+            tokenid,
+            lastUseOf(use.seconds, use.source, host),
+          ]),
+        );
       } catch (error) {
         if (!this.#warnedKeys.has(key)) {
           this.#warn(
@@ -133,8 +156,10 @@ export class EtcdUsageSink implements LastUsedSink {
       mergeLatest(uses, tokens);
     }
     if (!this.#read && !Object.hasOwn(records, this.key) && this.#recorded.size > 0) {
-      mergeLatest(this.#mine, this.#recorded);
-      this.#unsaved = true;
+      // Uses the file says another host recorded are that host's to keep.
+      const own = [...this.#recorded].filter(([, use]) => (use.host ?? this.#host) === this.#host);
+      mergeLatest(this.#mine, own);
+      if (own.length > 0) this.#unsaved = true;
     }
     this.#read = true;
     return uses;
@@ -142,9 +167,10 @@ export class EtcdUsageSink implements LastUsedSink {
 
   /** Puts this host's uses if they changed: one put, or none. */
   async write(batch: LastUsedBatch): Promise<void> {
-    for (const [tokenid, seconds] of batch.changed) {
-      if ((this.#mine.get(tokenid) ?? -1) < seconds) {
-        this.#mine.set(tokenid, seconds);
+    for (const [tokenid, use] of batch.changed) {
+      const mine = this.#mine.get(tokenid);
+      if (mine === undefined || mine.seconds < use.seconds) {
+        this.#mine.set(tokenid, lastUseOf(use.seconds, use.source));
         this.#unsaved = true;
       }
     }

@@ -237,7 +237,7 @@ async function startWebhooks(settings: Settings, deployment: Deployment, log: Lo
             return {
               id,
               expire: effectiveExpiry(user.expire, token.expire),
-              lastUsed: uses.get(id),
+              lastUsed: uses.get(id)?.seconds,
             };
           }),
       );

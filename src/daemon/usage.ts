@@ -15,7 +15,7 @@ import type { Deployment } from '../service/deployment.js';
 import type { StorageMode } from '../service/storage-mode.js';
 import { LastUsedFileSink, LastUsedReader, readLastUsed } from '../usage/file.js';
 import { LastUsedLedger } from '../usage/ledger.js';
-import { UsageNotes } from '../usage/notes.js';
+import { type LastUse, lastUseOf, UsageNotes } from '../usage/notes.js';
 import { UsageReporter } from '../usage/reporter.js';
 import type { Logger } from './logger.js';
 import type { RpcClient } from './rpc.js';
@@ -41,7 +41,7 @@ export function tokenExists(config: UserConfig, tokenid: string): boolean {
 function etcdSinkOf(
   mode: StorageMode,
   log: Logger,
-  recorded: ReadonlyMap<string, number>,
+  recorded: ReadonlyMap<string, LastUse>,
 ): EtcdUsageSink | null {
   if (mode.cluster === null || !(mode.storage instanceof EtcdStorage)) return null;
   return new EtcdUsageSink({
@@ -57,7 +57,7 @@ function etcdSinkOf(
 /**
  * The manager's ledger, started from the file (an unreadable file is logged
  * and replaced); in multi-host mode it also keeps this host's record in etcd
- * and takes in the other hosts'.
+ * and takes in the other hosts', and tags its workers' uses with this host's name.
  */
 export async function openLedger(
   deployment: Deployment,
@@ -65,8 +65,10 @@ export async function openLedger(
   mode?: StorageMode,
 ): Promise<LastUsedLedger> {
   const { settings, users } = deployment;
+  const host = mode?.cluster?.host;
   const file = new LastUsedFileSink(settings.lastUsedPath, {
     ...(settings.gid === undefined ? {} : { gid: settings.gid }),
+    ...(host === undefined ? {} : { host }),
   });
   const initial = await readLastUsed(settings.lastUsedPath).catch((error: Error) => {
     log.error({ err: error.message }, 'last-used file unreadable: starting a new record');
@@ -76,6 +78,7 @@ export async function openLedger(
   return new LastUsedLedger({
     sinks: etcd ? [file, etcd] : [file],
     ...(initial ? { initial } : {}),
+    ...(host === undefined ? {} : { host }),
     intervalMs: settings.lastUsedIntervalMs,
     known: async () => {
       const config = await users.get();
@@ -115,7 +118,7 @@ export interface WorkerUsage {
   notes: UsageNotes;
   reporter: UsageReporter;
   /** Last use per token for the API's answers: the manager's file, or this worker's newer note. */
-  lookup(): Promise<(tokenid: string) => number | undefined>;
+  lookup(): Promise<(tokenid: string) => LastUse | undefined>;
 }
 
 export function startWorkerUsage(deployment: Deployment, rpc: RpcClient, log: Logger): WorkerUsage {
@@ -135,20 +138,19 @@ export function startWorkerUsage(deployment: Deployment, rpc: RpcClient, log: Lo
     notes,
     reporter,
     async lookup() {
-      const recorded = await reader.read().then(
-        (record) => record.tokens,
-        (error: Error) => {
-          // The listing still answers, from this worker's notes alone.
-          if (!warned) log.warn({ err: error.message }, 'last-used file unreadable');
-          warned = true;
-          return new Map<string, number>();
-        },
-      );
+      const record = await reader.read().catch((error: Error) => {
+        // The listing still answers, from this worker's notes alone.
+        if (!warned) log.warn({ err: error.message }, 'last-used file unreadable');
+        warned = true;
+        return undefined;
+      });
+      // This worker's notes are this host's: the file names it (multi-host mode).
+      const host = record?.host;
       return (tokenid) => {
-        const file = recorded.get(tokenid);
+        const file = record?.tokens.get(tokenid);
         const mine = notes.lastUse(tokenid);
-        if (file === undefined) return mine;
-        return mine !== undefined && mine > file ? mine : file;
+        if (mine === undefined || (file !== undefined && mine.seconds <= file.seconds)) return file;
+        return lastUseOf(mine.seconds, mine.source, host);
       };
     },
   };

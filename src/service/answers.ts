@@ -2,6 +2,7 @@
 import type { AclEntry } from '../config/acl.js';
 import { groupsOfUser } from '../config/groups.js';
 import type { TokenEntry, UserConfig, UserEntry } from '../config/types.js';
+import type { LastUse } from '../usage/notes.js';
 
 const flag = (value: boolean): 0 | 1 => (value ? 1 : 0);
 
@@ -30,15 +31,35 @@ export function tokenInfo(token: TokenEntry): {
 
 export type TokenInfo = ReturnType<typeof tokenInfo>;
 
-/** Epoch second of a token's last use; undefined for never (or not known here). */
-export type LastUsedLookup = (tokenid: string) => number | undefined;
+/** A token's last use; undefined for never (or not known here). */
+export type LastUsedLookup = (tokenid: string) => LastUse | undefined;
 
-/** Adds `last-used`, absent for never: an additional field, which PVE clients ignore. */
+/** The fields withLastUsed adds, each absent when not known. */
+export interface LastUsedFields {
+  /** Epoch second of the last use. */
+  'last-used'?: number;
+  /** The client's address of the last use. */
+  'last-used-source'?: string;
+  /** The host whose workers recorded the last use (multi-host mode). */
+  'last-used-host'?: string;
+}
+
+/**
+ * Adds `last-used`, `last-used-source` and `last-used-host`, each absent when
+ * not known (never used, an older record, single-host mode): additional
+ * fields, which PVE clients ignore.
+ */
 export function withLastUsed<T extends object>(
   info: T,
-  seconds: number | undefined,
-): T & { 'last-used'?: number } {
-  return seconds === undefined ? info : { ...info, 'last-used': seconds };
+  use: LastUse | undefined,
+): T & LastUsedFields {
+  if (use === undefined) return info;
+  return {
+    ...info,
+    'last-used': use.seconds,
+    ...(use.source === undefined ? {} : { 'last-used-source': use.source }),
+    ...(use.host === undefined ? {} : { 'last-used-host': use.host }),
+  };
 }
 
 /** A token with its new secret: the only answer that ever carries a secret. */

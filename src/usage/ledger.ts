@@ -1,6 +1,7 @@
 /**
- * The manager's view of last uses: what the workers reported, and what other
- * hosts recorded (multi-host mode), merged (latest second wins), handed to
+ * The manager's view of last uses: what the workers reported (tagged with this
+ * host's name in multi-host mode), and what other hosts recorded, merged
+ * (latest second wins, with its source and host), handed to
  * the sinks at most once per batch interval. Writes happen a little after each
  * multiple of the interval on the wall clock, when the workers' batches of
  * that moment are in, so one write serves all workers.
@@ -9,9 +10,10 @@
 import { ParameterError } from '../errors.js';
 import { isTokenid } from '../ids.js';
 import { BoundaryTask } from './boundary-task.js';
-import { type LastUsedMap, mergeLatest } from './notes.js';
+import { type LastUse, type LastUsedMap, lastUseOf, mergeLatest } from './notes.js';
 import { DEFAULT_REPORT_INTERVAL_MS, MAX_REPORT_ENTRIES } from './reporter.js';
 import type { LastUsedSink } from './sink.js';
+import { isHostName, isSourceAddress } from './where.js';
 
 /** A worker's clock may run a little ahead; anything further ahead is taken as now. */
 const FUTURE_SLACK_SECONDS = 60;
@@ -19,7 +21,9 @@ const FUTURE_SLACK_SECONDS = 60;
 export interface LastUsedLedgerOptions {
   sinks: LastUsedSink[];
   /** What was recorded before (the file as loaded at start). */
-  initial?: { since: number | null; tokens: ReadonlyMap<string, number> };
+  initial?: { since: number | null; tokens: ReadonlyMap<string, LastUse> };
+  /** This host's name in multi-host mode: the host of the uses its workers report. */
+  host?: string;
   intervalMs?: number;
   /** How long after each boundary to write (default: a tenth of the interval, at most 1 s). */
   settleMs?: number;
@@ -36,6 +40,7 @@ export interface LastUsedLedgerOptions {
 export class LastUsedLedger {
   readonly since: number;
   #sinks: LastUsedSink[];
+  #host: string | undefined;
   #all: LastUsedMap = new Map();
   #changed: LastUsedMap = new Map();
   #known: () => Promise<(tokenid: string) => boolean>;
@@ -49,6 +54,7 @@ export class LastUsedLedger {
 
   constructor(options: LastUsedLedgerOptions) {
     this.#sinks = options.sinks;
+    this.#host = options.host;
     this.#known = options.known ?? (async () => () => true);
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
     this.#onError = options.onError ?? (() => undefined);
@@ -79,14 +85,16 @@ export class LastUsedLedger {
     return this.#reports;
   }
 
-  lastUse(tokenid: string): number | undefined {
+  lastUse(tokenid: string): LastUse | undefined {
     return this.#all.get(tokenid);
   }
 
   /**
-   * Merges one worker message: a list of [token id, epoch second]. Anything
-   * else is a ParameterError; entries of unknown tokens are dropped; a second too far in
-   * the future is taken as now. Returns how many entries were taken.
+   * Merges one worker message: a list of [token id, epoch second] or
+   * [token id, epoch second, source address] (ReportedUse). Anything else is a
+   * ParameterError; entries of unknown tokens are dropped, and so is a source
+   * that is not an address (the time is kept); a second too far in the future
+   * is taken as now. Returns how many entries were taken.
    */
   async report(uses: unknown): Promise<number> {
     if (!Array.isArray(uses) || uses.length > MAX_REPORT_ENTRIES) {
@@ -94,7 +102,15 @@ export class LastUsedLedger {
         uses: 'invalid',
       });
     }
-    const taken = this.#take(uses, await this.#known(), this.#changed);
+    const entries: Array<[unknown, LastUse]> = [];
+    for (const entry of uses) {
+      if (!Array.isArray(entry) || (entry.length !== 2 && entry.length !== 3)) continue;
+      const [tokenid, seconds, source] = entry as [unknown, unknown, unknown];
+      if (typeof seconds !== 'number') continue;
+      const where = isSourceAddress(source) ? source : undefined;
+      entries.push([tokenid, lastUseOf(seconds, where, this.#host)]);
+    }
+    const taken = this.#take(entries, await this.#known(), this.#changed);
     this.#reports++;
     return taken;
   }
@@ -104,28 +120,32 @@ export class LastUsedLedger {
    * the view is marked for writing only when something was newer. They are
    * not this host's changes (LastUsedBatch.changed). Same checks as report().
    */
-  async absorb(uses: Iterable<readonly [string, number]>): Promise<number> {
+  async absorb(uses: Iterable<readonly [string, LastUse]>): Promise<number> {
     return this.#take(uses, await this.#known(), null);
   }
 
   /** Takes the well-formed, newer entries of known tokens; records them in `changed` if given. */
   #take(
-    uses: Iterable<unknown>,
+    uses: Iterable<readonly [unknown, LastUse]>,
     isKnown: (tokenid: string) => boolean,
     changed: LastUsedMap | null,
   ): number {
     const now = this.#now();
     let taken = 0;
-    for (const entry of uses) {
-      if (!Array.isArray(entry) || entry.length !== 2) continue;
-      const [tokenid, seconds] = entry as [unknown, unknown];
+    for (const [tokenid, use] of uses) {
       if (typeof tokenid !== 'string' || !isTokenid(tokenid) || !isKnown(tokenid)) continue;
+      const { seconds, source, host } = use;
       if (typeof seconds !== 'number' || !Number.isSafeInteger(seconds) || seconds < 0) continue;
       const second = seconds > now + FUTURE_SLACK_SECONDS ? now : seconds;
       const known = this.#all.get(tokenid);
-      if (known !== undefined && known >= second) continue;
-      this.#all.set(tokenid, second);
-      changed?.set(tokenid, second);
+      if (known !== undefined && known.seconds >= second) continue;
+      const kept = lastUseOf(
+        second,
+        isSourceAddress(source) ? source : undefined,
+        isHostName(host) ? host : undefined,
+      );
+      this.#all.set(tokenid, kept);
+      changed?.set(tokenid, kept);
       this.#dirty = true;
       taken++;
     }

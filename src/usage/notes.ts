@@ -1,7 +1,9 @@
 /**
- * A worker's notes of which token was used when, kept in memory only: the
- * request path pays a Map lookup and, at most once per token and second, a
- * Map write of a small integer. No clock is read per request: a coarse clock
+ * A worker's notes of which token was used when and from where, kept in memory
+ * only: the request path pays a Map lookup and, at most once per token and
+ * second, a write of a small integer into the token's note; its source address
+ * is compared and written only when it changed (no allocation for a token in
+ * steady use from one source). No clock is read per request: a coarse clock
  * advanced by an unref'd timer at each second boundary says what second it is.
  * The notes leave the process in batches (see UsageReporter); a crash loses
  * only what was noted since the last batch.
@@ -10,12 +12,40 @@ import { ownCopy } from '../strings.js';
 
 /** What a request path needs: record that a token just authenticated. */
 export interface UseRecorder {
-  /** Called with the token id after every successful authentication; must not block. */
+  /**
+   * Called with the token id after every successful authentication, and the
+   * client's address as the authenticator decided it (undefined when unknown);
+   * must not block.
+   */
   note(tokenid: string, source?: string): void;
 }
 
-/** Token id to the epoch second of its last use. */
-export type LastUsedMap = Map<string, number>;
+/** A token's last use: when, and where from when known. */
+export interface LastUse {
+  /** Epoch second. */
+  readonly seconds: number;
+  /** The client's address (the peer, or the client a trusted proxy names); never a secret. */
+  readonly source?: string;
+  /** The host name (multi-host mode's cluster settings) whose workers recorded it. */
+  readonly host?: string;
+}
+
+/** Token id to its last use. */
+export type LastUsedMap = Map<string, LastUse>;
+
+/** A LastUse without the fields that are undefined (so that JSON and deepEqual see none). */
+export function lastUseOf(seconds: number, source?: string, host?: string): LastUse {
+  if (source === undefined) return host === undefined ? { seconds } : { seconds, host };
+  return host === undefined ? { seconds, source } : { seconds, source, host };
+}
+
+/** One token's note, updated in place by note(): the same object for as long as the token is noted. */
+class Note {
+  constructor(
+    public seconds: number,
+    public source: string | undefined,
+  ) {}
+}
 
 /** The current epoch second, advanced by a timer instead of read per call. */
 export interface SecondClock {
@@ -54,7 +84,7 @@ export class TickingClock implements SecondClock {
 /** The notes of one process; give it to an Authenticator as `usage`. */
 export class UsageNotes implements UseRecorder {
   #clock: SecondClock;
-  #uses: LastUsedMap = new Map();
+  #uses = new Map<string, Note>();
   /** The second at which the last batch was taken (see take()). */
   #takenAt = Number.NEGATIVE_INFINITY;
   #total = 0;
@@ -73,19 +103,32 @@ export class UsageNotes implements UseRecorder {
     return this.#uses.size;
   }
 
-  /** The request path's part: a Map lookup, and a write at most once per token and second. */
-  note(tokenid: string): void {
+  /**
+   * The request path's part: a Map lookup, and writes into the token's note
+   * only when its second or its source changed. The source is compared by
+   * value, so a new connection from the same address writes nothing.
+   */
+  note(tokenid: string, source?: string): void {
     this.#total++;
     const seconds = this.#clock.seconds;
     const last = this.#uses.get(tokenid);
-    if (last === seconds) return;
-    // A new key may be a slice of the request header: keep a copy, never the header.
-    this.#uses.set(last === undefined ? ownCopy(tokenid) : tokenid, seconds);
+    if (last === undefined) {
+      // A new key (or source) may be a slice of the request header: keep a copy, never the header.
+      this.#uses.set(
+        ownCopy(tokenid),
+        new Note(seconds, source === undefined ? undefined : ownCopy(source)),
+      );
+      return;
+    }
+    if (last.seconds !== seconds) last.seconds = seconds;
+    // The latest use's source: an unknown one (undefined) replaces a known one too.
+    if (last.source !== source) last.source = source === undefined ? undefined : ownCopy(source);
   }
 
   /** The last use this process noted, if it still holds a note for the token. */
-  lastUse(tokenid: string): number | undefined {
-    return this.#uses.get(tokenid);
+  lastUse(tokenid: string): LastUse | undefined {
+    const note = this.#uses.get(tokenid);
+    return note === undefined ? undefined : lastUseOf(note.seconds, note.source);
   }
 
   /**
@@ -98,8 +141,8 @@ export class UsageNotes implements UseRecorder {
   take(): LastUsedMap {
     const since = this.#takenAt;
     const batch: LastUsedMap = new Map();
-    for (const [tokenid, seconds] of this.#uses) {
-      if (seconds >= since) batch.set(tokenid, seconds);
+    for (const [tokenid, note] of this.#uses) {
+      if (note.seconds >= since) batch.set(tokenid, lastUseOf(note.seconds, note.source));
       else this.#uses.delete(tokenid);
     }
     this.#takenAt = this.#clock.seconds;
@@ -112,10 +155,10 @@ export class UsageNotes implements UseRecorder {
   }
 }
 
-/** Merges `from` into `into`, keeping the later second per token. */
-export function mergeLatest(into: LastUsedMap, from: Iterable<readonly [string, number]>): void {
-  for (const [tokenid, seconds] of from) {
+/** Merges `from` into `into`, keeping the later use per token (the one already there on a tie). */
+export function mergeLatest(into: LastUsedMap, from: Iterable<readonly [string, LastUse]>): void {
+  for (const [tokenid, use] of from) {
     const known = into.get(tokenid);
-    if (known === undefined || known < seconds) into.set(tokenid, seconds);
+    if (known === undefined || known.seconds < use.seconds) into.set(tokenid, use);
   }
 }

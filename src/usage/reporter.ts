@@ -6,18 +6,32 @@
  * of this process loses notes: those since its last batch.
  */
 import { BoundaryTask } from './boundary-task.js';
-import { type LastUsedMap, mergeLatest, type UsageNotes } from './notes.js';
+import { type LastUse, type LastUsedMap, mergeLatest, type UsageNotes } from './notes.js';
 
 /** Entries per message, so that one message stays far below the RPC's line limit. */
 export const MAX_REPORT_ENTRIES = 256;
 
 export const DEFAULT_REPORT_INTERVAL_MS = 10_000;
 
+/**
+ * One use as it travels to the manager: the token id, the epoch second and,
+ * when known, the source address (left out, not null, when unknown: the
+ * two-element form is what workers sent before sources were kept).
+ */
+export type ReportedUse =
+  | [tokenid: string, seconds: number]
+  | [tokenid: string, seconds: number, source: string];
+
+/** The message form of one noted use. */
+export function reportedUse(tokenid: string, use: LastUse): ReportedUse {
+  return use.source === undefined ? [tokenid, use.seconds] : [tokenid, use.seconds, use.source];
+}
+
 export interface UsageReporterOptions {
   notes: UsageNotes;
   intervalMs?: number;
   /** Delivers one message of at most MAX_REPORT_ENTRIES uses; rejects when it was not taken. */
-  send: (uses: Array<[tokenid: string, seconds: number]>) => Promise<void>;
+  send: (uses: ReportedUse[]) => Promise<void>;
   onError?: (error: unknown) => void;
 }
 
@@ -79,7 +93,8 @@ export class UsageReporter {
     const entries = [...batch];
     for (let i = 0; i < entries.length; i += MAX_REPORT_ENTRIES) {
       try {
-        await this.#send(entries.slice(i, i + MAX_REPORT_ENTRIES));
+        const part = entries.slice(i, i + MAX_REPORT_ENTRIES);
+        await this.#send(part.map(([tokenid, use]) => reportedUse(tokenid, use)));
       } catch (error) {
         mergeLatest(this.#pending, entries.slice(i));
         this.#onError(error);

@@ -1,0 +1,22 @@
+/**
+ * What may be kept as where a token was last used. Both values end up in
+ * last-used.json, etcd and the API's answers, so anything else a worker or
+ * another host's record carries is dropped rather than stored: an address is
+ * what net.isIP accepts (IPv4, or IPv6 with an optional zone), never a header
+ * fragment that could hold a secret; a host is a cluster host name.
+ */
+import { isIP } from 'node:net';
+
+/** Longer than any address isIP accepts with a sensible zone; bounds the check's work. */
+const MAX_SOURCE_LENGTH = 64;
+
+/** A host name as the cluster settings take it (src/cluster/keys.ts, which this layer may not import). */
+const HOST_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+export function isSourceAddress(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= MAX_SOURCE_LENGTH && isIP(value) !== 0;
+}
+
+export function isHostName(value: unknown): value is string {
+  return typeof value === 'string' && HOST_NAME.test(value);
+}
