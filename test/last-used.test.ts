@@ -33,10 +33,15 @@ describe('last use per token, across real processes', () => {
   const dir = tempDir();
   chmodSync(dir, 0o755);
   const file = path.join(dir, 'etc', LAST_USED_FILE);
-  const recorded = (text: string) => parseLastUsed(file, text).tokens;
+  /** Token id -> second, as the file has it. */
+  const recorded = (text: string) =>
+    new Map([...parseLastUsed(file, text).tokens].map(([id, use]) => [id, use.seconds]));
   const header = (name: string) => pveHeader(`root@pam!${name}`, secrets.get(name) as string);
-  const use = async (api: { url: string; ca: Buffer }, name: string) => {
-    const reply = await call(api, 'GET', '/version', { auth: header(name) });
+  const use = async (api: { url: string; ca: Buffer }, name: string, localAddress?: string) => {
+    const reply = await call(api, 'GET', '/version', {
+      auth: header(name),
+      ...(localAddress ? { localAddress } : {}),
+    });
     assert.equal(reply.status, 200, reply.raw);
   };
 
@@ -49,7 +54,7 @@ describe('last use per token, across real processes', () => {
     // Two API daemons of one worker each: two worker processes, each known for sure.
     first = await d.startApi('first', ['--workers', '1', ...interval], { metrics: true });
     second = await d.startApi('second', ['--workers', '1', ...interval]);
-    for (const name of ['a', 'b', 'c', 'd', 'e', 'f', 'never', 'soon']) {
+    for (const name of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'never', 'soon']) {
       // 'soon' expires in three days: within --expiring-within 14d, unlike the others.
       const expire = name === 'soon' ? soon(3) : 0;
       const created = await d.asRoot('token.create', {
@@ -140,10 +145,69 @@ describe('last use per token, across real processes', () => {
 
     // Finding tokens to revoke: none of these was used within the hour but a and b.
     const unused = await ctl('--output', 'json', 'token', 'list', '--unused-since', '1h');
-    assert.deepEqual(names(JSON.parse(unused.stdout)), ['c', 'd', 'e', 'f', 'never', 'soon']);
+    assert.deepEqual(names(JSON.parse(unused.stdout)), [
+      'c',
+      'd',
+      'e',
+      'f',
+      'g',
+      'h',
+      'never',
+      'soon',
+    ]);
     assert.match(unused.stderr, /uses are recorded only since/); // the record is younger than 1h
     assert.deepEqual(names(await json('token', 'list', '--expiring-within', '14d')), ['soon']);
     assert.deepEqual(names(await json('token', 'list', '--expiring-within', '1d')), []);
+  });
+
+  it('last use keeps the source address: the API and tokenctl show where from', async () => {
+    // 'g' is used only here: from 127.0.0.2 (the daemon listens on 127.0.0.1, both loopback).
+    await use(first, 'g', '127.0.0.2');
+    await use(first, 'g', '127.0.0.2'); // a second connection from the same address
+    const where = await waitForFile(file, (text) => {
+      const use = parseLastUsed(file, text).tokens.get('root@pam!g');
+      return use?.source === undefined ? undefined : use;
+    });
+    assert.equal(where.source, '127.0.0.2');
+    assert.equal(where.host, undefined, 'single-host mode names no host');
+    // The API, from the other daemon (the file alone) and from 127.0.0.3.
+    const list = await call(second, 'GET', '/access/users/root@pam/token', {
+      auth: header('h'),
+      localAddress: '127.0.0.3',
+    });
+    const rows = list.body.data as Array<Record<string, unknown>>;
+    const g = rows.find((r) => r.tokenid === 'g');
+    assert.equal(g?.['last-used'], where.seconds);
+    assert.equal(g?.['last-used-source'], '127.0.0.2');
+    assert.equal('last-used-host' in (g ?? {}), false);
+    assert.equal('last-used-source' in (rows.find((r) => r.tokenid === 'never') ?? {}), false);
+    const info = await call(second, 'GET', '/access/users/root@pam/token/g', { auth: header('h') });
+    assert.equal((info.body.data as Record<string, unknown>)['last-used-source'], '127.0.0.2');
+    // The request was itself a use of 'h', from 127.0.0.3: this worker's own note says so.
+    const h = rows.find((r) => r.tokenid === 'h');
+    assert.equal(h?.['last-used-source'], '127.0.0.3');
+
+    // tokenctl: the table's FROM column, info's lines, and the fields in JSON and YAML.
+    const run = promisify(execFile);
+    const dirs = ['--config-dir', path.join(dir, 'etc'), '--runtime-dir', path.join(dir, 'run')];
+    const ctl = async (...args: string[]) =>
+      (await run(process.execPath, [tokenctl, ...dirs, '--noborder', ...args])).stdout;
+    const table = await ctl('token', 'list', 'root@pam');
+    assert.match(table, /LAST-USED +FROM/);
+    assert.match(table, /root@pam!g .*(just now|\ds ago) +127\.0\.0\.2 /);
+    assert.match(table, /root@pam!never .*never +- /);
+    const text = await ctl('token', 'info', 'root@pam!g');
+    assert.match(text, /last-used-source\s+127\.0\.0\.2/);
+    assert.match(text, /last-used-host\s+-/);
+    const json = JSON.parse(await ctl('--output', 'json', 'token', 'info', 'root@pam!g'));
+    assert.equal(json['last-used-source'], '127.0.0.2');
+    assert.equal(json['last-used'], where.seconds);
+    const listed = JSON.parse(await ctl('--output', 'json', 'token', 'list', 'root@pam')) as Array<
+      Record<string, unknown>
+    >;
+    assert.equal(listed.find((t) => t.tokenid === 'g')?.['last-used-source'], '127.0.0.2');
+    const yaml = await ctl('--output', 'yaml', 'token', 'info', 'root@pam!g');
+    assert.match(yaml, /last-used-source: 127\.0\.0\.2/);
   });
 
   it('a worker crash loses at most its last batch', async () => {

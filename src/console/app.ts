@@ -20,6 +20,10 @@ interface TokenRow {
   'last-used'?: number;
   'allowed-ips'?: string;
   'grace-until'?: number;
+  /** The client's address of the last use. */
+  'last-used-source'?: string;
+  /** The host that recorded it (multi-host mode). */
+  'last-used-host'?: string;
 }
 
 interface UserRow {
@@ -125,6 +129,14 @@ function date(seconds: number | undefined, never: string): string {
   return new Date(seconds * 1000).toISOString().slice(0, 16).replace('T', ' ');
 }
 
+/** Where the last use came from: `address`, `address on host`, `on host`, or '' when not known. */
+function where(row: TokenRow): string {
+  const source = row['last-used-source'] ?? '';
+  const host = row['last-used-host'];
+  if (host === undefined) return source;
+  return source === '' ? `on ${host}` : `${source} on ${host}`;
+}
+
 /** The tokens the caller may see, with last use (one call per user, as PVE's API has it). */
 async function loadTokens(): Promise<TokenRow[]> {
   const users = await api<UserRow[]>('GET', '/access/users', { full: '1' });
@@ -201,6 +213,7 @@ function renderTokens(): void {
         el('td', {}, date(row.expire, 'never')),
         el('td', {}, row.privsep ? 'yes' : 'no'),
         el('td', {}, date(row['last-used'], 'never')),
+        el('td', { class: 'where' }, where(row)),
         el('td', { class: 'comment' }, row.comment),
         actions,
       );

@@ -75,7 +75,7 @@ const PAGE = `<!doctype html>
     <table id="tokens">
       <thead><tr><th scope="col">Token</th><th scope="col">Enabled</th><th scope="col">Expires</th>
         <th scope="col">Privilege separation</th><th scope="col">Last used</th>
-        <th scope="col">Comment</th><th scope="col">Actions</th></tr></thead>
+        <th scope="col">Where</th><th scope="col">Comment</th><th scope="col">Actions</th></tr></thead>
       <tbody id="tokens-body"></tbody>
     </table>
   </section>

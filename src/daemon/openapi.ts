@@ -22,6 +22,8 @@ export interface DescribedRoute {
   params?: ObjectSchema;
   querystring?: ObjectSchema;
   body?: ObjectSchema;
+  /** The schema of the answer's `data`, where the route gives one. */
+  data?: object;
   authenticated: boolean;
   /** The status of a success when not 200 (a route's own `response` schema says so). */
   success?: string;
@@ -49,6 +51,7 @@ export function recordRoutes(app: FastifyInstance, prefix: string): DescribedRou
         ...(schema.params ? { params: schema.params as ObjectSchema } : {}),
         ...(schema.querystring ? { querystring: schema.querystring as ObjectSchema } : {}),
         ...(schema.body ? { body: schema.body as ObjectSchema } : {}),
+        ...(schema.dataSchema ? { data: schema.dataSchema as object } : {}),
         authenticated: [route.onRequest ?? []].flat().length > 0,
         ...successOf(schema.response),
       });
@@ -108,7 +111,11 @@ export function openApiDocument(routes: readonly DescribedRoute[], version: stri
           description: "Proxmox VE's envelope: the answer in `data`",
           content: {
             'application/json': {
-              schema: { type: 'object', required: ['data'], properties: { data: {} } },
+              schema: {
+                type: 'object',
+                required: ['data'],
+                properties: { data: route.data ?? {} },
+              },
             },
           },
         },

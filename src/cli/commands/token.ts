@@ -7,7 +7,12 @@ import { expiringWithin } from '../../config/expiring.js';
 import type { TokenFields } from '../../config/users.js';
 import { joinTokenid, splitTokenid, type Tokenid } from '../../ids.js';
 import { referenceOf } from '../../secret-format.js';
-import { type CreatedToken, type TokenInfo, withLastUsed } from '../../service/answers.js';
+import {
+  type CreatedToken,
+  type LastUsedFields,
+  type TokenInfo,
+  withLastUsed,
+} from '../../service/answers.js';
 import { formatAge } from '../../service/durations.js';
 import {
   createToken,
@@ -63,7 +68,8 @@ function graceOf(options: TokenOptions): { grace?: number } {
   return options.grace === undefined ? {} : { grace: Math.ceil(options.grace / 1000) };
 }
 
-export interface TokenRow {
+/** `last-used`: the epoch second of the last use the manager recorded (absent for never), where from. */
+export interface TokenRow extends LastUsedFields {
   'full-tokenid': string;
   userid: string;
   tokenid: string;
@@ -73,8 +79,14 @@ export interface TokenRow {
   comment: string;
   /** Whether token.shadow holds a secret for it (not after import-pve until rotated). */
   'has-secret': boolean;
-  /** Epoch second of the last use the manager recorded; absent for never. */
-  'last-used'?: number;
+}
+
+/** Where the last use came from, for text: `ADDRESS`, `ADDRESS (HOST)`, `(HOST)`, or `-`. */
+function lastUsedFrom(row: LastUsedFields): string {
+  const source = row['last-used-source'];
+  const host = row['last-used-host'];
+  if (host === undefined) return source ?? '-';
+  return source === undefined ? `(${host})` : `${source} (${host})`;
 }
 
 interface ListOptions {
@@ -92,6 +104,7 @@ function tokenColumns(now: number): Column<TokenRow>[] {
     { header: 'PRIVSEP', cell: (t) => yesNo(t.privsep) },
     { header: 'SECRET', cell: (t) => yesNo(t['has-secret']) },
     { header: 'LAST-USED', cell: (t) => formatAge(t['last-used'], now) },
+    { header: 'FROM', cell: lastUsedFrom },
     { header: 'COMMENT', cell: (t) => t.comment },
   ];
 }
@@ -267,7 +280,9 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
   withTokenArguments(
     token
       .command('info')
-      .description('show one token: its fields, whether it has a secret, when it was last used'),
+      .description(
+        'show one token: its fields, whether it has a secret, when and where from it was last used',
+      ),
   ).action(
     cli.action(async (ctx, first: string, name: string | undefined) => {
       const id = tokenOf(ctx, first, name);
@@ -287,6 +302,8 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
         ['privsep', yesNo(info.privsep)],
         ['secret', yesNo(shown['has-secret'])],
         ['last-used', formatAge(shown['last-used'], now)],
+        ['last-used-source', shown['last-used-source'] ?? '-'],
+        ['last-used-host', shown['last-used-host'] ?? '-'],
         ['comment', info.comment],
         ...policyLines(info, now),
       ]);

@@ -77,7 +77,10 @@ function inputOf(method: Method, request: FastifyRequest): Raw {
   return { ...((rest ?? {}) as Raw), ...(request.params as Raw) };
 }
 
-/** Serves `operation` at `method url`, answering PVE's `{"data": ...}`; `answer` may add to a read's. */
+/**
+ * Serves `operation` at `method url`, answering PVE's `{"data": ...}`; `answer`
+ * may add to a read's, and `dataSchema` describes `data` in the API's description.
+ */
 export function operationRoute<P, R = unknown>(
   api: FastifyInstance,
   ctx: RouteContext,
@@ -85,16 +88,19 @@ export function operationRoute<P, R = unknown>(
   url: string,
   operation: Operation<P, R>,
   answer?: (data: R, params: P) => Promise<unknown>,
+  dataSchema?: object,
 ): void {
   api.route({
     method,
     url,
     onRequest: [ctx.authenticate],
-    // summary and operationId are for the API's description (../openapi.ts); fastify ignores them.
+    // summary, operationId and dataSchema are for the API's description (../openapi.ts);
+    // fastify ignores them (a `response` schema would make it drop fields it does not name).
     schema: {
       ...schemasOf(method, url, operation.parameters),
       summary: operation.summary,
       operationId: operation.name,
+      ...(dataSchema ? { dataSchema } : {}),
     },
     handler: async (request) => {
       const caller = request.identity as Identity;

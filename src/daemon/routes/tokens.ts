@@ -18,14 +18,70 @@ import { operationRoute, type RouteContext } from './operation.js';
 
 const TOKEN = '/access/users/:userid/token/:tokenid';
 
+/** The fields the answers add to PVE's (withLastUsed), each absent when not known. */
+const LAST_USED_PROPERTIES = {
+  'last-used': {
+    type: 'integer',
+    description: 'Epoch second of the last use; absent for never (not a PVE field)',
+  },
+  'last-used-source': {
+    type: 'string',
+    description:
+      "The client's address of the last use: the peer, or the client a trusted proxy names " +
+      '(not a PVE field)',
+  },
+  'last-used-host': {
+    type: 'string',
+    description:
+      'The host (multi-host mode) whose daemons took the last use; absent with one host ' +
+      '(not a PVE field)',
+  },
+} as const;
+
+const flag = { type: 'integer', enum: [0, 1] } as const;
+
+/** A token's fields as the reads answer them. */
+const TOKEN_INFO_PROPERTIES = {
+  enable: flag,
+  expire: { type: 'integer', description: 'Epoch second; 0 for never' },
+  privsep: flag,
+  comment: { type: 'string' },
+  ...LAST_USED_PROPERTIES,
+} as const;
+
+const TOKEN_INFO_SCHEMA = { type: 'object', properties: TOKEN_INFO_PROPERTIES } as const;
+
+const TOKEN_LIST_SCHEMA = {
+  type: 'array',
+  items: {
+    type: 'object',
+    required: ['tokenid'],
+    properties: { tokenid: { type: 'string' }, ...TOKEN_INFO_PROPERTIES },
+  },
+} as const;
+
 export function registerTokenRoutes(api: FastifyInstance, ctx: RouteContext): void {
   const lastUsed = async () => (await ctx.lastUsed?.()) ?? (() => undefined);
-  operationRoute(api, ctx, 'GET', '/access/users/:userid/token', listTokens, async (rows, p) => {
-    const lookup = await lastUsed();
-    return rows.map((row) => withLastUsed(row, lookup(joinTokenid(p.userid, row.tokenid))));
-  });
-  operationRoute(api, ctx, 'GET', TOKEN, readToken, async (info, p) =>
-    withLastUsed(info, (await lastUsed())(joinTokenid(p.userid, p.tokenName))),
+  operationRoute(
+    api,
+    ctx,
+    'GET',
+    '/access/users/:userid/token',
+    listTokens,
+    async (rows, p) => {
+      const lookup = await lastUsed();
+      return rows.map((row) => withLastUsed(row, lookup(joinTokenid(p.userid, row.tokenid))));
+    },
+    TOKEN_LIST_SCHEMA,
+  );
+  operationRoute(
+    api,
+    ctx,
+    'GET',
+    TOKEN,
+    readToken,
+    async (info, p) => withLastUsed(info, (await lastUsed())(joinTokenid(p.userid, p.tokenName))),
+    TOKEN_INFO_SCHEMA,
   );
   operationRoute(api, ctx, 'POST', TOKEN, createToken);
   operationRoute(api, ctx, 'PUT', TOKEN, updateToken);
