@@ -14,6 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { type Api, call, type Deployment, pveHeader, startDeployment } from '../harness/daemons.js';
+import { LAST_USED_FILE, parseLastUsed } from '../src/usage/file.js';
+import { waitForFile } from './helpers/files.js';
 import { tempDir } from './helpers/tmp.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -173,6 +175,30 @@ describe('the web console in a real browser', { skip }, () => {
     assert.equal(await row.locator('td.comment').textContent(), XSS);
     assert.equal(await row.locator('img, script').count(), 0);
     assert.equal(await page.evaluate(() => (window as { __xss?: number }).__xss), undefined);
+  });
+
+  it('shows where a token was last used from, next to when, as text', async () => {
+    const placed = await created('placed', 'used from 127.0.0.2');
+    const reply = await call(api, 'GET', '/version', {
+      auth: pveHeader('joe@pve!placed', placed),
+      localAddress: '127.0.0.2',
+    });
+    assert.equal(reply.status, 200);
+    // Once the manager recorded it, whichever worker answers the console knows it.
+    const file = path.join(dir, 'etc', LAST_USED_FILE);
+    await waitForFile(
+      file,
+      (text) => parseLastUsed(file, text).tokens.get('joe@pve!placed')?.source,
+    );
+    await page.click('#reload');
+    const row = page.locator('tr[data-token="joe@pve!placed"]');
+    await row.locator('td.where', { hasText: '127.0.0.2' }).waitFor();
+    assert.equal(await row.locator('td.where').textContent(), '127.0.0.2');
+    assert.notEqual(
+      await row.locator('td.where').evaluate((td) => td.previousElementSibling?.textContent),
+      'never',
+    );
+    assert.equal(await page.locator('#tokens th', { hasText: 'Where' }).count(), 1);
   });
 
   it("shows a token's effective permissions", async () => {
