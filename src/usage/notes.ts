@@ -39,6 +39,20 @@ export function lastUseOf(seconds: number, source?: string, host?: string): Last
   return host === undefined ? { seconds, source } : { seconds, source, host };
 }
 
+/** Latin-1 text only (token ids and addresses): copied as one-byte characters. */
+const LATIN1 = /^[\u0000-\u00ff]*$/;
+
+/**
+ * ownCopy, but one byte per character where the text allows (it always does
+ * for an id or an address): ownCopy's UTF-16 copy is a two-byte string, and
+ * comparing it with the request's one-byte strings on every note costs about
+ * twice as much as comparing two one-byte strings. Runs only when a note is
+ * made or its source changes.
+ */
+function ownNoteCopy(value: string): string {
+  return LATIN1.test(value) ? Buffer.from(value, 'latin1').toString('latin1') : ownCopy(value);
+}
+
 /** One token's note, updated in place by note(): the same object for as long as the token is noted. */
 class Note {
   constructor(
@@ -115,14 +129,16 @@ export class UsageNotes implements UseRecorder {
     if (last === undefined) {
       // A new key (or source) may be a slice of the request header: keep a copy, never the header.
       this.#uses.set(
-        ownCopy(tokenid),
-        new Note(seconds, source === undefined ? undefined : ownCopy(source)),
+        ownNoteCopy(tokenid),
+        new Note(seconds, source === undefined ? undefined : ownNoteCopy(source)),
       );
       return;
     }
     if (last.seconds !== seconds) last.seconds = seconds;
     // The latest use's source: an unknown one (undefined) replaces a known one too.
-    if (last.source !== source) last.source = source === undefined ? undefined : ownCopy(source);
+    if (last.source !== source) {
+      last.source = source === undefined ? undefined : ownNoteCopy(source);
+    }
   }
 
   /** The last use this process noted, if it still holds a note for the token. */
