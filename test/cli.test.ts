@@ -241,7 +241,7 @@ describe('tokenctl tokens', () => {
     assert.ok(!table.stdout.includes(secret), 'list never shows a secret');
     assert.match(
       table.stdout,
-      /^TOKENID\s+ENABLED\s+EXPIRE\s+PRIVSEP\s+SECRET\s+LAST-USED\s+COMMENT$/m,
+      /^TOKENID\s+ENABLED\s+EXPIRE\s+PRIVSEP\s+SECRET\s+LAST-USED\s+FROM\s+COMMENT$/m,
     );
     assert.match(table.stdout, /^root@pam!ci\s+yes\s+2027-01-01\s+no\s+yes\s+never\s+ci runner$/m);
 
