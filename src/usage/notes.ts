@@ -39,8 +39,8 @@ export function lastUseOf(seconds: number, source?: string, host?: string): Last
   return host === undefined ? { seconds, source } : { seconds, source, host };
 }
 
-/** Latin-1 text only (token ids and addresses): copied as one-byte characters. */
-const LATIN1 = /^[\u0000-\u00ff]*$/;
+/** A character beyond Latin-1: such text is copied as two-byte characters. */
+const BEYOND_LATIN1 = /[\u0100-\uffff]/;
 
 /**
  * ownCopy, but one byte per character where the text allows (it always does
@@ -50,7 +50,9 @@ const LATIN1 = /^[\u0000-\u00ff]*$/;
  * made or its source changes.
  */
 function ownNoteCopy(value: string): string {
-  return LATIN1.test(value) ? Buffer.from(value, 'latin1').toString('latin1') : ownCopy(value);
+  return !BEYOND_LATIN1.test(value)
+    ? Buffer.from(value, 'latin1').toString('latin1')
+    : ownCopy(value);
 }
 
 /** One token's note, updated in place by note(): the same object for as long as the token is noted. */
