@@ -287,12 +287,14 @@ describe('LastUsedLedger', () => {
       ['a@pve!v4', 900, '127.0.0.2'],
       ['a@pve!v6', 900, '2001:db8::7'],
       ['a@pve!none', 900],
+      ['a@pve!mapped', 900, '::ffff:127.0.0.2'], // a dual-stack socket's view of an IPv4 client
       ['a@pve!junk', 900, 'PVEAPIToken=a@pve!x=secret'], // never stored: time only
       ['a@pve!num', 900, 42],
       ['a@pve!long', 900, '1.2.3.4', 'extra'], // not a use
     ]);
-    assert.equal(taken, 5);
+    assert.equal(taken, 6);
     assert.deepEqual(ledger.lastUse('a@pve!v4'), at(900, '127.0.0.2', 'host-a'));
+    assert.deepEqual(ledger.lastUse('a@pve!mapped'), at(900, '127.0.0.2', 'host-a'));
     assert.deepEqual(ledger.lastUse('a@pve!v6'), at(900, '2001:db8::7', 'host-a'));
     assert.deepEqual(ledger.lastUse('a@pve!none'), at(900, undefined, 'host-a'));
     assert.deepEqual(ledger.lastUse('a@pve!junk'), at(900, undefined, 'host-a'));

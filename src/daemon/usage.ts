@@ -17,6 +17,7 @@ import { LastUsedFileSink, LastUsedReader, readLastUsed } from '../usage/file.js
 import { LastUsedLedger } from '../usage/ledger.js';
 import { type LastUse, lastUseOf, UsageNotes } from '../usage/notes.js';
 import { UsageReporter } from '../usage/reporter.js';
+import { shownAddress } from '../usage/where.js';
 import type { Logger } from './logger.js';
 import type { RpcClient } from './rpc.js';
 
@@ -150,7 +151,8 @@ export function startWorkerUsage(deployment: Deployment, rpc: RpcClient, log: Lo
         const file = record?.tokens.get(tokenid);
         const mine = notes.lastUse(tokenid);
         if (mine === undefined || (file !== undefined && mine.seconds <= file.seconds)) return file;
-        return lastUseOf(mine.seconds, mine.source, host);
+        const source = mine.source === undefined ? undefined : shownAddress(mine.source);
+        return lastUseOf(mine.seconds, source, host);
       };
     },
   };

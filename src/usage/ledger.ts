@@ -13,7 +13,7 @@ import { BoundaryTask } from './boundary-task.js';
 import { type LastUse, type LastUsedMap, lastUseOf, mergeLatest } from './notes.js';
 import { DEFAULT_REPORT_INTERVAL_MS, MAX_REPORT_ENTRIES } from './reporter.js';
 import type { LastUsedSink } from './sink.js';
-import { isHostName, isSourceAddress } from './where.js';
+import { isHostName, isSourceAddress, shownAddress } from './where.js';
 
 /** A worker's clock may run a little ahead; anything further ahead is taken as now. */
 const FUTURE_SLACK_SECONDS = 60;
@@ -93,7 +93,7 @@ export class LastUsedLedger {
    * Merges one worker message: a list of [token id, epoch second] or
    * [token id, epoch second, source address] (ReportedUse). Anything else is a
    * ParameterError; entries of unknown tokens are dropped, and so is a source
-   * that is not an address (the time is kept); a second too far in the future
+   * that is not an address (the time is kept; an IPv4-mapped one is kept as IPv4); a second too far in the future
    * is taken as now. Returns how many entries were taken.
    */
   async report(uses: unknown): Promise<number> {
@@ -107,7 +107,7 @@ export class LastUsedLedger {
       if (!Array.isArray(entry) || (entry.length !== 2 && entry.length !== 3)) continue;
       const [tokenid, seconds, source] = entry as [unknown, unknown, unknown];
       if (typeof seconds !== 'number') continue;
-      const where = isSourceAddress(source) ? source : undefined;
+      const where = isSourceAddress(source) ? shownAddress(source) : undefined;
       entries.push([tokenid, lastUseOf(seconds, where, this.#host)]);
     }
     const taken = this.#take(entries, await this.#known(), this.#changed);

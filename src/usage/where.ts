@@ -20,3 +20,15 @@ export function isSourceAddress(value: unknown): value is string {
 export function isHostName(value: unknown): value is string {
   return typeof value === 'string' && HOST_NAME.test(value);
 }
+
+const MAPPED = '::ffff:';
+
+/**
+ * An address as last use shows it: an IPv4-mapped IPv6 address (a dual-stack
+ * socket's view of an IPv4 client) as the IPv4 address, as allowed-ips treats it.
+ */
+export function shownAddress(address: string): string {
+  if (!address.toLowerCase().startsWith(MAPPED)) return address;
+  const v4 = address.slice(MAPPED.length);
+  return isIP(v4) === 4 ? v4 : address;
+}
