@@ -243,7 +243,10 @@ describe('tokenctl tokens', () => {
       table.stdout,
       /^TOKENID\s+ENABLED\s+EXPIRE\s+PRIVSEP\s+SECRET\s+LAST-USED\s+FROM\s+COMMENT$/m,
     );
-    assert.match(table.stdout, /^root@pam!ci\s+yes\s+2027-01-01\s+no\s+yes\s+never\s+ci runner$/m);
+    assert.match(
+      table.stdout,
+      /^root@pam!ci\s+yes\s+2027-01-01\s+no\s+yes\s+never\s+-\s+ci runner$/m,
+    );
 
     const rows = await tokenctlJson<TokenRow[]>(dirs, 'token', 'list', 'root@pam');
     assert.deepEqual(

@@ -46,6 +46,15 @@ const TOKEN_INFO_PROPERTIES = {
   expire: { type: 'integer', description: 'Epoch second; 0 for never' },
   privsep: flag,
   comment: { type: 'string' },
+  'allowed-ips': {
+    type: 'string',
+    description:
+      'Addresses and CIDRs the token is accepted from, comma-separated (not a PVE field)',
+  },
+  'grace-until': {
+    type: 'integer',
+    description: 'Epoch second until which the previous secret works (not a PVE field)',
+  },
   ...LAST_USED_PROPERTIES,
 } as const;
 
