@@ -148,11 +148,11 @@ async function measure(
   const sources = ['127.0.0.2', ['127', '0', '0', '2'].join('.')];
   let turn = 0;
   const noteSourceNs = nsPerOp(() => notes.note(id, sources[turn++ & 1]), OPS);
-  // What the API hands the authenticator: the request, whose socket names the peer (IPv4-mapped).
+  // What the API hands the authenticator: the request, whose socket names the peer.
   const request = {
     headers: { authorization: header },
     rawHeaders: ['Authorization', header],
-    socket: { remoteAddress: '::ffff:127.0.0.2' },
+    socket: { remoteAddress: '127.0.0.2' },
   };
   const timeAuth = async (a: Authenticator) => {
     const start = process.hrtime.bigint();
