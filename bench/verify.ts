@@ -145,9 +145,9 @@ async function measure(
   const parseNs = nsPerOp(() => parseAuthorizationHeader(header), OPS);
   const noteNs = nsPerOp(() => notes.note(id), OPS);
   // A token in steady use from one address over new connections: equal strings, not the same one.
-  const sources = ['127.0.0.2', ['127', '0', '0', '2'].join('.')];
+  const addresses = ['127.0.0.2', ['127', '0', '0', '2'].join('.')];
   let turn = 0;
-  const noteSourceNs = nsPerOp(() => notes.note(id, sources[turn++ & 1]), OPS);
+  const noteSourceNs = nsPerOp(() => notes.note(id, addresses[turn++ & 1]), OPS);
   // What the API hands the authenticator: the request, whose socket names the peer.
   const request = {
     headers: { authorization: header },
