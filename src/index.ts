@@ -158,6 +158,7 @@ export { PVE_BUILTIN_ROLES, PVE_PRIVILEGES } from './config/privileges.js';
 
 export { type Expiring, effectiveExpiry, expiringWithin } from './config/expiring.js';
 export {
+  type LastUse,
   type LastUsedMap,
   type SecondClock,
   UsageNotes,
