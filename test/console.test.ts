@@ -226,6 +226,7 @@ describe('the web console in a real browser', { skip }, () => {
     await page.waitForSelector('#rotate-dialog[open]');
     assert.equal(await page.textContent('#rotate-id'), 'joe@pve!rolling');
     await page.selectOption('#rotate-grace', '3600');
+    await shot('rotate');
     await page.click('#rotate-form button[type=submit]');
     await page.waitForSelector('#secret-dialog[open]');
     const fresh = await page.inputValue('#secret-value');
