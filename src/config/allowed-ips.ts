@@ -154,8 +154,20 @@ export class SourceRestriction {
     }
   }
 
+  /** The last address asked about and the answer: a connection's requests repeat it. */
+  #lastAddress: string | undefined = undefined;
+  #lastAnswer = false;
+
   /** Whether a request from `address` (as a socket or a proxy reports it) may use the token. */
   allows(address: string | undefined): boolean {
+    if (address === this.#lastAddress) return this.#lastAnswer;
+    const answer = this.#check(address);
+    this.#lastAddress = address;
+    this.#lastAnswer = answer;
+    return answer;
+  }
+
+  #check(address: string | undefined): boolean {
     if (address === undefined || address === '') return false;
     const v4 = ipv4Bits(address, address.startsWith(MAPPED) ? MAPPED.length : 0);
     if (v4 >= 0) {

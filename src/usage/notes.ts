@@ -57,10 +57,22 @@ function ownNoteCopy(value: string): string {
 
 /** One token's note, updated in place by note(): the same object for as long as the token is noted. */
 class Note {
+  /**
+   * The source string last passed in, as given: a connection passes the same
+   * string object on every request (its peer's, once normalised), so a
+   * pointer compare settles most notes. Only ever compared, never reported:
+   * `source` is the note's own copy. It may keep alive the string it was cut
+   * from: the socket's peer name or an X-Forwarded-For header, never the
+   * Authorization header (ClientAddresses reads no other).
+   */
+  seen: string | undefined;
+
   constructor(
     public seconds: number,
     public source: string | undefined,
-  ) {}
+  ) {
+    this.seen = source;
+  }
 }
 
 /** The current epoch second, advanced by a timer instead of read per call. */
@@ -130,13 +142,14 @@ export class UsageNotes implements UseRecorder {
     const last = this.#uses.get(tokenid);
     if (last === undefined) {
       // A new key (or source) may be a slice of the request header: keep a copy, never the header.
-      this.#uses.set(
-        ownNoteCopy(tokenid),
-        new Note(seconds, source === undefined ? undefined : ownNoteCopy(source)),
-      );
+      const note = new Note(seconds, source === undefined ? undefined : ownNoteCopy(source));
+      note.seen = source;
+      this.#uses.set(ownNoteCopy(tokenid), note);
       return;
     }
     if (last.seconds !== seconds) last.seconds = seconds;
+    if (source === last.seen) return;
+    last.seen = source;
     // The latest use's source: an unknown one (undefined) replaces a known one too.
     if (last.source !== source) {
       last.source = source === undefined ? undefined : ownNoteCopy(source);
