@@ -119,11 +119,11 @@ export async function startMultiHost(options: MultiHostOptions = {}): Promise<Mu
         ip('-n', ns, 'addr', 'add', `${address}/24`, 'dev', `${ns}n`);
         ip('-n', ns, 'link', 'set', `${ns}n`, 'up');
       };
-      spaces.forEach((ns, i) => join(ns, `${subnet}.${i + 1}`));
-      memberSpaces.forEach((ns, i) => {
+      for (const [i, ns] of spaces.entries()) join(ns, `${subnet}.${i + 1}`);
+      for (const [i, ns] of memberSpaces.entries()) {
         join(ns, `${subnet}.${i + 101}`);
         addresses.push(`${subnet}.${i + 101}`);
-      });
+      }
     }
     const etcd = await startEtcdCluster(
       options.netns
