@@ -9,9 +9,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Api, call, type Deployment, startDeployment } from '../harness/daemons.js';
+import { type Api, call, type Deployment } from '../harness/daemons.js';
 import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from '../harness/etcd.js';
-import { tokenctlIn as tokenctl } from '../harness/tokenctl.js';
+import { addTokenIn, startClusterHosts, tokenctlIn as tokenctl } from '../harness/tokenctl.js';
 import type { ClusterAuditRecord } from '../src/cluster/audit.js';
 import { createEtcdClient } from '../src/cluster/client.js';
 import { ClusterKeys } from '../src/cluster/keys.js';
@@ -43,40 +43,18 @@ describe("the cluster's audit trail", { skip: noEtcd ?? false }, () => {
 
   before(async () => {
     etcd = await startEtcdCluster();
-    const endpoints = etcd.endpoints.join(',');
-    const init = await tokenctl(
-      dirA,
-      'cluster',
-      'init',
-      '--endpoints',
-      endpoints,
-      '--name',
+    const [a, b] = (await startClusterHosts(
+      etcd.endpoints,
       CLUSTER,
-      '--host',
-      'a',
-    );
-    assert.equal(init.code, 0, init.stderr);
-    const join = await tokenctl(
-      dirB,
-      'cluster',
-      'init',
-      '--endpoints',
-      endpoints,
-      '--name',
-      CLUSTER,
-      '--host',
-      'b',
-      '--join',
-    );
-    assert.equal(join.code, 0, join.stderr);
-    for (const dir of [dirA, dirB]) {
-      const d = await startDeployment(dir);
-      running.push(d);
-      await d.managerLog.waitFor((l) => l.msg === 'cluster in sync');
-    }
+      [
+        { host: 'a', dir: dirA },
+        { host: 'b', dir: dirB },
+      ],
+      running,
+    )) as [Deployment, Deployment];
     const args = ['--plain-http', '--workers', '1', '--hash-threads', '1'];
-    apiA = await (running[0] as Deployment).startApi('a', args);
-    apiB = await (running[1] as Deployment).startApi('b', args);
+    apiA = await a.startApi('a', args);
+    apiB = await b.startApi('b', args);
   });
 
   after(async () => {
@@ -86,18 +64,7 @@ describe("the cluster's audit trail", { skip: noEtcd ?? false }, () => {
 
   it('records every change once for the cluster, in order, with its revision', async () => {
     // tokenctl on A: a token (two transactions: its hash, then user.cfg).
-    const made = await tokenctl(
-      dirA,
-      '--output',
-      'json',
-      'token',
-      'add',
-      'root@pam!admin',
-      '--privsep',
-      '0',
-    );
-    assert.equal(made.code, 0, made.stderr);
-    auth = `PVEAPIToken=root@pam!admin=${(JSON.parse(made.stdout) as { value: string }).value}`;
+    auth = (await addTokenIn(dirA, 'root@pam!admin', '--privsep', '0')).header;
     // The API on A, then on B.
     const user = await call(apiA, 'POST', '/access/users', { auth, form: { userid: 'ann@pve' } });
     assert.equal(user.status, 200, user.raw);

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Deployment, startDeployment } from '../harness/daemons.js';
 import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from '../harness/etcd.js';
-import { tokenctlIn as tokenctl, versionStatus } from '../harness/tokenctl.js';
+import { addTokenIn, tokenctlIn as tokenctl, versionStatus } from '../harness/tokenctl.js';
 import { createEtcdClient } from '../src/cluster/client.js';
 import { ClusterKeys } from '../src/cluster/keys.js';
 import { resolveClusterSettings } from '../src/cluster/settings.js';
@@ -48,10 +48,7 @@ describe('tokenctl cluster init and join', { skip: noEtcd ?? false }, () => {
       const run = await tokenctl(dirA, ...args);
       assert.equal(run.code, 0, run.stderr);
     }
-    const made = await tokenctl(dirA, '--output', 'json', 'token', 'add', 'root@pam!keep');
-    assert.equal(made.code, 0, made.stderr);
-    const secret = (JSON.parse(made.stdout) as { value: string }).value;
-    const header = `PVEAPIToken=root@pam!keep=${secret}`;
+    const { header } = await addTokenIn(dirA, 'root@pam!keep');
     const userCfg = readFileSync(path.join(dirA, 'etc', 'user.cfg'), 'utf8');
     const hashes = parseShadow(
       'token.shadow',

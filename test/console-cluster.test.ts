@@ -11,9 +11,9 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Browser, Page } from 'playwright-core';
-import { type Api, call, type Deployment, startDeployment } from '../harness/daemons.js';
+import { type Api, call, type Deployment } from '../harness/daemons.js';
 import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from '../harness/etcd.js';
-import { tokenctlIn as tokenctl } from '../harness/tokenctl.js';
+import { addTokenIn, startClusterHosts, tokenctlIn as tokenctl } from '../harness/tokenctl.js';
 import type { ClusterView } from '../src/cluster/admin.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -43,40 +43,19 @@ describe('the cluster view, multi-host', { skip: why ?? false }, () => {
 
   before(async () => {
     etcd = await startEtcdCluster();
-    const endpoints = etcd.endpoints.join(',');
-    const init = ['cluster', 'init', '--endpoints', endpoints, '--name', 'viewed'];
-    assert.equal((await tokenctl(dirA, ...init, '--host', 'a')).code, 0);
-    assert.equal((await tokenctl(dirB, ...init, '--host', 'b', '--join')).code, 0);
-    for (const dir of [dirA, dirB]) {
-      const d = await startDeployment(dir);
-      running.push(d);
-      await d.managerLog.waitFor((l) => l.msg === 'cluster in sync');
-    }
-    apiA = await (running[0] as Deployment).startApi('a', [
-      '--workers',
-      '1',
-      '--hash-threads',
-      '1',
-    ]);
-    apiB = await (running[1] as Deployment).startApi('b', [
-      '--plain-http',
-      '--workers',
-      '1',
-      '--hash-threads',
-      '1',
-    ]);
-    const made = await tokenctl(
-      dirA,
-      '--output',
-      'json',
-      'token',
-      'add',
-      'root@pam!view',
-      '--privsep',
-      '0',
-    );
-    assert.equal(made.code, 0, made.stderr);
-    adminSecret = (JSON.parse(made.stdout) as { value: string }).value;
+    const [a, b] = (await startClusterHosts(
+      etcd.endpoints,
+      'viewed',
+      [
+        { host: 'a', dir: dirA },
+        { host: 'b', dir: dirB },
+      ],
+      running,
+    )) as [Deployment, Deployment];
+    const args = ['--workers', '1', '--hash-threads', '1'];
+    apiA = await a.startApi('a', args);
+    apiB = await b.startApi('b', ['--plain-http', ...args]);
+    adminSecret = (await addTokenIn(dirA, 'root@pam!view', '--privsep', '0')).secret;
     admin = `PVEAPIToken=root@pam!view=${adminSecret}`;
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
@@ -124,17 +103,7 @@ describe('the cluster view, multi-host', { skip: why ?? false }, () => {
 
   it('needs Sys.Audit on /: a token without it gets 403 on either host', async () => {
     assert.equal((await tokenctl(dirA, 'user', 'add', 'joe@pve')).code, 0);
-    const made = await tokenctl(
-      dirA,
-      '--output',
-      'json',
-      'token',
-      'add',
-      'joe@pve!look',
-      '--privsep',
-      '0',
-    );
-    const joe = `PVEAPIToken=joe@pve!look=${(JSON.parse(made.stdout) as { value: string }).value}`;
+    const joe = (await addTokenIn(dirA, 'joe@pve!look', '--privsep', '0')).header;
     assert.equal((await view(apiA, joe)).status, 403);
     assert.equal((await view(apiB, joe)).status, 403);
     const acl = await tokenctl(
