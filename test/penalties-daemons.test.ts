@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { type Api, type Deployment, pveHeader, startDeployment } from '../harness/daemons.js';
 import { netnsUnavailable } from '../harness/multihost.js';
 import { fixture, runChild } from './helpers/children.js';
+import { createRootToken } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 type Status = number | null;
@@ -44,15 +45,25 @@ async function sendAll(api: Api, from: string, auth: string, times: number): Pro
 const wrongSecret = (tokenid: string) => pveHeader(tokenid, randomUUID());
 const unknownId = () => pveHeader(`nobody@pve!t${randomBytes(4).toString('hex')}`, randomUUID());
 
-async function createToken(deployment: Deployment, name: string) {
-  const created = await deployment.asRoot('token.create', {
-    userid: 'root@pam',
-    tokenName: name,
-    fields: { privsep: false },
-  });
-  assert.equal(created.ok, true, JSON.stringify(created));
-  const id = `root@pam!${name}`;
-  return { id, header: pveHeader(id, (created as { data: { value: string } }).data.value) };
+/**
+ * An API of `workers` workers and one hash thread whose sources are refused
+ * after `budget` failures at once (no hold) and stay so for the whole test
+ * (a slow decay); `extra` after.
+ */
+function penaltyArgs(workers: number, budget: number, ...extra: string[]): string[] {
+  return [
+    '--workers',
+    String(workers),
+    '--hash-threads',
+    '1',
+    '--penalty-budget',
+    String(budget),
+    '--penalty-hold',
+    '0',
+    '--penalty-decay',
+    '0.01',
+    ...extra,
+  ];
 }
 
 /** One deployment with one API cluster for a describe block. */
@@ -78,23 +89,11 @@ async function cachedInEveryWorker(api: Api, from: string, auth: string, workers
 
 describe('issue 22 (a): a penalised source’s valid cached token is accepted', () => {
   const budget = 3;
-  const s = withApi([
-    '--workers',
-    '2',
-    '--hash-threads',
-    '1',
-    '--penalty-budget',
-    String(budget),
-    '--penalty-hold',
-    '0',
-    // Slow enough that the source stays penalised for the whole test.
-    '--penalty-decay',
-    '0.01',
-  ]);
+  const s = withApi(penaltyArgs(2, budget));
 
   it('accepts the valid token from the flooding address, refuses all that costs a hash', async (t) => {
-    const admin = await createToken(s.deployment, 'admin');
-    const unused = await createToken(s.deployment, 'unused');
+    const admin = await createRootToken(s.deployment, 'admin');
+    const unused = await createRootToken(s.deployment, 'unused');
     const address = '127.0.22.1';
     await cachedInEveryWorker(s.api, address, admin.header, 2);
 
@@ -140,24 +139,10 @@ describe('issue 22 (a): a penalised source’s valid cached token is accepted', 
 describe('issue 22 (b): a 503 for a full hashing queue is not charged to its receiver', () => {
   const budget = 3;
   // One worker, one hash thread, a queue of one, no cache: every valid request hashes.
-  const s = withApi([
-    '--workers',
-    '1',
-    '--hash-threads',
-    '1',
-    '--hash-queue',
-    '1',
-    '--no-cache',
-    '--penalty-budget',
-    String(budget),
-    '--penalty-hold',
-    '0',
-    '--penalty-decay',
-    '0.01',
-  ]);
+  const s = withApi(penaltyArgs(1, budget, '--hash-queue', '1', '--no-cache'));
 
   it('keeps serving a victim that an attacker on rotating addresses made receive 503s', async (t) => {
-    const victim = await createToken(s.deployment, 'victim');
+    const victim = await createRootToken(s.deployment, 'victim');
     const victimAddress = '127.0.24.1';
     let next = 0;
     // Each attacker address sends one request: never over its own budget.
@@ -236,20 +221,7 @@ describe('issue 22 (c): sources grouped by network on the default dual-stack lis
     deployment = await startDeployment(dir, { prefix: inNs });
     api = await deployment.startApi(
       'api',
-      [
-        '--workers',
-        '2',
-        '--hash-threads',
-        '1',
-        '--penalty-budget',
-        String(budget),
-        '--penalty-hold',
-        '0',
-        '--penalty-decay',
-        '0.01',
-        '--penalty-ipv4-prefix',
-        '24',
-      ],
+      penaltyArgs(2, budget, '--penalty-ipv4-prefix', '24'),
       { host: null }, // the default listener: dual-stack '::'
     );
   });
@@ -274,7 +246,7 @@ describe('issue 22 (c): sources grouped by network on the default dual-stack lis
   it('penalises twelve addresses of one IPv6 /64 as one source', {
     skip: why ?? false,
   }, async (t) => {
-    const admin = await createToken(deployment as Deployment, 'admin6');
+    const admin = await createRootToken(deployment as Deployment, 'admin6');
     assert.equal(api.url.startsWith('https://localhost:'), true, `not dual-stack: ${api.url}`);
     // 60 wrong secrets, 5 from each of 12 addresses, the addresses in turn.
     const flood = await probe(
@@ -298,7 +270,7 @@ describe('issue 22 (c): sources grouped by network on the default dual-stack lis
   it('groups IPv4 by the configured prefix (--penalty-ipv4-prefix 24)', {
     skip: why ?? false,
   }, async () => {
-    const admin = await createToken(deployment as Deployment, 'admin4');
+    const admin = await createRootToken(deployment as Deployment, 'admin4');
     const flood = await probe(
       '127.0.0.1',
       Array.from({ length: 12 }, (_, i) => ({
@@ -320,21 +292,10 @@ describe('issue 22 (c): sources grouped by network on the default dual-stack lis
 
 describe('issue 22 (d): budgets are per host, not per worker', () => {
   const budget = 6;
-  const s = withApi([
-    '--workers',
-    '2',
-    '--hash-threads',
-    '1',
-    '--penalty-budget',
-    String(budget),
-    '--penalty-hold',
-    '0',
-    '--penalty-decay',
-    '0.01',
-  ]);
+  const s = withApi(penaltyArgs(2, budget));
 
   it('refuses a source once the host has seen its budget, whichever worker it meets', async (t) => {
-    const admin = await createToken(s.deployment, 'admin');
+    const admin = await createRootToken(s.deployment, 'admin');
     const address = '127.0.26.1';
     const statuses: Status[] = [];
     // New connections: the cluster hands them to its two workers in turn.
@@ -357,7 +318,7 @@ describe('issue 22 (d): budgets are per host, not per worker', () => {
   });
 
   it('gives a replaced worker the sources penalised host-wide before it serves', async () => {
-    const admin = await createToken(s.deployment, 'admin2');
+    const admin = await createRootToken(s.deployment, 'admin2');
     const address = '127.0.26.2';
     const flood = await sendAll(s.api, address, wrongSecret(admin.id), 2 * budget + 2);
     assert.equal(flood.at(-1), 429, JSON.stringify(flood));
