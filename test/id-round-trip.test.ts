@@ -27,6 +27,20 @@ describe('ids that cannot round-trip through user.cfg (issue 22, case 7)', () =>
   });
   after(() => d?.stop());
 
+  /** A new user with `role` on `aclPath` and a token `t` of its own (privsep 0): its header. */
+  async function userWithRole(userid: string, aclPath: string, role: string): Promise<string> {
+    await callExpecting(200, d, 'POST', '/access/users', { auth: root, form: { userid } });
+    await callExpecting(200, d, 'PUT', '/access/acl', {
+      auth: root,
+      form: { path: aclPath, users: userid, roles: role },
+    });
+    const made = await callExpecting(200, d, 'POST', `/access/users/${userid}/token/t`, {
+      auth: root,
+      form: { privsep: 0 },
+    });
+    return pveHeader(`${userid}!t`, (made.body.data as { value: string }).value);
+  }
+
   it('refuses a lone surrogate and the list separators in a user name', () => {
     for (const id of ['a\uD800b@pve', 'a\uDC00@pve', 'x,root@pam,y@pve', 'x;y@pve']) {
       assert.throws(() => parseUserid(id), InvalidIdError, JSON.stringify(id));
@@ -54,19 +68,7 @@ describe('ids that cannot round-trip through user.cfg (issue 22, case 7)', () =>
 
   it('a user id with "," created into a group by a user admin does not add root@pam to it', async () => {
     await callExpecting(200, d, 'POST', '/access/groups', { auth: root, form: { groupid: 'G' } });
-    await callExpecting(200, d, 'POST', '/access/users', {
-      auth: root,
-      form: { userid: 'admin@pve' },
-    });
-    await callExpecting(200, d, 'PUT', '/access/acl', {
-      auth: root,
-      form: { path: '/access', users: 'admin@pve', roles: 'PVEUserAdmin' },
-    });
-    const made = await callExpecting(200, d, 'POST', '/access/users/admin@pve/token/t', {
-      auth: root,
-      form: { privsep: 0 },
-    });
-    const admin = pveHeader('admin@pve!t', (made.body.data as { value: string }).value);
+    const admin = await userWithRole('admin@pve', '/access', 'PVEUserAdmin');
     // The direct way is refused...
     await callExpecting(403, d, 'PUT', '/access/users/root@pam', {
       auth: admin,
@@ -85,19 +87,7 @@ describe('ids that cannot round-trip through user.cfg (issue 22, case 7)', () =>
   });
 
   it('an invalid ACL path is a 400 for a caller who may change ACLs, not a 403', async () => {
-    await callExpecting(200, d, 'POST', '/access/users', {
-      auth: root,
-      form: { userid: 'acl@pve' },
-    });
-    await callExpecting(200, d, 'PUT', '/access/acl', {
-      auth: root,
-      form: { path: '/', users: 'acl@pve', roles: 'Administrator' },
-    });
-    const made = await callExpecting(200, d, 'POST', '/access/users/acl@pve/token/t', {
-      auth: root,
-      form: { privsep: 0 },
-    });
-    const acl = pveHeader('acl@pve!t', (made.body.data as { value: string }).value);
+    const acl = await userWithRole('acl@pve', '/', 'Administrator');
     for (const bad of ['vms', '/vms/../access', '/a b']) {
       const reply = await call(d, 'PUT', '/access/acl', {
         auth: acl,
