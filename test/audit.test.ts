@@ -8,9 +8,10 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Api, call, type Deployment, pveHeader, startDeployment } from '../harness/daemons.js';
+import { type Api, type Deployment, startDeployment } from '../harness/daemons.js';
 import { tokenctlIn } from '../harness/tokenctl.js';
 import { type AuditRecord, AuditTrail } from '../src/audit/trail.js';
+import { callExpecting, createRootToken } from './helpers/daemons.js';
 import { tempDir } from './helpers/tmp.js';
 
 async function ok(dir: string, ...args: string[]): Promise<string> {
@@ -140,22 +141,15 @@ describe('API changes in the trail, recorded by the manager', () => {
   after(() => deployment?.stop());
 
   it("names the caller's token and address, and a refusal's status", async () => {
-    const created = await deployment.asRoot('token.create', {
-      userid: 'root@pam',
-      tokenName: 'admin',
-      fields: { privsep: false },
-    });
-    const admin = pveHeader('root@pam!admin', (created as { data: { value: string } }).data.value);
-    const made = await call(api, 'POST', '/access/users', {
+    const admin = (await createRootToken(deployment, 'admin')).header;
+    await callExpecting(200, api, 'POST', '/access/users', {
       auth: admin,
       form: { userid: 'amy@pve', comment: 'made over HTTP' },
     });
-    assert.equal(made.status, 200, made.raw);
-    const again = await call(api, 'POST', '/access/users', {
+    await callExpecting(400, api, 'POST', '/access/users', {
       auth: admin,
       form: { userid: 'amy@pve' },
     });
-    assert.equal(again.status, 400, again.raw);
 
     const all = await records(dir);
     const byApi = all.filter((r) => r.actor === 'root@pam!admin');
