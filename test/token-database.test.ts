@@ -6,9 +6,7 @@ import { importPveUserConfig } from '../src/config/import.js';
 import { parseUserConfig } from '../src/config/parse.js';
 import { writeUserConfig } from '../src/config/write.js';
 import { TokenDatabaseError } from '../src/errors.js';
-import { GenerationPage } from '../src/generations/page.js';
 import { Slot } from '../src/generations/slots.js';
-import { HashPool } from '../src/hashing/pool.js';
 import { filesOf, tokenRowsOf } from '../src/store/interop.js';
 import {
   TokenDatabaseReader,
@@ -20,6 +18,7 @@ import { TokenStore } from '../src/store/token-store.js';
 import { TokenVerifier } from '../src/store/token-verifier.js';
 import { fixture, runChild, startChild } from './helpers/children.js';
 import { AS_NOBODY, NOBODY, nobodysCopy } from './helpers/nobody.js';
+import { setup } from './helpers/shadow.js';
 import { tempDir } from './helpers/tmp.js';
 
 function row(id: string, fields: Partial<TokenRow> = {}): TokenRow {
@@ -34,6 +33,13 @@ function row(id: string, fields: Partial<TokenRow> = {}): TokenRow {
     created: 1_700_000_000,
     ...fields,
   };
+}
+
+/** A directory with a page and a small pool (closed after the test), and where the database goes. */
+function withPageAndPool() {
+  const shared = setup();
+  after(() => shared.page.close());
+  return { ...shared, file: path.join(shared.dir, 'access.db') };
 }
 
 function database(): { file: string; writer: TokenDatabaseWriter } {
@@ -216,17 +222,7 @@ describe('token database', { skip }, () => {
 
 describe('token store and verifier across processes', { skip }, () => {
   it('once a revoke, a disable or a bulk revoke returned, the other process refuses at once', async () => {
-    const dir = tempDir();
-    const file = path.join(dir, 'access.db');
-    const pagePath = path.join(dir, 'config-versions');
-    const page = GenerationPage.open(pagePath);
-    after(() => page.close());
-    const pool = new HashPool({
-      threads: 1,
-      maxQueue: 64,
-      argon2: { memoryCost: 512, timeCost: 1 },
-    });
-    after(() => pool.close());
+    const { file, pagePath, page, pool } = withPageAndPool();
     const store = new TokenStore(file, { page });
     const secrets = new Map<string, string>();
     const rows: TokenRow[] = [];
@@ -281,16 +277,7 @@ describe('token store and verifier across processes', { skip }, () => {
 
 describe('token verifier', { skip }, () => {
   async function setup(changesKept?: number) {
-    const dir = tempDir();
-    const file = path.join(dir, 'access.db');
-    const page = GenerationPage.open(path.join(dir, 'config-versions'));
-    after(() => page.close());
-    const pool = new HashPool({
-      threads: 1,
-      maxQueue: 64,
-      argon2: { memoryCost: 512, timeCost: 1 },
-    });
-    after(() => pool.close());
+    const { file, page, pool } = withPageAndPool();
     const writer = new TokenDatabaseWriter(file, changesKept === undefined ? {} : { changesKept });
     const secret = 'the-secret';
     const hash = await pool.hash(secret);
