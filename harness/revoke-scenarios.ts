@@ -7,6 +7,7 @@
  * system is made whole again.
  */
 import { monotonicUs } from '../src/generations/fence.js';
+import type { EtcdMember } from './etcd.js';
 import type { Host, MultiHost, VerifierReport } from './multihost.js';
 import { startVerifier } from './multihost.js';
 
@@ -125,79 +126,92 @@ function other(cluster: MultiHost, ...not: number[]): number {
   return index;
 }
 
+/** A fault on etcd's second member; no host is cut off. */
+function memberFault(
+  name: string,
+  harm: (member: EtcdMember) => void,
+  mend: (member: EtcdMember) => Promise<void> | void,
+): Fault {
+  return {
+    name,
+    async apply(cluster) {
+      const member = cluster.etcd.members[1];
+      if (member) harm(member);
+      return null;
+    },
+    async restore(cluster) {
+      const member = cluster.etcd.members[1];
+      if (member) await mend(member);
+    },
+  };
+}
+
+/**
+ * A fault on one host: `writer` picks the host that revokes (default 0),
+ * `victim` the host broken; `mend` makes it whole again.
+ */
+function hostFault(fault: {
+  name: string;
+  writer?: (cluster: MultiHost) => Promise<number>;
+  victim: (cluster: MultiHost, writer: number) => Promise<number> | number;
+  harm: (host: Host) => void;
+  mend: (host: Host, cluster: MultiHost) => Promise<void> | void;
+}): Fault {
+  return {
+    name: fault.name,
+    ...(fault.writer ? { writer: fault.writer } : {}),
+    async apply(cluster, writer) {
+      const victim = await fault.victim(cluster, writer);
+      fault.harm(cluster.hosts[victim] as Host);
+      return victim;
+    },
+    async restore(cluster, victim) {
+      if (victim !== null) await fault.mend(cluster.hosts[victim] as Host, cluster);
+    },
+  };
+}
+
 export const FAULTS: Record<string, Fault> = {
-  memberKilled: {
-    name: 'etcd member SIGKILLed',
-    async apply(cluster) {
-      cluster.etcd.members[1]?.signal('SIGKILL');
-      return null;
-    },
-    async restore(cluster) {
-      await cluster.etcd.members[1]?.restart();
-    },
-  },
-  memberStopped: {
-    name: 'etcd member SIGSTOPped',
-    async apply(cluster) {
-      cluster.etcd.members[1]?.signal('SIGSTOP');
-      return null;
-    },
-    async restore(cluster) {
-      cluster.etcd.members[1]?.signal('SIGCONT');
-    },
-  },
-  followerCut: {
+  memberKilled: memberFault(
+    'etcd member SIGKILLed',
+    (member) => member.signal('SIGKILL'),
+    (member) => member.restart(),
+  ),
+  memberStopped: memberFault(
+    'etcd member SIGSTOPped',
+    (member) => member.signal('SIGSTOP'),
+    (member) => member.signal('SIGCONT'),
+  ),
+  followerCut: hostFault({
     name: "a follower host's link cut",
-    async writer(cluster) {
-      return await cluster.leader();
-    },
-    async apply(cluster, writer) {
-      const victim = other(cluster, writer);
-      (cluster.hosts[victim] as Host).link(false);
-      return victim;
-    },
-    async restore(cluster, victim) {
-      if (victim !== null) (cluster.hosts[victim] as Host).link(true);
-    },
-  },
-  leaderCut: {
+    writer: (cluster) => cluster.leader(),
+    victim: other,
+    harm: (host) => host.link(false),
+    mend: (host) => host.link(true),
+  }),
+  leaderCut: hostFault({
     name: "the leader host's link cut",
-    async writer(cluster) {
-      return other(cluster, await cluster.leader());
-    },
-    async apply(cluster) {
-      const victim = await cluster.leader();
-      (cluster.hosts[victim] as Host).link(false);
-      return victim;
-    },
-    async restore(cluster, victim) {
-      if (victim !== null) (cluster.hosts[victim] as Host).link(true);
-    },
-  },
-  agentKilled: {
+    writer: async (cluster) => other(cluster, await cluster.leader()),
+    victim: (cluster) => cluster.leader(),
+    harm: (host) => host.link(false),
+    mend: (host) => host.link(true),
+  }),
+  agentKilled: hostFault({
     name: "a host's manager (sync agent) SIGKILLed",
-    async apply(cluster, writer) {
-      const victim = other(cluster, writer);
-      (cluster.hosts[victim] as Host).deployment.manager.kill('SIGKILL');
-      return victim;
-    },
-    async restore(cluster, victim) {
-      if (victim !== null) await (cluster.hosts[victim] as Host).restartManager();
-    },
-  },
-  compaction: {
+    victim: other,
+    harm: (host) => host.deployment.manager.kill('SIGKILL'),
+    mend: (host) => host.restartManager(),
+  }),
+  compaction: hostFault({
     name: 'agent stalled past a compaction',
-    async apply(cluster, writer) {
-      const victim = other(cluster, writer);
-      (cluster.hosts[victim] as Host).deployment.manager.kill('SIGSTOP');
-      return victim;
-    },
-    async restore(cluster, victim) {
+    victim: other,
+    harm: (host) => host.deployment.manager.kill('SIGSTOP'),
+    async mend(host, cluster) {
       // The revoke and more changes happened while it slept; compact them away.
       await makeToken(cluster.hosts[0] as Host);
       const { header } = await cluster.client.kv.range({ key: Buffer.from('/') });
       await cluster.client.kv.compact({ revision: header.revision, physical: true });
-      if (victim !== null) (cluster.hosts[victim] as Host).deployment.manager.kill('SIGCONT');
+      host.deployment.manager.kill('SIGCONT');
     },
-  },
+  }),
 };
