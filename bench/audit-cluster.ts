@@ -35,6 +35,49 @@ const stamp: AuditStamp = {
   },
 };
 
+interface Timed {
+  /** Each change's latency, ms. */
+  times: number[];
+  wallMs: number;
+}
+
+/** CHANGES changes by `writers` concurrent writers, each waiting for its own before the next. */
+async function timeWriters(
+  writers: number,
+  change: (writer: number, i: number) => Promise<unknown>,
+): Promise<Timed> {
+  const times: number[] = [];
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: writers }, async (_, w) => {
+      for (let i = w; i < CHANGES; i += writers) {
+        const t = performance.now();
+        await change(w, i);
+        times.push(performance.now() - t);
+      }
+    }),
+  );
+  return { times, wallMs: performance.now() - started };
+}
+
+function row(
+  change: string,
+  writers: number,
+  audited: boolean,
+  { times, wallMs }: Timed,
+  attempts: string,
+): (string | number)[] {
+  return [
+    change,
+    writers,
+    audited ? 'with record' : 'without',
+    median(times).toFixed(2),
+    percentile(times, 99).toFixed(2),
+    Math.round((CHANGES / wallMs) * 1000),
+    attempts,
+  ];
+}
+
 async function main(): Promise<void> {
   const why = etcdUnavailable();
   if (why) {
@@ -49,61 +92,28 @@ async function main(): Promise<void> {
       for (const audited of [false, true]) {
         // Secrets of different tokens never conflicted before; with the record they share the head.
         const keys = new ClusterKeys(`bench-${writers}-${audited ? 'a' : 'n'}`);
-        {
-          const store = new EtcdStore(client, keys, { deadlineMs: 10_000 });
-          const times: number[] = [];
-          const started = performance.now();
-          await Promise.all(
-            Array.from({ length: writers }, async (_, w) => {
-              for (let i = w; i < CHANGES; i += writers) {
-                const t = performance.now();
-                await store.putSecretHash(`u@pve!t${w}`, `hash-${i}`, audited ? stamp : undefined);
-                times.push(performance.now() - t);
-              }
-            }),
-          );
-          const wallMs = performance.now() - started;
-          rows.push([
-            'secret put',
-            writers,
-            audited ? 'with record' : 'without',
-            median(times).toFixed(2),
-            percentile(times, 99).toFixed(2),
-            Math.round((CHANGES / wallMs) * 1000),
-            '-',
-          ]);
-        }
+        const audit = audited ? stamp : undefined;
+        const secrets = new EtcdStore(client, keys, { deadlineMs: 10_000 });
+        const secretPuts = await timeWriters(writers, (w, i) =>
+          secrets.putSecretHash(`u@pve!t${w}`, `hash-${i}`, audit),
+        );
+        rows.push(row('secret put', writers, audited, secretPuts, '-'));
         const store = new EtcdStore(client, keys, { deadlineMs: 10_000 });
         await store.mutateConfig((c) => userConfig.addUser(c, 'u@pve', {}));
-        const times: number[] = [];
         let attempts = 0;
-        const started = performance.now();
-        await Promise.all(
-          Array.from({ length: writers }, async (_, w) => {
-            for (let i = w; i < CHANGES; i += writers) {
-              const t = performance.now();
-              await store.mutateConfig(
-                (c) => {
-                  attempts++;
-                  userConfig.updateUser(c, 'u@pve', { comment: `change ${i}` });
-                },
-                undefined,
-                audited ? stamp : undefined,
-              );
-              times.push(performance.now() - t);
-            }
-          }),
+        const changes = await timeWriters(writers, (_, i) =>
+          store.mutateConfig(
+            (c) => {
+              attempts++;
+              userConfig.updateUser(c, 'u@pve', { comment: `change ${i}` });
+            },
+            undefined,
+            audit,
+          ),
         );
-        const wallMs = performance.now() - started;
-        rows.push([
-          'user.cfg change',
-          writers,
-          audited ? 'with record' : 'without',
-          median(times).toFixed(2),
-          percentile(times, 99).toFixed(2),
-          Math.round((CHANGES / wallMs) * 1000),
-          (attempts / CHANGES).toFixed(2),
-        ]);
+        rows.push(
+          row('user.cfg change', writers, audited, changes, (attempts / CHANGES).toFixed(2)),
+        );
       }
     }
   } finally {
