@@ -87,21 +87,50 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
-export interface HttpFigures {
-  key: Scenario['key'];
+/** A row's rounds and their medians (non-2xx summed): what both tables show of it. */
+interface Summary {
   label: string;
   rounds: Measured[];
-  /** Median over rounds. */
-  rps: number;
-  /** API CPU time per response, µs (median over rounds): what throughput is when CPU-bound. */
-  serverCpuUs: number;
-  /** The workers' mean authentication time, µs (median over rounds). */
-  authUs: number;
   okRps: number;
+  /** CPU time per response, µs (median over rounds): what throughput is when CPU-bound. */
+  serverCpuUs: number;
   p50: number;
   p99: number;
   non2xx: number;
   clientCpu: number;
+}
+
+function summarise(label: string, rounds: Measured[]): Summary {
+  return {
+    label,
+    rounds,
+    okRps: median(rounds.map((x) => x.okRps)),
+    serverCpuUs: median(rounds.map((x) => x.serverCpuUs)),
+    p50: median(rounds.map((x) => x.latency.p50)),
+    p99: median(rounds.map((x) => x.latency.p99)),
+    non2xx: rounds.reduce((n, x) => n + x.responses - (x.byStatus['200']?.count ?? 0), 0),
+    clientCpu: median(rounds.map((x) => x.cpuPercent)),
+  };
+}
+
+/** The columns both tables begin with, after the row's name. */
+const SUMMARY_COLUMNS = ['200/s', 'per round', 'non-2xx'];
+
+function summaryCells(f: Summary): (string | number)[] {
+  return [
+    f.label,
+    f.okRps.toFixed(0),
+    f.rounds.map((x) => x.okRps.toFixed(0)).join(' / '),
+    f.non2xx,
+  ];
+}
+
+export interface HttpFigures extends Summary {
+  key: Scenario['key'];
+  /** Median over rounds. */
+  rps: number;
+  /** The workers' mean authentication time, µs (median over rounds). */
+  authUs: number;
 }
 
 function peerTargetsOf(figures: PeerFigures[]): Target[] {
@@ -138,15 +167,8 @@ const PEER_HOOKS: Array<{ hook: PeerServerSpec['hook']; label: string }> = [
   },
 ];
 
-interface PeerFigures {
+interface PeerFigures extends Summary {
   hook: PeerServerSpec['hook'];
-  label: string;
-  rounds: Measured[];
-  okRps: number;
-  serverCpuUs: number;
-  p99: number;
-  non2xx: number;
-  clientCpu: number;
   /** Median of per-round ratios to no-auth: throughput, and no-auth CPU / this CPU. */
   ratio: number;
   cpuRatio: number;
@@ -231,14 +253,8 @@ async function peerComparison(
       const ratios = list.map((x, r) => x.okRps / (base[r] as Measured).okRps);
       const cpuRatios = list.map((x, r) => (base[r] as Measured).serverCpuUs / x.serverCpuUs);
       return {
+        ...summarise(label, list),
         hook,
-        label,
-        rounds: list,
-        okRps: median(list.map((x) => x.okRps)),
-        serverCpuUs: median(list.map((x) => x.serverCpuUs)),
-        p99: median(list.map((x) => x.latency.p99)),
-        non2xx: list.reduce((n, x) => n + x.responses - (x.byStatus['200']?.count ?? 0), 0),
-        clientCpu: median(list.map((x) => x.cpuPercent)),
         ratio: median(ratios),
         cpuRatio: median(cpuRatios),
         ratios,
@@ -252,9 +268,7 @@ async function peerComparison(
         `of ${duration} s, medians (${machineLine()})`,
       [
         'server',
-        '200/s',
-        'per round',
-        'non-2xx',
+        ...SUMMARY_COLUMNS,
         'p99 ms',
         'x no-auth',
         'server CPU us/req',
@@ -263,10 +277,7 @@ async function peerComparison(
         'client CPU %',
       ],
       figures.map((f) => [
-        f.label,
-        f.okRps.toFixed(0),
-        f.rounds.map((x) => x.okRps.toFixed(0)).join(' / '),
-        f.non2xx,
+        ...summaryCells(f),
         fmt(f.p99),
         f.ratio.toFixed(3),
         fmt(f.serverCpuUs),
@@ -409,17 +420,10 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
     const figures: HttpFigures[] = SCENARIOS.map((s) => {
       const list = results.get(s.key) as Measured[];
       return {
+        ...summarise(s.label, list),
         key: s.key,
-        label: s.label,
-        rounds: list,
         rps: median(list.map((x) => x.rps)),
-        serverCpuUs: median(list.map((x) => x.serverCpuUs)),
         authUs: median(list.map((x) => x.authUs)),
-        okRps: median(list.map((x) => x.okRps)),
-        p50: median(list.map((x) => x.latency.p50)),
-        p99: median(list.map((x) => x.latency.p99)),
-        non2xx: list.reduce((n, x) => n + x.responses - (x.byStatus['200']?.count ?? 0), 0),
-        clientCpu: median(list.map((x) => x.cpuPercent)),
       };
     });
     const base = figures[0] as HttpFigures;
@@ -434,9 +438,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
       title,
       [
         'scenario',
-        '200/s',
-        'per round',
-        'non-2xx',
+        ...SUMMARY_COLUMNS,
         'p50 ms',
         'p99 ms',
         'x no-auth',
@@ -446,10 +448,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
         'client CPU %',
       ],
       figures.map((f) => [
-        f.label,
-        f.okRps.toFixed(0),
-        f.rounds.map((x) => x.okRps.toFixed(0)).join(' / '),
-        f.non2xx,
+        ...summaryCells(f),
         fmt(f.p50),
         fmt(f.p99),
         f.key === 'cached' ? ratio.toFixed(3) : (f.okRps / base.okRps).toFixed(3),
