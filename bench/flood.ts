@@ -31,7 +31,7 @@
 
 import { DEFAULT_HASH_NICE } from '../src/service/settings.js';
 import { removeTempDir, sleep, tempDir } from './lib/children.js';
-import { type Api, startDeployment } from './lib/daemons.js';
+import { type Api, readCounters, startDeployment } from './lib/daemons.js';
 import { type LoadResult, type LoadSpec, prepareLoad, runLoad, share } from './lib/load.js';
 import { procMemory } from './lib/proc.js';
 import { fmt, machineLine, stamp, writeResults } from './lib/stats.js';
@@ -187,16 +187,8 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
         sourceAddresses: [source],
       });
       const valid = (seconds: number) => runLoad(validSpec(seconds));
-      const counters = async () => {
-        const m = await target.metrics();
-        return {
-          hashVerifies: m.get('token_shadow_hash_verifies_total') ?? 0,
-          busy: m.get('token_shadow_busy_rejections_total') ?? 0,
-          entries: m.get('token_shadow_cache_entries') ?? 0,
-          refused: m.get('token_shadow_refused_connections_total') ?? 0,
-          failures: m.get('token_shadow_source_failures_total') ?? 0,
-        };
-      };
+      const counters = () =>
+        readCounters(target, ['hashVerifies', 'busy', 'entries', 'refused', 'failures']);
       await valid(1); // warm-up: JIT, and the token cached in both workers
       const results: PhaseResult[] = [];
       for (const phase of list) {

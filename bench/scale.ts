@@ -31,16 +31,15 @@ import { getHeapSpaceStatistics } from 'node:v8';
 import { GenerationPage, HashPool, Slot, TokenShadow } from '../src/index.js';
 import { readShadow } from '../src/shadow/file.js';
 import { ownCopy } from '../src/strings.js';
-import { removeTempDir, sleep, spawnChannel, tempDir } from './lib/children.js';
+import { removeTempDir, spawnChannel, tempDir } from './lib/children.js';
 import { fmt, machineLine, median, nsPerOp, stamp, writeResults } from './lib/stats.js';
 import { type BenchOptions, type BenchResult, runWhenMain, type Target } from './lib/suite.js';
 import { printTable } from './lib/table.js';
-import { FAST_ARGON2, makeTokens, writeShadowFile } from './lib/tokens.js';
+import { FAST_ARGON2, makeTokens, pastRacyWindow, writeShadowFile } from './lib/tokens.js';
 
 const ENTRY_TARGET_BYTES = 128;
 /** "Flat": the cached verify at the largest N within this factor of N = 100. */
 const FLAT_FACTOR = 1.5;
-const RACY_WINDOW_MS = 2000;
 
 interface SizeResult {
   n: number;
@@ -245,7 +244,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
       writeShadowFile(path.join(dir, String(n), 'token.shadow'), tokens.slice(0, n));
     }
     const written = Date.now();
-    await sleep(Math.max(0, written + RACY_WINDOW_MS + 100 - Date.now()));
+    await pastRacyWindow(written);
 
     const script = fileURLToPath(import.meta.url);
     const results: SizeResult[] = [];

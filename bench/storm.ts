@@ -26,38 +26,21 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from 'undici';
 import { removeTempDir, sleep, tempDir } from './lib/children.js';
-import { type Api, startDeployment } from './lib/daemons.js';
+import { type Api, readCounters, startDeployment } from './lib/daemons.js';
 import { type LoadResult, prepareLoad, runLoad } from './lib/load.js';
 import { fmt, machineLine, median, stamp, writeResults } from './lib/stats.js';
 import { type BenchOptions, type BenchResult, runWhenMain, type Target } from './lib/suite.js';
 import { printTable } from './lib/table.js';
-import { makeTokens, writeShadowFile, writeUserCfg } from './lib/tokens.js';
+import { makeTokens, pastRacyWindow, writeShadowFile, writeUserCfg } from './lib/tokens.js';
 
 const USER = 'storm@pve';
 const TOKENS = 10_000;
 const WORKERS = 2;
 const LOAD_CONNECTIONS = 10;
 const LOAD_RATE = 2000;
-const RACY_WINDOW_MS = 2000;
 
-interface Counters {
-  hashVerifies: number;
-  busy: number;
-  invalidations: number;
-  misses: number;
-  entries: number;
-}
-
-async function counters(api: Api): Promise<Counters> {
-  const m = await api.metrics();
-  return {
-    hashVerifies: m.get('token_shadow_hash_verifies_total') ?? 0,
-    busy: m.get('token_shadow_busy_rejections_total') ?? 0,
-    invalidations: m.get('token_shadow_invalidations_generation_total') ?? 0,
-    misses: m.get('token_shadow_cache_misses_total') ?? 0,
-    entries: m.get('token_shadow_cache_entries') ?? 0,
-  };
-}
+const counters = (api: Api) =>
+  readCounters(api, ['hashVerifies', 'busy', 'invalidations', 'misses', 'entries']);
 
 /** GET /version with each header over one connection, `concurrency` at a time; the statuses. */
 async function sendAll(client: Client, base: string, headers: string[], concurrency = 8) {
@@ -124,7 +107,7 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
       metrics: true,
     });
     // Read the file only once it is older than the racy window, as in steady state.
-    await sleep(Math.max(0, written + RACY_WINDOW_MS + 100 - Date.now()));
+    await pastRacyWindow(written);
 
     const header = (t: { id: string; secret: string }) => `PVEAPIToken=${t.id}=${t.secret}`;
     const [a, b] = await pinnedClients(api, header(tokens[0] as { id: string; secret: string }));

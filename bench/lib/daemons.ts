@@ -45,3 +45,25 @@ export async function startDeployment(dir: string): Promise<Deployment> {
     stop: () => deployment.stop(),
   };
 }
+
+/** The API's counters and gauges the benchmarks read, by a short name. */
+const COUNTERS = {
+  hashVerifies: 'token_shadow_hash_verifies_total',
+  busy: 'token_shadow_busy_rejections_total',
+  entries: 'token_shadow_cache_entries',
+  misses: 'token_shadow_cache_misses_total',
+  invalidations: 'token_shadow_invalidations_generation_total',
+  refused: 'token_shadow_refused_connections_total',
+  failures: 'token_shadow_source_failures_total',
+} as const;
+
+/** The named counters of `api` (its primary's sum over the workers; 0 for one not reported yet). */
+export async function readCounters<K extends keyof typeof COUNTERS>(
+  api: Api,
+  names: readonly K[],
+): Promise<Record<K, number>> {
+  const metrics = await api.metrics();
+  return Object.fromEntries(
+    names.map((name) => [name, metrics.get(COUNTERS[name]) ?? 0]),
+  ) as Record<K, number>;
+}

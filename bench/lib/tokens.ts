@@ -9,9 +9,11 @@
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import argon2 from 'argon2';
+import { RACY_WINDOW_NS } from '../../src/files/stamp.js';
 import type { Argon2Params } from '../../src/hashing/params.js';
 import { addToken, addUser, createUserConfig, writeUserConfig } from '../../src/index.js';
 import { serializeShadow } from '../../src/shadow/file.js';
+import { sleep } from './children.js';
 
 /** argon2id, 64 KiB, one pass: ~0.1 ms per hash instead of ~30 ms. */
 export const FAST_ARGON2: Argon2Params = Object.freeze({
@@ -57,4 +59,14 @@ export function writeUserCfg(file: string, userid: string, tokenNames: Iterable<
   addUser(config, userid, { comment: 'benchmark' });
   for (const name of tokenNames) addToken(config, `${userid}!${name}`, { privsep: false });
   writeFileSync(file, writeUserConfig(config), { mode: 0o600 });
+}
+
+/**
+ * Waits until files written at `writtenMs` (Date.now()) are older than the
+ * library's racy window (src/files/stamp.ts), with 100 ms to spare: a reader
+ * then trusts their stamp, as in steady state, instead of reading them again.
+ */
+export async function pastRacyWindow(writtenMs: number): Promise<void> {
+  const windowMs = Number(RACY_WINDOW_NS / 1_000_000n);
+  await sleep(Math.max(0, writtenMs + windowMs + 100 - Date.now()));
 }
