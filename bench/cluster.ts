@@ -50,12 +50,25 @@ const AVAILABILITY = {
   recoveryMs: 3000,
 };
 
+/** `run` under each fault in turn, the cluster whole again (settled) after each. */
+async function underEach<F, R>(
+  cluster: MultiHost,
+  faults: F[],
+  run: (cluster: MultiHost, fault: F) => Promise<R>,
+): Promise<R[]> {
+  const runs: R[] = [];
+  for (const fault of faults) {
+    runs.push(await run(cluster, fault));
+    await settle(cluster);
+  }
+  return runs;
+}
+
 /** Every one-member fault (and a frozen follower), then the two-member outages. */
 async function availability(
   cluster: MultiHost,
   netns: boolean,
 ): Promise<{ one: OneMemberRun[]; two: OutageRun[] }> {
-  const one: OneMemberRun[] = [];
   const faults: MemberFault[] = Object.entries(ONE_MEMBER_FAULTS)
     .filter(([key]) => netns || key !== 'leaderCut')
     .map(([, fault]) => fault);
@@ -74,15 +87,8 @@ async function availability(
     },
   };
   faults.splice(1, 0, followerStopped);
-  for (const fault of faults) {
-    one.push(await availabilityUnder(cluster, fault));
-    await settle(cluster);
-  }
-  const two: OutageRun[] = [];
-  for (const fault of Object.values(TWO_MEMBER_FAULTS)) {
-    two.push(await outageUnder(cluster, fault));
-    await settle(cluster);
-  }
+  const one = await underEach(cluster, faults, availabilityUnder);
+  const two = await underEach(cluster, Object.values(TWO_MEMBER_FAULTS), outageUnder);
   printTable(
     'Availability, one etcd member faulted for 20 s: a valid token asked every 50 ms on each host; 12 revokes (4 through each host) once a live member leads',
     [
@@ -242,17 +248,15 @@ async function main(): Promise<void> {
       ],
     );
 
-    const runs = [];
-    runs.push(await revokeUnder(cluster, null));
-    const faults = netns
-      ? ['memberKilled', 'memberStopped', 'followerCut', 'leaderCut', 'agentKilled', 'compaction']
-      : ['memberKilled', 'memberStopped', 'agentKilled', 'compaction'];
-    for (const key of faults) {
-      const fault = FAULTS[key];
-      if (!fault) continue;
-      runs.push(await revokeUnder(cluster, fault));
-      await settle(cluster);
-    }
+    const faults = (
+      netns
+        ? ['memberKilled', 'memberStopped', 'followerCut', 'leaderCut', 'agentKilled', 'compaction']
+        : ['memberKilled', 'memberStopped', 'agentKilled', 'compaction']
+    ).flatMap((key) => FAULTS[key] ?? []);
+    const runs = [
+      await revokeUnder(cluster, null),
+      ...(await underEach(cluster, faults, revokeUnder)),
+    ];
     printTable(
       'Revoke while every host verifies in a tight loop, healthy and under each fault',
       [
