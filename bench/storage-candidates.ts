@@ -76,15 +76,8 @@ const TOKENS_PER_USER = 100;
 const BULK_USERS = 100; // 100 users x 100 tokens = 10,000 tokens in one bulk revoke
 const LOOKUPS = 100_000;
 
-interface Row {
-  id: string;
-  userid: string;
-  hash: string;
-  enable: number;
-  expire: number;
-  privsep: number;
-  comment: string;
-}
+/** A token as the candidates store it: the store's row, flags as 0/1, no creation time. */
+type Row = Omit<TokenRow, 'enable' | 'privsep' | 'created'> & { enable: number; privsep: number };
 
 interface Found {
   hash: string;
