@@ -15,14 +15,12 @@ import {
   text,
 } from '../params.js';
 import { requirePrivileges } from '../rules.js';
-import { read, write } from './operation.js';
+import { noParameters, read, write } from './operation.js';
 
 export const readAcl = read({
   name: 'acl.read',
   summary: 'every ACL entry',
-  parameters: { type: 'object', properties: {} },
-  fromApi: () => ({}),
-  parse: () => ({}),
+  ...noParameters,
   authorize: (caller, _params, config) =>
     requirePrivileges(config, caller, '/access', ['Sys.Audit']),
   run: (config) => listAcl(config).map(aclInfo),

@@ -3,7 +3,7 @@ import { addGroup, updateGroup as changeGroup, removeGroup } from '../../config/
 import type { UserConfig } from '../../config/types.js';
 import { type Raw, schema, text } from '../params.js';
 import { ACCESS_GROUPS, type Caller, requirePrivileges } from '../rules.js';
-import { idAndComment, read, write } from './operation.js';
+import { idAndComment, noParameters, read, write } from './operation.js';
 
 const groupAllocate = (caller: Caller, _params: unknown, config: UserConfig) =>
   requirePrivileges(config, caller, ACCESS_GROUPS, ['Group.Allocate']);
@@ -11,9 +11,7 @@ const groupAllocate = (caller: Caller, _params: unknown, config: UserConfig) =>
 export const listGroups = read({
   name: 'group.list',
   summary: 'every group with its members',
-  parameters: { type: 'object', properties: {} },
-  fromApi: () => ({}),
-  parse: () => ({}),
+  ...noParameters,
   authorize: (caller, _params, config) =>
     requirePrivileges(config, caller, ACCESS_GROUPS, ['Sys.Audit', 'Group.Allocate'], true),
   run(config) {

@@ -105,6 +105,15 @@ export function write<P, R>(op: Omit<WriteOperation<P, R>, 'access'>): WriteOper
 /** The rule of an operation anyone authenticated may run. */
 export const anyone = (): void => undefined;
 
+const NONE: ParameterSchema = { type: 'object', properties: {} };
+
+/** What an operation that takes no parameters (a list of everything) has for them. */
+export const noParameters = Object.freeze({
+  parameters: NONE,
+  fromApi: (): Record<string, never> => ({}),
+  parse: (): Record<string, never> => ({}),
+});
+
 /** The params of a create that takes an id and an optional comment (a group, a pool). */
 export function idAndComment<K extends string>(id: K) {
   type Params = Record<K, string> & { comment?: string };

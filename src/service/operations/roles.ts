@@ -12,7 +12,7 @@ import {
   text,
 } from '../params.js';
 import { type Caller, requirePrivileges } from '../rules.js';
-import { anyone, read, write } from './operation.js';
+import { anyone, noParameters, read, write } from './operation.js';
 
 /** A role as GET /access/roles answers it: privileges comma separated, `special` when built in. */
 export interface RoleInfo {
@@ -37,9 +37,7 @@ const sysModify = (caller: Caller, _params: unknown, config: UserConfig) =>
 export const listRoles = read({
   name: 'role.list',
   summary: 'every role, built in and custom, with its privileges',
-  parameters: { type: 'object', properties: {} },
-  fromApi: () => ({}),
-  parse: () => ({}),
+  ...noParameters,
   authorize: anyone,
   run(config) {
     const access = accessConfigOrDefault();
