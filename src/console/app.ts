@@ -8,6 +8,9 @@
  * focus and keyboard handling.
  */
 
+// GET /cluster/token-shadow's answer, the server's own type (erased: nothing imported at run time).
+import type { ClusterView } from '../cluster/admin.js';
+
 const API = '/api2/json';
 
 interface TokenRow {
@@ -32,27 +35,6 @@ interface UserRow {
   expire: number;
   tokens?: Omit<TokenRow, 'userid'>[];
 }
-
-interface HostView {
-  host: string;
-  live: boolean;
-  ackedRevision: number | null;
-  behind: number | null;
-  leaseRemainingMs: number;
-  fenced: boolean;
-}
-
-/** GET /cluster/token-shadow's answer. */
-type ClusterView =
-  | { mode: 'single-host' }
-  | {
-      mode: 'multi-host';
-      cluster: string;
-      host: string;
-      dataRevision: number;
-      local: { host: string; fence: string; fenceRemainingMs: number | null };
-      hosts: HostView[];
-    };
 
 class SignedOut extends Error {}
 
