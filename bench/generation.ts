@@ -111,6 +111,16 @@ interface Scenario {
   peer?: { op: Op; slot: number };
 }
 
+/** This process doing `op` on SLOT while a second one increments `peerSlot`. */
+function withPeer(name: string, op: Op, peerSlot: number): Scenario {
+  return {
+    name: `2 processes, ${name}`,
+    op,
+    slot: SLOT,
+    peer: { op: 'increment', slot: peerSlot },
+  };
+}
+
 interface Result {
   scenario: string;
   op: Op;
@@ -180,30 +190,10 @@ export async function run(options: BenchOptions): Promise<BenchResult> {
   const scenarios: Scenario[] = [
     { name: '1 process', op: 'load', slot: SLOT },
     { name: '1 process', op: 'increment', slot: SLOT },
-    {
-      name: '2 processes, same slot',
-      op: 'increment',
-      slot: SLOT,
-      peer: { op: 'increment', slot: SLOT },
-    },
-    {
-      name: '2 processes, same slot (peer increments)',
-      op: 'load',
-      slot: SLOT,
-      peer: { op: 'increment', slot: SLOT },
-    },
-    {
-      name: '2 processes, same cache line (false sharing)',
-      op: 'increment',
-      slot: SLOT,
-      peer: { op: 'increment', slot: SLOT_SAME_LINE },
-    },
-    {
-      name: '2 processes, different cache lines',
-      op: 'increment',
-      slot: SLOT,
-      peer: { op: 'increment', slot: SLOT_OTHER_LINE },
-    },
+    withPeer('same slot', 'increment', SLOT),
+    withPeer('same slot (peer increments)', 'load', SLOT),
+    withPeer('same cache line (false sharing)', 'increment', SLOT_SAME_LINE),
+    withPeer('different cache lines', 'increment', SLOT_OTHER_LINE),
   ];
   const results: Result[] = [];
   let expected = 0;
