@@ -94,14 +94,16 @@ describe('write operations on real files', () => {
     }
   });
 
-  it('token.delete names the token whose last use the manager forgets; no other write does', () => {
+  it('token.delete and token.revoke-leaked name the token whose last use the manager forgets; no other write does', () => {
     const naming = [...OPERATIONS.values()].filter(
       (op) => op.access === 'write' && op.deletedToken !== undefined,
     );
-    assert.deepEqual(
-      naming.map((op) => op.name),
-      ['token.delete'],
-    );
+    assert.deepEqual(naming.map((op) => op.name).sort(), ['token.delete', 'token.revoke-leaked']);
+    for (const op of naming) {
+      const { deletedToken } = op as { deletedToken: (params: object) => string };
+      const named = deletedToken({ userid: 'a@pve', tokenName: 't' });
+      assert.equal(named, 'a@pve!t', op.name);
+    }
     assert.equal(deleteToken.deletedToken?.({ userid: 'a@pve', tokenName: 't' }), 'a@pve!t');
   });
 });
