@@ -4,9 +4,11 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { importPveUserConfig } from '../src/config/import.js';
 import { parseUserConfig } from '../src/config/parse.js';
+import { addToken, setGrace } from '../src/config/users.js';
 import { writeUserConfig } from '../src/config/write.js';
 import { TokenDatabaseError } from '../src/errors.js';
 import { Slot } from '../src/generations/slots.js';
+import { previousSecretId } from '../src/ids.js';
 import { filesOf, tokenRowsOf } from '../src/store/interop.js';
 import {
   TokenDatabaseReader,
@@ -350,6 +352,26 @@ describe('token database and the PVE files', { skip }, () => {
     assert.equal(after.config.users.get('joe@pve')?.tokens.has('ci'), false);
     assert.equal(after.shadow.size, 0);
     reader.close();
+    writer.close();
+  });
+
+  it("a token's policy (allowed-ips, a rotation's grace and previous hash) goes in and comes out", () => {
+    const config = parseUserConfig('user:joe@pve:1:0:::::\n').config;
+    addToken(config, 'joe@pve!fenced', { allowedIps: '2001:db8::/32,10.0.0.0/8' });
+    setGrace(config, 'joe@pve!fenced', 1_900_000_000);
+    const shadow = new Map([
+      ['joe@pve!fenced', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$bmV3'],
+      [previousSecretId('joe@pve!fenced'), '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$b2xk'],
+    ]);
+    const { writer } = database();
+    writer.put(tokenRowsOf(config, shadow, 1_700_000_000));
+    const row = writer.get('joe@pve!fenced');
+    assert.equal(row?.allowedIps, '2001:db8::/32,10.0.0.0/8');
+    assert.equal(row?.graceUntil, 1_900_000_000);
+    assert.equal(row?.previousHash, shadow.get(previousSecretId('joe@pve!fenced')));
+    const out = filesOf(parseUserConfig('user:joe@pve:1:0:::::\n').config, writer.rows());
+    assert.equal(writeUserConfig(out.config), writeUserConfig(config));
+    assert.deepEqual(out.shadow, shadow);
     writer.close();
   });
 });

@@ -3,9 +3,12 @@
  * (ours, or PVE's through importPveUserConfig) and a token.shadow map become
  * rows, and rows go back into a user.cfg and a token.shadow map for
  * writeUserConfig / serializeShadow. The files stay the exchange format; the
- * database holds nothing they cannot say except a token's creation time.
+ * database holds nothing they cannot say except a token's creation time (a
+ * token's policy travels too: allowed-ips and grace on its user.cfg line, the
+ * previous secret's hash under previousSecretId in token.shadow).
  */
 import type { TokenEntry, UserConfig } from '../config/types.js';
+import { previousSecretId } from '../ids.js';
 import type { TokenRow } from './token-database.js';
 
 /**
@@ -31,6 +34,11 @@ export function tokenRowsOf(
         privsep: token.privsep,
         comment: token.comment,
         created,
+        ...(token.allowedIps ? { allowedIps: token.allowedIps } : {}),
+        ...(token.graceUntil ? { graceUntil: token.graceUntil } : {}),
+        ...(shadow.has(previousSecretId(id))
+          ? { previousHash: shadow.get(previousSecretId(id)) as string }
+          : {}),
       });
     }
   }
@@ -62,8 +70,11 @@ export function filesOf(
       expire: row.expire,
       privsep: row.privsep,
       comment: row.comment,
+      ...(row.allowedIps ? { allowedIps: row.allowedIps } : {}),
+      ...(row.graceUntil ? { graceUntil: row.graceUntil } : {}),
     });
     if (row.hash !== '') shadow.set(row.id, row.hash);
+    if (row.previousHash) shadow.set(previousSecretId(row.id), row.previousHash);
   }
   return { config: { ...config, users }, shadow, orphans };
 }

@@ -80,7 +80,7 @@ export function tokenDatabaseAvailable(): boolean {
 }
 
 /** Bumped when the schema changes; a reader refuses a file of another version. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /**
  * How a commit is made durable: the journal is kept between transactions and
@@ -107,6 +107,12 @@ export interface TokenRow {
   comment: string;
   /** Epoch seconds of the creation (0 when imported without one). */
   created: number;
+  /** Token policy (issue 27): where its requests may come from, canonical; absent: anywhere. */
+  allowedIps?: string;
+  /** Until when (epoch seconds) `previousHash` still verifies; absent: no grace. */
+  graceUntil?: number;
+  /** The hash of the secret before the last rotation with a grace. */
+  previousHash?: string;
 }
 
 /** What a reader needs to verify a token. */
@@ -155,7 +161,10 @@ const SCHEMA = `
     expire INTEGER NOT NULL,
     privsep INTEGER NOT NULL,
     comment TEXT NOT NULL,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    allowed_ips TEXT NOT NULL DEFAULT '',
+    grace_until INTEGER NOT NULL DEFAULT 0,
+    previous_hash TEXT NOT NULL DEFAULT ''
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (userid);
   CREATE INDEX IF NOT EXISTS tokens_by_created ON tokens (created);
@@ -171,6 +180,9 @@ interface RawRow {
   privsep: number;
   comment: string;
   created: number;
+  allowed_ips: string;
+  grace_until: number;
+  previous_hash: string;
 }
 
 function toRow(raw: RawRow): TokenRow {
@@ -183,11 +195,26 @@ function toRow(raw: RawRow): TokenRow {
     privsep: raw.privsep !== 0,
     comment: raw.comment,
     created: raw.created,
+    ...(raw.allowed_ips ? { allowedIps: raw.allowed_ips } : {}),
+    ...(raw.grace_until ? { graceUntil: raw.grace_until } : {}),
+    ...(raw.previous_hash ? { previousHash: raw.previous_hash } : {}),
   };
 }
 
 function toRaw(row: TokenRow): RawRow {
-  return { ...row, enable: row.enable ? 1 : 0, privsep: row.privsep ? 1 : 0 };
+  return {
+    id: row.id,
+    userid: row.userid,
+    hash: row.hash,
+    enable: row.enable ? 1 : 0,
+    expire: row.expire,
+    privsep: row.privsep ? 1 : 0,
+    comment: row.comment,
+    created: row.created,
+    allowed_ips: row.allowedIps ?? '',
+    grace_until: row.graceUntil ?? 0,
+    previous_hash: row.previousHash ?? '',
+  };
 }
 
 function sqliteError(path: string, what: string, error: unknown): TokenDatabaseError {
@@ -335,11 +362,15 @@ export class TokenDatabaseWriter {
       this.#statements = {
         get: opened.prepare('SELECT * FROM tokens WHERE id = ?'),
         put: opened.prepare(
-          `INSERT INTO tokens (id, userid, hash, enable, expire, privsep, comment, created)
-           VALUES (:id, :userid, :hash, :enable, :expire, :privsep, :comment, :created)
+          `INSERT INTO tokens (id, userid, hash, enable, expire, privsep, comment, created,
+             allowed_ips, grace_until, previous_hash)
+           VALUES (:id, :userid, :hash, :enable, :expire, :privsep, :comment, :created,
+             :allowed_ips, :grace_until, :previous_hash)
            ON CONFLICT (id) DO UPDATE SET userid = excluded.userid, hash = excluded.hash,
              enable = excluded.enable, expire = excluded.expire, privsep = excluded.privsep,
-             comment = excluded.comment, created = excluded.created`,
+             comment = excluded.comment, created = excluded.created,
+             allowed_ips = excluded.allowed_ips, grace_until = excluded.grace_until,
+             previous_hash = excluded.previous_hash`,
         ),
         remove: opened.prepare('DELETE FROM tokens WHERE id = ?'),
         setHash: opened.prepare('UPDATE tokens SET hash = ? WHERE id = ?'),
