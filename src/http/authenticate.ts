@@ -336,8 +336,8 @@ export class Authenticator {
     let previous = false;
     if ((await this.#shadow.verifyWithoutHashing(id.authid, secret)) !== true) {
       if (!graceOpen(tokenOf(config, id), now)) return undefined;
-      const id2 = previousSecretId(id.authid);
-      if ((await this.#shadow.verifyWithoutHashing(id2, secret)) !== true) return undefined;
+      const previousId = previousSecretId(id.authid);
+      if ((await this.#shadow.verifyWithoutHashing(previousId, secret)) !== true) return undefined;
       previous = true;
     }
     if (!active) throw new AuthenticationError('inactive');
