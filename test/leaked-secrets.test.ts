@@ -11,16 +11,18 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { crc32 } from 'node:zlib';
 import {
   type Api,
   call,
+  type Daemons,
   type Deployment,
   pveHeader,
   type Reply,
+  startDaemons,
   startDeployment,
 } from '../harness/daemons.js';
 import { freePorts } from '../harness/ports.js';
@@ -29,6 +31,7 @@ import type { AuditRecord } from '../src/audit/trail.js';
 import type { TokenEvent } from '../src/events/webhooks.js';
 import { newSecret } from '../src/secret-format.js';
 import { tempDir } from './helpers/tmp.js';
+import { unitLayout } from './helpers/units.js';
 import { type Receiver, receiver, SECRET } from './helpers/webhook-receiver.js';
 
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
@@ -274,5 +277,52 @@ describe('revoking a leaked secret', () => {
     assert.ok(statuses.includes(429), `statuses ${statuses}`);
     const refused = await report({ secrets: ['one-more'] });
     assert.equal(refused.status, 429, refused.raw);
+  });
+});
+
+describe("revoking a leaked secret under the units' restrictions", () => {
+  let current: Daemons | null = null;
+  let hooks: Receiver | null = null;
+  after(async () => {
+    await current?.stop();
+    await hooks?.close();
+  });
+
+  it('manager bounded to its unit, API as nobody: the receipt is kept, the token revoked everywhere', async (t) => {
+    const layout = unitLayout();
+    if (typeof layout === 'string') return t.skip(layout);
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    const [port] = await freePorts(1);
+    hooks = await receiver(port as number);
+    mkdirSync(path.join(dir, 'etc'), { recursive: true });
+    writeFileSync(
+      path.join(dir, 'etc', 'webhooks.json'),
+      JSON.stringify({ endpoints: [{ url: hooks.url, secret: SECRET, events: ['token.leaked'] }] }),
+      { mode: 0o600 },
+    );
+    const d = await startDaemons(dir, [], layout.harness);
+    current = d;
+    const made = await d.asRoot('token.create', {
+      userid: 'root@pam',
+      tokenName: 'leaky',
+      fields: { privsep: false },
+    });
+    assert.equal(made.ok, true, JSON.stringify(made));
+    const secret = (made.data as { value: string }).value;
+    const header = pveHeader('root@pam!leaky', secret);
+    for (let i = 0; i < 4; i++) {
+      assert.equal((await call(d, 'GET', '/version', { auth: header })).status, 200);
+    }
+    const answer = await call(d, 'POST', '/access/leaked-secrets', { json: { secrets: [secret] } });
+    assert.equal(answer.status, 202, answer.raw);
+    await arrived(hooks, (e) => e.type === 'token.leaked' && e.data.tokenid === 'root@pam!leaky');
+    for (let i = 0; i < 4; i++) {
+      assert.equal(
+        (await call(d, 'GET', '/version', { auth: header })).status,
+        401,
+        'every worker',
+      );
+    }
   });
 });

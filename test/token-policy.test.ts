@@ -8,19 +8,32 @@
  * refusal and of the previous secret's use, once per token and address.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Api, call, type Deployment, pveHeader, startDeployment } from '../harness/daemons.js';
+import {
+  type Api,
+  call,
+  type Daemons,
+  type Deployment,
+  pveHeader,
+  startDaemons,
+  startDeployment,
+} from '../harness/daemons.js';
 import { freePorts } from '../harness/ports.js';
 import type { TokenEvent } from '../src/events/webhooks.js';
 import { tempDir } from './helpers/tmp.js';
+import { unitLayout } from './helpers/units.js';
 import { type Receiver, receiver, SECRET } from './helpers/webhook-receiver.js';
 
 /** Enough calls on new connections that both workers answer some (the primary spreads them). */
 const ROUNDS = 6;
 
-async function statuses(api: Api, auth: string, localAddress = '127.0.0.1'): Promise<number[]> {
+async function statuses(
+  api: { url: string; ca: Buffer },
+  auth: string,
+  localAddress = '127.0.0.1',
+): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     out.push((await call(api, 'GET', '/version', { auth, localAddress })).status);
@@ -228,5 +241,50 @@ describe('token policy: source restrictions and rotation with a grace', () => {
       (e) => e.type === 'token.source-refused' && e.data.tokenid === 'joe@pve!ci',
     );
     assert.ok(told.length >= 1 && told.length <= 3, JSON.stringify(told));
+  });
+});
+
+describe("token policy under the units' restrictions", () => {
+  let current: Daemons | null = null;
+  after(() => current?.stop());
+
+  it('manager bounded to its unit, API as nobody: allowed-ips and a grace hold the same', async (t) => {
+    const layout = unitLayout();
+    if (typeof layout === 'string') return t.skip(layout);
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    const d = await startDaemons(dir, [], layout.harness);
+    current = d;
+    const root = await d.asRoot('token.create', {
+      userid: 'root@pam',
+      tokenName: 'admin',
+      fields: { privsep: false },
+    });
+    assert.equal(root.ok, true, JSON.stringify(root));
+    const admin = pveHeader('root@pam!admin', (root.data as { value: string }).value);
+    const created = await call(d, 'POST', '/access/users/root@pam/token/edge', {
+      auth: admin,
+      form: { privsep: 0, 'allowed-ips': '127.0.0.2' },
+    });
+    assert.equal(created.status, 200, created.raw);
+    const first = pveHeader('root@pam!edge', (created.body.data as { value: string }).value);
+    assert.deepEqual(await statuses(d, first, '127.0.0.2'), all(200));
+    assert.deepEqual(await statuses(d, first, '127.0.0.3'), all(401));
+    const rotated = await call(d, 'PUT', '/access/users/root@pam/token/edge', {
+      auth: admin,
+      form: { regenerate: 1, grace: 600 },
+    });
+    assert.equal(rotated.status, 200, rotated.raw);
+    const second = pveHeader('root@pam!edge', (rotated.body.data as { value: string }).value);
+    assert.deepEqual(await statuses(d, first, '127.0.0.2'), all(200), 'previous, in its grace');
+    assert.deepEqual(await statuses(d, second, '127.0.0.2'), all(200));
+    assert.deepEqual(await statuses(d, second, '127.0.0.3'), all(401));
+    const again = await call(d, 'PUT', '/access/users/root@pam/token/edge', {
+      auth: admin,
+      form: { regenerate: 1 },
+    });
+    assert.equal(again.status, 200, again.raw);
+    assert.deepEqual(await statuses(d, first, '127.0.0.2'), all(401), 'no grace: both old ones go');
+    assert.deepEqual(await statuses(d, second, '127.0.0.2'), all(401));
   });
 });
