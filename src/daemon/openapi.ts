@@ -77,9 +77,18 @@ function parameters(where: 'path' | 'query', schema: ObjectSchema | undefined) {
 
 const ERROR_RESPONSES = {
   '400': { description: 'Invalid parameters: `errors` names each one' },
+  '413': { description: 'The request body is larger than the route takes' },
+  '429': {
+    description:
+      'Too many failures from this source (or reports, for a route without authentication): retry after `Retry-After`',
+  },
+  '503': { description: 'Busy (hashing queue full) or this host is fenced; retry' },
+};
+
+/** What only a route that authenticates answers. */
+const AUTHENTICATED_RESPONSES = {
   '401': { description: 'Authentication failed (a bare answer, whatever the reason)' },
   '403': { description: 'The caller lacks a privilege the operation needs' },
-  '503': { description: 'Busy (hashing queue full) or this host is fenced; retry' },
 };
 
 /** The OpenAPI 3.1 document of `routes`. */
@@ -120,6 +129,7 @@ export function openApiDocument(routes: readonly DescribedRoute[], version: stri
           },
         },
         ...ERROR_RESPONSES,
+        ...(route.authenticated ? AUTHENTICATED_RESPONSES : {}),
       },
     };
   }
