@@ -23,13 +23,18 @@
  */
 import { currentEpochSeconds } from '../../config/active.js';
 import type { UserConfig } from '../../config/types.js';
-import * as userConfig from '../../config/users.js';
 import { PermissionError } from '../../errors.js';
 import { joinTokenid, previousSecretId, splitTokenid } from '../../ids.js';
 import { referenceOf, SECRET_PATTERN, secretReference } from '../../secret-format.js';
-import { type ParameterSchema, type Raw, schema, text } from '../params.js';
 import { type Caller, HOST_ROOT } from '../rules.js';
 import { write } from './operation.js';
+import {
+  deleteToken,
+  parseTokenParams,
+  type TokenParams,
+  tokenParameters,
+  tokenParamsOf,
+} from './tokens.js';
 
 /**
  * Who revokes a token whose secret was reported over the API: the audit
@@ -131,17 +136,6 @@ export function secretsIn(text: string): string[] {
   return [...new Set(text.match(pattern) ?? [])];
 }
 
-interface LeakedTokenParams {
-  userid: string;
-  tokenName: string;
-}
-
-const parameters: ParameterSchema = {
-  type: 'object',
-  required: ['userid', 'tokenid'],
-  properties: { userid: schema.userid, tokenid: schema.tokenName },
-};
-
 /** Only the leak intake and host root: the secret was checked before this runs. */
 function onlyAfterTheSecretWasChecked(caller: Caller): void {
   if (caller !== LEAK_REPORTER && caller !== HOST_ROOT) {
@@ -154,23 +148,11 @@ function onlyAfterTheSecretWasChecked(caller: Caller): void {
 export const revokeLeakedToken = write({
   name: 'token.revoke-leaked',
   summary: 'a token whose secret was reported leaked, with its secret (after the secret verified)',
-  parameters,
-  fromApi: (input: Raw): LeakedTokenParams => ({
-    userid: input.userid as string,
-    tokenName: input.tokenid as string,
-  }),
-  parse: (raw: Raw): LeakedTokenParams => ({
-    userid: text(raw, 'userid'),
-    tokenName: text(raw, 'tokenName'),
-  }),
+  parameters: tokenParameters,
+  fromApi: tokenParamsOf,
+  parse: parseTokenParams,
   authorize: onlyAfterTheSecretWasChecked,
-  deletedToken: (params) => joinTokenid(params.userid, params.tokenName),
-  async run(writer, params): Promise<null> {
-    const tokenid = joinTokenid(params.userid, params.tokenName);
-    // user.cfg first (the token stops being active), then the secret: as token.delete.
-    await writer.change((config) => userConfig.removeToken(config, tokenid), {
-      secretsToDelete: () => [tokenid],
-    });
-    return null;
-  },
+  deletedToken: (params: TokenParams) => joinTokenid(params.userid, params.tokenName),
+  // What token.delete does: user.cfg first (the token stops being active), then the secret.
+  run: (writer, params: TokenParams) => deleteToken.run(writer, params),
 });

@@ -81,23 +81,23 @@ function graceOf(params: { grace?: number }): number {
   return grace;
 }
 
-interface TokenParams {
+export interface TokenParams {
   userid: string;
   tokenName: string;
 }
 
 /** PVE calls the token's name `tokenid` in its API paths. */
-const tokenParameters: ParameterSchema = {
+export const tokenParameters: ParameterSchema = {
   type: 'object',
   required: ['userid', 'tokenid'],
   properties: { userid: schema.userid, tokenid: schema.tokenName },
 };
 
-function tokenParamsOf(input: Raw): TokenParams {
+export function tokenParamsOf(input: Raw): TokenParams {
   return { userid: input.userid as string, tokenName: input.tokenid as string };
 }
 
-function parseTokenParams(raw: Raw): TokenParams {
+export function parseTokenParams(raw: Raw): TokenParams {
   return { userid: text(raw, 'userid'), tokenName: text(raw, 'tokenName') };
 }
 
