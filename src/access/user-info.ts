@@ -12,7 +12,7 @@ import type { UserConfig } from '../config/types.js';
 import { writeUserConfig } from '../config/write.js';
 import { ConfigError } from '../errors.js';
 import { Freshness } from '../files/freshness.js';
-import type { LockOptions } from '../files/lock.js';
+import { type LockOptions, withFileLock } from '../files/lock.js';
 import { publishUnderLock } from '../files/publish.js';
 import {
   ABSENT,
@@ -45,6 +45,12 @@ export interface UserConfigStoreOptions {
    * true; off for the writers that create it (the manager, tokenctl).
    */
   warnIfMissing?: boolean;
+  /**
+   * Set when the tokens live in the token database: called on every parse to
+   * give each user its tokens (src/store/stored-tokens.ts), and user.cfg is
+   * written without token lines.
+   */
+  attachTokens?: (config: UserConfig) => void;
 }
 
 /**
@@ -81,6 +87,7 @@ export class UserConfigStore {
   #refreshing: Promise<UserConfig> | null = null;
   #reloads = 0;
   #warnIfMissing: boolean;
+  #attachTokens: ((config: UserConfig) => void) | undefined;
   #missingWarned = false;
 
   constructor(options: UserConfigStoreOptions) {
@@ -96,6 +103,7 @@ export class UserConfigStore {
     this.#warn =
       options.onWarning ?? ((m) => process.emitWarning(m, { code: 'TOKEN_SHADOW_USER_CFG' }));
     this.#warnIfMissing = options.warnIfMissing ?? true;
+    this.#attachTokens = options.attachTokens;
   }
 
   /** How often the file was parsed (tests, stats). */
@@ -129,7 +137,10 @@ export class UserConfigStore {
    * canonically, bump USER_AND_ACL, adopt. `change` may throw to abort
    * (nothing is written). Returns what `change` returned.
    */
-  async mutate<T>(change: (config: UserConfig) => T): Promise<T> {
+  async mutate<T>(
+    change: (config: UserConfig) => T,
+    after?: (result: T, config: UserConfig) => Promise<void>,
+  ): Promise<T> {
     const page = this.#page;
     const target = {
       path: this.path,
@@ -142,13 +153,25 @@ export class UserConfigStore {
     return publishUnderLock(target, async (publish) => {
       const fresh = await this.#read();
       const result = change(fresh.config);
-      const text = writeUserConfig(fresh.config);
-      if (text === fresh.text) return result;
-      const { stamp, writtenAtNs, generation } = await publish(text);
-      const loaded = { config: fresh.config, text, stamp, readAtNs: writtenAtNs };
-      this.#adopt(loaded, generation, page?.mapping ?? -1);
+      const text = writeUserConfig(fresh.config, { tokens: this.#attachTokens === undefined });
+      if (text !== fresh.text) {
+        const { stamp, writtenAtNs, generation } = await publish(text);
+        const loaded = { config: fresh.config, text, stamp, readAtNs: writtenAtNs };
+        this.#adopt(loaded, generation, page?.mapping ?? -1);
+      }
+      // Still under the lock: what goes with the change (the tokens' part, in the database).
+      await after?.(result, fresh.config);
       return result;
     });
+  }
+
+  /**
+   * Runs `fn` under user.cfg's lock without writing user.cfg (a change of
+   * tokens kept in the database): no writer of user.cfg runs meanwhile, so
+   * `get()` inside gives the config every other writer left.
+   */
+  async underLock<T>(fn: () => Promise<T>): Promise<T> {
+    return withFileLock(this.path, () => fn(), this.#lock);
   }
 
   async #refresh(): Promise<UserConfig> {
@@ -204,6 +227,7 @@ export class UserConfigStore {
     const { config, warnings } = parseUserConfig(text, { dialect: this.#dialect });
     for (const w of warnings) this.#warn(`${this.path}:${w.line}: ${w.message}`);
     this.#backend.initUserConfig(config);
+    this.#attachTokens?.(config);
     this.#reloads++;
     return { config, text, stamp, readAtNs };
   }

@@ -32,6 +32,7 @@ import { HOST_ROOT } from '../service/rules.js';
 import { resolveSettings, type Settings } from '../service/settings.js';
 import type { RecordingStorage } from '../service/storage.js';
 import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
+import { readShadow } from '../shadow/file.js';
 import { ExitCode } from './exit.js';
 import {
   type Column,
@@ -196,6 +197,14 @@ export class CliContext {
       },
     });
     return this.#deployment;
+  }
+
+  /** Whether a token has a secret stored (token.shadow, or the token database's row). */
+  async hasSecret(): Promise<(tokenid: string) => boolean> {
+    const store = this.reader().tokenStore;
+    if (store !== null) return (tokenid) => (store.get(tokenid)?.hash ?? '') !== '';
+    const secrets = (await readShadow(this.settings.shadowPath)).entries;
+    return (tokenid) => secrets.has(tokenid);
   }
 
   /**

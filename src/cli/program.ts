@@ -10,6 +10,7 @@ import { VERSION } from '../version.js';
 import { registerAclCommands } from './commands/acl.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerClusterCommands } from './commands/cluster.js';
+import { registerDatabaseCommands } from './commands/database.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerGenerationsCommand } from './commands/generations.js';
 import { registerGroupCommands } from './commands/group.js';
@@ -144,6 +145,7 @@ export function buildProgram(cli: Cli): Command {
   registerDoctorCommand(program, cli);
   registerAuditCommands(program, cli);
   registerClusterCommands(program, cli);
+  registerDatabaseCommands(program, cli);
   program
     .command('completion')
     .description('print a shell completion script (bash): source <(tokenctl completion bash)')

@@ -65,6 +65,14 @@ export function removeAclEntriesWhere(
   }
 }
 
+/** Whether any ACL entry is one of these tokens' (removing them then changes the ACL). */
+export function hasTokenAclEntries(config: UserConfig, tokenids: ReadonlySet<string>): boolean {
+  for (const node of config.acl.values()) {
+    for (const id of node.tokens.keys()) if (tokenids.has(id)) return true;
+  }
+  return false;
+}
+
 /** Takes one role away from everyone at every path. */
 export function removeRoleFromAcl(config: UserConfig, roleid: string): void {
   for (const [path, node] of config.acl) {

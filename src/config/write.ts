@@ -60,7 +60,7 @@ function isUserid(value: string): boolean {
   return isAuthid(value) && !isTokenid(value);
 }
 
-function userLines(config: UserConfig): string[] {
+function userLines(config: UserConfig, tokens: boolean): string[] {
   const lines: string[] = [];
   for (const userid of sorted(config.users.keys())) {
     const user = config.users.get(userid);
@@ -73,6 +73,7 @@ function userLines(config: UserConfig): string[] {
       `user:${userid}:${flag(user.enable)}:${expireText(userid, user.expire)}:${names}:` +
         `${user.email}:${encodeText(user.comment)}:${user.keys}:`,
     );
+    if (!tokens) continue;
     for (const tokenName of sorted(user.tokens.keys())) {
       const token = user.tokens.get(tokenName);
       if (!token) continue;
@@ -148,9 +149,14 @@ function checkUgid(kind: keyof AclNode, id: string): void {
 }
 
 /** The text of user.cfg; throws ConfigError('invalid') for a value the format cannot hold. */
-export function writeUserConfig(config: UserConfig): string {
+export interface WriteOptions {
+  /** Write the token lines (default); false when the tokens live in the token database. */
+  tokens?: boolean;
+}
+
+export function writeUserConfig(config: UserConfig, options: WriteOptions = {}): string {
   const sections = [
-    userLines(config),
+    userLines(config, options.tokens ?? true),
     groupLines(config),
     poolLines(config),
     roleLines(config),

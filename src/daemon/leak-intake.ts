@@ -49,7 +49,7 @@ import {
   type Stores,
 } from '../service/operations.js';
 import type { PenaltySettings } from '../service/settings.js';
-import type { TokenShadow } from '../shadow/token-shadow.js';
+import type { SecretVerifier } from '../shadow/secret-verifier.js';
 import type { Logger } from './logger.js';
 
 /** The manager's socket op a worker forwards a report as (no credential: anyone may report). */
@@ -76,7 +76,7 @@ export interface LeakIntakeOptions {
   dir: string;
   stores: Stores;
   /** The host's token.shadow: the hashes the secrets are checked against. */
-  shadow: TokenShadow;
+  shadow: SecretVerifier;
   trail: AuditTrail;
   penalties: PenaltySettings;
   log: Logger;

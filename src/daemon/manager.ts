@@ -323,7 +323,7 @@ export async function startManager(
   const server = net.createServer();
   const auth = new Authenticator({
     users: deployment.users,
-    shadow: deployment.shadow,
+    shadow: deployment.secrets,
     clientAddress: (request) =>
       typeof request === 'object' ? credentialSources.get(request) : undefined,
   });
@@ -346,7 +346,7 @@ export async function startManager(
   const leaks = new LeakIntake({
     dir: path.join(settings.configDir, 'leak-reports'),
     stores: mode.storage,
-    shadow: deployment.shadow,
+    shadow: deployment.secrets,
     trail,
     penalties: settings.penalties,
     log,

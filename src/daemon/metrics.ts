@@ -65,7 +65,7 @@ export function registerWorkerMetrics(
       help,
       collect() {
         this.reset();
-        this.inc(deployment.shadow.stats()[key]);
+        this.inc(deployment.secrets.stats()[key]);
       },
     });
   shadowCounter('token_shadow_cache_hits_total', 'Verifies answered from the cache', 'hits');
@@ -99,7 +99,7 @@ export function registerWorkerMetrics(
     name: 'token_shadow_cache_entries',
     help: 'Secrets cached',
     collect() {
-      this.set(deployment.shadow.stats().entries);
+      this.set(deployment.secrets.stats().entries);
     },
   });
   new client.Gauge({

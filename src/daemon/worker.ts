@@ -55,7 +55,7 @@ export async function startWorker(
   options: WorkerOptions = {},
 ): Promise<RunningWorker> {
   const deployment = openDeployment(settings, 'worker', { warn: (m) => log.warn(m) });
-  await deployment.shadow.warmUp();
+  await deployment.secrets.warmUp();
   // After the warm-up hash: by now libuv's pool and the hashing threads exist.
   if (settings.hashNice > 0) lowerBackgroundThreads(settings.hashNice, log);
   const rpc = new RpcClient(settings.socketPath, { deadlineMs: settings.rpcDeadlineMs });
@@ -64,7 +64,7 @@ export async function startWorker(
   const clients = new ClientAddresses(settings.penalties.trustedProxies);
   const auth = new Authenticator({
     users: deployment.users,
-    shadow: deployment.shadow,
+    shadow: deployment.secrets,
     usage: usage.notes,
     clientAddress: (request) => {
       const socket = (request as { socket?: { remoteAddress?: string } } | undefined)?.socket;

@@ -25,7 +25,7 @@ import { type SourceRestriction, sourceRestrictionOf } from '../config/allowed-i
 import type { TokenEntry, UserConfig } from '../config/types.js';
 import { AuthenticationError, BusyError } from '../errors.js';
 import { previousSecretId, type Tokenid } from '../ids.js';
-import type { TokenShadow } from '../shadow/token-shadow.js';
+import type { SecretVerifier } from '../shadow/secret-verifier.js';
 import type { UseRecorder } from '../usage/notes.js';
 import {
   type AuthorizationOptions,
@@ -62,7 +62,7 @@ export interface Identity {
 /** The stores the checks read, the accepted header forms and limits, and the clock. */
 export interface AuthenticatorOptions extends AuthorizationOptions {
   users: UserConfigStore;
-  shadow: TokenShadow;
+  shadow: SecretVerifier;
   /** Epoch seconds, for expiry; tests substitute their own. */
   now?: () => number;
   /** Told of every successful authentication (last use per token, in memory). */
@@ -159,7 +159,7 @@ export type AuthenticationObserver = (seconds: number, outcome: AuthenticationOu
 /** Authenticates a request by its Authorization header: the whole check, from header to identity. */
 export class Authenticator {
   #users: UserConfigStore;
-  #shadow: TokenShadow;
+  #shadow: SecretVerifier;
   #now: () => number;
   #header: AuthorizationOptions;
   #usage: UseRecorder | undefined;

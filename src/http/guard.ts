@@ -8,7 +8,7 @@
  */
 import type { UserConfigStore } from '../access/user-info.js';
 import { AuthenticationError, type AuthenticationFailure, BusyError } from '../errors.js';
-import type { TokenShadow } from '../shadow/token-shadow.js';
+import type { SecretVerifier } from '../shadow/secret-verifier.js';
 import {
   type AuthenticationObserver,
   Authenticator,
@@ -22,7 +22,7 @@ export interface TokenAuthOptions extends AuthorizationOptions {
   /** An Authenticator to use; otherwise one is made from `users` and `shadow`. */
   authenticator?: Authenticator;
   users?: UserConfigStore;
-  shadow?: TokenShadow;
+  shadow?: SecretVerifier;
   /** Told the seconds each slow-path authentication (a cache miss) took and how it ended. */
   onSlowAuthentication?: AuthenticationObserver;
   /** Called when a request is refused, with why (for logs; never the secret). */

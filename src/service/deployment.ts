@@ -3,7 +3,7 @@
  * hashing pool and the two stores, opened the same way by the manager, the API
  * workers and tokenctl so that they all agree on paths and generations.
  */
-import { promises as fsp, mkdirSync } from 'node:fs';
+import { existsSync, promises as fsp, mkdirSync } from 'node:fs';
 import { UserConfigStore } from '../access/user-info.js';
 import { init, PVE_ACCESS_CONTROL } from '../config/access-control.js';
 import {
@@ -12,8 +12,14 @@ import {
   type WarningSink,
 } from '../generations/page.js';
 import { claimPageRecord, type PageRecord, readPageRecord } from '../generations/record.js';
+import { Slot } from '../generations/slots.js';
 import { HashPool } from '../hashing/pool.js';
+import type { SecretVerifier } from '../shadow/secret-verifier.js';
 import { TokenShadow } from '../shadow/token-shadow.js';
+import { DatabaseSecrets } from '../store/database-secrets.js';
+import { attachStoredTokens, type TokenRows } from '../store/stored-tokens.js';
+import { TokenDatabaseReader } from '../store/token-database.js';
+import { TokenStore } from '../store/token-store.js';
 import { resolveSettings, type Settings } from './settings.js';
 
 export type Role = 'manager' | 'worker' | 'cli';
@@ -23,7 +29,12 @@ export interface Deployment {
   page: GenerationPage | null;
   pool: HashPool;
   users: UserConfigStore;
+  /** token.shadow (used while the tokens are in the files). */
   shadow: TokenShadow;
+  /** Where secrets are verified: `shadow`, or the token database when it exists. */
+  secrets: SecretVerifier;
+  /** The token database's writer (manager, tokenctl) when the tokens are there; else null. */
+  tokenStore: TokenStore | null;
   close(): Promise<void>;
 }
 
@@ -108,6 +119,7 @@ export function openDeployment(given: Settings, role: Role, options: OpenOptions
   const pool = new HashPool({ threads: settings.hashThreads, maxQueue: settings.hashQueue });
   init(PVE_ACCESS_CONTROL);
   const gid = settings.gid === undefined ? {} : { gid: settings.gid };
+  const database = openTokenDatabase(settings, role, page);
   const users = new UserConfigStore({
     path: settings.userCfgPath,
     page,
@@ -115,6 +127,9 @@ export function openDeployment(given: Settings, role: Role, options: OpenOptions
     onWarning: warn,
     // The manager and tokenctl create it; a worker or an app only reads it.
     warnIfMissing: role === 'worker',
+    ...(database === null
+      ? {}
+      : { attachTokens: (config) => attachStoredTokens(config, database.rows) }),
     ...gid,
   });
   const shadow = new TokenShadow({
@@ -126,15 +141,62 @@ export function openDeployment(given: Settings, role: Role, options: OpenOptions
     secretFormat: settings.secretFormat,
     ...gid,
   });
+  const secrets =
+    database === null
+      ? shadow
+      : new DatabaseSecrets({ database: database.reader, page, pool, ttlMs: settings.ttlMs });
   return {
     settings,
     page,
     pool,
     users,
     shadow,
+    secrets,
+    tokenStore: database?.store ?? null,
     async close() {
       await pool.close();
+      database?.close();
       page?.close();
+    },
+  };
+}
+
+/**
+ * The token database when it exists (its presence is what puts a deployment's
+ * tokens there): a reader for every process, the writer for the manager and
+ * tokenctl, and the rows each user's StoredTokens load from.
+ */
+function openTokenDatabase(
+  settings: Settings,
+  role: Role,
+  page: GenerationPage | null,
+): {
+  reader: TokenDatabaseReader;
+  store: TokenStore | null;
+  rows: TokenRows;
+  close(): void;
+} | null {
+  const path = settings.tokenDatabasePath;
+  if (!existsSync(path)) return null;
+  const store =
+    role === 'worker'
+      ? null
+      : new TokenStore(path, {
+          page,
+          ...(settings.gid === undefined ? {} : { gid: settings.gid }),
+        });
+  const reader = new TokenDatabaseReader(path);
+  const rows: TokenRows = {
+    generation: () => page?.load(Slot.TOKEN_SHADOW) ?? null,
+    rowsOf: (userid) => reader.rowsOf(userid),
+  };
+  return {
+    reader,
+    store,
+    rows,
+    close() {
+      reader.close();
+      store?.close();
     },
   };
 }

@@ -24,6 +24,12 @@ export interface Settings {
   configDir: string;
   userCfgPath: string;
   shadowPath: string;
+  /**
+   * The token database (src/store). When it exists, every process keeps and
+   * reads tokens there instead of user.cfg's token lines and token.shadow
+   * (`tokenctl tokens migrate` creates it).
+   */
+  tokenDatabasePath: string;
   runtimeDir: string;
   /**
    * The page this process maps: the one the configuration directory records
@@ -152,6 +158,7 @@ export function resolveSettings(input: SettingsInput = {}): Settings {
     configDir,
     userCfgPath: path.join(configDir, 'user.cfg'),
     shadowPath,
+    tokenDatabasePath: path.join(configDir, 'access.db'),
     runtimeDir,
     pagePath: pageRecord.kind === 'recorded' ? pageRecord.pagePath : givenPagePath,
     givenPagePath,

@@ -12,6 +12,7 @@ import { tlsProblemOfAll } from '../cluster/tls-probe.js';
 import { ClusterError } from '../errors.js';
 import { fenceWriter } from '../generations/fence.js';
 import { Slot } from '../generations/slots.js';
+import { DatabaseStorage } from './database-storage.js';
 import type { Deployment } from './deployment.js';
 import { type AccessStorage, FileStorage } from './storage.js';
 
@@ -40,12 +41,27 @@ export async function openStorageMode(
     if (role === 'manager' && page !== null && page.load(Slot.FENCE) !== 0) {
       fenceWriter.remove(page);
     }
+    const store = deployment.tokenStore;
     return {
-      storage: new FileStorage(deployment.users, deployment.shadow),
+      storage:
+        store === null
+          ? new FileStorage(deployment.users, deployment.shadow)
+          : new DatabaseStorage({
+              users: deployment.users,
+              store,
+              pool: deployment.pool,
+              secretFormat: deployment.settings.secretFormat,
+            }),
       cluster: null,
       agent: null,
       close: async () => undefined,
     };
+  }
+  if (deployment.tokenStore !== null) {
+    throw new ClusterError(
+      'not-configured',
+      `multi-host mode does not keep tokens in ${deployment.settings.tokenDatabasePath} yet: use one or the other`,
+    );
   }
   const storage = new EtcdStorage(cluster, deployment.pool, {
     onConfirmed: (timings) => log?.info({ ...timings }, 'cluster change confirmed'),

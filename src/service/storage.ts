@@ -18,6 +18,12 @@ export interface ConfigChangeOptions<T> {
    * hosts once, not twice; in file mode right after, under token.shadow's lock.
    */
   secretsToDelete?: (result: T) => Iterable<string>;
+  /**
+   * For mutateTokens: whether, on the current config, the change would also
+   * change something but tokens (an ACL entry of a token it removes); then it
+   * runs as mutateConfig.
+   */
+  changesMoreThanTokens?: (config: UserConfig) => boolean;
 }
 
 export interface AccessStorage {
@@ -25,6 +31,12 @@ export interface AccessStorage {
   readConfig(): Promise<UserConfig>;
   /** Reads fresh, applies `change` (which may throw to abort), stores the result. */
   mutateConfig<T>(change: (config: UserConfig) => T, options?: ConfigChangeOptions<T>): Promise<T>;
+  /**
+   * A change of tokens only, where the storage can make it cheaper than
+   * mutateConfig (the token database: no user.cfg read or write); absent,
+   * mutateConfig is used.
+   */
+  mutateTokens?<T>(change: (config: UserConfig) => T, options?: ConfigChangeOptions<T>): Promise<T>;
   /**
    * Makes a new random secret for `tokenid`, stores its hash only, returns the
    * secret once. The secret it replaces is kept as the token's previous one

@@ -26,6 +26,7 @@
  */
 import { chmodSync, chownSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import type { TokenEntry } from '../config/types.js';
 import { TokenDatabaseError } from '../errors.js';
 import { parseTokenid } from '../ids.js';
 
@@ -136,6 +137,14 @@ export interface TokenFilter {
   ids?: readonly string[];
   /** A SQL LIKE pattern on the comment (`%` any run, `_` one character). */
   commentLike?: string;
+}
+
+/** Token metadata a change stores (see TokenDatabaseWriter.applyChange). */
+export interface TokenMetadataChange {
+  /** With `hash`, a new token's secret goes in the same transaction. */
+  entries: ReadonlyArray<{ id: string; userid: string; entry: TokenEntry; hash?: string }>;
+  removed: readonly string[];
+  usersGone: readonly string[];
 }
 
 /** The ids changed after a sequence, or 'too-old' when the log no longer reaches back that far. */
@@ -264,6 +273,7 @@ export class TokenDatabaseReader {
   readonly path: string;
   readonly #db: Database;
   readonly #get: Statement;
+  readonly #ofUser: Statement;
   readonly #since: Statement;
   readonly #oldest: Statement;
   readonly #newest: Statement;
@@ -282,6 +292,7 @@ export class TokenDatabaseReader {
         throw new Error(`schema version ${String(version)}, expected ${SCHEMA_VERSION}`);
       }
       this.#get = opened.prepare('SELECT * FROM tokens WHERE id = ?');
+      this.#ofUser = opened.prepare('SELECT * FROM tokens WHERE userid = ? ORDER BY id');
       this.#since = opened.prepare('SELECT seq, tokenid FROM changes WHERE seq > ? ORDER BY seq');
       this.#oldest = opened.prepare('SELECT min(seq) AS v FROM changes');
       this.#newest = opened.prepare('SELECT max(seq) AS v FROM changes');
@@ -295,6 +306,11 @@ export class TokenDatabaseReader {
   /** The token's row as committed now (each call is its own read transaction: never a stale snapshot). */
   lookup(tokenid: string): TokenRow | undefined {
     return rowOf(this.#get.get(tokenid));
+  }
+
+  /** The tokens of one user as committed now (one indexed range read). */
+  rowsOf(userid: string): TokenRow[] {
+    return this.#ofUser.all(userid).map((record) => toRow(record as unknown as RawRow));
   }
 
   /** The newest change sequence (0 for none yet): where a fresh cache starts. */
@@ -338,7 +354,17 @@ export class TokenDatabaseWriter {
   readonly #db: Database;
   readonly #changesKept: number;
   readonly #statements: Record<
-    'get' | 'put' | 'remove' | 'setHash' | 'log' | 'newest' | 'prune' | 'count',
+    | 'get'
+    | 'ofUser'
+    | 'put'
+    | 'putEntry'
+    | 'remove'
+    | 'setHash'
+    | 'setSecret'
+    | 'log'
+    | 'newest'
+    | 'prune'
+    | 'count',
     Statement
   >;
 
@@ -372,7 +398,24 @@ export class TokenDatabaseWriter {
              allowed_ips = excluded.allowed_ips, grace_until = excluded.grace_until,
              previous_hash = excluded.previous_hash`,
         ),
+        // Metadata, and a new token's secret when given; an edit keeps hash and creation.
+        putEntry: opened.prepare(
+          `INSERT INTO tokens (id, userid, hash, enable, expire, privsep, comment, created,
+             allowed_ips, grace_until)
+           VALUES (:id, :userid, :hash, :enable, :expire, :privsep, :comment, :created,
+             :allowed_ips, :grace_until)
+           ON CONFLICT (id) DO UPDATE SET enable = excluded.enable, expire = excluded.expire,
+             hash = CASE WHEN excluded.hash != '' THEN excluded.hash ELSE tokens.hash END,
+             privsep = excluded.privsep, comment = excluded.comment,
+             allowed_ips = excluded.allowed_ips, grace_until = excluded.grace_until`,
+        ),
+        ofUser: opened.prepare('SELECT * FROM tokens WHERE userid = ? ORDER BY id'),
         remove: opened.prepare('DELETE FROM tokens WHERE id = ?'),
+        // The right-hand sides see the row as it was: the previous hash is the old current one.
+        setSecret: opened.prepare(
+          `UPDATE tokens SET previous_hash = CASE WHEN :keep THEN hash ELSE '' END, hash = :hash
+           WHERE id = :id`,
+        ),
         setHash: opened.prepare('UPDATE tokens SET hash = ? WHERE id = ?'),
         log: opened.prepare('INSERT INTO changes (tokenid) VALUES (?)'),
         newest: opened.prepare('SELECT max(seq) AS v FROM changes'),
@@ -413,6 +456,70 @@ export class TokenDatabaseWriter {
       if (found) this.#statements.log.run(tokenid);
     });
     return found;
+  }
+
+  /** The tokens of one user (the writer's own connection). */
+  rowsOf(userid: string): TokenRow[] {
+    return this.#statements.ofUser.all(userid).map((record) => toRow(record as unknown as RawRow));
+  }
+
+  /**
+   * Sets a token's secret hash ('' for none); the one it replaces stays as the
+   * previous secret with `keepPrevious` (a rotation's grace), else any
+   * previous one goes. False when there is no such token.
+   */
+  setSecret(tokenid: string, hash: string, keepPrevious: boolean): boolean {
+    let found = false;
+    this.#commit(() => {
+      const params = { id: tokenid, hash, keep: keepPrevious ? 1 : 0 };
+      found = Number(this.#statements.setSecret.run(params).changes) > 0;
+      if (found) this.#statements.log.run(tokenid);
+    });
+    return found;
+  }
+
+  /**
+   * One change of token metadata as one transaction: every token of
+   * `usersGone` (users deleted or replaced) removed, then ids removed, then
+   * entries stored (a new one created `now`, with its `hash` if given; an
+   * existing one keeps its secret). Returns the ids removed.
+   */
+  applyChange(change: TokenMetadataChange, now: number): string[] {
+    const removed: string[] = [];
+    for (const { id } of change.entries) parseTokenid(id);
+    this.#commit(() => {
+      // All of them, even ids stored again below: a replaced token must not keep the old secret.
+      for (const userid of change.usersGone) {
+        for (const record of this.#statements.ofUser.all(userid)) {
+          const id = record.id as string;
+          this.#statements.remove.run(id);
+          this.#statements.log.run(id);
+          removed.push(id);
+        }
+      }
+      for (const id of change.removed) {
+        if (Number(this.#statements.remove.run(id).changes) > 0) {
+          this.#statements.log.run(id);
+          removed.push(id);
+        }
+      }
+      for (const { id, userid, entry, hash } of change.entries) {
+        this.#statements.putEntry.run({
+          id,
+          userid,
+          hash: hash ?? '',
+          enable: entry.enable ? 1 : 0,
+          expire: entry.expire,
+          privsep: entry.privsep ? 1 : 0,
+          comment: entry.comment,
+          created: now,
+          allowed_ips: entry.allowedIps ?? '',
+          grace_until: entry.graceUntil ?? 0,
+        });
+        this.#statements.log.run(id);
+      }
+    });
+    return removed;
   }
 
   /** Removes tokens (one transaction); returns the ids that were there. */

@@ -14,6 +14,7 @@ import {
   type OpenWriterOptions,
   TokenDatabaseWriter,
   type TokenFilter,
+  type TokenMetadataChange,
   type TokenRow,
 } from './token-database.js';
 
@@ -54,6 +55,19 @@ export class TokenStore {
 
   setHash(tokenid: string, hash: string): Promise<Committed<boolean>> {
     return this.#publish((writer) => writer.setHash(tokenid, hash));
+  }
+
+  setSecret(tokenid: string, hash: string, keepPrevious: boolean): Promise<Committed<boolean>> {
+    return this.#publish((writer) => writer.setSecret(tokenid, hash, keepPrevious));
+  }
+
+  /** A change of token metadata (TokenDatabaseWriter.applyChange); the ids removed. */
+  applyChange(change: TokenMetadataChange, now: number): Promise<Committed<string[]>> {
+    return this.#publish((writer) => writer.applyChange(change, now));
+  }
+
+  rowsOf(userid: string): TokenRow[] {
+    return this.#writer.rowsOf(userid);
   }
 
   /** Removes the tokens; the ids that were there. */

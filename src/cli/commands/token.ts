@@ -138,12 +138,12 @@ function rowOf(
   userid: string,
   tokenid: string,
   info: TokenInfo,
-  secrets: ReadonlyMap<string, string>,
+  hasSecret: (tokenid: string) => boolean,
   record: LastUsedRecord,
 ): TokenRow {
   const full = joinTokenid(userid, tokenid);
   return withLastUsed(
-    { 'full-tokenid': full, userid, tokenid, ...info, 'has-secret': secrets.has(full) },
+    { 'full-tokenid': full, userid, tokenid, ...info, 'has-secret': hasSecret(full) },
     record.tokens.get(full),
   );
 }
@@ -159,9 +159,9 @@ async function list(
     userid === undefined
       ? (await ctx.read(listUsers, { full: true })).map((u) => [u.userid, u.tokens ?? []] as const)
       : [[userid, await ctx.read(listTokens, { userid })] as const];
-  const secrets = (await readShadow(ctx.settings.shadowPath)).entries;
+  const hasSecret = await ctx.hasSecret();
   const rows: TokenRow[] = perUser.flatMap(([owner, tokens]) =>
-    tokens.map(({ tokenid, ...info }) => rowOf(owner, tokenid, info, secrets, record)),
+    tokens.map(({ tokenid, ...info }) => rowOf(owner, tokenid, info, hasSecret, record)),
   );
   let shown = rows;
   if (options.unusedSince !== undefined) {
@@ -291,7 +291,7 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
         id.userid,
         id.tokenName,
         info,
-        (await readShadow(ctx.settings.shadowPath)).entries,
+        await ctx.hasSecret(),
         await readLastUsed(ctx.settings.lastUsedPath),
       );
       const now = currentEpochSeconds();
@@ -416,7 +416,7 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
         const text = file === '-' ? await readStdin(process.stdin) : await readFile(file, 'utf8');
         const secrets = secretsIn(text);
         const stores = await ctx.writer();
-        const shadow = ctx.reader().shadow;
+        const shadow = ctx.reader().secrets;
         const leaked = await findLeakedTokens(await stores.readConfig(), secrets, (id, secret) =>
           shadow.verifyHashed(id, secret),
         );

@@ -82,6 +82,21 @@ export class Writer {
   }
 
   /**
+   * A change of tokens only (see AccessStorage.mutateTokens): what `change`
+   * does to anything else must be told by `options.changesMoreThanTokens`.
+   */
+  changeTokens<T>(fn: (config: UserConfig) => T, options?: ConfigChangeOptions<T>): Promise<T> {
+    const storage = this.#storage;
+    const guarded = (config: UserConfig) => {
+      this.#authorize(config);
+      return fn(config);
+    };
+    return storage.mutateTokens === undefined
+      ? storage.mutateConfig(guarded, options)
+      : storage.mutateTokens(guarded, options);
+  }
+
+  /**
    * A new random secret for `tokenid`, stored as a hash; returned once. With
    * `keepPrevious` the one it replaces stays as the previous secret (grace).
    */

@@ -6,7 +6,7 @@
  * Every token taken is checked as a single delete would be: the caller's own,
  * or User.Modify; root@pam's only by root@pam.
  */
-import { removeAclEntriesWhere } from '../../config/acl.js';
+import { hasTokenAclEntries, removeAclEntriesWhere } from '../../config/acl.js';
 import type { UserConfig } from '../../config/types.js';
 import { ApiError } from '../../errors.js';
 import { joinTokenid } from '../../ids.js';
@@ -104,7 +104,7 @@ export const revokeTokens = write({
   authorize: authorizeRevoke,
   revokedTokens: (result: Revoked) => result.revoked,
   async run(writer, params): Promise<Revoked> {
-    const revoked = await writer.change(
+    const revoked = await writer.changeTokens(
       (config) => {
         const ids = tokensMatching(config, params);
         const taken = new Set(ids);
@@ -115,7 +115,11 @@ export const revokeTokens = write({
         removeAclEntriesWhere(config, (kind, id) => kind === 'tokens' && taken.has(id));
         return ids;
       },
-      { secretsToDelete: (ids) => ids },
+      {
+        secretsToDelete: (ids) => ids,
+        changesMoreThanTokens: (config) =>
+          hasTokenAclEntries(config, new Set(tokensMatching(config, params))),
+      },
     );
     return { revoked };
   },

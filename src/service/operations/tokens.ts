@@ -4,6 +4,7 @@
  * ever gets more than its creator holds (requireNoEscalation).
  */
 
+import { hasTokenAclEntries } from '../../config/acl.js';
 import { currentEpochSeconds } from '../../config/active.js';
 import type { UserConfig } from '../../config/types.js';
 import type { TokenFields } from '../../config/users.js';
@@ -127,12 +128,12 @@ function tokenParametersWith(fields: ParameterSchema['properties']): ParameterSc
 async function newSecret(writer: Writer, tokenid: string, grace = 0): Promise<CreatedToken> {
   if (grace > 0) {
     const until = currentEpochSeconds() + grace;
-    await writer.change((config) => userConfig.setGrace(config, tokenid, until));
+    await writer.changeTokens((config) => userConfig.setGrace(config, tokenid, until));
   }
   const value = await writer.newSecret(tokenid, grace > 0);
   let token: ReturnType<typeof userConfig.getToken>;
   try {
-    token = await writer.change((config) => {
+    token = await writer.changeTokens((config) => {
       const current = userConfig.getToken(config, tokenid);
       // No previous secret is stored any more: a grace left in user.cfg would only mislead.
       return grace === 0 && current.graceUntil ? userConfig.setGrace(config, tokenid, 0) : current;
@@ -192,7 +193,7 @@ export const createToken = write({
     });
     const value = await writer.newSecret(tokenid);
     try {
-      const token = await writer.change((config) =>
+      const token = await writer.changeTokens((config) =>
         userConfig.addToken(config, tokenid, params.fields),
       );
       return { 'full-tokenid': tokenid, info: tokenInfo(token), value };
@@ -238,7 +239,7 @@ export const updateToken = write({
     const tokenid = joinTokenid(params.userid, params.tokenName);
     const grace = graceOf(params);
     if (grace > 0 && !params.regenerate) throw new ParameterError('grace needs regenerate');
-    const token = await writer.change((config) =>
+    const token = await writer.changeTokens((config) =>
       userConfig.updateToken(config, tokenid, params.changes),
     );
     return params.regenerate ? newSecret(writer, tokenid, grace) : tokenInfo(token);
@@ -277,8 +278,10 @@ export const deleteToken = write({
   deletedToken: (params) => joinTokenid(params.userid, params.tokenName),
   async run(writer, params) {
     const tokenid = joinTokenid(params.userid, params.tokenName);
-    await writer.change((config) => userConfig.removeToken(config, tokenid), {
+    await writer.changeTokens((config) => userConfig.removeToken(config, tokenid), {
       secretsToDelete: () => [tokenid],
+      // Its ACL entries go too: then user.cfg changes.
+      changesMoreThanTokens: (config) => hasTokenAclEntries(config, new Set([tokenid])),
     });
     return null;
   },

@@ -1,0 +1,92 @@
+/**
+ * Moving a deployment's tokens from the files into the token database: every
+ * token line of user.cfg with its hash from token.shadow becomes a row of
+ * `access.db`, then user.cfg is written without token lines and token.shadow
+ * goes. From the moment `access.db` exists every process that opens the
+ * deployment keeps its tokens there (src/service/deployment.ts); processes
+ * that were running read the files until they restart, and since the files
+ * lose their tokens, they refuse every token meanwhile (never accept one).
+ *
+ * Crash-safe by order: the database is built beside (`access.db.new`) and
+ * renamed into place complete; until then the files are untouched. After the
+ * rename, a user.cfg still holding token lines is read without them, and a
+ * token.shadow left behind is not read at all.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { DEFAULT_ACCESS_BACKEND } from '../config/access-control.js';
+import { parseUserConfig } from '../config/parse.js';
+import { writeUserConfig } from '../config/write.js';
+import { ConfigError } from '../errors.js';
+import { fsyncDirectory } from '../files/atomic.js';
+import { withFileLock } from '../files/lock.js';
+import { publishUnderLock } from '../files/publish.js';
+import type { GenerationPage } from '../generations/page.js';
+import { Slot } from '../generations/slots.js';
+import { readShadow } from '../shadow/file.js';
+import { tokenRowsOf } from '../store/interop.js';
+import { TokenDatabaseWriter } from '../store/token-database.js';
+import type { Settings } from './settings.js';
+
+export interface Migrated {
+  tokens: number;
+  /** Tokens that had no secret in token.shadow (they authenticate nobody, as before). */
+  withoutSecret: number;
+}
+
+async function readOrEmpty(file: string): Promise<string> {
+  try {
+    return await fsp.readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw error;
+  }
+}
+
+export async function moveTokensToDatabase(
+  settings: Settings,
+  page: GenerationPage | null,
+  now = Math.floor(Date.now() / 1000),
+): Promise<Migrated> {
+  const target = settings.tokenDatabasePath;
+  const exists = await fsp.stat(target).then(
+    () => true,
+    () => false,
+  );
+  if (exists) throw new ConfigError('exists', `${target} exists: the tokens are there already`);
+  const fresh = `${target}.new`;
+  const gid = settings.gid === undefined ? {} : { gid: settings.gid };
+  // token.shadow's lock outside, user.cfg's inside: no writer of either runs meanwhile.
+  return withFileLock(settings.shadowPath, async () => {
+    const secrets = (await readShadow(settings.shadowPath)).entries;
+    const userCfg = {
+      path: settings.userCfgPath,
+      page,
+      slot: Slot.USER_AND_ACL,
+      mode: 0o640,
+      ...gid,
+    };
+    const migrated = await publishUnderLock(userCfg, async (publish) => {
+      const text = await readOrEmpty(settings.userCfgPath);
+      const { config } = parseUserConfig(text, {});
+      DEFAULT_ACCESS_BACKEND.initUserConfig(config);
+      // Creation times are unknown for existing tokens: the migration's time stands for them.
+      const rows = tokenRowsOf(config, secrets, now);
+      for (const suffix of ['', '-journal']) await fsp.rm(`${fresh}${suffix}`, { force: true });
+      const writer = new TokenDatabaseWriter(fresh, gid);
+      try {
+        if (rows.length > 0) writer.put(rows);
+      } finally {
+        writer.close();
+      }
+      await fsp.rm(`${fresh}-journal`, { force: true }); // kept by PERSIST, header zeroed
+      await fsp.rename(fresh, target);
+      await fsyncDirectory(path.dirname(target));
+      await publish(writeUserConfig(config, { tokens: false }));
+      return { tokens: rows.length, withoutSecret: rows.filter((r) => r.hash === '').length };
+    });
+    if (page !== null && !page.readOnly) page.increment(Slot.TOKEN_SHADOW);
+    await fsp.rm(settings.shadowPath, { force: true });
+    return migrated;
+  });
+}

@@ -1,0 +1,188 @@
+/**
+ * The secrets' side of the token database for the Authenticator: a
+ * SecretVerifier over `access.db`, as TokenShadow is over token.shadow. A
+ * process looks up only the token it verifies (one indexed read), and keeps
+ * the secrets it verified in a VerifiedSecretCache kept exact by the
+ * TOKEN_SHADOW slot and the change log (TokenVerifier's protocol): when the
+ * slot moves it drops just the ids changed since the last sequence it applied.
+ */
+import { randomUUID } from 'node:crypto';
+import { BusyError } from '../errors.js';
+import { Freshness } from '../files/freshness.js';
+import type { GenerationPage } from '../generations/page.js';
+import { Slot } from '../generations/slots.js';
+import type { HashPool } from '../hashing/pool.js';
+import { previousSecretId } from '../ids.js';
+import type { SecretVerifier } from '../shadow/secret-verifier.js';
+import { MAX_SECRET_LENGTH, type TokenShadowStats } from '../shadow/token-shadow.js';
+import { VerifiedSecretCache } from '../shadow/verified-cache.js';
+import type { TokenDatabaseReader } from './token-database.js';
+
+const MAX_ATTEMPTS = 3;
+const NO_HASHES: ReadonlyMap<string, string> = new Map();
+const PREVIOUS = ' previous';
+
+export interface DatabaseSecretsOptions {
+  database: TokenDatabaseReader;
+  page: GenerationPage | null;
+  pool: HashPool;
+  maxEntries?: number;
+  /** How often the change log is looked at even when the slot did not move. */
+  ttlMs?: number;
+}
+
+export class DatabaseSecrets implements SecretVerifier {
+  readonly #db: TokenDatabaseReader;
+  readonly #page: GenerationPage | null;
+  readonly #pool: HashPool;
+  readonly #cache: VerifiedSecretCache | null;
+  readonly #freshness: Freshness;
+  #generation: number | null = null;
+  #mapping = -1;
+  #seq = 0;
+  #dummyHash: Promise<string> | null = null;
+  #stats = {
+    hits: 0,
+    misses: 0,
+    slowVerifies: 0,
+    dummyVerifies: 0,
+    coalescedWaits: 0,
+    invalidationsByGeneration: 0,
+    invalidationsByFileChange: 0,
+    revalidations: 0,
+    busyRejections: 0,
+  };
+
+  constructor(options: DatabaseSecretsOptions) {
+    this.#db = options.database;
+    this.#page = options.page;
+    this.#pool = options.pool;
+    this.#cache =
+      options.page === null ? null : new VerifiedSecretCache(options.maxEntries ?? 100_000);
+    this.#freshness = new Freshness(options.ttlMs ?? 60_000, null);
+  }
+
+  verifyCached(id: string, secret: string): true | undefined {
+    const page = this.#page;
+    if (page === null || page.load(Slot.TOKEN_SHADOW) !== this.#generation) return undefined;
+    if (page.mapping !== this.#mapping || this.#freshness.expired()) return undefined;
+    if (this.#cache?.matches(id, secret) !== true) return undefined;
+    this.#stats.hits++;
+    return true;
+  }
+
+  async verifySecret(id: string, secret: string): Promise<boolean> {
+    if (this.verifyCached(id, secret)) return true;
+    if (typeof secret !== 'string' || secret.length === 0 || secret.length > MAX_SECRET_LENGTH) {
+      return false;
+    }
+    this.#stats.misses++;
+    // A full hashing queue refuses at once, before any lookup (the same for every id).
+    const pool = this.#pool;
+    if (pool.inFlight >= pool.threads + pool.maxQueue) {
+      this.#stats.busyRejections++;
+      throw new BusyError('hashing queue full');
+    }
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const generation = this.#catchUp();
+      const hash = this.#hashOf(id);
+      if (hash === undefined) {
+        await this.#dummyVerify(secret);
+        return false;
+      }
+      const ok = await this.#hashVerify(hash, secret);
+      const page = this.#page;
+      if (page === null || page.load(Slot.TOKEN_SHADOW) === generation) {
+        if (ok && generation !== null && generation === this.#generation) {
+          this.#cache?.set(id, hash, secret);
+        }
+        return ok;
+      }
+      // Something changed while we hashed: the answer stands only if this secret did not.
+      this.#stats.revalidations++;
+      if (this.#hashOf(id) === hash) return ok;
+    }
+    throw new BusyError('token changed during every verification attempt');
+  }
+
+  async verifyWithoutHashing(id: string, secret: string): Promise<true | undefined> {
+    if (this.verifyCached(id, secret)) return true;
+    this.#catchUp();
+    if (this.#page === null || this.#cache?.matches(id, secret) !== true) return undefined;
+    this.#stats.hits++;
+    return true;
+  }
+
+  async verifyHashed(id: string | null, secret: string): Promise<boolean> {
+    const hash = id === null ? undefined : this.#hashOf(id);
+    if (hash === undefined) {
+      await this.#dummyVerify(secret);
+      return false;
+    }
+    return this.#hashVerify(hash, secret);
+  }
+
+  stats(): TokenShadowStats {
+    return {
+      ...this.#stats,
+      evictions: this.#cache?.evictions ?? 0,
+      entries: this.#cache?.size ?? 0,
+      generation: this.#generation,
+    };
+  }
+
+  async warmUp(): Promise<void> {
+    this.#dummyHash ??= this.#pool.hash(randomUUID());
+    await this.#dummyHash;
+  }
+
+  /** The hash stored under `id` now (its own read transaction), undefined when none. */
+  #hashOf(id: string): string | undefined {
+    const previous = id.endsWith(PREVIOUS);
+    const tokenid = previous ? id.slice(0, -PREVIOUS.length) : id;
+    const row = this.#db.lookup(tokenid);
+    const hash = previous ? row?.previousHash : row?.hash;
+    return hash ? hash : undefined;
+  }
+
+  /**
+   * Brings the cache to the slot's value: drops the secrets of every id the
+   * change log names after the last sequence applied (all of them when the log
+   * no longer reaches back). Synchronous, so no verify runs in between.
+   */
+  #catchUp(): number | null {
+    const page = this.#page;
+    if (page === null) return null;
+    const generation = page.load(Slot.TOKEN_SHADOW);
+    const moved = generation !== this.#generation || page.mapping !== this.#mapping;
+    if (!moved && !this.#freshness.expired()) return generation;
+    const changed =
+      page.mapping !== this.#mapping || this.#generation === null
+        ? 'too-old'
+        : this.#db.changesSince(this.#seq);
+    if (changed === 'too-old') {
+      this.#cache?.clear();
+      this.#seq = this.#db.newestSeq();
+    } else {
+      const ids = changed.ids.flatMap((tokenid) => [tokenid, previousSecretId(tokenid)]);
+      this.#stats.invalidationsByGeneration += this.#cache?.retainChanged(ids, NO_HASHES) ?? 0;
+      this.#seq = changed.seq;
+    }
+    this.#mapping = page.mapping;
+    this.#generation = generation;
+    this.#freshness.touch();
+    return generation;
+  }
+
+  async #hashVerify(hash: string, secret: string): Promise<boolean> {
+    this.#stats.slowVerifies++;
+    return this.#pool.verify(hash, secret);
+  }
+
+  /** An unknown id costs one verify against a throwaway hash, so timing shows nothing. */
+  async #dummyVerify(secret: string): Promise<void> {
+    this.#stats.dummyVerifies++;
+    this.#dummyHash ??= this.#pool.hash(randomUUID());
+    await this.#hashVerify(await this.#dummyHash, secret);
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * A user's tokens, read from the token database when first looked at: what
+ * `UserEntry.tokens` is when the tokens live in `access.db` instead of
+ * user.cfg. A process that parses user.cfg then holds its users, groups and
+ * ACL, and only the tokens of the users it looked at, never all of them.
+ *
+ * Each look compares the TOKEN_SHADOW slot with the generation the map was
+ * loaded at and reloads on a change (the writer commits before it bumps, so a
+ * load after reading the slot sees everything the slot announced). While a
+ * change runs (`TokenChangeSession`) every map it looks at is snapshotted at
+ * its load, so that the change's effect on the tokens (sets, deletes, edits in
+ * place) is found by comparing just those maps.
+ */
+import type { TokenEntry, UserConfig } from '../config/types.js';
+import type { TokenRow } from './token-database.js';
+
+/** Where the maps load from: the current generation, and one user's rows. */
+export interface TokenRows {
+  /** The TOKEN_SHADOW slot now (null without a page: then every look reloads). */
+  generation(): number | null;
+  rowsOf(userid: string): TokenRow[];
+}
+
+/** The metadata part of a row, as user.cfg's model has it. */
+export function entryOf(row: TokenRow): TokenEntry {
+  return {
+    enable: row.enable,
+    expire: row.expire,
+    privsep: row.privsep,
+    comment: row.comment,
+    ...(row.allowedIps ? { allowedIps: row.allowedIps } : {}),
+    ...(row.graceUntil ? { graceUntil: row.graceUntil } : {}),
+  };
+}
+
+function sameEntry(a: TokenEntry, b: TokenEntry): boolean {
+  return (
+    a.enable === b.enable &&
+    a.expire === b.expire &&
+    a.privsep === b.privsep &&
+    a.comment === b.comment &&
+    (a.allowedIps ?? '') === (b.allowedIps ?? '') &&
+    (a.graceUntil ?? 0) === (b.graceUntil ?? 0)
+  );
+}
+
+/**
+ * What a change did to the tokens: entries to store (new or edited), ids
+ * removed, and users whose tokens were replaced wholesale (a user created or
+ * replaced during the change: its stored tokens not in `put` go).
+ */
+export interface TokenDiff {
+  put: Array<{ id: string; userid: string; entry: TokenEntry }>;
+  removed: string[];
+  replaced: string[];
+}
+
+/** The maps one change looked at, each with its entries as loaded. */
+export class TokenChangeSession {
+  readonly #seen = new Map<StoredTokens, Map<string, TokenEntry>>();
+
+  has(map: StoredTokens): boolean {
+    return this.#seen.has(map);
+  }
+
+  /** Called by a map on its first look during the change (after loading). */
+  note(map: StoredTokens, loaded: Map<string, TokenEntry>): void {
+    if (!this.#seen.has(map)) this.#seen.set(map, loaded);
+  }
+
+  /** The diff of every map looked at, and of users whose tokens are a plain Map. */
+  diff(config: UserConfig): TokenDiff {
+    const put: TokenDiff['put'] = [];
+    const removed: string[] = [];
+    const replaced: string[] = [];
+    for (const [map, before] of this.#seen) {
+      const userid = map.userid;
+      const current = config.users.get(userid)?.tokens === map ? map.peek() : new Map();
+      for (const [name, entry] of current) {
+        const old = before.get(name);
+        if (old === undefined || !sameEntry(old, entry))
+          put.push({ id: `${userid}!${name}`, userid, entry });
+      }
+      for (const name of before.keys()) {
+        if (!current.has(name)) removed.push(`${userid}!${name}`);
+      }
+    }
+    for (const [userid, user] of config.users) {
+      if (user.tokens instanceof StoredTokens) continue;
+      replaced.push(userid);
+      for (const [name, entry] of user.tokens) put.push({ id: `${userid}!${name}`, userid, entry });
+    }
+    return { put, removed, replaced };
+  }
+
+  /** After a change that threw: the maps it looked at reload on their next look. */
+  discard(): void {
+    for (const map of this.#seen.keys()) map.forget();
+    this.#seen.clear();
+  }
+}
+
+/** The session of the change running now in this process (changes run one at a time). */
+let session: TokenChangeSession | null = null;
+
+export function beginTokenChange(): TokenChangeSession {
+  session = new TokenChangeSession();
+  return session;
+}
+
+export function endTokenChange(): void {
+  session = null;
+}
+
+/**
+ * `UserEntry.tokens` backed by the database. Every Map method loads first;
+ * changes made through it stay in this process's copy until the change that
+ * made them is stored (TokenChangeSession.diff -> the storage).
+ */
+export class StoredTokens extends Map<string, TokenEntry> {
+  readonly userid: string;
+  readonly #rows: TokenRows;
+  #generation: number | null | undefined = undefined;
+  #loading = false;
+
+  constructor(userid: string, rows: TokenRows) {
+    super();
+    this.userid = userid;
+    this.#rows = rows;
+  }
+
+  /** The entries without loading (the session's diff, after the change looked). */
+  peek(): Map<string, TokenEntry> {
+    return new Map(super.entries());
+  }
+
+  /** Reload on the next look. */
+  forget(): void {
+    this.#generation = undefined;
+  }
+
+  #load(): void {
+    if (this.#loading) return;
+    const active = session;
+    const generation = this.#rows.generation();
+    // Inside a change the map stays as the change left it; outside, it follows the slot.
+    const noted = active?.has(this) ?? false;
+    const stale =
+      this.#generation === undefined || generation === null || generation !== this.#generation;
+    if (!noted && stale) {
+      this.#loading = true;
+      try {
+        super.clear();
+        for (const row of this.#rows.rowsOf(this.userid)) {
+          super.set(row.id.slice(this.userid.length + 1), entryOf(row));
+        }
+      } finally {
+        this.#loading = false;
+      }
+      this.#generation = generation;
+    }
+    if (active !== null && !noted) active.note(this, this.#copyOfEntries());
+  }
+
+  #copyOfEntries(): Map<string, TokenEntry> {
+    const copy = new Map<string, TokenEntry>();
+    for (const [name, entry] of super.entries()) copy.set(name, { ...entry });
+    return copy;
+  }
+
+  override get size(): number {
+    this.#load();
+    return super.size;
+  }
+  override get(name: string): TokenEntry | undefined {
+    this.#load();
+    return super.get(name);
+  }
+  override has(name: string): boolean {
+    this.#load();
+    return super.has(name);
+  }
+  override set(name: string, entry: TokenEntry): this {
+    this.#load();
+    return super.set(name, entry);
+  }
+  override delete(name: string): boolean {
+    this.#load();
+    return super.delete(name);
+  }
+  override clear(): void {
+    this.#load();
+    super.clear();
+  }
+  override keys(): MapIterator<string> {
+    this.#load();
+    return super.keys();
+  }
+  override values(): MapIterator<TokenEntry> {
+    this.#load();
+    return super.values();
+  }
+  override entries(): MapIterator<[string, TokenEntry]> {
+    this.#load();
+    return super.entries();
+  }
+  override [Symbol.iterator](): MapIterator<[string, TokenEntry]> {
+    return this.entries();
+  }
+  override forEach(
+    callback: (value: TokenEntry, key: string, map: Map<string, TokenEntry>) => void,
+    thisArg?: unknown,
+  ): void {
+    this.#load();
+    super.forEach(callback, thisArg);
+  }
+}
+
+/** Gives every user of `config` its StoredTokens (the tokens are in the database, not user.cfg). */
+export function attachStoredTokens(config: UserConfig, rows: TokenRows): void {
+  for (const [userid, user] of config.users) user.tokens = new StoredTokens(userid, rows);
+}
