@@ -111,6 +111,16 @@ export class UserConfigStore {
     return this.#reloads;
   }
 
+  /**
+   * What announces a change of tokens that leaves user.cfg alone: with the
+   * tokens in the database (attachTokens), the TOKEN_SHADOW slot; else 0 (a
+   * token's change is a change of user.cfg, and of the config object).
+   */
+  tokensGeneration(): number {
+    if (this.#attachTokens === undefined || this.#page === null) return 0;
+    return this.#page.load(Slot.TOKEN_SHADOW);
+  }
+
   /** The cached config when it is provably current, else null (then call get()). */
   current(): UserConfig | null {
     const page = this.#page;

@@ -180,6 +180,8 @@ export class Authenticator {
    */
   #accepted = new Map<string, Accepted>();
   #acceptedConfig: UserConfig | null = null;
+  /** The users store's tokensGeneration() the memo was made under (tokens kept in the database). */
+  #acceptedTokens = 0;
 
   constructor(options: AuthenticatorOptions) {
     this.#users = options.users;
@@ -358,6 +360,8 @@ export class Authenticator {
     if (typeof value !== 'string' || config === null || config !== this.#acceptedConfig) {
       return undefined;
     }
+    // Tokens kept in the database change without user.cfg: their announcement voids the memo.
+    if (this.#users.tokensGeneration() !== this.#acceptedTokens) return undefined;
     const at = this.#pveLimits === null ? -1 : pveCredentialsSplit(value, this.#pveLimits);
     if (at < 0) return undefined;
     const tokenid = value.slice(PVE_CREDENTIALS_START, at);
@@ -393,16 +397,19 @@ export class Authenticator {
     previous = false,
   ): Identity {
     const source = this.#clientAddress(request);
-    let known = this.#acceptedConfig === config ? this.#accepted.get(id.authid) : undefined;
+    const tokens = this.#users.tokensGeneration();
+    const current = this.#acceptedConfig === config && this.#acceptedTokens === tokens;
+    let known = current ? this.#accepted.get(id.authid) : undefined;
     if (known === undefined) {
       const identity: Identity = Object.freeze({
         authid: id.authid,
         userid: id.userid,
         tokenName: id.tokenName,
       });
-      if (this.#acceptedConfig !== config || this.#accepted.size >= MAX_ACCEPTED) {
+      if (!current || this.#accepted.size >= MAX_ACCEPTED) {
         this.#accepted.clear();
         this.#acceptedConfig = config;
+        this.#acceptedTokens = tokens;
       }
       const sources = sourceRestrictionOf(tokenOf(config, id)?.allowedIps ?? '');
       known = { identity, until: tokenActiveUntil(config, id), sources };

@@ -134,9 +134,10 @@ export class StoredTokens extends Map<string, TokenEntry> {
     return new Map(super.entries());
   }
 
-  /** Reload on the next look. */
+  /** Reload on the next look (and hold nothing meanwhile). */
   forget(): void {
     this.#generation = undefined;
+    super.clear();
   }
 
   #load(): void {
@@ -158,6 +159,7 @@ export class StoredTokens extends Map<string, TokenEntry> {
         this.#loading = false;
       }
       this.#generation = generation;
+      loadedNow(this.#rows, this);
     }
     if (active !== null && !noted) active.note(this, this.#copyOfEntries());
   }
@@ -213,6 +215,34 @@ export class StoredTokens extends Map<string, TokenEntry> {
   ): void {
     this.#load();
     super.forEach(callback, thisArg);
+  }
+}
+
+/**
+ * How many users' tokens a process holds at most: past it, the maps looked at
+ * least recently are emptied (they load again when looked at), so a process
+ * that looked at every user still does not hold every token.
+ */
+export const MAX_LOADED_USERS = 4096;
+
+/** The loaded maps of each source, least recently loaded first. */
+const loaded = new WeakMap<TokenRows, Set<StoredTokens>>();
+
+function loadedNow(rows: TokenRows, map: StoredTokens): void {
+  let maps = loaded.get(rows);
+  if (maps === undefined) {
+    maps = new Set();
+    loaded.set(rows, maps);
+  }
+  maps.delete(map);
+  maps.add(map);
+  if (maps.size <= MAX_LOADED_USERS) return;
+  for (const oldest of maps) {
+    if (maps.size <= MAX_LOADED_USERS) break;
+    // A map the running change looked at stays: its diff is computed from it.
+    if (session?.has(oldest)) continue;
+    maps.delete(oldest);
+    oldest.forget();
   }
 }
 

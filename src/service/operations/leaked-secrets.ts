@@ -26,6 +26,7 @@ import type { UserConfig } from '../../config/types.js';
 import { PermissionError } from '../../errors.js';
 import { joinTokenid, previousSecretId, splitTokenid } from '../../ids.js';
 import { referenceOf, SECRET_PATTERN, secretReference } from '../../secret-format.js';
+import { StoredTokens } from '../../store/stored-tokens.js';
 import { type Caller, HOST_ROOT } from '../rules.js';
 import { write } from './operation.js';
 import {
@@ -60,13 +61,16 @@ export const MAX_REPORTED_SECRET_LENGTH = 256;
  */
 export type VerifyHashed = (id: string | null, secret: string) => Promise<boolean>;
 
-/** Token ids by reference, per config read (a config object is never changed once read). */
+/** Token ids by reference, per config read (a config object is never changed once read, in the files). */
 const indexes = new WeakMap<UserConfig, Map<string, string[]>>();
 
 function referenceIndex(config: UserConfig): Map<string, string[]> {
   let index = indexes.get(config);
   if (index !== undefined) return index;
   index = new Map();
+  // Tokens kept in the database change under the same config object: no index to keep then
+  // (each report looks at every token; a reference column in access.db is what would index it).
+  const cacheable = ![...config.users.values()].some((user) => user.tokens instanceof StoredTokens);
   for (const [userid, user] of config.users) {
     for (const name of user.tokens.keys()) {
       const tokenid = joinTokenid(userid, name);
@@ -76,7 +80,7 @@ function referenceIndex(config: UserConfig): Map<string, string[]> {
       else ids.push(tokenid);
     }
   }
-  indexes.set(config, index);
+  if (cacheable) indexes.set(config, index);
   return index;
 }
 

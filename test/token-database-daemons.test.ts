@@ -1,0 +1,164 @@
+/**
+ * The daemons with the tokens in the token database (issue 25), over real
+ * HTTP with two API workers: a deployment's tokens are moved from the files
+ * by `tokenctl database migrate`; then every change of a token (create,
+ * edit, rotation with and without a grace, delete, bulk revoke) is one
+ * transaction of access.db, user.cfg keeps no token line, and once a revoke
+ * returns no worker accepts the old secret.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type Api, call, type Deployment, pveHeader, startDeployment } from '../harness/daemons.js';
+import { addTokenIn, tokenctlIn } from '../harness/tokenctl.js';
+import { TokenDatabaseReader, tokenDatabaseAvailable } from '../src/store/token-database.js';
+import { tempDir } from './helpers/tmp.js';
+
+const skip = tokenDatabaseAvailable() ? false : `node:sqlite is not in Node ${process.version}`;
+/** Enough requests, each on a new connection, to reach both workers. */
+const ROUNDS = 6;
+
+/**
+ * The statuses of ROUNDS requests. Each check comes from an address of its own,
+ * so that the refusals the tests expect never add up to a penalty (429) for one source.
+ */
+let sources = 10;
+async function statuses(api: Api, auth: string): Promise<number[]> {
+  const localAddress = `127.0.0.${sources++}`;
+  const out: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    out.push((await call(api, 'GET', '/version', { auth, localAddress })).status);
+  }
+  return out;
+}
+
+const all = (status: number) => Array<number>(ROUNDS).fill(status);
+
+describe('the daemons on the token database', { skip }, () => {
+  const dir = tempDir();
+  const configDir = path.join(dir, 'etc');
+  let deployment: Deployment;
+  let api: Api;
+  let admin: string;
+  let before1: string;
+
+  before(async () => {
+    assert.equal((await tokenctlIn(dir, 'user', 'add', 'joe@pve')).code, 0);
+    admin = (await addTokenIn(dir, 'root@pam!admin', '--privsep', '0')).header;
+    before1 = (await addTokenIn(dir, 'joe@pve!before', '--comment', 'made in the files')).header;
+    const migrated = await tokenctlIn(dir, '--output', 'json', 'database', 'migrate');
+    assert.equal(migrated.code, 0, migrated.stderr);
+    assert.deepEqual(JSON.parse(migrated.stdout).tokens, 2);
+    deployment = await startDeployment(dir);
+    api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1']);
+  });
+
+  after(async () => {
+    await deployment?.stop();
+  });
+
+  it('moved the files: access.db holds the tokens, user.cfg no token line, token.shadow is gone', async () => {
+    const userCfg = readFileSync(path.join(configDir, 'user.cfg'), 'utf8');
+    assert.doesNotMatch(userCfg, /^token:/m);
+    assert.match(userCfg, /^user:joe@pve:/m);
+    assert.equal(existsSync(path.join(configDir, 'token.shadow')), false);
+    const reader = new TokenDatabaseReader(path.join(configDir, 'access.db'));
+    try {
+      assert.equal(reader.lookup('joe@pve!before')?.comment, 'made in the files');
+      assert.match(reader.lookup('root@pam!admin')?.hash ?? '', /^\$argon2id\$/);
+    } finally {
+      reader.close();
+    }
+    assert.deepEqual(await statuses(api, admin), all(200), 'a migrated secret works');
+    assert.deepEqual(await statuses(api, before1), all(200));
+  });
+
+  it('create, edit and delete through the API; a deleted token is refused by every worker at once', async () => {
+    const created = await call(api, 'POST', '/access/users/joe@pve/token/ci', {
+      auth: admin,
+      form: { privsep: 0, comment: 'ci runner' },
+    });
+    assert.equal(created.status, 200, created.raw);
+    const auth = pveHeader('joe@pve!ci', (created.body.data as { value: string }).value);
+    assert.deepEqual(await statuses(api, auth), all(200));
+
+    const listed = await call(api, 'GET', '/access/users/joe@pve/token', { auth: admin });
+    assert.deepEqual(
+      (listed.body.data as Array<{ tokenid: string }>).map((t) => t.tokenid).sort(),
+      ['before', 'ci'],
+    );
+    const disabled = await call(api, 'PUT', '/access/users/joe@pve/token/ci', {
+      auth: admin,
+      form: { enable: 0 },
+    });
+    assert.equal(disabled.status, 200, disabled.raw);
+    assert.deepEqual(await statuses(api, auth), all(401), 'disabled: refused at once');
+    await call(api, 'PUT', '/access/users/joe@pve/token/ci', { auth: admin, form: { enable: 1 } });
+    assert.deepEqual(await statuses(api, auth), all(200));
+
+    const deleted = await call(api, 'DELETE', '/access/users/joe@pve/token/ci', { auth: admin });
+    assert.equal(deleted.status, 200, deleted.raw);
+    assert.deepEqual(await statuses(api, auth), all(401), 'deleted: refused at once');
+    assert.doesNotMatch(readFileSync(path.join(configDir, 'user.cfg'), 'utf8'), /^token:/m);
+  });
+
+  it('a rotation with a grace keeps both secrets; the next rotation without one ends the old at once', async () => {
+    const made = await call(api, 'POST', '/access/users/joe@pve/token/rot', {
+      auth: admin,
+      form: { privsep: 0 },
+    });
+    const first = pveHeader('joe@pve!rot', (made.body.data as { value: string }).value);
+    const rotated = await call(api, 'PUT', '/access/users/joe@pve/token/rot', {
+      auth: admin,
+      form: { regenerate: 1, grace: 3600 },
+    });
+    assert.equal(rotated.status, 200, rotated.raw);
+    const second = pveHeader('joe@pve!rot', (rotated.body.data as { value: string }).value);
+    assert.deepEqual(await statuses(api, first), all(200), 'the previous secret, in its grace');
+    assert.deepEqual(await statuses(api, second), all(200));
+    const again = await call(api, 'PUT', '/access/users/joe@pve/token/rot', {
+      auth: admin,
+      form: { regenerate: 1 },
+    });
+    const third = pveHeader('joe@pve!rot', (again.body.data as { value: string }).value);
+    assert.deepEqual(await statuses(api, first), all(401), 'the grace ended with the rotation');
+    assert.deepEqual(await statuses(api, second), all(401));
+    assert.deepEqual(await statuses(api, third), all(200));
+  });
+
+  it('a bulk revoke of a user takes every token of it in one change', async () => {
+    const made = await call(api, 'POST', '/access/users/joe@pve/token/bulk', {
+      auth: admin,
+      form: { privsep: 0 },
+    });
+    const bulk = pveHeader('joe@pve!bulk', (made.body.data as { value: string }).value);
+    assert.deepEqual(await statuses(api, bulk), all(200));
+    const revoked = await call(api, 'POST', '/access/tokens/revoke', {
+      auth: admin,
+      form: { users: 'joe@pve' },
+    });
+    assert.equal(revoked.status, 200, revoked.raw);
+    assert.deepEqual([...(revoked.body.data as { revoked: string[] }).revoked].sort(), [
+      'joe@pve!before',
+      'joe@pve!bulk',
+      'joe@pve!rot',
+    ]);
+    assert.deepEqual(await statuses(api, bulk), all(401));
+    assert.deepEqual(await statuses(api, before1), all(401));
+    assert.deepEqual(await statuses(api, admin), all(200), 'another user keeps its token');
+  });
+
+  it('tokenctl reads and changes the same database while the daemons run', async () => {
+    const { header } = await addTokenIn(dir, 'joe@pve!cli', '--privsep', '0');
+    assert.deepEqual(await statuses(api, header), all(200));
+    const listed = await tokenctlIn(dir, '--output', 'json', 'token', 'list', 'joe@pve');
+    const rows = JSON.parse(listed.stdout) as Array<{ tokenid: string; 'has-secret': boolean }>;
+    assert.deepEqual(
+      rows.map((r) => [r.tokenid, r['has-secret']]),
+      [['cli', true]],
+    );
+    assert.equal((await tokenctlIn(dir, 'token', 'remove', 'joe@pve!cli')).code, 0);
+    assert.deepEqual(await statuses(api, header), all(401));
+  });
+});
