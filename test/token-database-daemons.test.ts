@@ -42,14 +42,21 @@ describe('the daemons on the token database', { skip }, () => {
   let api: Api;
   let admin: string;
   let before1: string;
+  let separated: string;
 
   before(async () => {
     assert.equal((await tokenctlIn(dir, 'user', 'add', 'joe@pve')).code, 0);
     admin = (await addTokenIn(dir, 'root@pam!admin', '--privsep', '0')).header;
     before1 = (await addTokenIn(dir, 'joe@pve!before', '--comment', 'made in the files')).header;
+    // A separated token with its own ACL entry (it gets what both it and its user have): the
+    // entry must survive the move.
+    separated = (await addTokenIn(dir, 'joe@pve!sep')).header;
+    const acl = ['acl', 'set', '/', '--roles', 'PVEAuditor'];
+    assert.equal((await tokenctlIn(dir, ...acl, '--users', 'joe@pve')).code, 0);
+    assert.equal((await tokenctlIn(dir, ...acl, '--tokens', 'joe@pve!sep')).code, 0);
     const migrated = await tokenctlIn(dir, '--output', 'json', 'database', 'migrate');
     assert.equal(migrated.code, 0, migrated.stderr);
-    assert.deepEqual(JSON.parse(migrated.stdout).tokens, 2);
+    assert.deepEqual(JSON.parse(migrated.stdout).tokens, 3);
     deployment = await startDeployment(dir);
     api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1']);
   });
@@ -62,6 +69,7 @@ describe('the daemons on the token database', { skip }, () => {
     const userCfg = readFileSync(path.join(configDir, 'user.cfg'), 'utf8');
     assert.doesNotMatch(userCfg, /^token:/m);
     assert.match(userCfg, /^user:joe@pve:/m);
+    assert.match(userCfg, /^acl:1:\/:joe@pve!sep:PVEAuditor:$/m, "the token's ACL entry stays");
     assert.equal(existsSync(path.join(configDir, 'token.shadow')), false);
     const reader = new TokenDatabaseReader(path.join(configDir, 'access.db'));
     try {
@@ -72,6 +80,14 @@ describe('the daemons on the token database', { skip }, () => {
     }
     assert.deepEqual(await statuses(api, admin), all(200), 'a migrated secret works');
     assert.deepEqual(await statuses(api, before1), all(200));
+    // The separated token has what its ACL entry gives it; one without an entry has nothing.
+    const own = await call(api, 'GET', '/access/permissions', { auth: separated });
+    assert.equal(own.status, 200, own.raw);
+    const root = (own.body.data as Record<string, Record<string, number>>)['/'] ?? {};
+    assert.equal(root['Sys.Audit'], 1, own.raw);
+    assert.equal(root['Sys.Modify'], undefined, own.raw);
+    const none = await call(api, 'GET', '/access/permissions', { auth: before1 });
+    assert.deepEqual(none.body.data, {}, none.raw);
   });
 
   it('create, edit and delete through the API; a deleted token is refused by every worker at once', async () => {
@@ -86,7 +102,7 @@ describe('the daemons on the token database', { skip }, () => {
     const listed = await call(api, 'GET', '/access/users/joe@pve/token', { auth: admin });
     assert.deepEqual(
       (listed.body.data as Array<{ tokenid: string }>).map((t) => t.tokenid).sort(),
-      ['before', 'ci'],
+      ['before', 'ci', 'sep'],
     );
     const disabled = await call(api, 'PUT', '/access/users/joe@pve/token/ci', {
       auth: admin,
@@ -143,10 +159,17 @@ describe('the daemons on the token database', { skip }, () => {
       'joe@pve!before',
       'joe@pve!bulk',
       'joe@pve!rot',
+      'joe@pve!sep',
     ]);
     assert.deepEqual(await statuses(api, bulk), all(401));
     assert.deepEqual(await statuses(api, before1), all(401));
+    assert.deepEqual(await statuses(api, separated), all(401));
     assert.deepEqual(await statuses(api, admin), all(200), 'another user keeps its token');
+    assert.doesNotMatch(
+      readFileSync(path.join(configDir, 'user.cfg'), 'utf8'),
+      /joe@pve!sep/,
+      "the revoked token's ACL entry went with it",
+    );
   });
 
   it('tokenctl reads and changes the same database while the daemons run', async () => {

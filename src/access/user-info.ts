@@ -234,7 +234,10 @@ export class UserConfigStore {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
     this.#noteMissing(stamp === ABSENT);
-    const { config, warnings } = parseUserConfig(text, { dialect: this.#dialect });
+    const { config, warnings } = parseUserConfig(text, {
+      dialect: this.#dialect,
+      tokensElsewhere: this.#attachTokens !== undefined,
+    });
     for (const w of warnings) this.#warn(`${this.path}:${w.line}: ${w.message}`);
     this.#backend.initUserConfig(config);
     this.#attachTokens?.(config);

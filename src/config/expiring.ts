@@ -28,23 +28,45 @@ export function effectiveExpiry(userExpire: number, tokenExpire: number): number
   return Math.min(userExpire, tokenExpire);
 }
 
-/** Users and tokens expiring in (now, now + window], soonest first. */
+/**
+ * Enabled tokens whose own expiry falls in (from, to], as [userid, token name,
+ * expiry]: how the token database answers without every token being looked at.
+ */
+export type TokensExpiringBetween = (from: number, to: number) => Array<[string, string, number]>;
+
+/**
+ * Users and tokens expiring in (now, now + window], soonest first. With
+ * `tokensExpiring` (tokens kept in the database) only the users expiring in
+ * the window have all their tokens looked at; the other tokens come from it.
+ */
 export function expiringWithin(
   config: UserConfig,
   nowSeconds: number,
   windowSeconds: number,
+  tokensExpiring?: TokensExpiringBetween,
 ): Expiring[] {
   const found: Expiring[] = [];
   for (const [userid, user] of config.users) {
     if (!user.enable || (user.expire !== 0 && user.expire <= nowSeconds)) continue;
-    if (within(user.expire, nowSeconds, windowSeconds)) {
+    const userSoon = within(user.expire, nowSeconds, windowSeconds);
+    if (userSoon) {
       found.push({ kind: 'user', id: userid, expire: user.expire });
     }
+    if (tokensExpiring !== undefined && !userSoon) continue;
     for (const [name, token] of user.tokens) {
       const expire = effectiveExpiry(user.expire, token.expire);
       if (token.enable && within(expire, nowSeconds, windowSeconds)) {
         found.push({ kind: 'token', id: joinTokenid(userid, name), expire });
       }
+    }
+  }
+  if (tokensExpiring !== undefined) {
+    for (const [userid, name, own] of tokensExpiring(nowSeconds, nowSeconds + windowSeconds)) {
+      const user = config.users.get(userid);
+      if (user === undefined || !user.enable) continue;
+      // Users expiring in the window had all their tokens looked at above.
+      if (user.expire !== 0 && user.expire <= nowSeconds + windowSeconds) continue;
+      found.push({ kind: 'token', id: joinTokenid(userid, name), expire: own });
     }
   }
   return found.sort((a, b) => a.expire - b.expire || a.id.localeCompare(b.id));

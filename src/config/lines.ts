@@ -22,6 +22,11 @@ export interface LineContext {
    * than its type needs, and its last field may be a prefix of what it was.
    */
   readonly complete: number;
+  /**
+   * The tokens live in the token database, not in this file: an ACL entry of
+   * a token of a known user is kept although no token line names it.
+   */
+  readonly tokensElsewhere?: boolean;
   /** Warns about this line; `detail` must already quote untrusted values. */
   warn(detail: string): void;
 }
@@ -52,12 +57,14 @@ export function lineContext(
   line: string,
   lineNumber: number,
   warnings: ConfigWarning[],
+  tokensElsewhere = false,
 ): LineContext {
   const fields = splitFields(line);
   return {
     config,
     access,
     fields,
+    tokensElsewhere,
     complete: line.split(':').length - 1,
     warn(detail) {
       const shown = quote(safeLine(fields, line), 80);

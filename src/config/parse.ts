@@ -57,6 +57,11 @@ export interface ParseUserConfigOptions {
   dialect?: UserConfigDialect;
   /** Which privileges and built-in roles exist; default: the initialised one, or PVE's. */
   access?: AccessControlConfig;
+  /**
+   * The tokens are in the token database (src/store): token lines are not
+   * expected, and a token's ACL entries are kept for any token of a known user.
+   */
+  tokensElsewhere?: boolean;
 }
 
 /** A parsed user.cfg and the warnings for the lines that were skipped. */
@@ -91,7 +96,14 @@ export function parseUserConfig(
   for (let index = 0; index < lines.length; index++) {
     const line = (lines[index] ?? '').trim();
     if (line === '' || line.startsWith('#')) continue;
-    const context = lineContext(config, access, line, index + 1, warnings);
+    const context = lineContext(
+      config,
+      access,
+      line,
+      index + 1,
+      warnings,
+      options.tokensElsewhere === true,
+    );
     const problem = pve ? pve.line(context) : parseLine(context);
     if (problem !== undefined) context.warn(problem);
   }
@@ -358,7 +370,9 @@ function resolveUgid(context: LineContext, ugid: string): [keyof AclNode, string
     if (user) return ['users', ugid];
     context.warn(`ignoring unknown user ${quote(ugid)} in acl`);
   } else {
-    if (user?.tokens.has(id.tokenName)) return ['tokens', ugid];
+    if (user && (context.tokensElsewhere || user.tokens.has(id.tokenName))) {
+      return ['tokens', ugid];
+    }
     context.warn(`ignoring unknown token ${quote(ugid)} in acl`);
   }
   return null;

@@ -145,6 +145,7 @@ export function registerWorkerMetrics(
         await deployment.users.get(),
         Math.floor(Date.now() / 1000),
         windowSeconds,
+        deployment.tokensExpiring,
       );
       this.set({ kind: 'user' }, found.filter((e) => e.kind === 'user').length);
       this.set({ kind: 'token' }, found.filter((e) => e.kind === 'token').length);

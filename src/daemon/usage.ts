@@ -97,7 +97,8 @@ export function watchExpiry(
 ): { stop(): void } {
   const check = async () => {
     const now = Math.floor(Date.now() / 1000);
-    const found = expiringWithin(await deployment.users.get(), now, windowSeconds);
+    const config = await deployment.users.get();
+    const found = expiringWithin(config, now, windowSeconds, deployment.tokensExpiring);
     const list = (kind: 'user' | 'token') =>
       found.filter((e) => e.kind === kind).map((e) => ({ id: e.id, expire: e.expire }));
     if (found.length === 0) {

@@ -6,6 +6,7 @@
 import { existsSync, promises as fsp, mkdirSync } from 'node:fs';
 import { UserConfigStore } from '../access/user-info.js';
 import { init, PVE_ACCESS_CONTROL } from '../config/access-control.js';
+import type { TokensExpiringBetween } from '../config/expiring.js';
 import {
   type GenerationPage,
   openGenerationPageOrNull,
@@ -35,6 +36,8 @@ export interface Deployment {
   secrets: SecretVerifier;
   /** The token database's writer (manager, tokenctl) when the tokens are there; else null. */
   tokenStore: TokenStore | null;
+  /** With the tokens in the database: the tokens expiring soon, without looking at every one. */
+  tokensExpiring: TokensExpiringBetween | undefined;
   close(): Promise<void>;
 }
 
@@ -153,6 +156,7 @@ export function openDeployment(given: Settings, role: Role, options: OpenOptions
     shadow,
     secrets,
     tokenStore: database?.store ?? null,
+    tokensExpiring: database?.reader.expiringBetween.bind(database.reader),
     async close() {
       await pool.close();
       database?.close();

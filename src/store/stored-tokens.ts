@@ -159,7 +159,7 @@ export class StoredTokens extends Map<string, TokenEntry> {
         this.#loading = false;
       }
       this.#generation = generation;
-      loadedNow(this.#rows, this);
+      loadedNow(this.#rows, this, super.size);
     }
     if (active !== null && !noted) active.note(this, this.#copyOfEntries());
   }
@@ -219,29 +219,32 @@ export class StoredTokens extends Map<string, TokenEntry> {
 }
 
 /**
- * How many users' tokens a process holds at most: past it, the maps looked at
- * least recently are emptied (they load again when looked at), so a process
- * that looked at every user still does not hold every token.
+ * How many tokens a process holds at most (whole users' maps): past it, the
+ * maps looked at least recently are emptied (they load again when looked at),
+ * so a process that looked at every user still does not hold every token.
  */
-export const MAX_LOADED_USERS = 4096;
+export const MAX_LOADED_TOKENS = 65_536;
 
-/** The loaded maps of each source, least recently loaded first. */
-const loaded = new WeakMap<TokenRows, Set<StoredTokens>>();
+/** The loaded maps of each source with the tokens each held at its load, least recent first. */
+const loaded = new WeakMap<TokenRows, { maps: Map<StoredTokens, number>; total: number }>();
 
-function loadedNow(rows: TokenRows, map: StoredTokens): void {
-  let maps = loaded.get(rows);
-  if (maps === undefined) {
-    maps = new Set();
-    loaded.set(rows, maps);
+function loadedNow(rows: TokenRows, map: StoredTokens, size: number): void {
+  let held = loaded.get(rows);
+  if (held === undefined) {
+    held = { maps: new Map(), total: 0 };
+    loaded.set(rows, held);
   }
-  maps.delete(map);
-  maps.add(map);
-  if (maps.size <= MAX_LOADED_USERS) return;
-  for (const oldest of maps) {
-    if (maps.size <= MAX_LOADED_USERS) break;
+  held.total -= held.maps.get(map) ?? 0;
+  held.maps.delete(map);
+  held.maps.set(map, size);
+  held.total += size;
+  if (held.total <= MAX_LOADED_TOKENS) return;
+  for (const [oldest, count] of held.maps) {
+    if (held.total <= MAX_LOADED_TOKENS || oldest === map) break;
     // A map the running change looked at stays: its diff is computed from it.
     if (session?.has(oldest)) continue;
-    maps.delete(oldest);
+    held.maps.delete(oldest);
+    held.total -= count;
     oldest.forget();
   }
 }

@@ -177,6 +177,7 @@ const SCHEMA = `
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (userid);
   CREATE INDEX IF NOT EXISTS tokens_by_created ON tokens (created);
+  CREATE INDEX IF NOT EXISTS tokens_by_expire ON tokens (expire) WHERE expire > 0;
   CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, tokenid TEXT NOT NULL);
 `;
 
@@ -274,6 +275,7 @@ export class TokenDatabaseReader {
   readonly #db: Database;
   readonly #get: Statement;
   readonly #ofUser: Statement;
+  readonly #expiring: Statement;
   readonly #since: Statement;
   readonly #oldest: Statement;
   readonly #newest: Statement;
@@ -293,6 +295,9 @@ export class TokenDatabaseReader {
       }
       this.#get = opened.prepare('SELECT * FROM tokens WHERE id = ?');
       this.#ofUser = opened.prepare('SELECT * FROM tokens WHERE userid = ? ORDER BY id');
+      this.#expiring = opened.prepare(
+        'SELECT id, userid, expire FROM tokens WHERE expire > ? AND expire <= ? AND enable = 1',
+      );
       this.#since = opened.prepare('SELECT seq, tokenid FROM changes WHERE seq > ? ORDER BY seq');
       this.#oldest = opened.prepare('SELECT min(seq) AS v FROM changes');
       this.#newest = opened.prepare('SELECT max(seq) AS v FROM changes');
@@ -311,6 +316,14 @@ export class TokenDatabaseReader {
   /** The tokens of one user as committed now (one indexed range read). */
   rowsOf(userid: string): TokenRow[] {
     return this.#ofUser.all(userid).map((record) => toRow(record as unknown as RawRow));
+  }
+
+  /** Enabled tokens whose own expiry is in (from, to], as [userid, token name, expiry]. */
+  expiringBetween(from: number, to: number): Array<[string, string, number]> {
+    return this.#expiring.all(from, to).map((record) => {
+      const userid = record.userid as string;
+      return [userid, (record.id as string).slice(userid.length + 1), numberOr(record.expire, 0)];
+    });
   }
 
   /** The newest change sequence (0 for none yet): where a fresh cache starts. */

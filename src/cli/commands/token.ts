@@ -174,7 +174,8 @@ async function list(
     }
   }
   if (options.expiringWithin !== undefined) {
-    const soon = expiringWithin(await ctx.config(), now, Math.floor(options.expiringWithin / 1000));
+    const window = Math.floor(options.expiringWithin / 1000);
+    const soon = expiringWithin(await ctx.config(), now, window, ctx.reader().tokensExpiring);
     const ids = new Set(soon.filter((e) => e.kind === 'token').map((e) => e.id));
     shown = shown.filter((t) => ids.has(t['full-tokenid']));
   }

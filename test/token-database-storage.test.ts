@@ -1,0 +1,193 @@
+/**
+ * DatabaseStorage and StoredTokens (issue 25): a deployment whose tokens are
+ * in access.db, opened twice as two processes would (each its own
+ * connections, the same page): what one changes the other sees on its next
+ * look; a change costs only the users it looked at; a change that throws
+ * stores nothing; a deleted or replaced user's tokens and secrets go.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { setAcl } from '../src/config/acl.js';
+import { addToken, addUser, removeToken, removeUser } from '../src/config/users.js';
+import type { DatabaseStorage } from '../src/service/database-storage.js';
+import { type Deployment, openDeployment } from '../src/service/deployment.js';
+import { resolveSettings } from '../src/service/settings.js';
+import { openStorageMode } from '../src/service/storage-mode.js';
+import { moveTokensToDatabase } from '../src/service/token-database-migration.js';
+import { MAX_LOADED_TOKENS, StoredTokens } from '../src/store/stored-tokens.js';
+import { TokenDatabaseReader, tokenDatabaseAvailable } from '../src/store/token-database.js';
+import { tempDir } from './helpers/tmp.js';
+
+const skip = tokenDatabaseAvailable() ? false : `node:sqlite is not in Node ${process.version}`;
+
+/** A deployment on `dir` with its tokens in access.db (migrated from `userCfg`), opened as tokenctl. */
+async function opened(dir: string, userCfg = 'user:joe@pve:1:0::::::\n') {
+  const settings = resolveSettings({
+    configDir: path.join(dir, 'etc'),
+    runtimeDir: path.join(dir, 'run'),
+    workers: 1,
+    hashThreads: 1,
+  });
+  const open = async (): Promise<{ deployment: Deployment; storage: DatabaseStorage }> => {
+    const deployment = openDeployment(settings, 'cli');
+    after(() => deployment.close());
+    const mode = await openStorageMode(deployment, 'cli');
+    return { deployment, storage: mode.storage as DatabaseStorage };
+  };
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(settings.configDir, { recursive: true });
+  writeFileSync(settings.userCfgPath, userCfg, { mode: 0o640 });
+  const first = openDeployment(settings, 'cli'); // creates the page the migration announces on
+  await moveTokensToDatabase(settings, first.page);
+  await first.close();
+  return { settings, open };
+}
+
+function rowsOf(file: string, userid: string): string[] {
+  const reader = new TokenDatabaseReader(file);
+  try {
+    return reader.rowsOf(userid).map((row) => row.id);
+  } finally {
+    reader.close();
+  }
+}
+
+describe('DatabaseStorage', { skip }, () => {
+  it('what one process changes, another sees on its next look, in a config it read before', async () => {
+    const { open } = await opened(tempDir());
+    const a = await open();
+    const b = await open();
+    const seen = await b.storage.readConfig();
+    assert.ok(seen.users.get('joe@pve')?.tokens instanceof StoredTokens);
+    assert.equal(seen.users.get('joe@pve')?.tokens.size, 0);
+    await a.storage.mutateTokens((config) => addToken(config, 'joe@pve!ci', { comment: 'x' }));
+    // The config object read before the change sees it: its user's tokens follow the page.
+    assert.equal(seen.users.get('joe@pve')?.tokens.get('ci')?.comment, 'x');
+    const again = seen;
+    await a.storage.mutateTokens((config) => removeToken(config, 'joe@pve!ci'));
+    assert.equal(again.users.get('joe@pve')?.tokens.has('ci'), false);
+  });
+
+  it('a change that throws stores nothing, and leaves no trace in the process that ran it', async () => {
+    const { open, settings } = await opened(tempDir());
+    const { storage } = await open();
+    await storage.mutateTokens((config) => addToken(config, 'joe@pve!keep', {}));
+    await assert.rejects(
+      storage.mutateTokens((config) => {
+        removeToken(config, 'joe@pve!keep');
+        addToken(config, 'joe@pve!half', {});
+        throw new Error('changed my mind');
+      }),
+      /changed my mind/,
+    );
+    const config = await storage.readConfig();
+    assert.deepEqual([...(config.users.get('joe@pve')?.tokens.keys() ?? [])], ['keep']);
+    assert.deepEqual(rowsOf(settings.tokenDatabasePath, 'joe@pve'), ['joe@pve!keep']);
+  });
+
+  it("a new token's secret is stored with its row, in one transaction", async () => {
+    const { open, settings } = await opened(tempDir());
+    const { storage, deployment } = await open();
+    const secret = await storage.newSecret('joe@pve!new');
+    assert.deepEqual(rowsOf(settings.tokenDatabasePath, 'joe@pve'), [], 'nothing before the row');
+    await storage.mutateTokens((config) => addToken(config, 'joe@pve!new', {}));
+    assert.equal(await deployment.secrets.verifySecret('joe@pve!new', secret), true);
+    assert.equal(await deployment.secrets.verifySecret('joe@pve!new', `${secret}x`), false);
+  });
+
+  it("deleting a user takes its tokens; replacing one (an import) drops the old tokens' secrets", async () => {
+    const { open, settings } = await opened(tempDir());
+    const { storage, deployment } = await open();
+    await storage.mutateConfig((config) => addUser(config, 'ann@pve', {}));
+    for (const id of ['joe@pve!a', 'joe@pve!b', 'ann@pve!a']) {
+      await storage.newSecret(id);
+      await storage.mutateTokens((config) => addToken(config, id, {}));
+    }
+    const old = await storage.newSecret('ann@pve!a'); // now the stored one
+    await storage.mutateConfig((config) => removeUser(config, 'joe@pve'));
+    assert.deepEqual(rowsOf(settings.tokenDatabasePath, 'joe@pve'), []);
+    assert.doesNotMatch(readFileSync(settings.userCfgPath, 'utf8'), /joe@pve|^token:/m);
+    // An import replaces ann@pve with a plain user whose token has the same name and no secret.
+    await storage.mutateConfig((config) => {
+      const fresh = {
+        ...(config.users.get('ann@pve') as NonNullable<ReturnType<typeof config.users.get>>),
+      };
+      fresh.tokens = new Map([
+        ['a', { enable: true, expire: 0, privsep: true, comment: 'imported' }],
+      ]);
+      config.users.set('ann@pve', fresh);
+    });
+    assert.deepEqual(rowsOf(settings.tokenDatabasePath, 'ann@pve'), ['ann@pve!a']);
+    assert.equal(await deployment.secrets.verifySecret('ann@pve!a', old), false, 'no old secret');
+  });
+
+  it("a token delete that also removes the token's ACL entries writes user.cfg", async () => {
+    const { open, settings } = await opened(
+      tempDir(),
+      'user:joe@pve:1:0::::::\nrole:R:Sys.Audit:\n',
+    );
+    const { storage } = await open();
+    await storage.mutateTokens((config) => addToken(config, 'joe@pve!acl', {}));
+    await storage.mutateConfig((config) =>
+      setAcl(config, '/', { roles: ['R'], tokens: ['joe@pve!acl'] }),
+    );
+    assert.match(readFileSync(settings.userCfgPath, 'utf8'), /joe@pve!acl/);
+    const { hasTokenAclEntries } = await import('../src/config/acl.js');
+    await storage.mutateTokens((config) => removeToken(config, 'joe@pve!acl'), {
+      changesMoreThanTokens: (config) => hasTokenAclEntries(config, new Set(['joe@pve!acl'])),
+    });
+    assert.doesNotMatch(readFileSync(settings.userCfgPath, 'utf8'), /joe@pve!acl/);
+    assert.deepEqual(rowsOf(settings.tokenDatabasePath, 'joe@pve'), []);
+  });
+
+  it(`a process holds at most ${MAX_LOADED_TOKENS} tokens, whole users at a time`, async () => {
+    const perUser = 64;
+    const users = MAX_LOADED_TOKENS / perUser + 10;
+    let text = '';
+    for (let i = 0; i < users; i++) text += `user:u${i}@pve:1:0::::::\n`;
+    const { open } = await opened(tempDir(), text);
+    const { storage } = await open();
+    await storage.mutateTokens((config) => {
+      for (let i = 0; i < users; i++) {
+        for (let t = 0; t < perUser; t++) addToken(config, `u${i}@pve!t${t}`, {});
+      }
+    });
+    const config = await storage.readConfig();
+    for (let i = 0; i < users; i++)
+      assert.equal(config.users.get(`u${i}@pve`)?.tokens.size, perUser);
+    let holding = 0;
+    for (const user of config.users.values()) holding += (user.tokens as StoredTokens).peek().size;
+    assert.ok(holding <= MAX_LOADED_TOKENS, `${holding} tokens held`);
+    assert.ok(holding > MAX_LOADED_TOKENS - 2 * perUser, `${holding} tokens held`);
+    assert.equal(config.users.get('u0@pve')?.tokens.has('t0'), true, 'an emptied one loads again');
+  });
+
+  it('what expires soon comes from the database, not from every token looked at', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const { open } = await opened(
+      tempDir(),
+      `user:joe@pve:1:0::::::\nuser:ann@pve:1:${now + 3600}::::::\n`,
+    );
+    const { storage, deployment } = await open();
+    await storage.mutateTokens((config) => {
+      addToken(config, 'joe@pve!soon', { expire: now + 600 });
+      addToken(config, 'joe@pve!later', { expire: now + 90 * 86400 });
+      addToken(config, 'joe@pve!off', { expire: now + 600, enable: false });
+      addToken(config, 'ann@pve!inherits', {});
+    });
+    const { expiringWithin } = await import('../src/config/expiring.js');
+    const config = await storage.readConfig();
+    const found = expiringWithin(config, now, 86400, deployment.tokensExpiring);
+    assert.deepEqual(
+      found.map((e) => [e.kind, e.id]),
+      [
+        ['token', 'joe@pve!soon'],
+        ['user', 'ann@pve'],
+        ['token', 'ann@pve!inherits'],
+      ],
+    );
+    assert.deepEqual(found, expiringWithin(config, now, 86400), 'as looking at every token says');
+  });
+});
