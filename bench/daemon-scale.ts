@@ -11,7 +11,9 @@
  * - create: `POST .../token/{id}`, p50, and the same less one hash (measured here);
  * - bulk: `POST /access/tokens/revoke` of whole users, min(10,000, N/10) tokens;
  * - RSS of the manager and of the largest worker after all of it;
- * - a cached GET /version on a keep-alive connection, p50.
+ * - a cached GET /version on a keep-alive connection, p50;
+ * - nothing stale: 20 tokens of the bulk's users, each accepted by both workers before it
+ *   (cached), must all be refused once it returned.
  *
  *   npm run build:ts && node dist/bench/daemon-scale.js [--sizes 1000,10000,100000,1000000]
  *     [--revokes 50] [--files-max 10000]
@@ -67,6 +69,9 @@ interface Row {
   managerMiB: number;
   workerMiB: number;
   cachedGetMs: number;
+  /** Tokens of the bulk revocation verified (cached) before it, and how many were accepted after. */
+  checked: number;
+  acceptedAfter: number;
 }
 
 /** One request on `agent` (a new connection without one); its status and the ms it took. */
@@ -76,6 +81,7 @@ function request(
   route: string,
   form: Record<string, string> | null,
   agent?: http.Agent,
+  authorization = `PVEAPIToken=root@pam!admin=${ADMIN_SECRET}`,
 ): Promise<{ status: number; ms: number; body: string }> {
   const body = form === null ? undefined : new URLSearchParams(form).toString();
   const t = performance.now();
@@ -86,7 +92,7 @@ function request(
         method,
         agent: agent ?? false,
         headers: {
-          authorization: `PVEAPIToken=root@pam!admin=${ADMIN_SECRET}`,
+          authorization,
           ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
         },
       },
@@ -205,10 +211,31 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
       const bulkUsers = Math.max(1, Math.min(10_000, n / 10) / PER_USER);
       const first = n / PER_USER - bulkUsers;
       const users = Array.from({ length: bulkUsers }, (_, i) => `u${first + i}@pve`).join(',');
+      // Tokens of the bulk's users, each verified on both workers first (cached there).
+      const checks = Array.from({ length: 20 }, (_, i) => {
+        const u = first + (i % bulkUsers);
+        const t = 50 + Math.floor(i / bulkUsers);
+        const k = (u * PER_USER + t) % hashes.length;
+        return `PVEAPIToken=u${u}@pve!t${t}=hash-${k}`;
+      });
+      const statusesOf = async (header: string) => {
+        const out: number[] = [];
+        for (let i = 0; i < 4; i++)
+          out.push((await request(api, 'GET', '/version', null, undefined, header)).status);
+        return out;
+      };
+      for (const header of checks) {
+        const before = await statusesOf(header);
+        if (before.some((s) => s !== 200)) throw new Error(`before the bulk: ${before}`);
+      }
       const bulk = await request(api, 'POST', '/access/tokens/revoke', { users });
       if (bulk.status !== 200) throw new Error(`bulk: ${bulk.status} ${bulk.body.slice(0, 300)}`);
       const bulkTokens = (JSON.parse(bulk.body) as { data: { revoked: string[] } }).data.revoked
         .length;
+      let acceptedAfter = 0;
+      for (const header of checks) {
+        if ((await statusesOf(header)).some((s) => s === 200)) acceptedAfter++;
+      }
       const managerPid = deployment.manager.pid as number;
       const workerMiB = Math.max(...api.workerPids.map((pid) => procMemory(pid).rssMiB));
       return {
@@ -224,6 +251,8 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
         managerMiB: procMemory(managerPid).rssMiB,
         workerMiB,
         cachedGetMs: percentile(gets, 50),
+        checked: checks.length,
+        acceptedAfter,
       };
     } finally {
       await deployment.stop();
@@ -276,6 +305,7 @@ async function main(): Promise<void> {
       'bulk (tokens in ms)',
       'RSS manager / worker MiB',
       'cached GET ms',
+      'accepted after bulk',
     ],
     rows.map((r) => [
       r.store,
@@ -288,6 +318,7 @@ async function main(): Promise<void> {
       `${r.bulkTokens} in ${fmt(r.bulkMs)}`,
       `${fmt(r.managerMiB)} / ${fmt(r.workerMiB)}`,
       fmt(r.cachedGetMs),
+      `${r.acceptedAfter} of ${r.checked}`,
     ]),
   );
 }

@@ -51,6 +51,7 @@ export {
 
 export { type Argon2Params, DEFAULT_ARGON2 } from './hashing/params.js';
 export { HashPool, type HashPoolOptions, type HashPoolStats } from './hashing/pool.js';
+export type { SecretVerifier } from './shadow/secret-verifier.js';
 export {
   MAX_SECRET_LENGTH,
   TokenShadow,

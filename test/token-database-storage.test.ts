@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setAcl } from '../src/config/acl.js';
+import { createUserConfig } from '../src/config/types.js';
 import { addToken, addUser, removeToken, removeUser } from '../src/config/users.js';
 import type { DatabaseStorage } from '../src/service/database-storage.js';
 import { type Deployment, openDeployment } from '../src/service/deployment.js';
@@ -189,5 +190,38 @@ describe('DatabaseStorage', { skip }, () => {
       ],
     );
     assert.deepEqual(found, expiringWithin(config, now, 86400), 'as looking at every token says');
+  });
+
+  it('a bulk revoke by creation time takes the tokens made before it (the files cannot say: a 400)', async () => {
+    const { open, settings } = await opened(tempDir());
+    const { deployment } = await open();
+    const { DatabaseStorage } = await import('../src/service/database-storage.js');
+    const { Writer } = await import('../src/service/operations/operation.js');
+    const { revokeTokens, tokensMatching } = await import(
+      '../src/service/operations/revoke-tokens.js'
+    );
+    let clock = 1_000;
+    const storage = new DatabaseStorage({
+      users: deployment.users,
+      store: deployment.tokenStore as NonNullable<typeof deployment.tokenStore>,
+      pool: deployment.pool,
+      secretFormat: 'scannable',
+      now: () => clock,
+    });
+    await storage.mutateTokens((config) => addToken(config, 'joe@pve!old', {}));
+    clock = 2_000;
+    await storage.mutateTokens((config) => addToken(config, 'joe@pve!new', {}));
+    const answer = await revokeTokens.run(new Writer(storage, () => undefined), {
+      createdBefore: 1_500,
+    });
+    assert.deepEqual(answer.revoked, ['joe@pve!old']);
+    assert.deepEqual(rowsOf(settings.tokenDatabasePath, 'joe@pve'), ['joe@pve!new']);
+    const files = createUserConfig();
+    addUser(files, 'joe@pve', {});
+    addToken(files, 'joe@pve!t', {});
+    assert.throws(
+      () => tokensMatching(files, { createdBefore: 1_500 }),
+      (error: unknown) => (error as { status?: number }).status === 400,
+    );
   });
 });

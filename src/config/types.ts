@@ -36,6 +36,11 @@ export interface TokenEntry {
    * works; absent or 0 for no grace. Not in Proxmox's model.
    */
   graceUntil?: number;
+  /**
+   * When it was made (epoch seconds): known in the token database (src/store),
+   * absent in user.cfg, which keeps no creation time. Not in Proxmox's model.
+   */
+  created?: number;
 }
 
 /** A group of user.cfg and its members. */

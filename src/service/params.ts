@@ -34,6 +34,14 @@ export function optionalText(raw: Raw, name: string): string | undefined {
   return raw[name] === undefined ? undefined : text(raw, name);
 }
 
+/** An optional non-negative integer parameter (epoch seconds, say). */
+export function optionalCount(raw: Raw, name: string): number | undefined {
+  const value = raw[name];
+  if (value === undefined) return undefined;
+  if (!Number.isSafeInteger(value) || (value as number) < 0) invalid(name, 'an integer >= 0');
+  return value as number;
+}
+
 /** An object parameter (absent is empty), e.g. the fields of a new token. */
 export function record<T>(raw: Raw, name: string): T {
   const value = raw[name] ?? {};

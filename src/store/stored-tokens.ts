@@ -30,6 +30,7 @@ export function entryOf(row: TokenRow): TokenEntry {
     comment: row.comment,
     ...(row.allowedIps ? { allowedIps: row.allowedIps } : {}),
     ...(row.graceUntil ? { graceUntil: row.graceUntil } : {}),
+    ...(row.created ? { created: row.created } : {}),
   };
 }
 

@@ -393,17 +393,26 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
       (value: string, previous: string[] = []) => [...previous, useridArgument(value)],
     )
     .option('--comment <glob>', 'tokens whose comment matches (* any run, ? one character)')
+    .option(
+      '--created-before <date>',
+      'tokens made before YYYY-MM-DD (00:00 UTC) or epoch seconds (the token database only)',
+      expireArgument,
+    )
     .action(
-      cli.action(async (ctx, options: { user?: string[]; comment?: string }) => {
-        if (options.user === undefined && options.comment === undefined) {
-          ctx.usageError('give --user or --comment (or both)');
-        }
-        const answer = await ctx.write(revokeTokens, {
-          ...(options.user ? { users: options.user } : {}),
-          ...(options.comment !== undefined ? { comment: options.comment } : {}),
-        });
-        ctx.printDone(answer, `revoked ${answer.revoked.length} token(s)`);
-      }),
+      cli.action(
+        async (ctx, options: { user?: string[]; comment?: string; createdBefore?: number }) => {
+          const { user, comment, createdBefore } = options;
+          if (user === undefined && comment === undefined && createdBefore === undefined) {
+            ctx.usageError('give --user, --comment or --created-before (all given must hold)');
+          }
+          const answer = await ctx.write(revokeTokens, {
+            ...(user ? { users: user } : {}),
+            ...(comment !== undefined ? { comment } : {}),
+            ...(createdBefore !== undefined ? { createdBefore } : {}),
+          });
+          ctx.printDone(answer, `revoked ${answer.revoked.length} token(s)`);
+        },
+      ),
     );
 
   token

@@ -1,6 +1,7 @@
 /**
  * Bulk revocation (issue 25): every token matching a filter - of these users,
- * and/or whose comment matches a pattern - removed with its secret as one
+ * whose comment matches a pattern, made before a time: every criterion given
+ * must hold - removed with its secret as one
  * change (one write of user.cfg and one of token.shadow; one etcd transaction
  * in multi-host mode), announced once. An addition beside PVE's endpoints.
  * Every token taken is checked as a single delete would be: the caller's own,
@@ -11,6 +12,7 @@ import type { UserConfig } from '../../config/types.js';
 import { ApiError } from '../../errors.js';
 import { joinTokenid } from '../../ids.js';
 import {
+  optionalCount,
   optionalList,
   optionalText,
   type ParameterSchema,
@@ -32,6 +34,11 @@ export interface RevokeFilter {
   users?: string[];
   /** A glob on the comment: `*` any run, `?` one character, the rest literal. */
   comment?: string;
+  /**
+   * Made before this epoch second. Only the token database knows when a token
+   * was made (a token moved into it counts as made then); on the files it is a 400.
+   */
+  createdBefore?: number;
 }
 
 export interface Revoked {
@@ -48,19 +55,33 @@ function globToRegExp(glob: string): RegExp {
 
 /** The ids of the tokens `filter` selects in `config`. */
 export function tokensMatching(config: UserConfig, filter: RevokeFilter): string[] {
-  if (filter.users === undefined && filter.comment === undefined) {
-    throw new ApiError(400, 'a bulk revocation needs users or a comment pattern', {
-      users: 'users or comment is required',
+  const { users: only, comment: glob, createdBefore } = filter;
+  if (only === undefined && glob === undefined && createdBefore === undefined) {
+    throw new ApiError(400, 'a bulk revocation needs users, a comment pattern or created-before', {
+      users: 'users, comment or created-before is required',
     });
   }
-  const comment = filter.comment === undefined ? null : globToRegExp(filter.comment);
-  const users = filter.users ?? [...config.users.keys()];
+  const comment = glob === undefined ? null : globToRegExp(glob);
+  const users = only ?? [...config.users.keys()];
   const ids: string[] = [];
   for (const userid of users) {
     const user = config.users.get(userid);
     if (user === undefined) continue;
     for (const [name, token] of user.tokens) {
-      if (comment === null || comment.test(token.comment)) ids.push(joinTokenid(userid, name));
+      if (comment !== null && !comment.test(token.comment)) continue;
+      if (createdBefore !== undefined) {
+        if (token.created === undefined) {
+          throw new ApiError(
+            400,
+            'created-before needs the token database: the files keep no creation time',
+            {
+              'created-before': 'not known on this storage',
+            },
+          );
+        }
+        if (token.created >= createdBefore) continue;
+      }
+      ids.push(joinTokenid(userid, name));
     }
   }
   return ids.sort();
@@ -79,18 +100,20 @@ function authorizeRevoke(caller: Caller, params: RevokeFilter, config: UserConfi
 
 const parameters: ParameterSchema = {
   type: 'object',
-  properties: { users: schema.list, comment: schema.text },
+  properties: { users: schema.list, comment: schema.text, 'created-before': schema.expire },
 };
 
 export const revokeTokens = write({
   name: 'token.revoke',
-  summary: 'every token of the given users and/or whose comment matches a pattern, as one change',
+  summary:
+    'every token of the given users, whose comment matches a pattern, made before a time (each given), as one change',
   parameters,
   fromApi: (input: Raw): RevokeFilter => {
     const filter: RevokeFilter = {};
     const users = splitList(input.users);
     if (users !== undefined) filter.users = users;
     if (typeof input.comment === 'string') filter.comment = input.comment;
+    if (typeof input['created-before'] === 'number') filter.createdBefore = input['created-before'];
     return filter;
   },
   parse: (raw: Raw): RevokeFilter => {
@@ -99,6 +122,8 @@ export const revokeTokens = write({
     if (users !== undefined) filter.users = users;
     const comment = optionalText(raw, 'comment');
     if (comment !== undefined) filter.comment = comment;
+    const createdBefore = optionalCount(raw, 'createdBefore');
+    if (createdBefore !== undefined) filter.createdBefore = createdBefore;
     return filter;
   },
   authorize: authorizeRevoke,
