@@ -13,10 +13,14 @@
  * - RSS of the manager and of the largest worker after all of it;
  * - a cached GET /version on a keep-alive connection, p50;
  * - nothing stale: 20 tokens of the bulk's users, each accepted by both workers before it
- *   (cached), must all be refused once it returned.
+ *   (cached), must all be refused once it returned;
+ * - with `--crash-rounds K` (token database only): K times, the manager is SIGKILLed at a
+ *   random instant during a stream of deletes through the API, the daemons start again, and
+ *   every delete that was answered 200 must still be in effect (its secret refused by both
+ *   workers), the store must open and serve.
  *
  *   npm run build:ts && node dist/bench/daemon-scale.js [--sizes 1000,10000,100000,1000000]
- *     [--revokes 50] [--files-max 10000]
+ *     [--revokes 50] [--files-max 10000] [--crash-rounds 0]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -53,6 +57,8 @@ function option(name: string, fallback: string): string {
 const sizes = option('sizes', '1000,10000,100000,1000000').split(',').map(Number);
 const revokes = Number(option('revokes', '50'));
 const filesMax = Number(option('files-max', '10000'));
+/** SIGKILL rounds on the token database at each size (0: none). */
+const crashRounds = Number(option('crash-rounds', '0'));
 
 type Store = 'database' | 'files';
 
@@ -72,6 +78,8 @@ interface Row {
   /** Tokens of the bulk revocation verified (cached) before it, and how many were accepted after. */
   checked: number;
   acceptedAfter: number;
+  /** The crash rounds: rounds run, deletes acknowledged before the SIGKILL, and of those accepted after. */
+  crash: { rounds: number; acked: number; acceptedAfter: number } | null;
 }
 
 /** One request on `agent` (a new connection without one); its status and the ms it took. */
@@ -169,25 +177,93 @@ async function build(configDir: string, n: number, store: Store, hashes: string[
   }
 }
 
+/** The daemons on `dir` as `npm start` runs them, once the API answers the admin token. */
+async function started(dir: string) {
+  const deployment = await startDeployment(dir, {
+    logs: 'file',
+    env: { UV_THREADPOOL_SIZE: '4' },
+    track: { child: track, pid: trackPid, forget: untrackPid },
+  });
+  try {
+    const api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1'], {
+      plainHttp: true,
+    });
+    for (;;) {
+      const { status } = await request(api, 'GET', '/version', null);
+      if (status === 200) break;
+      if (status !== 503) throw new Error(`the API answered ${status}`);
+    }
+    return { deployment, api };
+  } catch (error) {
+    await deployment.stop();
+    throw error;
+  }
+}
+
+/** The secret of token t of user u (the bench's hash strings hide `hash-<k>`). */
+function headerOf(u: number, t: number, hashCount: number): string {
+  return `PVEAPIToken=u${u}@pve!t${t}=hash-${(u * PER_USER + t) % hashCount}`;
+}
+
+/**
+ * SIGKILL rounds: deletes streamed through the API while the manager is killed at a random
+ * instant; after a restart every answered delete must still hold on both workers.
+ */
+async function crashes(dir: string, n: number, rounds: number, hashCount: number) {
+  const users = n / PER_USER;
+  let acked = 0;
+  let acceptedAfter = 0;
+  for (let round = 0; round < rounds; round++) {
+    const { deployment, api } = await started(dir);
+    const answered: string[] = [];
+    try {
+      const token = 10 + round; // t0 and the checks' t50+ are used by the measurements
+      let stop = false;
+      const stream = (async () => {
+        for (let u = 0; u < users && !stop; u++) {
+          const reply = await request(
+            api,
+            'DELETE',
+            `/access/users/u${u}@pve/token/t${token}`,
+            null,
+          ).catch(() => ({ status: 0 }));
+          if (reply.status === 200) answered.push(headerOf(u, token, hashCount));
+        }
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 400));
+      deployment.manager.kill('SIGKILL');
+      stop = true;
+      await stream;
+    } finally {
+      await deployment.stop();
+    }
+    acked += answered.length;
+    const again = await started(dir);
+    try {
+      for (const header of answered) {
+        for (let i = 0; i < 4; i++) {
+          const reply = await request(again.api, 'GET', '/version', null, undefined, header);
+          if (reply.status === 200) {
+            acceptedAfter++;
+            break;
+          }
+        }
+      }
+    } finally {
+      await again.deployment.stop();
+    }
+  }
+  return { rounds, acked, acceptedAfter };
+}
+
 async function measure(n: number, store: Store, hashes: string[], hashMs: number): Promise<Row> {
   const dir = tempDir('token-shadow-daemon-scale-');
   try {
     await build(path.join(dir, 'etc'), n, store, hashes);
     const t0 = performance.now();
-    const deployment = await startDeployment(dir, {
-      logs: 'file',
-      env: { UV_THREADPOOL_SIZE: '4' },
-      track: { child: track, pid: trackPid, forget: untrackPid },
-    });
+    const { deployment, api } = await started(dir);
+    let crash: Row['crash'] = null;
     try {
-      const api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1'], {
-        plainHttp: true,
-      });
-      for (;;) {
-        const { status } = await request(api, 'GET', '/version', null);
-        if (status === 200) break;
-        if (status !== 503) throw new Error(`the API answered ${status}`);
-      }
       const readyMs = performance.now() - t0;
       for (let i = 0; i < 8; i++) await ok(request(api, 'GET', '/version', null));
       const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -212,12 +288,9 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
       const first = n / PER_USER - bulkUsers;
       const users = Array.from({ length: bulkUsers }, (_, i) => `u${first + i}@pve`).join(',');
       // Tokens of the bulk's users, each verified on both workers first (cached there).
-      const checks = Array.from({ length: 20 }, (_, i) => {
-        const u = first + (i % bulkUsers);
-        const t = 50 + Math.floor(i / bulkUsers);
-        const k = (u * PER_USER + t) % hashes.length;
-        return `PVEAPIToken=u${u}@pve!t${t}=hash-${k}`;
-      });
+      const checks = Array.from({ length: 20 }, (_, i) =>
+        headerOf(first + (i % bulkUsers), 50 + Math.floor(i / bulkUsers), hashes.length),
+      );
       const statusesOf = async (header: string) => {
         const out: number[] = [];
         for (let i = 0; i < 4; i++)
@@ -238,6 +311,11 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
       }
       const managerPid = deployment.manager.pid as number;
       const workerMiB = Math.max(...api.workerPids.map((pid) => procMemory(pid).rssMiB));
+      const managerMiB = procMemory(managerPid).rssMiB;
+      if (store === 'database' && crashRounds > 0) {
+        await deployment.stop();
+        crash = await crashes(dir, n, crashRounds, hashes.length);
+      }
       return {
         store,
         n,
@@ -248,11 +326,12 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
         hashMs,
         bulkTokens,
         bulkMs: bulk.ms,
-        managerMiB: procMemory(managerPid).rssMiB,
+        managerMiB,
         workerMiB,
         cachedGetMs: percentile(gets, 50),
         checked: checks.length,
         acceptedAfter,
+        crash,
       };
     } finally {
       await deployment.stop();
@@ -306,6 +385,7 @@ async function main(): Promise<void> {
       'RSS manager / worker MiB',
       'cached GET ms',
       'accepted after bulk',
+      'SIGKILL rounds: acked deletes, accepted after',
     ],
     rows.map((r) => [
       r.store,
@@ -319,6 +399,9 @@ async function main(): Promise<void> {
       `${fmt(r.managerMiB)} / ${fmt(r.workerMiB)}`,
       fmt(r.cachedGetMs),
       `${r.acceptedAfter} of ${r.checked}`,
+      r.crash === null
+        ? '-'
+        : `${r.crash.rounds} rounds: ${r.crash.acked} acked, ${r.crash.acceptedAfter} accepted`,
     ]),
   );
 }

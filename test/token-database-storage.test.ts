@@ -224,4 +224,33 @@ describe('DatabaseStorage', { skip }, () => {
       (error: unknown) => (error as { status?: number }).status === 400,
     );
   });
+
+  it('a bulk revoke by comment looks only at the users a query names', async () => {
+    let text = '';
+    for (let i = 0; i < 10; i++) text += `user:u${i}@pve:1:0::::::\n`;
+    const { open } = await opened(tempDir(), text);
+    const { storage } = await open();
+    await storage.mutateTokens((config) => {
+      for (let i = 0; i < 10; i++) addToken(config, `u${i}@pve!a`, { comment: 'web [prod]' });
+      addToken(config, 'u3@pve!b', { comment: 'ci [x]' });
+      addToken(config, 'u7@pve!b', { comment: 'CI [x]' }); // the glob is case-sensitive
+    });
+    const other = await open(); // another process: nothing looked at yet
+    const { Writer } = await import('../src/service/operations/operation.js');
+    const { revokeTokens, tokensMatching } = await import(
+      '../src/service/operations/revoke-tokens.js'
+    );
+    const config = await other.storage.readConfig();
+    const holding = () =>
+      [...config.users.entries()]
+        .filter(([, user]) => (user.tokens as StoredTokens).peek().size > 0)
+        .map(([userid]) => userid);
+    assert.deepEqual(tokensMatching(config, { comment: 'ci [*]' }), ['u3@pve!b']);
+    assert.deepEqual(holding(), ['u3@pve'], 'only the user the query named was looked at');
+    const answer = await revokeTokens.run(new Writer(other.storage, () => undefined), {
+      comment: 'ci [*]',
+    });
+    assert.deepEqual(answer.revoked, ['u3@pve!b']);
+    assert.deepEqual([...(config.users.get('u7@pve')?.tokens.keys() ?? [])], ['a', 'b']);
+  });
 });

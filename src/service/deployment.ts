@@ -193,6 +193,7 @@ function openTokenDatabase(
   const rows: TokenRows = {
     generation: () => page?.load(Slot.TOKEN_SHADOW) ?? null,
     rowsOf: (userid) => reader.rowsOf(userid),
+    usersWithTokensMatching: (filter) => reader.usersWithTokensMatching(filter),
   };
   return {
     reader,

@@ -19,6 +19,8 @@ export interface TokenRows {
   /** The TOKEN_SHADOW slot now (null without a page: then every look reloads). */
   generation(): number | null;
   rowsOf(userid: string): TokenRow[];
+  /** The users with a token matching (see TokenDatabaseReader.usersWithTokensMatching). */
+  usersWithTokensMatching(filter: { glob?: string; createdBefore?: number }): string[];
 }
 
 /** The metadata part of a row, as user.cfg's model has it. */
@@ -250,7 +252,19 @@ function loadedNow(rows: TokenRows, map: StoredTokens, size: number): void {
   }
 }
 
+/** The source of each config whose tokens are in the database. */
+const sources = new WeakMap<UserConfig, TokenRows>();
+
 /** Gives every user of `config` its StoredTokens (the tokens are in the database, not user.cfg). */
 export function attachStoredTokens(config: UserConfig, rows: TokenRows): void {
   for (const [userid, user] of config.users) user.tokens = new StoredTokens(userid, rows);
+  sources.set(config, rows);
+}
+
+/**
+ * Where a look at every token of `config` can be narrowed by a query (its
+ * tokens are in the database); null for a config whose tokens are its own.
+ */
+export function tokenQueryOf(config: UserConfig): TokenRows | null {
+  return sources.get(config) ?? null;
 }

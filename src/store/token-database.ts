@@ -276,6 +276,7 @@ export class TokenDatabaseReader {
   readonly #get: Statement;
   readonly #ofUser: Statement;
   readonly #expiring: Statement;
+  readonly #usersMatching: Statement;
   readonly #since: Statement;
   readonly #oldest: Statement;
   readonly #newest: Statement;
@@ -298,6 +299,11 @@ export class TokenDatabaseReader {
       this.#expiring = opened.prepare(
         'SELECT id, userid, expire FROM tokens WHERE expire > ? AND expire <= ? AND enable = 1',
       );
+      // GLOB is case-sensitive, as the bulk revocation's comment glob is.
+      this.#usersMatching = opened.prepare(
+        `SELECT DISTINCT userid FROM tokens
+         WHERE (:glob IS NULL OR comment GLOB :glob) AND (:before IS NULL OR created < :before)`,
+      );
       this.#since = opened.prepare('SELECT seq, tokenid FROM changes WHERE seq > ? ORDER BY seq');
       this.#oldest = opened.prepare('SELECT min(seq) AS v FROM changes');
       this.#newest = opened.prepare('SELECT max(seq) AS v FROM changes');
@@ -316,6 +322,17 @@ export class TokenDatabaseReader {
   /** The tokens of one user as committed now (one indexed range read). */
   rowsOf(userid: string): TokenRow[] {
     return this.#ofUser.all(userid).map((record) => toRow(record as unknown as RawRow));
+  }
+
+  /**
+   * The users having a token whose comment matches `glob` (`*` any run, `?`
+   * one character, the rest literal) and made before `createdBefore`, each
+   * criterion only when given: where a bulk revocation must look.
+   */
+  usersWithTokensMatching(filter: { glob?: string; createdBefore?: number }): string[] {
+    const glob = filter.glob === undefined ? null : filter.glob.replace(/\[/g, '[[]');
+    const before = filter.createdBefore ?? null;
+    return this.#usersMatching.all({ glob, before }).map((record) => record.userid as string);
   }
 
   /** Enabled tokens whose own expiry is in (from, to], as [userid, token name, expiry]. */

@@ -11,6 +11,7 @@ import { hasTokenAclEntries, removeAclEntriesWhere } from '../../config/acl.js';
 import type { UserConfig } from '../../config/types.js';
 import { ApiError } from '../../errors.js';
 import { joinTokenid } from '../../ids.js';
+import { tokenQueryOf } from '../../store/stored-tokens.js';
 import {
   optionalCount,
   optionalList,
@@ -62,7 +63,16 @@ export function tokensMatching(config: UserConfig, filter: RevokeFilter): string
     });
   }
   const comment = glob === undefined ? null : globToRegExp(glob);
-  const users = only ?? [...config.users.keys()];
+  // Tokens in the database: a query says which users to look at, rather than every token.
+  const query = tokenQueryOf(config);
+  const users =
+    only ??
+    (query === null
+      ? [...config.users.keys()]
+      : query.usersWithTokensMatching({
+          ...(glob === undefined ? {} : { glob }),
+          ...(createdBefore === undefined ? {} : { createdBefore }),
+        }));
   const ids: string[] = [];
   for (const userid of users) {
     const user = config.users.get(userid);
