@@ -184,4 +184,34 @@ describe('the daemons on the token database', { skip }, () => {
     assert.equal((await tokenctlIn(dir, 'token', 'remove', 'joe@pve!cli')).code, 0);
     assert.deepEqual(await statuses(api, header), all(401));
   });
+
+  it("a token's policy lives in the database too: allowed-ips enforced by every worker, left out of PVE's format with a warning", async () => {
+    const made = await call(api, 'POST', '/access/users/root@pam/token/fenced', {
+      auth: admin,
+      form: { privsep: 0, 'allowed-ips': '127.0.0.2' },
+    });
+    assert.equal(made.status, 200, made.raw);
+    const auth = pveHeader('root@pam!fenced', (made.body.data as { value: string }).value);
+    const from = async (localAddress: string) => {
+      const out: number[] = [];
+      for (let i = 0; i < ROUNDS; i++) {
+        out.push((await call(api, 'GET', '/version', { auth, localAddress })).status);
+      }
+      return out;
+    };
+    assert.deepEqual(await from('127.0.0.2'), all(200));
+    assert.deepEqual(await from('127.0.0.3'), all(401), 'refused from elsewhere');
+    const reader = new TokenDatabaseReader(path.join(configDir, 'access.db'));
+    try {
+      assert.equal(reader.lookup('root@pam!fenced')?.allowedIps, '127.0.0.2');
+    } finally {
+      reader.close();
+    }
+    const exported = await tokenctlIn(dir, 'export-pve', path.join(dir, 'pve-user.cfg'));
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.match(exported.stderr, /root@pam!fenced: allowed-ips 127\.0\.0\.2 left out/);
+    const pve = readFileSync(path.join(dir, 'pve-user.cfg'), 'utf8');
+    assert.match(pve, /^token:root@pam!fenced:/m);
+    assert.doesNotMatch(pve, /127\.0\.0\.2/);
+  });
 });
