@@ -149,7 +149,7 @@ export class UserConfigStore {
    */
   async mutate<T>(
     change: (config: UserConfig) => T,
-    after?: (result: T, config: UserConfig) => Promise<void>,
+    beforePublish?: (result: T, config: UserConfig) => Promise<void>,
   ): Promise<T> {
     const page = this.#page;
     const target = {
@@ -164,13 +164,13 @@ export class UserConfigStore {
       const fresh = await this.#read();
       const result = change(fresh.config);
       const text = writeUserConfig(fresh.config, { tokens: this.#attachTokens === undefined });
-      if (text !== fresh.text) {
-        const { stamp, writtenAtNs, generation } = await publish(text);
-        const loaded = { config: fresh.config, text, stamp, readAtNs: writtenAtNs };
-        this.#adopt(loaded, generation, page?.mapping ?? -1);
-      }
-      // Still under the lock: what goes with the change (the tokens' part, in the database).
-      await after?.(result, fresh.config);
+      // Under the lock, before user.cfg: what goes with the change elsewhere (its tokens, in
+      // the database); when it throws, user.cfg is left as it was.
+      await beforePublish?.(result, fresh.config);
+      if (text === fresh.text) return result;
+      const { stamp, writtenAtNs, generation } = await publish(text);
+      const loaded = { config: fresh.config, text, stamp, readAtNs: writtenAtNs };
+      this.#adopt(loaded, generation, page?.mapping ?? -1);
       return result;
     });
   }

@@ -53,10 +53,13 @@ export class DatabaseStorage implements AccessStorage {
   }
 
   /**
-   * A change of anything: user.cfg is read fresh, changed and written (without
-   * tokens), then, still under its lock, what the change did to tokens is
-   * stored. user.cfg goes first: a deleted user's tokens are refused from then.
-   * The secrets of removed tokens go with their rows (`options` has no part).
+   * A change of anything: user.cfg is read fresh and changed; under its lock,
+   * what the change did to tokens is stored first, then user.cfg is written
+   * (without tokens). That order keeps every moment safe: a deleted user's
+   * tokens are gone before the user is, a re-created user's old tokens before
+   * it exists again, and new tokens are inert until their user exists; if the
+   * database refuses, user.cfg stays as it was. The secrets of removed tokens
+   * go with their rows (`options` has no part here).
    */
   async mutateConfig<T>(
     change: (config: UserConfig) => T,
