@@ -74,6 +74,9 @@ interface Row {
   bulkMs: number;
   managerMiB: number;
   workerMiB: number;
+  /** The same right after start, before any request but the readiness probe. */
+  managerStartMiB: number;
+  workerStartMiB: number;
   cachedGetMs: number;
   /** Tokens of the bulk revocation verified (cached) before it, and how many were accepted after. */
   checked: number;
@@ -265,6 +268,8 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
     let crash: Row['crash'] = null;
     try {
       const readyMs = performance.now() - t0;
+      const managerStartMiB = procMemory(deployment.manager.pid as number).rssMiB;
+      const workerStartMiB = Math.max(...api.workerPids.map((pid) => procMemory(pid).rssMiB));
       for (let i = 0; i < 8; i++) await ok(request(api, 'GET', '/version', null));
       const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
       const gets: number[] = [];
@@ -327,6 +332,8 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
         bulkTokens,
         bulkMs: bulk.ms,
         managerMiB,
+        managerStartMiB,
+        workerStartMiB,
         workerMiB,
         cachedGetMs: percentile(gets, 50),
         checked: checks.length,
@@ -382,7 +389,7 @@ async function main(): Promise<void> {
       'create p50 ms',
       'create - 1 hash ms',
       'bulk (tokens in ms)',
-      'RSS manager / worker MiB',
+      'RSS manager / worker MiB: at start, at the end',
       'cached GET ms',
       'accepted after bulk',
       'SIGKILL rounds: acked deletes, accepted after',
@@ -396,7 +403,7 @@ async function main(): Promise<void> {
       fmt(r.createP50),
       fmt(r.createP50 - r.hashMs),
       `${r.bulkTokens} in ${fmt(r.bulkMs)}`,
-      `${fmt(r.managerMiB)} / ${fmt(r.workerMiB)}`,
+      `${fmt(r.managerStartMiB)} / ${fmt(r.workerStartMiB)}, ${fmt(r.managerMiB)} / ${fmt(r.workerMiB)}`,
       fmt(r.cachedGetMs),
       `${r.acceptedAfter} of ${r.checked}`,
       r.crash === null

@@ -34,11 +34,13 @@ async function opened(dir: string, userCfg = 'user:joe@pve:1:0::::::\n') {
   const open = async (): Promise<{ deployment: Deployment; storage: DatabaseStorage }> => {
     const deployment = openDeployment(settings, 'cli');
     after(() => deployment.close());
+    assert.ok(deployment.page !== null, 'the page: changes are announced on it');
     const mode = await openStorageMode(deployment, 'cli');
     return { deployment, storage: mode.storage as DatabaseStorage };
   };
   const { mkdirSync } = await import('node:fs');
   mkdirSync(settings.configDir, { recursive: true });
+  mkdirSync(settings.runtimeDir, { recursive: true });
   writeFileSync(settings.userCfgPath, userCfg, { mode: 0o640 });
   const first = openDeployment(settings, 'cli'); // creates the page the migration announces on
   await moveTokensToDatabase(settings, first.page);
