@@ -85,6 +85,11 @@ interface Row {
   crash: { rounds: number; acked: number; acceptedAfter: number } | null;
 }
 
+/** Progress on stderr (a 1,000,000-token size runs for minutes). */
+function progress(message: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`);
+}
+
 /** One request on `agent` (a new connection without one); its status and the ms it took. */
 function request(
   api: Api,
@@ -96,6 +101,7 @@ function request(
 ): Promise<{ status: number; ms: number; body: string }> {
   const body = form === null ? undefined : new URLSearchParams(form).toString();
   const t = performance.now();
+  const caller = new Error().stack?.split('\n')[2]?.trim() ?? '';
   return new Promise((resolve, reject) => {
     const req = http.request(
       new URL(`${api.url}${route}`),
@@ -118,7 +124,13 @@ function request(
         );
       },
     );
-    req.on('error', reject);
+    req.on('error', (error) => {
+      reject(
+        Object.assign(new Error(`${method} ${route} (${caller}): ${error.message}`), {
+          code: (error as NodeJS.ErrnoException).code,
+        }),
+      );
+    });
     if (body) req.write(body);
     req.end();
   });
@@ -191,10 +203,19 @@ async function started(dir: string) {
     const api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1'], {
       plainHttp: true,
     });
+    // 503 until the manager is up; a refused connection while a worker (re)starts.
+    const deadline = Date.now() + 60_000;
     for (;;) {
-      const { status } = await request(api, 'GET', '/version', null);
+      const { status } = await request(api, 'GET', '/version', null).catch((error) => {
+        if ((error as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || Date.now() > deadline) {
+          throw error;
+        }
+        return new Promise<{ status: number }>((resolve) =>
+          setTimeout(() => resolve({ status: 0 }), 50),
+        );
+      });
       if (status === 200) break;
-      if (status !== 503) throw new Error(`the API answered ${status}`);
+      if (status !== 503 && status !== 0) throw new Error(`the API answered ${status}`);
     }
     return { deployment, api };
   } catch (error) {
@@ -217,6 +238,7 @@ async function crashes(dir: string, n: number, rounds: number, hashCount: number
   let acked = 0;
   let acceptedAfter = 0;
   for (let round = 0; round < rounds; round++) {
+    progress(`crash round ${round + 1}: starting`);
     const { deployment, api } = await started(dir);
     const answered: string[] = [];
     try {
@@ -241,11 +263,16 @@ async function crashes(dir: string, n: number, rounds: number, hashCount: number
       await deployment.stop();
     }
     acked += answered.length;
+    progress(`crash round ${round + 1}: ${answered.length} deletes answered, restarting`);
     const again = await started(dir);
     try {
       for (const header of answered) {
         for (let i = 0; i < 4; i++) {
-          const reply = await request(again.api, 'GET', '/version', null, undefined, header);
+          const reply = await request(again.api, 'GET', '/version', null, undefined, header).catch(
+            (error) => {
+              throw new Error(`checking ${header.slice(0, header.lastIndexOf('='))}: ${error}`);
+            },
+          );
           if (reply.status === 200) {
             acceptedAfter++;
             break;
@@ -302,6 +329,7 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
           out.push((await request(api, 'GET', '/version', null, undefined, header)).status);
         return out;
       };
+      progress(`${store} ${n}: revokes and creates done, checking`);
       for (const header of checks) {
         const before = await statusesOf(header);
         if (before.some((s) => s !== 200)) throw new Error(`before the bulk: ${before}`);

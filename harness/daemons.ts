@@ -258,9 +258,10 @@ export async function startDeployment(
     let log: LogWatcher;
     if (options.logs === 'file') {
       mkdirSync(logDir, { recursive: true });
-      // A new file per start: a restarted API must not find its predecessor's 'api ready'.
+      // A new file per start: a restarted API must not find its predecessor's 'api ready' (nor
+      // one of an earlier deployment on the same directory: the numbering starts again there).
       const file = path.join(logDir, `${name}-${++started}.log`);
-      const fd = openSync(file, 'a');
+      const fd = openSync(file, 'w');
       try {
         child = spawn(command, argv, { ...spawnOptions, stdio: ['ignore', fd, fd] });
       } finally {
