@@ -311,6 +311,8 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
           await ok(request(api, 'DELETE', `/access/users/u${user}@pve/token/t${token}`, null)),
         );
       }
+      const managerOf = () => fmt(procMemory(deployment.manager.pid as number).rssMiB);
+      progress(`${store} ${n}: manager RSS ${managerOf()} MiB after the revokes`);
       const create: number[] = [];
       for (let i = 0; i < revokes; i++) {
         const route = `/access/users/u${i % (n / PER_USER)}@pve/token/new${i}`;
@@ -334,7 +336,9 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
         const before = await statusesOf(header);
         if (before.some((s) => s !== 200)) throw new Error(`before the bulk: ${before}`);
       }
+      progress(`${store} ${n}: manager RSS ${managerOf()} MiB after the creates and checks`);
       const bulk = await request(api, 'POST', '/access/tokens/revoke', { users });
+      progress(`${store} ${n}: manager RSS ${managerOf()} MiB after the bulk revoke`);
       if (bulk.status !== 200) throw new Error(`bulk: ${bulk.status} ${bulk.body.slice(0, 300)}`);
       const bulkTokens = (JSON.parse(bulk.body) as { data: { revoked: string[] } }).data.revoked
         .length;
