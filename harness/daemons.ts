@@ -237,7 +237,13 @@ export async function startDeployment(
   const runtimeDir = path.join(dir, 'run');
   const logDir = path.join(dir, 'log');
   const common = ['--config-dir', configDir, '--runtime-dir', runtimeDir];
-  const env = { ...process.env, LOG_LEVEL: 'info', ...options.env };
+  // MALLOC_MMAP_THRESHOLD_ as `npm start` and the units set it (src/daemon/start.ts).
+  const env = {
+    MALLOC_MMAP_THRESHOLD_: '131072',
+    ...process.env,
+    LOG_LEVEL: 'info',
+    ...options.env,
+  };
   let started = 0;
 
   const spawnDaemon = (script: string, name: string, args: string[]) => {

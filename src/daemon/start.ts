@@ -51,7 +51,8 @@ function startDaemon(
   const log = createWriteStream(path.join(logDir, `${name}.log`), { flags: 'a' });
   const child = spawn(process.execPath, [path.join(here, `${name}.js`), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { UV_THREADPOOL_SIZE: '4', ...process.env },
+    // As the units set them (deploy/): argon2's 19 MiB blocks go back to the system when freed.
+    env: { UV_THREADPOOL_SIZE: '4', MALLOC_MMAP_THRESHOLD_: '131072', ...process.env },
   });
   children.push(child);
   let stderr = '';
