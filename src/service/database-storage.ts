@@ -13,12 +13,7 @@ import type { UserConfig } from '../config/types.js';
 import type { HashPool } from '../hashing/pool.js';
 import { parseTokenid } from '../ids.js';
 import { newSecret, type SecretFormat } from '../secret-format.js';
-import {
-  beginTokenChange,
-  endTokenChange,
-  type TokenChangeSession,
-  type TokenDiff,
-} from '../store/stored-tokens.js';
+import { changeTokens, type TokenChange, type TokenDiff } from '../store/stored-tokens.js';
 import type { TokenStore } from '../store/token-store.js';
 import type { AccessStorage, ConfigChangeOptions } from './storage.js';
 
@@ -65,30 +60,23 @@ export class DatabaseStorage implements AccessStorage {
     change: (config: UserConfig) => T,
     _options?: ConfigChangeOptions<T>,
   ): Promise<T> {
-    let session: TokenChangeSession | null = null;
-    let diff: TokenDiff | null = null;
+    let run: TokenChange<T> | null = null;
     let gone: string[] = [];
     try {
       return await this.users.mutate(
         (config) => {
           const before = [...config.users.keys()];
-          session = beginTokenChange();
-          try {
-            const result = change(config);
-            diff = session.diff(config);
-            gone = before.filter((userid) => !config.users.has(userid));
-            return result;
-          } finally {
-            endTokenChange();
-          }
+          run = changeTokens(config, change);
+          gone = before.filter((userid) => !config.users.has(userid));
+          return run.result;
         },
         async () => {
-          if (diff !== null) await this.#store(diff, gone);
+          if (run !== null) await this.#store(run.diff, gone);
         },
       );
     } finally {
       // Whatever was stored or not, the maps the change looked at read the database again.
-      (session as TokenChangeSession | null)?.discard();
+      (run as TokenChange<T> | null)?.session.discard();
     }
   }
 
@@ -105,18 +93,7 @@ export class DatabaseStorage implements AccessStorage {
     const fast = await this.users.underLock(async () => {
       const config = await this.users.get();
       if (options.changesMoreThanTokens?.(config) === true) return null;
-      const session = beginTokenChange();
-      let result: T;
-      let diff: TokenDiff;
-      try {
-        result = change(config);
-        diff = session.diff(config);
-      } catch (error) {
-        session.discard();
-        throw error;
-      } finally {
-        endTokenChange();
-      }
+      const { result, diff, session } = changeTokens(config, change);
       try {
         await this.#store(diff, []);
       } finally {

@@ -78,6 +78,21 @@ export interface TokenShadowStats {
   generation: number | null;
 }
 
+/** The counters of TokenShadowStats a verifier counts itself, all at 0 (the rest it reads off its cache). */
+export function verifyCounters(): Omit<TokenShadowStats, 'evictions' | 'entries' | 'generation'> {
+  return {
+    hits: 0,
+    misses: 0,
+    slowVerifies: 0,
+    dummyVerifies: 0,
+    coalescedWaits: 0,
+    invalidationsByGeneration: 0,
+    invalidationsByFileChange: 0,
+    revalidations: 0,
+    busyRejections: 0,
+  };
+}
+
 /** Longest secret we hash; longer ones are refused without work. */
 export const MAX_SECRET_LENGTH = 1024;
 const MAX_ATTEMPTS = 3;
@@ -118,17 +133,7 @@ export class TokenShadow {
   /** Keys the in-flight map, so that it holds no secret (slow path only: an HMAC is cheap there). */
   #inflightKey = randomBytes(32);
   #upgrades = new Set<Promise<void>>();
-  #stats = {
-    hits: 0,
-    misses: 0,
-    slowVerifies: 0,
-    dummyVerifies: 0,
-    coalescedWaits: 0,
-    invalidationsByGeneration: 0,
-    invalidationsByFileChange: 0,
-    revalidations: 0,
-    busyRejections: 0,
-  };
+  #stats = verifyCounters();
 
   constructor(options: TokenShadowOptions) {
     this.path = options.path;

@@ -14,7 +14,11 @@ import { Slot } from '../generations/slots.js';
 import type { HashPool } from '../hashing/pool.js';
 import { previousSecretId } from '../ids.js';
 import type { SecretVerifier } from '../shadow/secret-verifier.js';
-import { MAX_SECRET_LENGTH, type TokenShadowStats } from '../shadow/token-shadow.js';
+import {
+  MAX_SECRET_LENGTH,
+  type TokenShadowStats,
+  verifyCounters,
+} from '../shadow/token-shadow.js';
 import { VerifiedSecretCache } from '../shadow/verified-cache.js';
 import type { TokenDatabaseReader } from './token-database.js';
 
@@ -41,17 +45,7 @@ export class DatabaseSecrets implements SecretVerifier {
   #mapping = -1;
   #seq = 0;
   #dummyHash: Promise<string> | null = null;
-  #stats = {
-    hits: 0,
-    misses: 0,
-    slowVerifies: 0,
-    dummyVerifies: 0,
-    coalescedWaits: 0,
-    invalidationsByGeneration: 0,
-    invalidationsByFileChange: 0,
-    revalidations: 0,
-    busyRejections: 0,
-  };
+  #stats = verifyCounters();
 
   constructor(options: DatabaseSecretsOptions) {
     this.#db = options.database;

@@ -45,6 +45,19 @@ export function tokenRowsOf(
   return rows;
 }
 
+/** A row's metadata as user.cfg's model holds a token (its creation time too, when known). */
+export function entryOf(row: TokenRow): TokenEntry {
+  return {
+    enable: row.enable,
+    expire: row.expire,
+    privsep: row.privsep,
+    comment: row.comment,
+    ...(row.allowedIps ? { allowedIps: row.allowedIps } : {}),
+    ...(row.graceUntil ? { graceUntil: row.graceUntil } : {}),
+    ...(row.created ? { created: row.created } : {}),
+  };
+}
+
 /**
  * A copy of `config` whose tokens are exactly `rows` (rows of users it does
  * not have are skipped and returned), and the token.shadow map of their hashes.
@@ -65,14 +78,7 @@ export function filesOf(
       continue;
     }
     const name = row.id.slice(row.userid.length + 1);
-    user.tokens.set(name, {
-      enable: row.enable,
-      expire: row.expire,
-      privsep: row.privsep,
-      comment: row.comment,
-      ...(row.allowedIps ? { allowedIps: row.allowedIps } : {}),
-      ...(row.graceUntil ? { graceUntil: row.graceUntil } : {}),
-    });
+    user.tokens.set(name, entryOf(row));
     if (row.hash !== '') shadow.set(row.id, row.hash);
     if (row.previousHash) shadow.set(previousSecretId(row.id), row.previousHash);
   }

@@ -12,6 +12,7 @@
  * place) is found by comparing just those maps.
  */
 import type { TokenEntry, UserConfig } from '../config/types.js';
+import { entryOf } from './interop.js';
 import type { TokenRow } from './token-database.js';
 
 /** Where the maps load from: the current generation, and one user's rows. */
@@ -21,19 +22,6 @@ export interface TokenRows {
   rowsOf(userid: string): TokenRow[];
   /** The users with a token matching (see TokenDatabaseReader.usersWithTokensMatching). */
   usersWithTokensMatching(filter: { glob?: string; createdBefore?: number }): string[];
-}
-
-/** The metadata part of a row, as user.cfg's model has it. */
-export function entryOf(row: TokenRow): TokenEntry {
-  return {
-    enable: row.enable,
-    expire: row.expire,
-    privsep: row.privsep,
-    comment: row.comment,
-    ...(row.allowedIps ? { allowedIps: row.allowedIps } : {}),
-    ...(row.graceUntil ? { graceUntil: row.graceUntil } : {}),
-    ...(row.created ? { created: row.created } : {}),
-  };
 }
 
 function sameEntry(a: TokenEntry, b: TokenEntry): boolean {
@@ -106,13 +94,33 @@ export class TokenChangeSession {
 /** The session of the change running now in this process (changes run one at a time). */
 let session: TokenChangeSession | null = null;
 
-export function beginTokenChange(): TokenChangeSession {
-  session = new TokenChangeSession();
-  return session;
+/** A change run by changeTokens: what it returned, what it did to the tokens, its session. */
+export interface TokenChange<T> {
+  result: T;
+  diff: TokenDiff;
+  /** Discard it once the diff is stored (or not): the maps it looked at then read again. */
+  session: TokenChangeSession;
 }
 
-export function endTokenChange(): void {
-  session = null;
+/**
+ * Runs `change` on `config` with every StoredTokens it looks at noted, and
+ * finds what it did to them. A change that throws leaves its maps to reload.
+ */
+export function changeTokens<T>(
+  config: UserConfig,
+  change: (config: UserConfig) => T,
+): TokenChange<T> {
+  const running = new TokenChangeSession();
+  session = running;
+  try {
+    const result = change(config);
+    return { result, diff: running.diff(config), session: running };
+  } catch (error) {
+    running.discard();
+    throw error;
+  } finally {
+    session = null;
+  }
 }
 
 /**
