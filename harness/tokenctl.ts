@@ -51,19 +51,22 @@ export async function addTokenIn(
 
 /**
  * Makes each directory a host of cluster `name` on etcd at `endpoints` with
- * `tokenctl cluster init` (the first creates the cluster, the others join),
+ * `tokenctl cluster init` (the first creates the cluster unless `join`, the others join;
+ * `tokenDatabase` hosts move to `access.db` before),
  * then starts each host's manager, adds it to `running` (for the caller to
  * stop, also when a later one fails) and waits until it is in sync.
  */
 export async function startClusterHosts(
   endpoints: string[],
   name: string,
-  hosts: Array<{ host: string; dir: string }>,
+  hosts: Array<{ host: string; dir: string; tokenDatabase?: boolean; join?: boolean }>,
   running: Deployment[],
 ): Promise<Deployment[]> {
-  for (const [i, { host, dir }] of hosts.entries()) {
+  for (const [i, { host, dir, tokenDatabase, join }] of hosts.entries()) {
+    // A host whose tokens live in its token database (what it has moves there first).
+    if (tokenDatabase) await tokenctlOk(dir, 'database', 'migrate');
     const init = ['cluster', 'init', '--endpoints', endpoints.join(','), '--name', name];
-    await tokenctlOk(dir, ...init, '--host', host, ...(i > 0 ? ['--join'] : []));
+    await tokenctlOk(dir, ...init, '--host', host, ...(i > 0 || join ? ['--join'] : []));
   }
   const started: Deployment[] = [];
   for (const { dir } of hosts) {

@@ -175,6 +175,11 @@ export class UserConfigStore {
     });
   }
 
+  /** A private copy of the config as the file holds it now, read and parsed afresh. */
+  async readFresh(): Promise<UserConfig> {
+    return (await this.#read()).config;
+  }
+
   /**
    * Runs `fn` under user.cfg's lock without writing user.cfg (a change of
    * tokens kept in the database): no writer of user.cfg runs meanwhile, so

@@ -7,12 +7,16 @@
  */
 import type { Etcd3, ICompare, IRequestOp } from 'etcd3';
 import type { UserConfig } from '../config/types.js';
+import { tokenLine } from '../config/write.js';
 import { ClusterError } from '../errors.js';
 import { type FenceState, fenceRemainingUs, fenceState } from '../generations/fence.js';
 import type { GenerationPage } from '../generations/page.js';
+import { previousSecretId } from '../ids.js';
+import { entryOf } from '../store/interop.js';
+import type { TokenRow } from '../store/token-database.js';
 import { retrying } from './client.js';
 import { configToEntries } from './entries.js';
-import { ClusterKeys } from './keys.js';
+import { ClusterKeys, CONFIG_KINDS } from './keys.js';
 import { EtcdStore, prefixEnd } from './store.js';
 
 /** etcd's default --max-txn-ops is 128; stay below it. */
@@ -26,7 +30,9 @@ export interface MoveSummary {
 
 /**
  * Writes `config` and `secrets` (token id -> hash) into an empty cluster
- * store. ClusterError('conflict') when the store already holds data.
+ * store. ClusterError('conflict') when the store already holds data. With
+ * `tokens` (a token database's rows), the tokens and their secrets come from
+ * them, streamed, and `config` gives the rest.
  */
 export async function moveIntoEtcd(
   client: Etcd3,
@@ -34,6 +40,7 @@ export async function moveIntoEtcd(
   config: UserConfig,
   secrets: ReadonlyMap<string, string>,
   deadlineMs: number,
+  tokens?: Iterable<TokenRow>,
 ): Promise<MoveSummary> {
   const gens = [keys.gen('USER_AND_ACL'), keys.gen('TOKEN_SHADOW')].map((k) => Buffer.from(k));
   const claim = await retrying('claiming the store', { deadlineMs }, () =>
@@ -60,28 +67,68 @@ export async function moveIntoEtcd(
     );
   }
   const wanted = new Map<string, string>();
-  for (const [id, text] of configToEntries(config)) wanted.set(id, text);
+  for (const [id, text] of configToEntries(config, { tokens: tokens === undefined })) {
+    wanted.set(id, text);
+  }
   for (const [tokenid, hash] of secrets) wanted.set(`shadow/${tokenid}`, hash);
-  const ops: IRequestOp[] = [...wanted].map(([id, value]) => ({
-    request_put: { key: Buffer.from(`${keys.data}${id}`), value: Buffer.from(value) },
-  }));
-  for (let i = 0; i < ops.length; i += BATCH) {
-    const batch = ops.slice(i, i + BATCH);
+  let batch: IRequestOp[] = [];
+  const flush = async () => {
     // Each batch bumps both gen keys, so agents already watching republish.
     const bump = gens.map((key) => ({ request_put: { key, value: Buffer.from('') } }));
+    const success = [...batch, ...bump];
+    batch = [];
     await retrying('writing entries', { deadlineMs }, () =>
-      client.kv.txn({ compare: [], success: [...batch, ...bump], failure: [] }),
+      client.kv.txn({ compare: [], success, failure: [] }),
     );
+  };
+  const put = async (id: string, value: string) => {
+    batch.push({
+      request_put: { key: Buffer.from(`${keys.data}${id}`), value: Buffer.from(value) },
+    });
+    if (batch.length >= BATCH) await flush();
+  };
+  for (const [id, value] of wanted) await put(id, value);
+  const moved = { tokens: 0, secrets: 0 };
+  for (const row of tokens ?? []) {
+    await put(`token/${row.id}`, tokenLine(row.id, entryOf(row)));
+    moved.tokens++;
+    for (const [id, hash] of [
+      [row.id, row.hash],
+      [previousSecretId(row.id), row.previousHash ?? ''],
+    ] as const) {
+      if (hash === '') continue;
+      await put(`shadow/${id}`, hash);
+      moved.secrets++;
+    }
   }
-  const stored = await new EtcdStore(client, keys, { deadlineMs }).snapshot();
+  if (batch.length > 0) await flush();
+  const store = new EtcdStore(client, keys, { deadlineMs });
+  const stored = await store.snapshot(
+    tokens === undefined ? undefined : CONFIG_KINDS.filter((kind) => kind !== 'token'),
+  );
   for (const [id, value] of wanted) {
     if (stored.entries.get(id)?.value !== value) {
       throw new ClusterError('conflict', `entry ${id.split('/')[0]} did not arrive intact in etcd`);
     }
   }
+  // The tokens, too many to read back at once: their numbers must match.
+  if (tokens !== undefined) {
+    for (const [kind, count] of [
+      ['token', moved.tokens],
+      ['shadow', moved.secrets],
+    ] as const) {
+      const prefix = Buffer.from(`${keys.data}${kind}/`);
+      const response = await retrying('counting entries', { deadlineMs }, () =>
+        client.kv.range({ key: prefix, range_end: prefixEnd(prefix.toString()), count_only: true }),
+      );
+      if (Number(response.count) !== count) {
+        throw new ClusterError('conflict', `${kind} entries did not all arrive in etcd`);
+      }
+    }
+  }
   return {
-    entries: wanted.size - secrets.size,
-    secrets: secrets.size,
+    entries: wanted.size - secrets.size + moved.tokens,
+    secrets: secrets.size + moved.secrets,
     revision: stored.revision,
   };
 }

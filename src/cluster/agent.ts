@@ -24,11 +24,13 @@ import { fenceWriter, monotonicUs } from '../generations/fence.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import { serializeShadow } from '../shadow/file.js';
+import type { TokenStore } from '../store/token-store.js';
 import { dropWatcher, EtcdMembers, isTransient, keepLeaseAlive, watchOn } from './client.js';
 import { entriesToText } from './entries.js';
-import { type ClusterKeys, slotOf } from './keys.js';
+import { type ClusterKeys, CONFIG_KINDS, type EntryKind, slotOf } from './keys.js';
 import type { ClusterSettings } from './settings.js';
 import { EtcdStore } from './store.js';
+import { type ReplicaEvent, TokenReplica } from './token-replica.js';
 
 export interface AgentLog {
   info(fields: Record<string, unknown>, message: string): void;
@@ -44,6 +46,12 @@ export interface SyncAgentOptions {
   shadowPath: string;
   gid?: number | undefined;
   log: AgentLog;
+  /**
+   * The host's token database, when its tokens live there (`access.db`): the
+   * store's tokens and secrets go into it (TokenReplica), not into user.cfg
+   * and token.shadow.
+   */
+  tokens?: TokenStore | undefined;
 }
 
 export interface AgentStatus {
@@ -91,11 +99,14 @@ export class SyncAgent {
   #firstSync: { promise: Promise<void>; resolve: () => void };
   #endSession: ((end: SessionEnd) => void) | null = null;
   #published = { userCfg: null as string | null, shadow: null as string | null };
+  /** The token database's copy of the store's tokens; null when the files hold them. */
+  readonly #replica: TokenReplica | null;
 
   constructor(options: SyncAgentOptions) {
     this.#options = options;
     this.settings = options.settings;
     this.#page = options.page;
+    this.#replica = options.tokens ? new TokenReplica(options.tokens) : null;
     let resolve: () => void = () => undefined;
     const promise = new Promise<void>((r) => {
       resolve = r;
@@ -189,9 +200,17 @@ export class SyncAgent {
             lease: id,
           }),
       );
-      const snapshot = await store.snapshot();
+      // With a token database, tokens are read page by page into it, at the same revision.
+      const replica = this.#replica;
+      const snapshot = await store.snapshot(
+        replica === null ? undefined : CONFIG_KINDS.filter((kind) => kind !== 'token'),
+      );
       const entries = new Map<string, string>();
       for (const [entryId, entry] of snapshot.entries) entries.set(entryId, entry.value);
+      if (replica !== null) {
+        const changed = await replica.resync(store, snapshot.revision, over.signal);
+        this.#options.log.info({ changed }, 'cluster tokens copied into the token database');
+      }
       await this.#publish(entries, new Set(['USER_AND_ACL', 'TOKEN_SHADOW']));
       await this.#ack(members, snapshot.revision, over.signal);
       this.#seen(Math.max(0, ...snapshot.gens.values()));
@@ -417,17 +436,25 @@ export class SyncAgent {
   ): Promise<void> {
     const { keys } = this.#options;
     const touched = new Set<string>();
+    const replicated: ReplicaEvent[] = [];
     let revision = 0;
     for (const event of response.events) {
       revision = Math.max(revision, Number(event.kv.mod_revision));
       const parsed = keys.parseData(event.kv.key.toString());
       if (parsed === null) continue;
+      const value = event.type === 'Delete' ? null : event.kv.value.toString();
+      if (this.#replica !== null && isTokenKind(parsed.kind)) {
+        replicated.push({ kind: parsed.kind, id: parsed.id, value });
+        continue;
+      }
       const id = `${parsed.kind}/${parsed.id}`;
-      if (event.type === 'Delete') entries.delete(id);
-      else entries.set(id, event.kv.value.toString());
+      if (value === null) entries.delete(id);
+      else entries.set(id, value);
       touched.add(slotOf(parsed.kind));
     }
     if (revision === 0) return;
+    // Tokens first: a user's removal never leaves its tokens behind on this host, even briefly.
+    await this.#replica?.apply(replicated);
     await this.#publish(entries, touched);
     await this.#ack(members, revision, signal);
   }
@@ -438,7 +465,7 @@ export class SyncAgent {
     touched: ReadonlySet<string>,
   ): Promise<void> {
     const gid = this.#options.gid;
-    if (touched.has('TOKEN_SHADOW')) {
+    if (touched.has('TOKEN_SHADOW') && this.#replica === null) {
       const hashes = new Map<string, string>();
       for (const [id, value] of entries)
         if (id.startsWith('shadow/')) hashes.set(id.slice(7), value);
@@ -489,4 +516,8 @@ export class SyncAgent {
     this.#storeRevision = revision;
     this.#page.store(Slot.CLUSTER_SEEN, revision);
   }
+}
+
+function isTokenKind(kind: EntryKind): kind is 'token' | 'shadow' {
+  return kind === 'token' || kind === 'shadow';
 }

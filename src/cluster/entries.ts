@@ -7,7 +7,7 @@
  */
 import { parseUserConfig } from '../config/parse.js';
 import type { ConfigWarning, UserConfig } from '../config/types.js';
-import { writeUserConfig } from '../config/write.js';
+import { type WriteOptions, writeUserConfig } from '../config/write.js';
 import type { EntryKind } from './keys.js';
 
 /** Kind -> id -> text, for the user.cfg kinds. */
@@ -36,10 +36,13 @@ function keyOfLine(line: string): string | null {
   }
 }
 
-/** The entries of a config: `kind/id` -> its canonical line(s). */
-export function configToEntries(config: UserConfig): ConfigEntries {
+/**
+ * The entries of a config: `kind/id` -> its canonical line(s). Without its
+ * tokens (`tokens: false`) when they live in the token database.
+ */
+export function configToEntries(config: UserConfig, options: WriteOptions = {}): ConfigEntries {
   const entries: ConfigEntries = new Map();
-  for (const line of writeUserConfig(config).split('\n')) {
+  for (const line of writeUserConfig(config, options).split('\n')) {
     const key = keyOfLine(line);
     if (key === null) continue;
     const before = entries.get(key);

@@ -19,7 +19,7 @@ import {
 } from './audit.js';
 import { EtcdMembers, retrying } from './client.js';
 import { configToEntries, entriesToConfig } from './entries.js';
-import { type ClusterKeys, CONFIG_KINDS, type EntryKind, type GenSlot } from './keys.js';
+import { type ClusterKeys, CONFIG_KINDS, type EntryKind, type GenSlot, slotOf } from './keys.js';
 
 export interface StoredEntry {
   value: string;
@@ -134,6 +134,67 @@ export class EtcdStore {
       value: kv.value.toString(),
       modRevision: Number(kv.mod_revision),
     });
+  }
+
+  /**
+   * The keys of `kind` in [from, to) at `revision` (one linearizable range
+   * read; default the whole kind), in key order, at most `limit` of them:
+   * a page of a read too large for one answer.
+   */
+  async range(
+    kind: EntryKind,
+    revision: number,
+    options: { from?: string; to?: string; limit?: number; signal?: AbortSignal } = {},
+  ): Promise<Array<{ id: string; value: string }>> {
+    const prefix = `${this.keys.data}${kind}/`;
+    const key = Buffer.from(options.from === undefined ? prefix : `${prefix}${options.from}`);
+    const end =
+      options.to === undefined ? prefixEnd(prefix) : Buffer.from(`${prefix}${options.to}`);
+    const response = await this.#call(
+      'reading the store',
+      { signal: options.signal, idempotent: true },
+      (client) =>
+        client.kv.range({
+          key,
+          range_end: end,
+          revision: String(revision),
+          limit: String(options.limit ?? 0),
+        }),
+    );
+    return response.kvs.map((kv) => ({
+      id: kv.key.toString().slice(prefix.length),
+      value: kv.value.toString(),
+    }));
+  }
+
+  /**
+   * Commits `changes` (`kind/id` -> the new value, or null to delete) if no
+   * slot moved since `expected` was read (so what the change was computed on
+   * is still what is stored), bumping the slots it touches, with `audit`'s
+   * record. The commit's revision, or null when a slot moved (read again).
+   */
+  async commitEntries(
+    expected: StoreSnapshot,
+    changes: ReadonlyMap<string, string | null>,
+    audit?: AuditStamp,
+  ): Promise<number | null> {
+    const compare: ICompare[] = [
+      this.#genCompare(expected, 'USER_AND_ACL'),
+      this.#genCompare(expected, 'TOKEN_SHADOW'),
+    ];
+    const ops: IRequestOp[] = [];
+    const slots = new Set<GenSlot>();
+    for (const [id, value] of changes) {
+      slots.add(slotOf(id.slice(0, id.indexOf('/')) as EntryKind));
+      ops.push(
+        value === null
+          ? { request_delete_range: { key: this.#key(id) } }
+          : { request_put: { key: this.#key(id), value: Buffer.from(value) } },
+      );
+    }
+    for (const slot of slots) ops.push(this.#bump(slot));
+    this.#record(compare, ops, expected.auditHead, audit, 'config');
+    return this.#commit(compare, ops);
   }
 
   /** The config as stored, with root@pam added as every reader of user.cfg adds it. */

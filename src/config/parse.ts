@@ -249,6 +249,32 @@ function parseTokenLine(context: LineContext): Problem {
   user.tokens.set(tokenName, token);
 }
 
+/**
+ * One token line on its own (a token's entry in multi-host mode's store), by
+ * the rules of a file: the problem a file would warn about when it would drop
+ * the line.
+ */
+export function parseTokenEntry(
+  line: string,
+): { userid: string; name: string; entry: TokenEntry } | { problem: string } {
+  const config = createUserConfig();
+  const warnings: ConfigWarning[] = [];
+  const context = lineContext(config, accessConfigOrDefault(), line, 1, warnings);
+  if (field(context.fields, 0) !== 'token') return { problem: 'not a token line' };
+  let userid: string;
+  let name: string;
+  try {
+    ({ userid, tokenName: name } = parseTokenid(field(context.fields, 1)));
+  } catch {
+    return { problem: 'invalid token id' };
+  }
+  config.users.set(userid, newUserEntry());
+  const problem = parseTokenLine(context);
+  const entry = config.users.get(userid)?.tokens.get(name);
+  if (problem !== undefined || entry === undefined) return { problem: problem ?? 'dropped' };
+  return { userid, name, entry };
+}
+
 function parseGroupLine(context: LineContext): Problem {
   const { fields, config } = context;
   const extra = tooManyFields(context, FIELD_COUNTS.group);

@@ -76,16 +76,19 @@ function userLines(config: UserConfig, tokens: boolean): string[] {
     if (!tokens) continue;
     for (const tokenName of sorted(user.tokens.keys())) {
       const token = user.tokens.get(tokenName);
-      if (!token) continue;
-      const tokenid = `${userid}!${tokenName}`;
-      ensure(isTokenid(tokenid), 'token id', tokenid);
-      lines.push(
-        `token:${tokenid}:${flag(token.enable)}:${expireText(tokenid, token.expire)}:` +
-          `${flag(token.privsep)}:${encodeText(token.comment)}:${tokenExtras(tokenid, token)}`,
-      );
+      if (token) lines.push(tokenLine(`${userid}!${tokenName}`, token));
     }
   }
   return lines;
+}
+
+/** One token's line, as user.cfg holds it (and multi-host mode's store, one key per token). */
+export function tokenLine(tokenid: string, token: TokenEntry): string {
+  ensure(isTokenid(tokenid), 'token id', tokenid);
+  return (
+    `token:${tokenid}:${flag(token.enable)}:${expireText(tokenid, token.expire)}:` +
+    `${flag(token.privsep)}:${encodeText(token.comment)}:${tokenExtras(tokenid, token)}`
+  );
 }
 
 function groupLines(config: UserConfig): string[] {

@@ -11,6 +11,7 @@ import { EtcdStorage } from '../cluster/storage.js';
 import { tlsProblemOfAll } from '../cluster/tls-probe.js';
 import { ClusterError } from '../errors.js';
 import { fenceWriter } from '../generations/fence.js';
+import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import { DatabaseStorage } from './database-storage.js';
 import type { Deployment } from './deployment.js';
@@ -57,34 +58,39 @@ export async function openStorageMode(
       close: async () => undefined,
     };
   }
-  if (deployment.tokenStore !== null) {
+  // With a token database, changes are computed on this host's copy of the store (the agent's).
+  const tokens = deployment.tokenStore;
+  if (page === null && (role === 'manager' || tokens !== null)) {
     throw new ClusterError(
       'not-configured',
-      `multi-host mode does not keep tokens in ${deployment.settings.tokenDatabasePath} yet: use one or the other`,
+      'multi-host mode needs the generation page (it carries the fence and what the host applied)',
     );
   }
   const storage = new EtcdStorage(cluster, deployment.pool, {
     onConfirmed: (timings) => log?.info({ ...timings }, 'cluster change confirmed'),
     secretFormat: deployment.settings.secretFormat,
+    ...(tokens === null
+      ? {}
+      : {
+          local: {
+            users: deployment.users,
+            rows: { lookup: (id) => tokens.get(id), rowsOf: (userid) => tokens.rowsOf(userid) },
+            page: page as GenerationPage,
+          },
+        }),
   });
   if (role === 'cli') {
     return { storage, cluster, agent: null, close: () => storage.close() };
   }
-  if (page === null) {
-    await storage.close();
-    throw new ClusterError(
-      'not-configured',
-      'multi-host mode needs the generation page (it carries the fence)',
-    );
-  }
   const agent = new SyncAgent({
     settings: cluster,
     keys: new ClusterKeys(cluster.cluster),
-    page,
+    page: page as GenerationPage,
     userCfgPath: deployment.settings.userCfgPath,
     shadowPath: deployment.settings.shadowPath,
     gid: deployment.settings.gid,
     log: log ?? { info: () => undefined, warn: () => undefined },
+    tokens: tokens ?? undefined,
   });
   const synced = agent.start().then(() => true);
   const waited = await Promise.race([

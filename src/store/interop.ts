@@ -25,24 +25,38 @@ export function tokenRowsOf(
   for (const [userid, user] of config.users) {
     for (const [name, token] of user.tokens) {
       const id = `${userid}!${name}`;
-      rows.push({
-        id,
-        userid,
-        hash: shadow.get(id) ?? '',
-        enable: token.enable,
-        expire: token.expire,
-        privsep: token.privsep,
-        comment: token.comment,
-        created,
-        ...(token.allowedIps ? { allowedIps: token.allowedIps } : {}),
-        ...(token.graceUntil ? { graceUntil: token.graceUntil } : {}),
-        ...(shadow.has(previousSecretId(id))
-          ? { previousHash: shadow.get(previousSecretId(id)) as string }
-          : {}),
-      });
+      rows.push(
+        rowOf(id, userid, token, {
+          hash: shadow.get(id) ?? '',
+          previousHash: shadow.get(previousSecretId(id)) ?? '',
+          created,
+        }),
+      );
     }
   }
   return rows;
+}
+
+/** A token's row from its metadata and secrets ('' for none). */
+export function rowOf(
+  id: string,
+  userid: string,
+  token: TokenEntry,
+  secrets: { hash: string; previousHash: string; created: number },
+): TokenRow {
+  return {
+    id,
+    userid,
+    hash: secrets.hash,
+    enable: token.enable,
+    expire: token.expire,
+    privsep: token.privsep,
+    comment: token.comment,
+    created: secrets.created,
+    ...(token.allowedIps ? { allowedIps: token.allowedIps } : {}),
+    ...(token.graceUntil ? { graceUntil: token.graceUntil } : {}),
+    ...(secrets.previousHash ? { previousHash: secrets.previousHash } : {}),
+  };
 }
 
 /** A row's metadata as user.cfg's model holds a token (its creation time too, when known). */

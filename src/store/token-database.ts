@@ -147,6 +147,14 @@ export interface TokenMetadataChange {
   usersGone: readonly string[];
 }
 
+/** A secret replicated from multi-host mode's store: a token's current or previous hash. */
+export interface ReplicatedSecret {
+  id: string;
+  previous: boolean;
+  /** '' when the secret was removed. */
+  hash: string;
+}
+
 /** The ids changed after a sequence, or 'too-old' when the log no longer reaches back that far. */
 export type ChangesSince = { seq: number; ids: string[] } | 'too-old';
 
@@ -225,6 +233,37 @@ function toRaw(row: TokenRow): RawRow {
     grace_until: row.graceUntil ?? 0,
     previous_hash: row.previousHash ?? '',
   };
+}
+
+/** The parameters of putEntry: metadata, a secret when not '', the creation time of a new row. */
+function putEntryParams(id: string, entry: TokenEntry, hash: string, created: number) {
+  return {
+    id,
+    userid: parseTokenid(id).userid,
+    hash,
+    enable: entry.enable ? 1 : 0,
+    expire: entry.expire,
+    privsep: entry.privsep ? 1 : 0,
+    comment: entry.comment,
+    created,
+    allowed_ips: entry.allowedIps ?? '',
+    grace_until: entry.graceUntil ?? 0,
+  };
+}
+
+/** Equal but for the creation time (multi-host mode's store does not carry it). */
+function sameRaw(a: RawRow, b: RawRow): boolean {
+  return (
+    a.userid === b.userid &&
+    a.hash === b.hash &&
+    a.enable === b.enable &&
+    a.expire === b.expire &&
+    a.privsep === b.privsep &&
+    a.comment === b.comment &&
+    a.allowed_ips === b.allowed_ips &&
+    a.grace_until === b.grace_until &&
+    a.previous_hash === b.previous_hash
+  );
 }
 
 function sqliteError(path: string, what: string, error: unknown): TokenDatabaseError {
@@ -390,6 +429,8 @@ export class TokenDatabaseWriter {
     | 'putEntry'
     | 'remove'
     | 'setHash'
+    | 'setPrevious'
+    | 'range'
     | 'setSecret'
     | 'log'
     | 'newest'
@@ -447,6 +488,11 @@ export class TokenDatabaseWriter {
            WHERE id = :id`,
         ),
         setHash: opened.prepare('UPDATE tokens SET hash = ? WHERE id = ?'),
+        setPrevious: opened.prepare('UPDATE tokens SET previous_hash = ? WHERE id = ?'),
+        range: opened.prepare(
+          `SELECT * FROM tokens WHERE (:after IS NULL OR id > :after)
+             AND (:upTo IS NULL OR id <= :upTo) ORDER BY id`,
+        ),
         log: opened.prepare('INSERT INTO changes (tokenid) VALUES (?)'),
         newest: opened.prepare('SELECT max(seq) AS v FROM changes'),
         prune: opened.prepare('DELETE FROM changes WHERE seq <= ?'),
@@ -533,23 +579,76 @@ export class TokenDatabaseWriter {
           removed.push(id);
         }
       }
-      for (const { id, userid, entry, hash } of change.entries) {
-        this.#statements.putEntry.run({
-          id,
-          userid,
-          hash: hash ?? '',
-          enable: entry.enable ? 1 : 0,
-          expire: entry.expire,
-          privsep: entry.privsep ? 1 : 0,
-          comment: entry.comment,
-          created: now,
-          allowed_ips: entry.allowedIps ?? '',
-          grace_until: entry.graceUntil ?? 0,
-        });
+      for (const { id, entry, hash } of change.entries) {
+        this.#statements.putEntry.run(putEntryParams(id, entry, hash ?? '', now));
         this.#statements.log.run(id);
       }
     });
     return removed;
+  }
+
+  /**
+   * Changes replicated from multi-host mode's store (src/cluster/token-replica.ts),
+   * as one transaction: token metadata first (null removes the row; a new row
+   * has no secret yet, an existing one keeps its own), then secrets ('' for
+   * none) on the rows there are. Returns the secrets that found no row.
+   */
+  replicate(
+    tokens: ReadonlyArray<{ id: string; entry: TokenEntry | null }>,
+    secrets: readonly ReplicatedSecret[],
+  ): ReplicatedSecret[] {
+    const unplaced: ReplicatedSecret[] = [];
+    this.#commit(() => {
+      for (const { id, entry } of tokens) {
+        if (entry === null) {
+          if (Number(this.#statements.remove.run(id).changes) > 0) this.#statements.log.run(id);
+          continue;
+        }
+        this.#statements.putEntry.run(putEntryParams(id, entry, '', 0));
+        this.#statements.log.run(id);
+      }
+      for (const secret of secrets) {
+        const statement = secret.previous ? this.#statements.setPrevious : this.#statements.setHash;
+        if (Number(statement.run(secret.hash, secret.id).changes) > 0) {
+          this.#statements.log.run(secret.id);
+        } else if (secret.hash !== '') {
+          unplaced.push(secret);
+        }
+      }
+    });
+    return unplaced;
+  }
+
+  /**
+   * Makes the rows whose ids are in (after, upTo] exactly `rows` (null bounds:
+   * open), as one transaction; only rows that differ are written and logged.
+   * Returns how many changed. A resynchronising replica calls it page by page.
+   */
+  resyncRange(after: string | null, upTo: string | null, rows: readonly TokenRow[]): number {
+    let changed = 0;
+    this.#commit(() => {
+      const wanted = new Map(rows.map((row) => [row.id, toRaw(row)]));
+      for (const record of this.#statements.range.iterate({ after, upTo })) {
+        const stored = record as unknown as RawRow;
+        const want = wanted.get(stored.id);
+        if (want !== undefined && sameRaw(stored, want)) {
+          wanted.delete(stored.id);
+        } else if (want !== undefined) {
+          // The store does not carry creation times: a row keeps the one it has.
+          want.created = stored.created;
+        } else {
+          this.#statements.remove.run(stored.id);
+          this.#statements.log.run(stored.id);
+          changed++;
+        }
+      }
+      for (const raw of wanted.values()) {
+        this.#statements.put.run(raw);
+        this.#statements.log.run(raw.id);
+        changed++;
+      }
+    });
+    return changed;
   }
 
   /** Removes tokens (one transaction); returns the ids that were there. */

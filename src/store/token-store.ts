@@ -6,12 +6,15 @@
  * Once a method returns, every process that compares the slot sees the change
  * (I1): its next verify fetches the ids changed since its last sequence.
  */
+
+import type { TokenEntry } from '../config/types.js';
 import { GenerationPageError } from '../errors.js';
 import { type LockOptions, withFileLock } from '../files/lock.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import {
   type OpenWriterOptions,
+  type ReplicatedSecret,
   TokenDatabaseWriter,
   type TokenFilter,
   type TokenMetadataChange,
@@ -64,6 +67,23 @@ export class TokenStore {
   /** A change of token metadata (TokenDatabaseWriter.applyChange); the ids removed. */
   applyChange(change: TokenMetadataChange, now: number): Promise<Committed<string[]>> {
     return this.#publish((writer) => writer.applyChange(change, now));
+  }
+
+  /** Changes replicated from multi-host mode's store; the secrets that found no row. */
+  replicate(
+    tokens: ReadonlyArray<{ id: string; entry: TokenEntry | null }>,
+    secrets: readonly ReplicatedSecret[],
+  ): Promise<Committed<ReplicatedSecret[]>> {
+    return this.#publish((writer) => writer.replicate(tokens, secrets));
+  }
+
+  /** One page of a replica's resynchronisation (TokenDatabaseWriter.resyncRange). */
+  resyncRange(
+    after: string | null,
+    upTo: string | null,
+    rows: readonly TokenRow[],
+  ): Promise<Committed<number>> {
+    return this.#publish((writer) => writer.resyncRange(after, upTo, rows));
   }
 
   rowsOf(userid: string): TokenRow[] {

@@ -19,7 +19,7 @@ import {
   resolveClusterSettings,
 } from '../../cluster/settings.js';
 import { assertTlsWorks } from '../../cluster/tls-probe.js';
-import { ClusterError, ConfigError } from '../../errors.js';
+import { ClusterError } from '../../errors.js';
 import { fenceRemainingUs, fenceState } from '../../generations/fence.js';
 import { GenerationPage } from '../../generations/page.js';
 import { ensureDirectories } from '../../service/deployment.js';
@@ -82,15 +82,12 @@ async function init(ctx: CliContext, options: InitOptions): Promise<void> {
   try {
     let summary: { entries: number; secrets: number; revision: number } | null = null;
     if (!options.join) {
-      if (ctx.reader().tokenStore !== null) {
-        throw new ConfigError(
-          'invalid',
-          `multi-host mode does not keep tokens in ${ctx.settings.tokenDatabasePath} yet`,
-        );
-      }
+      // With a token database, its rows are the tokens (streamed: there may be a million).
+      const tokens = ctx.reader().tokenStore;
       const config = await ctx.config();
-      const secrets = (await readShadow(ctx.settings.shadowPath)).entries;
-      summary = await moveIntoEtcd(client, keys, config, secrets, 10_000);
+      const secrets =
+        tokens === null ? (await readShadow(ctx.settings.shadowPath)).entries : new Map();
+      summary = await moveIntoEtcd(client, keys, config, secrets, 10_000, tokens?.rows());
     } else {
       await readClusterState(client, keys, settings.cluster, 10_000);
     }

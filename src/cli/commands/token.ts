@@ -27,7 +27,6 @@ import {
   secretsIn,
   updateToken,
 } from '../../service/operations.js';
-import { readShadow } from '../../shadow/file.js';
 import { type LastUsedRecord, readLastUsed } from '../../usage/file.js';
 import {
   aclPathArgument,

@@ -1,0 +1,137 @@
+/**
+ * A host's copy of the store's tokens in its token database (multi-host mode
+ * on a host with `access.db`): the sync agent hands it what each revision did
+ * to `token/` and `shadow/` keys, one SQLite transaction per revision, and at
+ * the start of a session the whole store, page by page, writing only the rows
+ * that differ. Its cost is what changed, never what is stored; the workers
+ * read the database and follow TOKEN_SHADOW as on a single host.
+ *
+ * The store may hold a secret before its token (a writer on the files puts
+ * the hash first, then the token's line): such a secret waits here until its
+ * row arrives. It authenticates nobody meanwhile, as in token.shadow.
+ */
+import { parseTokenEntry } from '../config/parse.js';
+import type { TokenEntry } from '../config/types.js';
+import { previousSecretId } from '../ids.js';
+import { rowOf } from '../store/interop.js';
+import type { ReplicatedSecret, TokenRow } from '../store/token-database.js';
+import type { TokenStore } from '../store/token-store.js';
+import type { EtcdStore } from './store.js';
+
+/** Tokens per page of a resynchronisation: some 3 MB of answers from etcd. */
+const PAGE = 10_000;
+
+const PREVIOUS = previousSecretId('');
+
+/** One change of a `token/` or `shadow/` key; `value` null for a delete. */
+export interface ReplicaEvent {
+  kind: 'token' | 'shadow';
+  id: string;
+  value: string | null;
+}
+
+/** A `shadow/` key's id and value as the secret it is. */
+function secretOf(id: string, hash: string): ReplicatedSecret {
+  return id.endsWith(PREVIOUS)
+    ? { id: id.slice(0, -PREVIOUS.length), previous: true, hash }
+    : { id, previous: false, hash };
+}
+
+function slotKey(secret: { id: string; previous: boolean }): string {
+  return secret.previous ? previousSecretId(secret.id) : secret.id;
+}
+
+/** A token's entry from its stored line; null when a file would drop the line. */
+function entryOfLine(id: string, line: string): TokenEntry | null {
+  const parsed = parseTokenEntry(line);
+  if ('problem' in parsed || `${parsed.userid}!${parsed.name}` !== id) return null;
+  return parsed.entry;
+}
+
+export class TokenReplica {
+  readonly #store: TokenStore;
+  /** Secrets with no row yet, by their `shadow/` id. */
+  readonly #waiting = new Map<string, ReplicatedSecret>();
+
+  constructor(store: TokenStore) {
+    this.#store = store;
+  }
+
+  /** One revision's changes, in order: one transaction, one bump of TOKEN_SHADOW. */
+  async apply(events: readonly ReplicaEvent[]): Promise<void> {
+    const tokens = new Map<string, TokenEntry | null>();
+    const secrets = new Map<string, ReplicatedSecret>();
+    for (const event of events) {
+      if (event.kind === 'token') {
+        tokens.set(event.id, event.value === null ? null : entryOfLine(event.id, event.value));
+      } else {
+        secrets.set(event.id, secretOf(event.id, event.value ?? ''));
+      }
+    }
+    // A token arriving now takes the secrets that waited for it (unless replaced here).
+    for (const [id, entry] of tokens) {
+      if (entry === null) continue;
+      for (const key of [id, previousSecretId(id)]) {
+        const waiting = this.#waiting.get(key);
+        if (waiting !== undefined && !secrets.has(key)) secrets.set(key, waiting);
+      }
+    }
+    for (const key of secrets.keys()) this.#waiting.delete(key);
+    if (tokens.size === 0 && secrets.size === 0) return;
+    const { result: unplaced } = await this.#store.replicate(
+      [...tokens].map(([id, entry]) => ({ id, entry })),
+      [...secrets.values()],
+    );
+    for (const secret of unplaced) this.#waiting.set(slotKey(secret), secret);
+  }
+
+  /**
+   * Makes the database hold exactly the store's tokens at `revision`, reading
+   * them page by page (ids in key order, the database's order too). Returns
+   * how many rows changed.
+   */
+  async resync(store: EtcdStore, revision: number, signal?: AbortSignal): Promise<number> {
+    this.#waiting.clear();
+    let after: string | null = null;
+    let changed = 0;
+    for (;;) {
+      const read = { ...(signal ? { signal } : {}) };
+      const page = await store.range('token', revision, {
+        ...(after === null ? {} : { from: `${after}\0` }),
+        limit: PAGE,
+        ...read,
+      });
+      // The last page reaches to the end: rows after the store's last token go.
+      const upTo = page.length < PAGE ? null : (page.at(-1)?.id ?? null);
+      // Secrets of the ids in (after, upTo]: `X` and `X previous` sort between them.
+      const secrets = await store.range('shadow', revision, {
+        ...(after === null ? {} : { from: `${after}${PREVIOUS}\0` }),
+        ...(upTo === null ? {} : { to: `${upTo}${PREVIOUS}\0` }),
+        ...read,
+      });
+      const hashes = new Map<string, string>();
+      for (const { id, value } of secrets) hashes.set(id, value);
+      const rows: TokenRow[] = [];
+      for (const { id, value } of page) {
+        const entry = entryOfLine(id, value);
+        if (entry === null) continue;
+        rows.push(
+          rowOf(id, id.slice(0, id.lastIndexOf('!')), entry, {
+            hash: hashes.get(id) ?? '',
+            previousHash: hashes.get(previousSecretId(id)) ?? '',
+            created: 0,
+          }),
+        );
+        hashes.delete(id);
+        hashes.delete(previousSecretId(id));
+      }
+      for (const [id, hash] of hashes) {
+        const secret = secretOf(id, hash);
+        this.#waiting.set(slotKey(secret), secret);
+      }
+      changed += (await this.#store.resyncRange(after, upTo, rows)).result;
+      if (upTo === null) return changed;
+      after = upTo;
+    }
+  }
+}
