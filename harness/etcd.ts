@@ -68,6 +68,8 @@ export interface EtcdClusterOptions {
    * the cluster (a client needs a certificate it signed). Peers stay plain.
    */
   tls?: boolean;
+  /** More etcd flags for every member (e.g. a benchmark's larger quotas). */
+  extraArgs?: string[];
 }
 
 function clientCredentials(caFile: string, pair: CertificatePair): IOptions['credentials'] {
@@ -177,6 +179,7 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
             '--client-cert-auth',
           ]
         : []),
+      ...(options.extraArgs ?? []),
       '--logger',
       'zap',
       '--log-outputs',
