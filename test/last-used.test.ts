@@ -249,4 +249,34 @@ describe('last use per token, across real processes', () => {
     await use(first, 'a'); // something to write
     await waitForFile(file, (text) => (recorded(text).has('root@pam!c') ? undefined : true));
   });
+  it("a bulk revocation takes the tokens not used since a time, as the manager's ledger has it", async () => {
+    const made = new Map<string, string>();
+    for (const name of ['used1', 'idle1']) {
+      const created = await d.asRoot('token.create', {
+        userid: 'root@pam',
+        tokenName: name,
+        fields: { privsep: false, comment: 'bulk-by-use' },
+      });
+      assert.equal(created.ok, true, JSON.stringify(created));
+      made.set(name, pveHeader(`root@pam!${name}`, (created.data as { value: string }).value));
+    }
+    const since = Math.floor(Date.now() / 1000) - 10;
+    const used = made.get('used1') as string;
+    assert.equal((await call(first, 'GET', '/version', { auth: used })).status, 200);
+    await waitForFile(file, (text) => recorded(text).get('root@pam!used1'));
+    const revoke = (before: number) =>
+      call(first, 'POST', '/access/tokens/revoke', {
+        auth: header('a'),
+        form: { comment: 'bulk-by-use', 'last-used-before': before },
+      });
+    // Closer to now than two report intervals: a use since may not have reached the ledger.
+    const early = await revoke(Math.floor(Date.now() / 1000));
+    assert.equal(early.status, 400, early.raw);
+    const taken = await revoke(since);
+    assert.equal(taken.status, 200, taken.raw);
+    assert.deepEqual(taken.body.data, { revoked: ['root@pam!idle1'] });
+    assert.equal((await call(first, 'GET', '/version', { auth: used })).status, 200);
+    const idle = made.get('idle1') as string;
+    assert.equal((await call(second, 'GET', '/version', { auth: idle })).status, 401);
+  });
 });

@@ -33,6 +33,7 @@ import { resolveSettings, type Settings } from '../service/settings.js';
 import type { RecordingStorage } from '../service/storage.js';
 import { openStorageMode, type StorageMode } from '../service/storage-mode.js';
 import { readShadow } from '../shadow/file.js';
+import { readLastUsed } from '../usage/file.js';
 import { ExitCode } from './exit.js';
 import {
   type Column,
@@ -231,7 +232,18 @@ export class CliContext {
 
   /** Runs a write operation of the service as root@pam, writing the files from this process. */
   async write<P, R>(operation: WriteOperation<P, R>, params: P): Promise<R> {
-    return runAudited(this.audit(), operation, await this.writer(), CLI_CALLER, params);
+    const { lastUsedPath, lastUsedIntervalMs } = this.settings;
+    // The ledger's file: what the manager last wrote (tokenctl sees no worker's newer notes).
+    const lastUses = {
+      intervalMs: lastUsedIntervalMs,
+      async lookup() {
+        const { tokens } = await readLastUsed(lastUsedPath);
+        return (tokenid: string) => tokens.get(tokenid)?.seconds;
+      },
+    };
+    return runAudited(this.audit(), operation, await this.writer(), CLI_CALLER, params, {
+      lastUses,
+    });
   }
 
   /**

@@ -26,7 +26,7 @@ import { errorCode, httpFailureOf } from '../http/status.js';
 import { joinTokenid } from '../ids.js';
 import { type AuditContext, recordingStorage, recordOutcome } from '../service/audited.js';
 import { type Deployment, ensureDirectories, openDeployment } from '../service/deployment.js';
-import { OPERATIONS, runWrite, type Stores } from '../service/operations.js';
+import { OPERATIONS, runWrite, type Stores, type WriteContext } from '../service/operations.js';
 import { requirePrivileges } from '../service/rules.js';
 import type { Settings } from '../service/settings.js';
 import type { RecordingStorage } from '../service/storage.js';
@@ -166,6 +166,15 @@ export function handler(
     }
     let caller: Identity | null = null;
     let recording: RecordingStorage | null = null;
+    // The live ledger: what workers reported, newer than its file.
+    const context: WriteContext = ledger
+      ? {
+          lastUses: {
+            intervalMs: ledger.intervalMs,
+            lookup: async () => (tokenid) => ledger.lastUse(tokenid)?.seconds,
+          },
+        }
+      : {};
     try {
       // A worker's usage batch: no mutation, no log line (one arrives every interval per worker).
       if (request.op === USAGE_REPORT_OP && ledger) {
@@ -182,7 +191,7 @@ export function handler(
         caller,
         request.params,
       );
-      const data = await runWrite(operation, recording ?? stores, caller, params);
+      const data = await runWrite(operation, recording ?? stores, caller, params, context);
       const deleted = operation.deletedToken?.(params);
       if (deleted !== undefined) ledger?.forget(deleted);
       for (const tokenid of operation.revokedTokens?.(data) ?? []) ledger?.forget(tokenid);

@@ -13,7 +13,13 @@
  */
 import { type AuditRecord, type AuditTrail, auditChanges, auditTarget } from '../audit/trail.js';
 import { errorCode, httpFailureOf } from '../http/status.js';
-import { type Caller, runWrite, type Stores, type WriteOperation } from './operations.js';
+import {
+  type Caller,
+  runWrite,
+  type Stores,
+  type WriteContext,
+  type WriteOperation,
+} from './operations.js';
 import { HOST_ROOT } from './rules.js';
 import { type AccessStorage, isAuditing, type RecordingStorage } from './storage.js';
 
@@ -90,12 +96,13 @@ export async function runAudited<P, R>(
   stores: Stores,
   caller: Caller,
   params: P,
+  context: WriteContext = {},
 ): Promise<R> {
-  if (audit === null) return runWrite(op, stores, caller, params);
+  if (audit === null) return runWrite(op, stores, caller, params, context);
   const raw = params as Record<string, unknown>;
   const recording = recordingStorage(audit, stores, op.name, caller, raw);
   try {
-    const data = await runWrite(op, recording ?? stores, caller, params);
+    const data = await runWrite(op, recording ?? stores, caller, params, context);
     await recordOutcome(audit, op.name, caller, raw, undefined, recording?.recorded.at(-1));
     return data;
   } catch (error) {

@@ -42,11 +42,13 @@ export * from './operations/groups.js';
 export * from './operations/leaked-secrets.js';
 export {
   type Caller,
+  type LastUses,
   type Operation,
   type ReadOperation,
   runRead,
   runWrite,
   type Stores,
+  type WriteContext,
   type WriteOperation,
   Writer,
 } from './operations/operation.js';

@@ -397,17 +397,38 @@ export function registerTokenCommands(parent: Command, cli: Cli): void {
       'tokens made before YYYY-MM-DD (00:00 UTC) or epoch seconds (the token database only)',
       expireArgument,
     )
+    .option(
+      '--last-used-before <date>',
+      'tokens not used since YYYY-MM-DD (00:00 UTC) or epoch seconds (never used counts)',
+      expireArgument,
+    )
     .action(
       cli.action(
-        async (ctx, options: { user?: string[]; comment?: string; createdBefore?: number }) => {
-          const { user, comment, createdBefore } = options;
-          if (user === undefined && comment === undefined && createdBefore === undefined) {
-            ctx.usageError('give --user, --comment or --created-before (all given must hold)');
+        async (
+          ctx,
+          options: {
+            user?: string[];
+            comment?: string;
+            createdBefore?: number;
+            lastUsedBefore?: number;
+          },
+        ) => {
+          const { user, comment, createdBefore, lastUsedBefore } = options;
+          if (
+            user === undefined &&
+            comment === undefined &&
+            createdBefore === undefined &&
+            lastUsedBefore === undefined
+          ) {
+            ctx.usageError(
+              'give --user, --comment, --created-before or --last-used-before (all given must hold)',
+            );
           }
           const answer = await ctx.write(revokeTokens, {
             ...(user ? { users: user } : {}),
             ...(comment !== undefined ? { comment } : {}),
             ...(createdBefore !== undefined ? { createdBefore } : {}),
+            ...(lastUsedBefore !== undefined ? { lastUsedBefore } : {}),
           });
           ctx.printDone(answer, `revoked ${answer.revoked.length} token(s)`);
         },

@@ -8,6 +8,7 @@
  * fresh config, before every look at the config its run takes.
  */
 import type { UserConfig } from '../../config/types.js';
+import { ApiError } from '../../errors.js';
 import { defined, optionalText, type ParameterSchema, type Raw, text } from '../params.js';
 import type { Caller } from '../rules.js';
 import type { AccessStorage, ConfigChangeOptions } from '../storage.js';
@@ -54,13 +55,37 @@ export type Stores = AccessStorage;
  * The stores as one write operation sees them: every look at the config
  * checks the operation's privilege rule first, on that same config.
  */
+/** What a write may need besides the stores, where the runner has it. */
+export interface WriteContext {
+  /** Each token's last use (epoch seconds) as the host's ledger has it now. */
+  lastUses?: LastUses;
+}
+
+/** The host's last-use ledger: a lookup, and how often uses reach it (ms). */
+export interface LastUses {
+  intervalMs: number;
+  lookup(): Promise<(tokenid: string) => number | undefined>;
+}
+
 export class Writer {
   readonly #storage: AccessStorage;
   readonly #authorize: (config: UserConfig) => void;
+  readonly #context: WriteContext;
 
-  constructor(stores: Stores, authorize: (config: UserConfig) => void) {
+  constructor(stores: Stores, authorize: (config: UserConfig) => void, context: WriteContext = {}) {
     this.#storage = stores;
     this.#authorize = authorize;
+    this.#context = context;
+  }
+
+  /** The host's last-use ledger; a 400 where this runner keeps none. */
+  lastUses(): LastUses {
+    if (this.#context.lastUses === undefined) {
+      throw new ApiError(400, 'no record of last uses here', {
+        'last-used-before': 'not known here',
+      });
+    }
+    return this.#context.lastUses;
   }
 
   /** Reads the fresh config (no lock): for checks made before a secret is written. */
@@ -160,8 +185,10 @@ export function runWrite<P, R>(
   stores: Stores,
   caller: Caller,
   params: P,
+  context: WriteContext = {},
 ): Promise<R> {
-  return op.run(new Writer(stores, (config) => op.authorize(caller, params, config)), params);
+  const authorize = (config: UserConfig) => op.authorize(caller, params, config);
+  return op.run(new Writer(stores, authorize, context), params);
 }
 
 export type { Caller } from '../rules.js';
