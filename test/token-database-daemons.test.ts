@@ -4,16 +4,23 @@
  * by `tokenctl database migrate`; then every change of a token (create,
  * edit, rotation with and without a grace, delete, bulk revoke) is one
  * transaction of access.db, user.cfg keeps no token line, and once a revoke
- * returns no worker accepts the old secret.
+ * returns no worker accepts the old secret. Then the same under the units'
+ * restrictions (deploy/): the database migrated by root's tokenctl in a
+ * config directory laid out as tmpfiles.d makes it, the manager bounded to
+ * its unit's capabilities, the API's workers as nobody in the shared group,
+ * which reads access.db and its journal and can write neither.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Api, call, type Deployment, pveHeader, startDeployment } from '../harness/daemons.js';
 import { addTokenIn, tokenctlIn } from '../harness/tokenctl.js';
 import { TokenDatabaseReader, tokenDatabaseAvailable } from '../src/store/token-database.js';
+import { runChild } from './helpers/children.js';
+import { NOBODY } from './helpers/nobody.js';
 import { tempDir } from './helpers/tmp.js';
+import { unitLayout } from './helpers/units.js';
 
 const skip = tokenDatabaseAvailable() ? false : `node:sqlite is not in Node ${process.version}`;
 /** Enough requests, each on a new connection, to reach both workers. */
@@ -213,5 +220,110 @@ describe('the daemons on the token database', { skip }, () => {
     const pve = readFileSync(path.join(dir, 'pve-user.cfg'), 'utf8');
     assert.match(pve, /^token:root@pam!fenced:/m);
     assert.doesNotMatch(pve, /127\.0\.0\.2/);
+  });
+});
+
+/** Mode (permission bits), owner and group of `file`. */
+function ownership(file: string): { mode: string; uid: number; gid: number } {
+  const st = statSync(file);
+  return { mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid };
+}
+
+/** The Uid:/Gid: lines of /proc/PID/status (real, effective, saved, fs) and its effective capabilities. */
+function credentials(pid: number): { uid: string; gid: string; capEff: string } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => status.match(new RegExp(`^${name}:\\s*(.*)$`, 'm'))?.[1] ?? '';
+  return { uid: field('Uid'), gid: field('Gid'), capEff: field('CapEff') };
+}
+
+describe("the daemons on the token database under the units' restrictions", { skip }, () => {
+  let deployment: Deployment | undefined;
+  after(() => deployment?.stop());
+
+  it('migrated by root, served by the manager under its unit and the API as nobody: tokens, revokes and the files hold', async (t) => {
+    const layout = unitLayout();
+    if (typeof layout === 'string') return t.skip(layout);
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    const configDir = path.join(dir, 'etc');
+    const database = path.join(configDir, 'access.db');
+    // The config directory as deploy/tmpfiles.d makes it; tokenctl takes its group from it.
+    mkdirSync(configDir, { mode: 0o750 });
+    chmodSync(configDir, 0o750);
+    chownSync(configDir, 0, layout.gid);
+
+    assert.equal((await tokenctlIn(dir, 'user', 'add', 'joe@pve')).code, 0);
+    const admin = (await addTokenIn(dir, 'root@pam!admin', '--privsep', '0')).header;
+    const joe = (await addTokenIn(dir, 'joe@pve!files', '--privsep', '0')).header;
+    const off = (await addTokenIn(dir, 'joe@pve!off', '--privsep', '0', '--disabled')).header;
+    const migrated = await tokenctlIn(dir, '--output', 'json', 'database', 'migrate');
+    assert.equal(migrated.code, 0, migrated.stderr);
+    assert.equal(JSON.parse(migrated.stdout).tokens, 3);
+    // What the units need: root writes, the API's group reads, nobody else.
+    assert.deepEqual(ownership(database), { mode: '640', uid: 0, gid: layout.gid });
+    assert.deepEqual(ownership(configDir), { mode: '750', uid: 0, gid: layout.gid });
+    assert.deepEqual(ownership(path.join(configDir, 'user.cfg')), {
+      mode: '640',
+      uid: 0,
+      gid: layout.gid,
+    });
+
+    deployment = await startDeployment(dir, layout.harness);
+    const api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1']);
+    // The layout is what runs: workers as nobody in the shared group without capabilities.
+    assert.equal(api.workerPids.length, 2);
+    for (const pid of [api.primaryPid, ...api.workerPids]) {
+      const seen = credentials(pid);
+      assert.deepEqual(seen.uid.split(/\s+/).map(Number), Array(4).fill(NOBODY), `pid ${pid}`);
+      assert.deepEqual(seen.gid.split(/\s+/).map(Number), Array(4).fill(layout.gid), `pid ${pid}`);
+      assert.equal(BigInt(`0x${seen.capEff}`), 0n, `pid ${pid} has no capability`);
+    }
+
+    assert.deepEqual(await statuses(api, admin), all(200), 'migrated: every worker accepts it');
+    assert.deepEqual(await statuses(api, joe), all(200));
+    assert.deepEqual(await statuses(api, off), all(401), 'migrated disabled: refused');
+
+    const created = await call(api, 'POST', '/access/users/joe@pve/token/api', {
+      auth: admin,
+      form: { privsep: 0 },
+    });
+    assert.equal(created.status, 200, created.raw);
+    const made = pveHeader('joe@pve!api', (created.body.data as { value: string }).value);
+    assert.deepEqual(await statuses(api, made), all(200), 'made by the manager under its unit');
+
+    const disabled = await call(api, 'PUT', '/access/users/joe@pve/token/api', {
+      auth: admin,
+      form: { enable: 0 },
+    });
+    assert.equal(disabled.status, 200, disabled.raw);
+    assert.deepEqual(await statuses(api, made), all(401), 'disabled: refused at once');
+
+    const deleted = await call(api, 'DELETE', '/access/users/joe@pve/token/files', { auth: admin });
+    assert.equal(deleted.status, 200, deleted.raw);
+    assert.deepEqual(await statuses(api, joe), all(401), 'deleted: no worker accepts it');
+    assert.deepEqual(await statuses(api, admin), all(200), 'the others stay');
+
+    // The manager's commits left the PERSIST journal: root's, readable by the group as the
+    // database is (a reader that cannot open it must take it for hot), writable by nobody else.
+    assert.deepEqual(ownership(`${database}-journal`), { mode: '640', uid: 0, gid: layout.gid });
+    assert.deepEqual(ownership(database), { mode: '640', uid: 0, gid: layout.gid });
+
+    // As the API's user: the database reads, and neither it nor a journal can be written.
+    const copy = layout.harness.packageRoot as string;
+    const probe = await runChild(
+      path.join(copy, 'dist', 'test', 'fixtures', 'token-db-child.js'),
+      ['read', database, 'root@pam!admin'],
+      { prefix: layout.asApiUser },
+    );
+    assert.equal(probe.code, 0, probe.stderr);
+    const result = JSON.parse(probe.stdout) as {
+      enable: boolean;
+      attempts: Record<string, string>;
+    };
+    assert.equal(result.enable, true);
+    assert.notEqual(result.attempts.sqlite, 'wrote');
+    assert.equal(result.attempts.file, 'EACCES');
+    assert.equal(result.attempts.journal, 'EACCES');
+    assert.deepEqual(await statuses(api, admin), all(200), 'and the store is whole');
   });
 });
