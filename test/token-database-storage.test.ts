@@ -3,22 +3,30 @@
  * in access.db, opened twice as two processes would (each its own
  * connections, the same page): what one changes the other sees on its next
  * look; a change costs only the users it looked at; a change that throws
- * stores nothing; a deleted or replaced user's tokens and secrets go.
+ * stores nothing; a deleted or replaced user's tokens and secrets go. And
+ * the move itself: no journal of an earlier database is rolled back into the
+ * new one, and two moves at once make one database, not an empty second.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setAcl } from '../src/config/acl.js';
 import { createUserConfig } from '../src/config/types.js';
 import { addToken, addUser, removeToken, removeUser } from '../src/config/users.js';
+import { ConfigError } from '../src/errors.js';
 import type { DatabaseStorage } from '../src/service/database-storage.js';
 import { type Deployment, openDeployment } from '../src/service/deployment.js';
 import { resolveSettings } from '../src/service/settings.js';
 import { openStorageMode } from '../src/service/storage-mode.js';
 import { moveTokensToDatabase } from '../src/service/token-database-migration.js';
 import { MAX_LOADED_TOKENS, StoredTokens } from '../src/store/stored-tokens.js';
-import { TokenDatabaseReader, tokenDatabaseAvailable } from '../src/store/token-database.js';
+import {
+  TokenDatabaseReader,
+  TokenDatabaseWriter,
+  tokenDatabaseAvailable,
+} from '../src/store/token-database.js';
+import { fixture, runChild } from './helpers/children.js';
 import { tempDir } from './helpers/tmp.js';
 
 const skip = tokenDatabaseAvailable() ? false : `node:sqlite is not in Node ${process.version}`;
@@ -38,7 +46,6 @@ async function opened(dir: string, userCfg = 'user:joe@pve:1:0::::::\n') {
     const mode = await openStorageMode(deployment, 'cli');
     return { deployment, storage: mode.storage as DatabaseStorage };
   };
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(settings.configDir, { recursive: true });
   mkdirSync(settings.runtimeDir, { recursive: true });
   writeFileSync(settings.userCfgPath, userCfg, { mode: 0o640 });
@@ -254,5 +261,69 @@ describe('DatabaseStorage', { skip }, () => {
     });
     assert.deepEqual(answer.revoked, ['u3@pve!b']);
     assert.deepEqual([...(config.users.get('u7@pve')?.tokens.keys() ?? [])], ['a', 'b']);
+  });
+});
+
+describe('moving the tokens into the database', { skip }, () => {
+  /** A deployment on the files with one token (joe@pve!ci, no secret). */
+  function onFiles(dir: string) {
+    const settings = resolveSettings({
+      configDir: path.join(dir, 'etc'),
+      runtimeDir: path.join(dir, 'run'),
+      workers: 1,
+      hashThreads: 1,
+    });
+    mkdirSync(settings.configDir, { recursive: true });
+    writeFileSync(settings.userCfgPath, 'user:joe@pve:1:0::::::\ntoken:joe@pve!ci:0:1::\n');
+    return settings;
+  }
+
+  it('a journal left by an access.db removed by hand is not rolled back into the new one', async () => {
+    const settings = onFiles(tempDir());
+    const file = settings.tokenDatabasePath;
+    const old = new TokenDatabaseWriter(file);
+    old.put(
+      Array.from({ length: 5000 }, (_, i) => ({
+        id: `old@pve!t${i}`,
+        userid: 'old@pve',
+        hash: '',
+        enable: true,
+        expire: 0,
+        privsep: true,
+        comment: '',
+        created: 1,
+      })),
+    );
+    old.close();
+    // A commit cut short: its journal is hot; then the database goes, the journal stays.
+    const torn = await runChild(fixture('token-db-child'), ['torn', file]);
+    assert.equal(torn.code, null, torn.stderr);
+    rmSync(file);
+    assert.equal(existsSync(`${file}-journal`), true);
+
+    assert.equal((await moveTokensToDatabase(settings, null)).tokens, 1);
+    const writer = new TokenDatabaseWriter(file); // the first open would roll a hot journal back
+    try {
+      assert.equal(writer.integrityOk(), true);
+      assert.equal(writer.count(), 1);
+      assert.equal(writer.get('joe@pve!ci')?.id, 'joe@pve!ci');
+    } finally {
+      writer.close();
+    }
+  });
+
+  it('two moves at once: one moves the tokens, the other finds them moved', async () => {
+    const settings = onFiles(tempDir());
+    const results = await Promise.allSettled([
+      moveTokensToDatabase(settings, null),
+      moveTokensToDatabase(settings, null),
+    ]);
+    const moved = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r) => r.status === 'rejected');
+    assert.equal(moved.length, 1, JSON.stringify(results));
+    assert.equal(moved[0]?.value.tokens, 1);
+    assert.ok(refused[0]?.reason instanceof ConfigError, String(refused[0]?.reason));
+    assert.match(String(refused[0]?.reason), /exists/);
+    assert.deepEqual(rowsOf(settings.tokenDatabasePath, 'joe@pve'), ['joe@pve!ci']);
   });
 });

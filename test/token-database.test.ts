@@ -220,6 +220,42 @@ describe('token database', { skip }, () => {
     assert.equal(writer.integrityOk(), true);
     writer.close();
   });
+
+  it("a journal kept from before follows the database's mode and group: the group reads it, writes nothing", async (t) => {
+    const nobody = nobodysCopy();
+    if (typeof nobody === 'string') return t.skip(nobody);
+    const dir = tempDir();
+    chownSync(dir, 0, NOBODY);
+    chmodSync(dir, 0o750);
+    const file = path.join(dir, 'access.db');
+    const journal = `${file}-journal`;
+    // Made before the deployment had its group: 0600, and PERSIST keeps the journal it made.
+    const first = new TokenDatabaseWriter(file);
+    first.put([row('a@pve!one')]);
+    first.close();
+    assert.equal(statSync(journal).mode & 0o777, 0o600);
+    // 0600: the group cannot read it, so its readers take it for hot and fail; 0666: anyone
+    // could write a hot journal for the writer to roll back.
+    for (const kept of [0o600, 0o666]) {
+      chmodSync(journal, kept);
+      const writer = new TokenDatabaseWriter(file, { gid: NOBODY });
+      writer.put([row('a@pve!one', { comment: `kept ${kept.toString(8)}` })]);
+      const st = statSync(journal);
+      assert.deepEqual([st.mode & 0o777, st.uid, st.gid], [0o640, 0, NOBODY], kept.toString(8));
+      const out = await runChild(
+        nobody.file('dist/test/fixtures/token-db-child.js'),
+        ['read', file, 'a@pve!one'],
+        { prefix: AS_NOBODY },
+      );
+      assert.equal(out.code, 0, out.stderr);
+      const result = JSON.parse(out.stdout);
+      assert.equal(result.enable, true);
+      assert.equal(result.attempts.journal, 'EACCES');
+      assert.equal(writer.get('a@pve!one')?.comment, `kept ${kept.toString(8)}`);
+      assert.equal(writer.integrityOk(), true);
+      writer.close();
+    }
+  });
 });
 
 describe('token store and verifier across processes', { skip }, () => {

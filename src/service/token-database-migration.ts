@@ -8,7 +8,8 @@
  * lose their tokens, they refuse every token meanwhile (never accept one).
  *
  * Crash-safe by order: the database is built beside (`access.db.new`) and
- * renamed into place complete; until then the files are untouched. After the
+ * renamed into place complete (a journal of an earlier access.db, removed by
+ * hand, goes first); until then the files are untouched. After the
  * rename, a user.cfg still holding token lines is read without them, and a
  * token.shadow left behind is not read at all.
  */
@@ -49,15 +50,16 @@ export async function moveTokensToDatabase(
   now = Math.floor(Date.now() / 1000),
 ): Promise<Migrated> {
   const target = settings.tokenDatabasePath;
-  const exists = await fsp.stat(target).then(
-    () => true,
-    () => false,
-  );
-  if (exists) throw new ConfigError('exists', `${target} exists: the tokens are there already`);
   const fresh = `${target}.new`;
   const gid = settings.gid === undefined ? {} : { gid: settings.gid };
   // token.shadow's lock outside, user.cfg's inside: no writer of either runs meanwhile.
   return withFileLock(settings.shadowPath, async () => {
+    // Under the lock: a migration that ran meanwhile must not be replaced by an empty one.
+    const exists = await fsp.stat(target).then(
+      () => true,
+      () => false,
+    );
+    if (exists) throw new ConfigError('exists', `${target} exists: the tokens are there already`);
     const secrets = (await readShadow(settings.shadowPath)).entries;
     const userCfg = {
       path: settings.userCfgPath,
@@ -80,6 +82,9 @@ export async function moveTokensToDatabase(
         writer.close();
       }
       await fsp.rm(`${fresh}-journal`, { force: true }); // kept by PERSIST, header zeroed
+      // A journal of an access.db removed by hand belongs to no database; left there, one that
+      // is hot (its commit cut short) would be rolled back into this one at its first open.
+      await fsp.rm(`${target}-journal`, { force: true });
       await fsp.rename(fresh, target);
       await fsyncDirectory(path.dirname(target));
       await publish(writeUserConfig(config, { tokens: false }));

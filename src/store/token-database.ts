@@ -159,7 +159,7 @@ export interface ReplicatedSecret {
 export type ChangesSince = { seq: number; ids: string[] } | 'too-old';
 
 export interface OpenWriterOptions {
-  /** File mode of a database this call creates (0600; 0640 when a group reads it). */
+  /** File mode of the database and its journal (0600; 0640 when a group reads it). */
   mode?: number;
   /** Group that may read the database (the API workers'). */
   gid?: number;
@@ -446,9 +446,19 @@ export class TokenDatabaseWriter {
     let opened: Database | undefined;
     try {
       opened = new Sqlite(path);
-      // Tighten before anything is written; SQLite gives its journal the database's mode.
-      chmodSync(path, options.mode ?? (options.gid === undefined ? 0o600 : 0o640));
-      if (options.gid !== undefined) chownSync(path, -1, options.gid);
+      // Tighten before anything is read or written. SQLite gives a journal it creates the
+      // database's mode, but PERSIST keeps the journal, with the mode it was made with: one
+      // left group-writable would let the group plant a hot journal, one left without the
+      // group's read bit makes every reader take it for hot and fail. It follows the database.
+      const mode = options.mode ?? (options.gid === undefined ? 0o600 : 0o640);
+      for (const file of [path, `${path}-journal`]) {
+        try {
+          chmodSync(file, mode);
+          if (options.gid !== undefined) chownSync(file, -1, options.gid);
+        } catch (error) {
+          if (file === path || (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        }
+      }
       opened.exec(`PRAGMA journal_mode = ${JOURNAL_MODE}`);
       opened.exec(`PRAGMA synchronous = ${SYNCHRONOUS}`);
       opened.exec(`PRAGMA busy_timeout = ${Math.floor(options.busyTimeoutMs ?? 5000)}`);
