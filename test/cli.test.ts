@@ -24,6 +24,7 @@ import { ConfigError, ParameterError, PermissionError } from '../src/errors.js';
 import { SECRET_PATTERN } from '../src/secret-format.js';
 import { openDeployment } from '../src/service/deployment.js';
 import { resolveSettings } from '../src/service/settings.js';
+import { tokenDatabaseAvailable } from '../src/store/token-database.js';
 import { VERSION } from '../src/version.js';
 import { runChild } from './helpers/children.js';
 import { AS_NOBODY, NOBODY, nobodysCopy } from './helpers/nobody.js';
@@ -760,6 +761,37 @@ describe('tokenctl doctor', () => {
     const report = JSON.parse(again.stdout) as { changes: unknown[]; checks: unknown[] };
     assert.deepEqual(report.changes, [], 'nothing left to fix');
     assert.ok(report.checks.length > 5);
+  });
+
+  it('checks and repairs the token database and the journal it keeps', {
+    skip: tokenDatabaseAvailable() ? false : `node:sqlite is not in Node ${process.version}`,
+  }, async () => {
+    const dirs = deploymentDirs();
+    assert.equal((await tokenctl(dirs, 'token', 'add', 'root@pam!d')).code, 0);
+    const onFiles = await tokenctl(dirs, 'doctor');
+    assert.match(doctorLine(onFiles.stdout, 'token database'), /^OK\s.*absent/);
+    assert.equal((await tokenctl(dirs, 'database', 'migrate')).code, 0);
+    assert.equal((await tokenctl(dirs, 'token', 'add', 'root@pam!e')).code, 0); // a commit
+    const database = path.join(dirs.config, 'access.db');
+    const journal = `${database}-journal`;
+    const fresh = await tokenctl(dirs, 'doctor');
+    assert.equal(fresh.code, 0, fresh.stdout);
+    assert.match(doctorLine(fresh.stdout, 'token database'), /^OK\s.*0600/);
+    assert.match(doctorLine(fresh.stdout, 'token database journal'), /^OK\s.*0600/);
+    assert.match(doctorLine(fresh.stdout, 'access.db lock'), /^OK\s.*not held/);
+
+    chmodSync(database, 0o644);
+    chmodSync(journal, 0o666);
+    const open = await tokenctl(dirs, 'doctor');
+    assert.equal(open.code, 1);
+    assert.match(doctorLine(open.stdout, 'token database'), /^FAIL\s.*world-readable/);
+    assert.match(doctorLine(open.stdout, 'token database journal'), /^FAIL\s.*world-writable/);
+    const fixed = await tokenctl(dirs, 'doctor', '--fix');
+    assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+    assert.match(fixed.stdout, /^fixed token database \S+: mode 0644 -> 0600$/m);
+    assert.match(fixed.stdout, /^fixed token database journal \S+: mode 0666 -> 0600$/m);
+    assert.equal(statSync(database).mode & 0o777, 0o600);
+    assert.equal(statSync(journal).mode & 0o777, 0o600);
   });
 });
 

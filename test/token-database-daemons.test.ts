@@ -237,8 +237,10 @@ function credentials(pid: number): { uid: string; gid: string; capEff: string } 
 }
 
 describe("the daemons on the token database under the units' restrictions", { skip }, () => {
-  let deployment: Deployment | undefined;
-  after(() => deployment?.stop());
+  const running: Deployment[] = [];
+  after(async () => {
+    for (const deployment of running) await deployment.stop();
+  });
 
   it('migrated by root, served by the manager under its unit and the API as nobody: tokens, revokes and the files hold', async (t) => {
     const layout = unitLayout();
@@ -268,7 +270,8 @@ describe("the daemons on the token database under the units' restrictions", { sk
       gid: layout.gid,
     });
 
-    deployment = await startDeployment(dir, layout.harness);
+    const deployment = await startDeployment(dir, layout.harness);
+    running.push(deployment);
     const api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1']);
     // The layout is what runs: workers as nobody in the shared group without capabilities.
     assert.equal(api.workerPids.length, 2);
@@ -325,5 +328,53 @@ describe("the daemons on the token database under the units' restrictions", { sk
     assert.equal(result.attempts.file, 'EACCES');
     assert.equal(result.attempts.journal, 'EACCES');
     assert.deepEqual(await statuses(api, admin), all(200), 'and the store is whole');
+    const doctor = await tokenctlIn(dir, '--output', 'json', 'doctor');
+    assert.equal(doctor.code, 0, doctor.stdout);
+    const checks = JSON.parse(doctor.stdout) as Array<{
+      status: string;
+      name: string;
+      detail: string;
+    }>;
+    assert.deepEqual(
+      checks.filter((c) => c.status !== 'OK'),
+      [],
+      'doctor finds the deployment as the units need it',
+    );
+    const journalCheck = checks.find((c) => c.name === 'token database journal');
+    assert.match(journalCheck?.detail ?? '', /^0640 root:/);
+  });
+
+  it('migrated before the deployment had its group: doctor --fix gives the group the database and its journal, and the API reads them', async (t) => {
+    const layout = unitLayout();
+    if (typeof layout === 'string') return t.skip(layout);
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    const configDir = path.join(dir, 'etc');
+    const database = path.join(configDir, 'access.db');
+    // Root's tokenctl before tmpfiles.d gave the directory its group: every file root's alone.
+    const admin = (await addTokenIn(dir, 'root@pam!admin', '--privsep', '0')).header;
+    const migrated = await tokenctlIn(dir, 'database', 'migrate');
+    assert.equal(migrated.code, 0, migrated.stderr);
+    const later = (await addTokenIn(dir, 'root@pam!later', '--privsep', '0')).header;
+    assert.deepEqual(ownership(database), { mode: '600', uid: 0, gid: 0 });
+    assert.deepEqual(ownership(`${database}-journal`), { mode: '600', uid: 0, gid: 0 });
+
+    const fixed = await tokenctlIn(dir, '--group', String(layout.gid), 'doctor', '--fix');
+    assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+    for (const file of [database, `${database}-journal`, path.join(configDir, 'user.cfg')]) {
+      assert.deepEqual(ownership(file), { mode: '640', uid: 0, gid: layout.gid }, file);
+    }
+    assert.deepEqual(ownership(configDir), { mode: '750', uid: 0, gid: layout.gid });
+
+    const deployment = await startDeployment(dir, layout.harness);
+    running.push(deployment);
+    const api = await deployment.startApi('api', ['--workers', '2', '--hash-threads', '1']);
+    assert.deepEqual(await statuses(api, admin), all(200));
+    assert.deepEqual(await statuses(api, later), all(200), 'a commit after the move, journal kept');
+    const deleted = await call(api, 'DELETE', '/access/users/root@pam/token/later', {
+      auth: admin,
+    });
+    assert.equal(deleted.status, 200, deleted.raw);
+    assert.deepEqual(await statuses(api, later), all(401));
   });
 });

@@ -1,11 +1,12 @@
 /**
  * `tokenctl doctor`: are the deployment's files where the processes expect
  * them, with modes and owners that keep them safe? The dangerous mistakes are
- * writable ones: whoever can write token.shadow or user.cfg can let themselves
- * in, and whoever can write the generation page can hold a counter still (or
- * set it back) so that removed or rotated tokens stay in the daemons' caches.
+ * writable ones: whoever can write token.shadow, user.cfg or the token
+ * database (or its journal) can let themselves in, and whoever can write the
+ * generation page can hold a counter still (or set it back) so that removed
+ * or rotated tokens stay in the daemons' caches.
  */
-import { constants as fsConstants, promises as fsp, type Stats } from 'node:fs';
+import { existsSync, constants as fsConstants, promises as fsp, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { GenerationPageError } from '../errors.js';
@@ -123,7 +124,37 @@ function targets(settings: Settings): Target[] {
         { bits: 0o004, status: 'FAIL', why: 'world-readable: anyone can read the token hashes' },
       ],
       groupNeeds: 0o040,
-      missing: ['WARN', 'absent: no token secrets yet'],
+      missing: existsSync(settings.tokenDatabasePath)
+        ? ['OK', 'absent: the tokens are in the token database']
+        : ['WARN', 'absent: no token secrets yet'],
+    },
+    {
+      name: 'token database',
+      path: settings.tokenDatabasePath,
+      type: 'file',
+      mode: shared ? 0o640 : 0o600,
+      rules: [
+        worldWritable('anyone can replace token hashes'),
+        { bits: 0o020, status: 'FAIL', why: 'group-writable: the API group can replace hashes' },
+        { bits: 0o004, status: 'FAIL', why: 'world-readable: anyone can read the token hashes' },
+      ],
+      groupNeeds: 0o040,
+      missing: ['OK', 'absent: the tokens are in user.cfg and token.shadow'],
+    },
+    {
+      // PERSIST keeps it between commits. Whoever writes it can plant a "hot" journal that the
+      // next writer rolls back into the database; a reader that cannot read it takes it for hot.
+      name: 'token database journal',
+      path: `${settings.tokenDatabasePath}-journal`,
+      type: 'file',
+      mode: shared ? 0o640 : 0o600,
+      rules: [
+        worldWritable('anyone can plant changes the writer rolls back into the database'),
+        { bits: 0o020, status: 'FAIL', why: 'group-writable: the API group can plant changes' },
+        { bits: 0o004, status: 'FAIL', why: 'world-readable: anyone can read token hashes in it' },
+      ],
+      groupNeeds: 0o040,
+      missing: ['OK', 'absent: no commit yet'],
     },
     {
       name: 'runtime dir',
@@ -235,6 +266,13 @@ async function checkTarget(target: Target, gid: number | undefined): Promise<Che
   return report(findings);
 }
 
+/** The files whose writers take a `<file>.lock` (the token database's only when it is there). */
+function lockedFiles(settings: Settings): string[] {
+  const files = [settings.userCfgPath, settings.shadowPath];
+  if (existsSync(settings.tokenDatabasePath)) files.push(settings.tokenDatabasePath);
+  return files;
+}
+
 /** A `<file>.lock` directory older than the stale time was left by a writer that crashed. */
 async function checkLock(file: string, now: number, staleMs: number): Promise<CheckResult> {
   const lock = `${file}.lock`;
@@ -275,7 +313,7 @@ export async function runDoctor(
   const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
   const results: CheckResult[] = [];
   for (const target of targets(settings)) results.push(await checkTarget(target, settings.gid));
-  for (const file of [settings.userCfgPath, settings.shadowPath]) {
+  for (const file of lockedFiles(settings)) {
     results.push(await checkLock(file, now, staleMs));
   }
   return results;
@@ -467,7 +505,7 @@ export async function fixDeployment(
     }
     await attempt(target.name, target.path, () => fixTarget(target, settings.gid, asRoot));
   }
-  for (const file of [settings.userCfgPath, settings.shadowPath]) {
+  for (const file of lockedFiles(settings)) {
     await attempt(`${path.basename(file)} lock`, `${file}.lock`, () => fixLock(file, now, staleMs));
   }
   return changes;
