@@ -1,8 +1,8 @@
 /**
  * The token database at 1,000 / 10,000 / 100,000 / 1,000,000 tokens (issue 25),
- * through its own protocol (src/store: TokenStore writes under the lock and bumps
- * the page, TokenVerifier reads in another process). Not yet through the daemons:
- * the store is not behind the storage seam (docs/ARCHITECTURE.md).
+ * through the store's own pieces, without HTTP: TokenStore writes under the lock and
+ * bumps the page, DatabaseSecrets (the daemons' SecretVerifier on access.db) verifies
+ * in another process.
  *
  * Per size:
  * - revoke: one token removed (lock, durable commit, bump), p50/max over `--revokes`;
@@ -35,13 +35,13 @@ import { DEFAULT_ARGON2 } from '../src/hashing/params.js';
 import { HashPool } from '../src/hashing/pool.js';
 import { serializeShadow } from '../src/shadow/file.js';
 import { TokenShadow } from '../src/shadow/token-shadow.js';
+import { DatabaseSecrets } from '../src/store/database-secrets.js';
 import {
   TokenDatabaseReader,
   type TokenRow,
   tokenDatabaseAvailable,
 } from '../src/store/token-database.js';
 import { TokenStore } from '../src/store/token-store.js';
-import { TokenVerifier } from '../src/store/token-verifier.js';
 import { removeTempDir, tempDir, track } from './lib/children.js';
 import { fmt, machineLine, percentile } from './lib/stats.js';
 import { printTable } from './lib/table.js';
@@ -80,17 +80,17 @@ async function verifierChild(
   const base = process.memoryUsage().rss;
   const pool = new HashPool({ threads: 1, maxQueue: 64, argon2: FAST });
   let t = performance.now();
-  const verifier = new TokenVerifier({
+  const verifier = new DatabaseSecrets({
     database: new TokenDatabaseReader(file),
     page: GenerationPage.open(pagePath),
     pool,
   });
   const ids = verifiedIds(n);
-  if (!(await verifier.verify(ids[0] as string, secretOf(ids[0] as string))))
+  if (!(await verifier.verifySecret(ids[0] as string, secretOf(ids[0] as string))))
     throw new Error('first verify failed');
   const openMs = performance.now() - t;
   for (const id of ids)
-    if (!(await verifier.verify(id, secretOf(id)))) throw new Error(`${id} refused`);
+    if (!(await verifier.verifySecret(id, secretOf(id)))) throw new Error(`${id} refused`);
   // The cached verify, cycling through the K tokens.
   const secrets = ids.map(secretOf);
   const rounds = 200_000;
@@ -118,10 +118,10 @@ async function verifierChild(
   // Then: after the parent's bulk revoke returned, how many are still accepted?
   for await (const _ of createInterface({ input: process.stdin })) {
     t = performance.now();
-    const first = await verifier.verify(ids[0] as string, secretOf(ids[0] as string));
+    const first = await verifier.verifySecret(ids[0] as string, secretOf(ids[0] as string));
     const firstMs = performance.now() - t;
     let accepted = first ? 1 : 0;
-    for (const id of ids.slice(1)) if (await verifier.verify(id, secretOf(id))) accepted++;
+    for (const id of ids.slice(1)) if (await verifier.verifySecret(id, secretOf(id))) accepted++;
     process.stdout.write(`${JSON.stringify({ accepted, firstMs, stats: verifier.stats() })}\n`);
     break;
   }
@@ -309,7 +309,7 @@ async function main(): Promise<void> {
     console.log(`${n}: done`);
   }
   printTable(
-    'Token database (src/store) by size: TokenStore writes, a TokenVerifier process reads',
+    'Token database (src/store) by size: TokenStore writes, a DatabaseSecrets process reads',
     [
       'tokens',
       'load s',
@@ -321,7 +321,7 @@ async function main(): Promise<void> {
       'bulk revoke (tokens in ms)',
       'verifier open + 1st verify ms',
       'verifier RSS MiB (node alone)',
-      'cached verify ns: TokenVerifier / TokenShadow',
+      'cached verify ns: DatabaseSecrets / TokenShadow',
       'accepted after bulk',
       '1st verify after bulk ms',
     ],

@@ -1,26 +1,32 @@
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { userConfigStoreForTests } from '../src/access/user-info.js';
 import { importPveUserConfig } from '../src/config/import.js';
 import { parseUserConfig } from '../src/config/parse.js';
 import { addToken, setGrace } from '../src/config/users.js';
 import { writeUserConfig } from '../src/config/write.js';
-import { TokenDatabaseError } from '../src/errors.js';
+import { AuthenticationError, TokenDatabaseError } from '../src/errors.js';
 import { Slot } from '../src/generations/slots.js';
+import { HashPool } from '../src/hashing/pool.js';
+import { Authenticator, type Identity } from '../src/http/authenticate.js';
 import { previousSecretId } from '../src/ids.js';
+import { openDeployment } from '../src/service/deployment.js';
+import { resolveSettings } from '../src/service/settings.js';
+import { moveTokensToDatabase } from '../src/service/token-database-migration.js';
+import { DatabaseSecrets } from '../src/store/database-secrets.js';
 import { filesOf, tokenRowsOf } from '../src/store/interop.js';
+import { attachStoredTokens, type TokenRows } from '../src/store/stored-tokens.js';
 import {
   TokenDatabaseReader,
   TokenDatabaseWriter,
   type TokenRow,
   tokenDatabaseAvailable,
 } from '../src/store/token-database.js';
-import { TokenStore } from '../src/store/token-store.js';
-import { TokenVerifier } from '../src/store/token-verifier.js';
 import { fixture, runChild, startChild } from './helpers/children.js';
 import { AS_NOBODY, NOBODY, nobodysCopy } from './helpers/nobody.js';
-import { setup } from './helpers/shadow.js';
+import { FAST_ARGON2, setup } from './helpers/shadow.js';
 import { tempDir } from './helpers/tmp.js';
 
 function row(id: string, fields: Partial<TokenRow> = {}): TokenRow {
@@ -47,6 +53,33 @@ function withPageAndPool() {
 function database(): { file: string; writer: TokenDatabaseWriter } {
   const file = path.join(tempDir(), 'access.db');
   return { file, writer: new TokenDatabaseWriter(file) };
+}
+
+/**
+ * A deployment whose tokens are in access.db (users `userids`, no token yet), opened as
+ * tokenctl opens it, and a pool with cheap parameters for the tests' hashes.
+ */
+async function databaseDeployment(userids: string[]) {
+  const dir = tempDir();
+  const settings = resolveSettings({
+    configDir: path.join(dir, 'etc'),
+    runtimeDir: path.join(dir, 'run'),
+    workers: 1,
+    hashThreads: 1,
+  });
+  mkdirSync(settings.configDir, { recursive: true });
+  mkdirSync(settings.runtimeDir, { recursive: true });
+  const userCfg = userids.map((userid) => `user:${userid}:1:0::::::\n`).join('');
+  writeFileSync(settings.userCfgPath, userCfg, { mode: 0o640 });
+  const first = openDeployment(settings, 'cli'); // creates the page the migration announces on
+  await moveTokensToDatabase(settings, first.page);
+  await first.close();
+  const deployment = openDeployment(settings, 'cli');
+  after(() => deployment.close());
+  assert.ok(deployment.tokenStore !== null, 'the tokens are in the database');
+  const pool = new HashPool({ threads: 1, argon2: FAST_ARGON2 });
+  after(() => pool.close());
+  return { dir, store: deployment.tokenStore, pool };
 }
 
 // node:sqlite is in Node 22.13+ and 24, the supported lines; this machine's development Node 20 lacks it.
@@ -258,10 +291,9 @@ describe('token database', { skip }, () => {
   });
 });
 
-describe('token store and verifier across processes', { skip }, () => {
+describe("token store and the daemons' verify across processes", { skip }, () => {
   it('once a revoke, a disable or a bulk revoke returned, the other process refuses at once', async () => {
-    const { file, pagePath, page, pool } = withPageAndPool();
-    const store = new TokenStore(file, { page });
+    const { dir, store, pool } = await databaseDeployment(['a@pve', 'b@pve', 'c@pve']);
     const secrets = new Map<string, string>();
     const rows: TokenRow[] = [];
     for (const user of ['a@pve', 'b@pve', 'c@pve']) {
@@ -273,14 +305,14 @@ describe('token store and verifier across processes', { skip }, () => {
       }
     }
     await store.put(rows);
-    const child = startChild(fixture('token-verifier-child'), [file, pagePath]);
+    const child = startChild(fixture('database-worker-child'), [dir]);
     after(() => child.process.kill('SIGKILL'));
     assert.equal(await child.nextLine(), 'ready', child.stderr());
     const verify = async (id: string, secret = secrets.get(id) as string) => {
       child.process.stdin?.write(`${JSON.stringify({ id, secret })}\n`);
       return JSON.parse(await child.nextLine()) as { ok: boolean; hits: number };
     };
-    for (const id of secrets.keys()) assert.equal((await verify(id)).ok, true);
+    for (const id of secrets.keys()) assert.equal((await verify(id)).ok, true, child.stderr());
     const cached = await verify('a@pve!t0');
     assert.equal(cached.ok, true);
     assert.equal((await verify('a@pve!t0')).hits, cached.hits + 1, 'answered from the cache');
@@ -309,11 +341,10 @@ describe('token store and verifier across processes', { skip }, () => {
       before + 1,
       'an untouched token stays cached through the bulk revoke',
     );
-    store.close();
   });
 });
 
-describe('token verifier', { skip }, () => {
+describe('database secrets', { skip }, () => {
   async function setup(changesKept?: number) {
     const { file, page, pool } = withPageAndPool();
     const writer = new TokenDatabaseWriter(file, changesKept === undefined ? {} : { changesKept });
@@ -321,47 +352,95 @@ describe('token verifier', { skip }, () => {
     const hash = await pool.hash(secret);
     writer.put(Array.from({ length: 10 }, (_, i) => row(`a@pve!t${i}`, { hash })));
     const clock = { ms: 0, s: 2_000_000_000 };
-    const verifier = new TokenVerifier({
-      database: new TokenDatabaseReader(file),
+    const reader = new TokenDatabaseReader(file);
+    const secrets = new DatabaseSecrets({
+      database: reader,
       page,
       pool,
       ttlMs: 1000,
       clock: () => clock.ms,
-      now: () => clock.s,
     });
-    return { writer, verifier, page, clock, secret };
+    return { file, reader, writer, secrets, page, pool, clock, secret };
   }
 
   it('a change a killed writer committed but never announced is seen within one TTL', async () => {
-    const { writer, verifier, clock, secret } = await setup();
-    assert.equal(await verifier.verify('a@pve!t0', secret), true);
-    assert.equal(verifier.verifyCached('a@pve!t0', secret), true);
+    const { writer, secrets, clock, secret } = await setup();
+    assert.equal(await secrets.verifySecret('a@pve!t0', secret), true);
+    assert.equal(secrets.verifyCached('a@pve!t0', secret), true);
     writer.remove(['a@pve!t0']); // committed, no bump: as if the writer died before it
-    assert.equal(verifier.verifyCached('a@pve!t0', secret), true, 'not announced yet');
+    assert.equal(secrets.verifyCached('a@pve!t0', secret), true, 'not announced yet');
     clock.ms += 1000;
-    assert.equal(verifier.verifyCached('a@pve!t0', secret), undefined);
-    assert.equal(await verifier.verify('a@pve!t0', secret), false);
-    assert.equal(await verifier.verify('a@pve!t1', secret), true);
+    assert.equal(secrets.verifyCached('a@pve!t0', secret), undefined);
+    assert.equal(await secrets.verifySecret('a@pve!t0', secret), false);
+    assert.equal(await secrets.verifySecret('a@pve!t1', secret), true);
     writer.close();
   });
 
-  it('an expired token is refused from the cache, and a reader behind the kept log starts afresh', async () => {
-    const { writer, verifier, page, clock, secret } = await setup(3);
+  it('an expired token is refused from the cache (the Authenticator over StoredTokens)', async () => {
+    const { file, reader, writer, secrets, page, clock, secret } = await setup();
+    const userCfg = path.join(path.dirname(file), 'user.cfg');
+    writeFileSync(userCfg, 'user:a@pve:1:0::::::\n', { mode: 0o640 });
+    const rows: TokenRows = {
+      generation: () => page.load(Slot.TOKEN_SHADOW),
+      rowsOf: (userid) => reader.rowsOf(userid),
+      usersWithTokensMatching: (filter) => reader.usersWithTokensMatching(filter),
+    };
+    const users = userConfigStoreForTests({
+      path: userCfg,
+      page,
+      ttlMs: 1000,
+      clock: () => clock.ms,
+      attachTokens: (config) => attachStoredTokens(config, rows),
+    });
+    const auth = new Authenticator({ users, shadow: secrets, now: () => clock.s });
+    const header = (id: string) => `PVEAPIToken=${id}=${secret}`;
     writer.put([{ ...(writer.get('a@pve!t1') as TokenRow), expire: clock.s + 10 }]);
     page.increment(Slot.TOKEN_SHADOW);
-    assert.equal(await verifier.verify('a@pve!t1', secret), true);
-    assert.equal(await verifier.verify('a@pve!t2', secret), true);
-    assert.equal(verifier.verifyCached('a@pve!t1', secret), true);
+    assert.equal((await auth.authenticate(header('a@pve!t1'))).authid, 'a@pve!t1');
+    assert.equal((await auth.authenticate(header('a@pve!t2'))).authid, 'a@pve!t2');
+    assert.equal(auth.authenticateCached(header('a@pve!t1'))?.authid, 'a@pve!t1');
+    assert.equal(secrets.verifyCached('a@pve!t1', secret), true, 'the secret is cached');
     clock.s += 10;
-    assert.equal(verifier.verifyCached('a@pve!t1', secret), undefined, 'expired');
-    assert.equal(await verifier.verify('a@pve!t1', secret), false);
+    assert.throws(
+      () => auth.authenticateCached(header('a@pve!t1')),
+      AuthenticationError,
+      'expired',
+    );
+    await assert.rejects(auth.authenticate(header('a@pve!t1')), AuthenticationError);
+    assert.equal(auth.authenticateCached(header('a@pve!t2'))?.authid, 'a@pve!t2', 'no expiry');
+    // Disabled in the database: refused at once, by the fast path and the slow one.
+    writer.put([{ ...(writer.get('a@pve!t2') as TokenRow), enable: false }]);
+    page.increment(Slot.TOKEN_SHADOW);
+    let fromCache: Identity | undefined;
+    try {
+      fromCache = auth.authenticateCached(header('a@pve!t2'));
+    } catch (error) {
+      if (!(error instanceof AuthenticationError)) throw error;
+    }
+    assert.equal(fromCache, undefined, 'disabled: not accepted from the cache');
+    await assert.rejects(auth.authenticate(header('a@pve!t2')), AuthenticationError);
+    writer.close();
+  });
+
+  it("a change drops just the changed ids; a reader behind the kept log drops everything ('too-old')", async () => {
+    const { writer, secrets, page, secret } = await setup(3);
+    assert.equal(await secrets.verifySecret('a@pve!t1', secret), true);
+    assert.equal(await secrets.verifySecret('a@pve!t2', secret), true);
+    writer.remove(['a@pve!t1']);
+    page.increment(Slot.TOKEN_SHADOW);
+    assert.equal(secrets.verifyCached('a@pve!t1', secret), undefined, 'changed: dropped');
+    assert.equal(secrets.verifyCached('a@pve!t2', secret), true, 'unchanged: kept');
+    assert.equal(secrets.stats().entries, 1);
     // Five changes with three kept: the log no longer reaches back to the reader's sequence.
     for (let i = 3; i < 8; i++) writer.remove([`a@pve!t${i}`]);
     page.increment(Slot.TOKEN_SHADOW);
-    const resets = verifier.stats().fullResets;
-    assert.equal(await verifier.verify('a@pve!t2', secret), true);
-    assert.equal(verifier.stats().fullResets, resets + 1);
-    assert.equal(await verifier.verify('a@pve!t3', secret), false);
+    const slow = secrets.stats().slowVerifies;
+    assert.equal(secrets.verifyCached('a@pve!t2', secret), undefined, 'unchanged, yet dropped');
+    assert.equal(secrets.stats().entries, 0, 'the whole cache started afresh');
+    assert.equal(await secrets.verifySecret('a@pve!t2', secret), true);
+    assert.equal(secrets.stats().slowVerifies, slow + 1, 'verified again by its hash');
+    assert.equal(secrets.verifyCached('a@pve!t2', secret), true, 'and cached again');
+    assert.equal(await secrets.verifySecret('a@pve!t3', secret), false);
     writer.close();
   });
 });

@@ -3,8 +3,21 @@
  * SecretVerifier over `access.db`, as TokenShadow is over token.shadow. A
  * process looks up only the token it verifies (one indexed read), and keeps
  * the secrets it verified in a VerifiedSecretCache kept exact by the
- * TOKEN_SHADOW slot and the change log (TokenVerifier's protocol): when the
- * slot moves it drops just the ids changed since the last sequence it applied.
+ * TOKEN_SHADOW slot and the change log, never by re-reading everything:
+ *
+ * - Fast path: the slot equals the generation the cache was brought to (it
+ *   catches up first if not, below), the TTL has not passed, and the keyed
+ *   digest of the secret matches the cached one. Whether the token is enabled
+ *   and unexpired is the Authenticator's question (StoredTokens, user.cfg's
+ *   view of the tokens), not this one's.
+ * - The slot moved (or the TTL passed): load the slot, then fetch the ids
+ *   changed after the last applied sequence and drop just those (a reader
+ *   further behind than the kept log drops everything), then adopt the
+ *   generation loaded first. The writer commits before it bumps, so the
+ *   changes fetched include every change the loaded generation announced.
+ * - Slow path: one lookup (its own read transaction: the committed state),
+ *   one hash verify in the pool; cached only if the slot did not move
+ *   meanwhile, and re-checked against a fresh lookup if it did.
  */
 import { randomUUID } from 'node:crypto';
 import { BusyError } from '../errors.js';
@@ -30,9 +43,12 @@ export interface DatabaseSecretsOptions {
   database: TokenDatabaseReader;
   page: GenerationPage | null;
   pool: HashPool;
+  /** Cached secrets at most (least recently verified go first). */
   maxEntries?: number;
-  /** How often the change log is looked at even when the slot did not move. */
+  /** How often the change log is looked at even when the slot did not move (a crashed writer's change). */
   ttlMs?: number;
+  /** A clock in ms for the TTL (tests); by default a timer marks it passed, so the fast path reads no clock. */
+  clock?: () => number;
 }
 
 export class DatabaseSecrets implements SecretVerifier {
@@ -53,7 +69,7 @@ export class DatabaseSecrets implements SecretVerifier {
     this.#pool = options.pool;
     this.#cache =
       options.page === null ? null : new VerifiedSecretCache(options.maxEntries ?? 100_000);
-    this.#freshness = new Freshness(options.ttlMs ?? 60_000, null);
+    this.#freshness = new Freshness(options.ttlMs ?? 60_000, options.clock ?? null);
   }
 
   /**
