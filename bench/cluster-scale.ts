@@ -77,6 +77,9 @@ interface Row {
   bulkMs: number;
   managerAMiB: number;
   managerBMiB: number;
+  /** The managers' RSS once each was in sync, before any change. */
+  syncedAMiB: number;
+  syncedBMiB: number;
   workerMiB: number;
   checked: number;
   acceptedAfter: number;
@@ -114,6 +117,9 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
     const b = await started(dirB);
     stops.push(() => b.deployment.stop());
     const joinBS = (performance.now() - t) / 1000;
+    const rss = (pid: number | undefined) => procMemory(pid as number).rssMiB;
+    const syncedAMiB = rss(a.deployment.manager.pid);
+    const syncedBMiB = rss(b.deployment.manager.pid);
     const copiedLine = b.deployment.managerLog.lines.find(
       (l) => l.msg === 'cluster tokens copied into the token database',
     );
@@ -157,7 +163,6 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
       .length;
     let acceptedAfter = 0;
     for (const header of checks) if ((await onB(header)).some((s) => s === 200)) acceptedAfter++;
-    const rss = (pid: number | undefined) => procMemory(pid as number).rssMiB;
     const workers = [...a.api.workerPids, ...b.api.workerPids];
     return {
       n,
@@ -178,6 +183,8 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
       createP50: percentile(create, 50),
       bulkTokens,
       bulkMs: bulk.ms,
+      syncedAMiB,
+      syncedBMiB,
       managerAMiB: rss(a.deployment.manager.pid),
       managerBMiB: rss(b.deployment.manager.pid),
       workerMiB: Math.max(...workers.map((pid) => procMemory(pid).rssMiB)),
@@ -220,7 +227,7 @@ async function main(): Promise<void> {
       'commit / wait for hosts p50 ms',
       'create p50 ms',
       'bulk (tokens in ms)',
-      'RSS manager A / B, worker MiB',
+      'RSS manager A / B in sync, at the end; worker MiB',
       'accepted on B after bulk',
     ],
     rows.map((r) => [
@@ -232,7 +239,7 @@ async function main(): Promise<void> {
       `${fmt(r.commitP50)} / ${fmt(r.confirmP50)}`,
       fmt(r.createP50),
       `${r.bulkTokens} in ${fmt(r.bulkMs)}`,
-      `${fmt(r.managerAMiB)} / ${fmt(r.managerBMiB)}, ${fmt(r.workerMiB)}`,
+      `${fmt(r.syncedAMiB)} / ${fmt(r.syncedBMiB)}, ${fmt(r.managerAMiB)} / ${fmt(r.managerBMiB)}; ${fmt(r.workerMiB)}`,
       `${r.acceptedAfter} of ${r.checked}`,
     ]),
   );

@@ -200,6 +200,23 @@ export class SyncAgent {
             lease: id,
           }),
       );
+      // A long first read (a million tokens take seconds) must not let the lease lapse: keep
+      // it alive meanwhile, each confirmed keepalive waiting (as tick's do) for the copy to
+      // reach the revision read after it before it may move the fence.
+      const keeper = setInterval(() => {
+        members
+          .call('keeping the lease', { ...deadline, write: true, idempotent: true }, async (c) => {
+            const sentUs = monotonicUs();
+            return { ttl: await keepLeaseAlive(c, id, settings.callTimeoutMs), sentUs };
+          })
+          .then(async ({ ttl, sentUs }) => {
+            if (ttl <= 0) return;
+            const gens = await store.snapshot([], over.signal);
+            this.#pendingFence.push({ sentUs, revision: Math.max(0, ...gens.gens.values()) });
+          })
+          .catch(() => undefined);
+      }, leaseMs / 6);
+      timers.add(keeper);
       // With a token database, tokens are read page by page into it, at the same revision.
       const replica = this.#replica;
       const snapshot = await store.snapshot(
@@ -212,6 +229,8 @@ export class SyncAgent {
         this.#options.log.info({ changed }, 'cluster tokens copied into the token database');
       }
       await this.#publish(entries, new Set(['USER_AND_ACL', 'TOKEN_SHADOW']));
+      clearInterval(keeper);
+      timers.delete(keeper);
       await this.#ack(members, snapshot.revision, over.signal);
       this.#seen(Math.max(0, ...snapshot.gens.values()));
       // The snapshot was read after the grant was sent, and is published.

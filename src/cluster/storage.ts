@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 /**
  * Multi-host mode's storage for the operations: each change is one etcd
  * transaction, and the call returns only when every live host has published
@@ -227,8 +228,17 @@ export class EtcdStorage implements AuditingStorage {
   ): Promise<T> {
     const local = this.#local as LocalTokens;
     const started = performance.now();
+    // The last attempt that tried to commit: if its answer was lost, its mark tells it landed.
+    const tried: { last: { mark: string; result: T } | null } = { last: null };
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const head = await this.#caughtUp();
+      const last = tried.last;
+      const landed = last === null ? undefined : landedAt(head, last.mark);
+      if (last !== null && landed !== undefined) {
+        await this.#confirm(landed, started);
+        return last.result;
+      }
+      tried.last = null;
       const outcome = await this.#exclusive(async () => {
         const config = tokensOnly ? await local.users.get() : await local.users.readFresh();
         if (tokensOnly && options.changesMoreThanTokens?.(config) === true) return 'config';
@@ -245,7 +255,9 @@ export class EtcdStorage implements AuditingStorage {
           }
           // Nothing to store (a retried call whose first attempt committed): the latest covers it.
           if (changes.size === 0) return { result: run.result, revision: latestOf(head) };
-          const revision = await this.store.commitEntries(head, changes, audit);
+          const mark = randomUUID();
+          tried.last = { mark, result: run.result };
+          const revision = await this.store.commitEntries(head, changes, mark, audit);
           if (revision === null) return null;
           for (const { id } of run.diff.put) this.#pending.delete(id);
           if (audit !== undefined) recorded?.push(revision);
@@ -330,6 +342,12 @@ export class EtcdStorage implements AuditingStorage {
     this.members.close();
     this.client.close();
   }
+}
+
+/** The revision at which the change that left `mark` committed, if no other bumped since. */
+function landedAt(snapshot: StoreSnapshot, mark: string): number | undefined {
+  for (const [slot, value] of snapshot.marks) if (value === mark) return snapshot.gens.get(slot);
+  return undefined;
 }
 
 function latestOf(snapshot: StoreSnapshot): number {

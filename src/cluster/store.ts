@@ -32,6 +32,8 @@ export interface StoreSnapshot {
   entries: Map<string, StoredEntry>;
   /** mod_revision of each gen/ key present: the generation of that slot. */
   gens: Map<GenSlot, number>;
+  /** The mark the change that last bumped each slot left there ('' for most: see commitEntries). */
+  marks: Map<GenSlot, string>;
   /** The cluster audit trail's head at that revision (src/cluster/audit.ts). */
   auditHead: ClusterAuditHead;
 }
@@ -114,6 +116,7 @@ export class EtcdStore {
       revision: Number(response.header.revision),
       entries: new Map(),
       gens: new Map(),
+      marks: new Map(),
       auditHead: auditHeadOf(head),
     };
     for (const op of response.responses.slice(0, -1)) {
@@ -125,7 +128,9 @@ export class EtcdStore {
   #adopt(snapshot: StoreSnapshot, kv: IKeyValue): void {
     const key = kv.key.toString();
     if (key.startsWith(`${this.keys.data}gen/`)) {
-      snapshot.gens.set(key.slice(this.keys.data.length + 4) as GenSlot, Number(kv.mod_revision));
+      const slot = key.slice(this.keys.data.length + 4) as GenSlot;
+      snapshot.gens.set(slot, Number(kv.mod_revision));
+      snapshot.marks.set(slot, kv.value.toString());
       return;
     }
     const parsed = this.keys.parseData(key);
@@ -170,12 +175,15 @@ export class EtcdStore {
   /**
    * Commits `changes` (`kind/id` -> the new value, or null to delete) if no
    * slot moved since `expected` was read (so what the change was computed on
-   * is still what is stored), bumping the slots it touches, with `audit`'s
-   * record. The commit's revision, or null when a slot moved (read again).
+   * is still what is stored), bumping the slots it touches with `mark` as
+   * their value, with `audit`'s record. The commit's revision, or null when a
+   * slot moved (read again: a slot marked `mark` says this very change landed,
+   * as an attempt whose answer was lost may have).
    */
   async commitEntries(
     expected: StoreSnapshot,
     changes: ReadonlyMap<string, string | null>,
+    mark: string,
     audit?: AuditStamp,
   ): Promise<number | null> {
     const compare: ICompare[] = [
@@ -192,7 +200,7 @@ export class EtcdStore {
           : { request_put: { key: this.#key(id), value: Buffer.from(value) } },
       );
     }
-    for (const slot of slots) ops.push(this.#bump(slot));
+    for (const slot of slots) ops.push(this.#bump(slot, mark));
     this.#record(compare, ops, expected.auditHead, audit, 'config');
     return this.#commit(compare, ops);
   }
@@ -395,10 +403,22 @@ export class EtcdStore {
    * commit) the retry's compare fails too: the caller reads and decides again.
    */
   async #commit(compare: ICompare[], success: IRequestOp[]): Promise<number | null> {
-    const response = await this.#call('committing a change', { write: true }, (client) =>
-      client.kv.txn({ compare, success, failure: [] }),
-    );
-    return response.succeeded ? Number(response.header.revision) : null;
+    // Thousands of operations (a bulk revocation) take etcd longer than a call's usual deadline.
+    const large = success.length > 1000 ? { deadline: Date.now() + 1000 + success.length } : {};
+    try {
+      const response = await this.#call('committing a change', { write: true }, (client) =>
+        client.kv.txn({ compare, success, failure: [] }, large),
+      );
+      return response.succeeded ? Number(response.header.revision) : null;
+    } catch (error) {
+      // An attempt may have reached etcd before its answer was lost: say so, never "not done".
+      if (!(error instanceof ClusterError) || error.problem !== 'unavailable') throw error;
+      throw new ClusterError(
+        'unavailable',
+        `${error.message}; the change may have been committed (read before retrying)`,
+        { cause: error },
+      );
+    }
   }
 
   #key(id: string): Buffer {
@@ -419,8 +439,8 @@ export class EtcdStore {
       : { key, target: 'Mod', result: 'Equal', mod_revision: gen };
   }
 
-  #bump(slot: GenSlot): IRequestOp {
-    return { request_put: { key: Buffer.from(this.keys.gen(slot)), value: Buffer.from('') } };
+  #bump(slot: GenSlot, mark = ''): IRequestOp {
+    return { request_put: { key: Buffer.from(this.keys.gen(slot)), value: Buffer.from(mark) } };
   }
 }
 

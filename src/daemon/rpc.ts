@@ -238,7 +238,14 @@ export class RpcClient {
     const reply = new Promise<RpcResponse>((resolve) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        resolve(failure(id, 503, 'the manager did not answer in time'));
+        // The manager goes on with the change: the caller must not take this for "not done".
+        resolve(
+          failure(
+            id,
+            503,
+            'the manager did not answer in time: the change may still take effect (read before retrying)',
+          ),
+        );
       }, this.deadlineMs);
       this.#pending.set(id, (response) => {
         clearTimeout(timer);
