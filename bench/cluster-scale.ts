@@ -95,6 +95,7 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
   const dirB = tempDir('token-shadow-cluster-scale-b-');
   let etcd: EtcdCluster | null = null;
   const stops: Array<() => Promise<void>> = [];
+  let failed = true;
   try {
     etcd = await startEtcdCluster({ extraArgs: ETCD_FLAGS });
     const init = ['cluster', 'init', '--endpoints', etcd.endpoints.join(','), '--name', 'scale'];
@@ -164,6 +165,7 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
     let acceptedAfter = 0;
     for (const header of checks) if ((await onB(header)).some((s) => s === 200)) acceptedAfter++;
     const workers = [...a.api.workerPids, ...b.api.workerPids];
+    failed = false;
     return {
       n,
       initS,
@@ -194,8 +196,9 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
     await etcd?.stop();
-    removeTempDir(dirA);
-    removeTempDir(dirB);
+    // A failed run keeps the hosts' directories (their logs say why).
+    if (failed) progress(`kept ${dirA} and ${dirB}`);
+    else for (const dir of [dirA, dirB]) removeTempDir(dir);
   }
 }
 

@@ -225,7 +225,13 @@ export class SyncAgent {
       const entries = new Map<string, string>();
       for (const [entryId, entry] of snapshot.entries) entries.set(entryId, entry.value);
       if (replica !== null) {
-        const changed = await replica.resync(store, snapshot.revision, over.signal);
+        const job = {
+          settings,
+          revision: snapshot.revision,
+          path: this.#options.tokens?.path as string,
+          gid: this.#options.gid,
+        };
+        const changed = await replica.resync(job, over.signal);
         this.#options.log.info({ changed }, 'cluster tokens copied into the token database');
       }
       await this.#publish(entries, new Set(['USER_AND_ACL', 'TOKEN_SHADOW']));

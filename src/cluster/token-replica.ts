@@ -10,16 +10,18 @@
  * the hash first, then the token's line): such a secret waits here until its
  * row arrives. It authenticates nobody meanwhile, as in token.shadow.
  */
+import { Worker } from 'node:worker_threads';
 import { parseTokenEntry } from '../config/parse.js';
 import type { TokenEntry } from '../config/types.js';
 import { previousSecretId } from '../ids.js';
 import { rowOf } from '../store/interop.js';
 import type { ReplicatedSecret, TokenRow } from '../store/token-database.js';
 import type { TokenStore } from '../store/token-store.js';
+import type { ClusterSettings } from './settings.js';
 import type { EtcdStore } from './store.js';
 
-/** Tokens per page of a resynchronisation: some 3 MB of answers from etcd. */
-const PAGE = 10_000;
+/** Tokens per page of a resynchronisation: some 1.5 MB of answers from etcd. */
+const PAGE = 5_000;
 
 const PREVIOUS = previousSecretId('');
 
@@ -86,52 +88,97 @@ export class TokenReplica {
   }
 
   /**
-   * Makes the database hold exactly the store's tokens at `revision`, reading
-   * them page by page (ids in key order, the database's order too). Returns
-   * how many rows changed.
+   * Makes the database hold exactly the store's tokens at `revision`, in a
+   * thread of its own (token-resync-worker.ts): reading a million tokens'
+   * pages grows a heap to a peak V8 keeps, and a thread's heap goes with it.
+   * Then one bump announces what changed. Returns how many rows changed.
    */
-  async resync(store: EtcdStore, revision: number, signal?: AbortSignal): Promise<number> {
+  async resync(job: ResyncJob, signal?: AbortSignal): Promise<number> {
     this.#waiting.clear();
-    let after: string | null = null;
-    let changed = 0;
-    for (;;) {
-      const read = { ...(signal ? { signal } : {}) };
-      const page = await store.range('token', revision, {
-        ...(after === null ? {} : { from: `${after}\0` }),
-        limit: PAGE,
-        ...read,
+    const worker = new Worker(new URL('./token-resync-worker.js', import.meta.url), {
+      workerData: job,
+      // A page's objects are garbage once written: a small heap collects them often, rather
+      // than growing to hundreds of MiB the process may keep after the thread ended.
+      resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 },
+    });
+    const stop = () => void worker.terminate();
+    signal?.addEventListener('abort', stop, { once: true });
+    try {
+      const outcome = await new Promise<ResyncOutcome>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+        worker.once('exit', (code) => reject(new Error(`the resync thread ended (${code})`)));
       });
-      // The last page reaches to the end: rows after the store's last token go.
-      const upTo = page.length < PAGE ? null : (page.at(-1)?.id ?? null);
-      // Secrets of the ids in (after, upTo]: `X` and `X previous` sort between them.
-      const secrets = await store.range('shadow', revision, {
-        ...(after === null ? {} : { from: `${after}${PREVIOUS}\0` }),
-        ...(upTo === null ? {} : { to: `${upTo}${PREVIOUS}\0` }),
-        ...read,
-      });
-      const hashes = new Map<string, string>();
-      for (const { id, value } of secrets) hashes.set(id, value);
-      const rows: TokenRow[] = [];
-      for (const { id, value } of page) {
-        const entry = entryOfLine(id, value);
-        if (entry === null) continue;
-        rows.push(
-          rowOf(id, id.slice(0, id.lastIndexOf('!')), entry, {
-            hash: hashes.get(id) ?? '',
-            previousHash: hashes.get(previousSecretId(id)) ?? '',
-            created: 0,
-          }),
-        );
-        hashes.delete(id);
-        hashes.delete(previousSecretId(id));
-      }
-      for (const [id, hash] of hashes) {
-        const secret = secretOf(id, hash);
-        this.#waiting.set(slotKey(secret), secret);
-      }
-      changed += (await this.#store.resyncRange(after, upTo, rows)).result;
-      if (upTo === null) return changed;
-      after = upTo;
+      for (const secret of outcome.waiting) this.#waiting.set(slotKey(secret), secret);
+      if (outcome.changed > 0) await this.#store.announce();
+      return outcome.changed;
+    } finally {
+      signal?.removeEventListener('abort', stop);
+      await worker.terminate();
     }
+  }
+}
+
+/** What a resynchronisation thread is given: where to read, at which revision, what to write. */
+export interface ResyncJob {
+  settings: ClusterSettings;
+  revision: number;
+  /** The token database and the writer's options (the deployment's group). */
+  path: string;
+  gid?: number | undefined;
+}
+
+/** What it answers: rows changed, and secrets whose token the store does not hold (yet). */
+export interface ResyncOutcome {
+  changed: number;
+  waiting: ReplicatedSecret[];
+}
+
+/**
+ * Reads the store's tokens at `revision` page by page (ids in key order, the
+ * database's order too) and hands each page's rows to `write` with the range
+ * of ids it covers, (after, upTo] (null: open), for the database to hold
+ * exactly those there.
+ */
+export async function resyncPages(
+  store: EtcdStore,
+  revision: number,
+  write: (after: string | null, upTo: string | null, rows: TokenRow[]) => Promise<number>,
+): Promise<ResyncOutcome> {
+  const waiting: ReplicatedSecret[] = [];
+  let after: string | null = null;
+  let changed = 0;
+  for (;;) {
+    const page = await store.range('token', revision, {
+      ...(after === null ? {} : { from: `${after}\0` }),
+      limit: PAGE,
+    });
+    // The last page reaches to the end: rows after the store's last token go.
+    const upTo = page.length < PAGE ? null : (page.at(-1)?.id ?? null);
+    // Secrets of the ids in (after, upTo]: `X` and `X previous` sort between them.
+    const secrets = await store.range('shadow', revision, {
+      ...(after === null ? {} : { from: `${after}${PREVIOUS}\0` }),
+      ...(upTo === null ? {} : { to: `${upTo}${PREVIOUS}\0` }),
+    });
+    const hashes = new Map<string, string>();
+    for (const { id, value } of secrets) hashes.set(id, value);
+    const rows: TokenRow[] = [];
+    for (const { id, value } of page) {
+      const entry = entryOfLine(id, value);
+      if (entry === null) continue;
+      rows.push(
+        rowOf(id, id.slice(0, id.lastIndexOf('!')), entry, {
+          hash: hashes.get(id) ?? '',
+          previousHash: hashes.get(previousSecretId(id)) ?? '',
+          created: 0,
+        }),
+      );
+      hashes.delete(id);
+      hashes.delete(previousSecretId(id));
+    }
+    for (const [id, hash] of hashes) waiting.push(secretOf(id, hash));
+    changed += await write(after, upTo, rows);
+    if (upTo === null) return { changed, waiting };
+    after = upTo;
   }
 }

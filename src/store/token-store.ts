@@ -86,6 +86,14 @@ export class TokenStore {
     return this.#publish((writer) => writer.resyncRange(after, upTo, rows));
   }
 
+  /**
+   * Announces changes another connection committed (a resynchronisation
+   * thread's): one bump of TOKEN_SHADOW under the lock.
+   */
+  async announce(): Promise<void> {
+    await this.#publish(() => undefined, { force: true });
+  }
+
   rowsOf(userid: string): TokenRow[] {
     return this.#writer.rowsOf(userid);
   }
@@ -113,7 +121,10 @@ export class TokenStore {
     this.#writer.close();
   }
 
-  async #publish<T>(change: (writer: TokenDatabaseWriter) => T): Promise<Committed<T>> {
+  async #publish<T>(
+    change: (writer: TokenDatabaseWriter) => T,
+    options: { force?: boolean } = {},
+  ): Promise<Committed<T>> {
     const page = this.#page;
     if (page?.readOnly) {
       throw new GenerationPageError(page.path, 'read-only', 'cannot publish a change');
@@ -128,7 +139,7 @@ export class TokenStore {
         const result = change(this.#writer);
         const seq = this.#writer.newestSeq();
         // Nothing committed (no such token): nothing to announce.
-        if (seq === before)
+        if (seq === before && options.force !== true)
           return { result, seq, generation: page?.load(Slot.TOKEN_SHADOW) ?? null };
         const generation = page?.bump(Slot.TOKEN_SHADOW, bumpable) ?? null;
         return { result, seq, generation };

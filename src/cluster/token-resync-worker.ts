@@ -1,0 +1,28 @@
+/**
+ * The thread a token replica's resynchronisation runs in (TokenReplica.resync):
+ * its own connections to etcd and to the token database, each page one
+ * transaction under the database's lock. It announces nothing: the agent
+ * bumps TOKEN_SHADOW once it answered.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { withFileLock } from '../files/lock.js';
+import { TokenDatabaseWriter } from '../store/token-database.js';
+import { EtcdMembers } from './client.js';
+import { ClusterKeys } from './keys.js';
+import { EtcdStore } from './store.js';
+import { type ResyncJob, resyncPages } from './token-replica.js';
+
+const job = workerData as ResyncJob;
+const keys = new ClusterKeys(job.settings.cluster);
+const members = new EtcdMembers(job.settings, keys.probe);
+const store = new EtcdStore(members, keys, { deadlineMs: job.settings.leaseSeconds * 1000 });
+const writer = new TokenDatabaseWriter(job.path, job.gid === undefined ? {} : { gid: job.gid });
+try {
+  const outcome = await resyncPages(store, job.revision, (after, upTo, rows) =>
+    withFileLock(job.path, async () => writer.resyncRange(after, upTo, rows)),
+  );
+  parentPort?.postMessage(outcome);
+} finally {
+  writer.close();
+  members.close();
+}
