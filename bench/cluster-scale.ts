@@ -25,7 +25,7 @@ import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from '../harness/
 import { tokenctlIn } from '../harness/tokenctl.js';
 import { DEFAULT_ARGON2 } from '../src/hashing/params.js';
 import { tokenDatabaseAvailable } from '../src/store/token-database.js';
-import { killTracked, removeTempDir, tempDir } from './lib/children.js';
+import { keepTempDir, killTracked, removeTempDir, tempDir } from './lib/children.js';
 import { procMemory } from './lib/proc.js';
 import {
   build,
@@ -121,7 +121,7 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
     const rss = (pid: number | undefined) => procMemory(pid as number).rssMiB;
     const syncedAMiB = rss(a.deployment.manager.pid);
     const syncedBMiB = rss(b.deployment.manager.pid);
-    const copiedLine = b.deployment.managerLog.lines.find(
+    const copiedLine = await b.deployment.managerLog.waitFor(
       (l) => l.msg === 'cluster tokens copied into the token database',
     );
     const copied = Number((copiedLine as { changed?: number } | undefined)?.changed ?? -1);
@@ -197,8 +197,8 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
     await etcd?.stop();
     // A failed run keeps the hosts' directories (their logs say why).
+    for (const dir of [dirA, dirB]) (failed ? keepTempDir : removeTempDir)(dir);
     if (failed) progress(`kept ${dirA} and ${dirB}`);
-    else for (const dir of [dirA, dirB]) removeTempDir(dir);
   }
 }
 

@@ -58,6 +58,11 @@ export function tempDir(prefix: string): string {
   return dir;
 }
 
+/** Leaves `dir` in place at exit (a failed run's logs). */
+export function keepTempDir(dir: string): void {
+  tempDirs.delete(dir);
+}
+
 export function removeTempDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
   tempDirs.delete(dir);

@@ -91,6 +91,9 @@ export const SCHEMA_VERSION = 2;
 const JOURNAL_MODE = 'PERSIST';
 const SYNCHRONOUS = 'FULL';
 
+/** The writer's page cache, KiB (see TokenDatabaseWriter's constructor). */
+const WRITER_CACHE_KIB = 32 * 1024;
+
 /** How many change sequences are kept for readers to catch up with. */
 export const DEFAULT_CHANGES_KEPT = 200_000;
 
@@ -326,9 +329,10 @@ export class TokenDatabaseReader {
     let opened: Database | undefined;
     try {
       opened = new Sqlite(path, { readOnly: true });
+      // First: any statement may read the schema, and without it a writer's lock fails it at once.
+      opened.exec('PRAGMA busy_timeout = 5000');
       // A reader needs the index pages of its lookups, not the whole file.
       opened.exec(`PRAGMA cache_size = -${Math.floor(options.cacheKiB ?? 2048)}`);
-      opened.exec('PRAGMA busy_timeout = 5000');
       const version = scalar(opened.prepare("SELECT value FROM meta WHERE key = 'schema'"));
       if (version !== String(SCHEMA_VERSION)) {
         throw new Error(`schema version ${String(version)}, expected ${SCHEMA_VERSION}`);
@@ -459,9 +463,14 @@ export class TokenDatabaseWriter {
           if (file === path || (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
         }
       }
+      // First, as for readers: another connection's commit must be waited for, not fail this one.
+      opened.exec(`PRAGMA busy_timeout = ${Math.floor(options.busyTimeoutMs ?? 5000)}`);
       opened.exec(`PRAGMA journal_mode = ${JOURNAL_MODE}`);
       opened.exec(`PRAGMA synchronous = ${SYNCHRONOUS}`);
-      opened.exec(`PRAGMA busy_timeout = ${Math.floor(options.busyTimeoutMs ?? 5000)}`);
+      // A transaction larger than the page cache spills into the file before its commit, and
+      // holds the exclusive lock from then on: readers wait for the whole of it, not just the
+      // commit. 32 MiB holds a bulk revocation's or a resync page's pages (used only as needed).
+      opened.exec(`PRAGMA cache_size = -${WRITER_CACHE_KIB}`);
       opened.exec(SCHEMA);
       opened
         .prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)")
