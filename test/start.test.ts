@@ -1,15 +1,19 @@
 /**
  * `npm start` on a busy host: a taken port is named with the variable that
  * moves it, and when a part fails after another started, nothing is left
- * running.
+ * running. On a new home it keeps the tokens in the token database, and the
+ * curl command it prints works.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { alive } from '../harness/daemons.js';
+import { TokenDatabaseReader, tokenDatabaseAvailable } from '../src/store/token-database.js';
 import { runChild } from './helpers/children.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -53,4 +57,55 @@ describe('npm start on a busy host', () => {
       assert.equal(alive(run.managerPid), false, 'and was stopped');
     });
   }
+});
+
+describe('npm start on a new home', {
+  skip: tokenDatabaseAvailable() ? false : 'no node:sqlite',
+}, () => {
+  it('keeps the tokens in the token database, and the curl command it prints works', async () => {
+    const home = tempDir();
+    const child = spawn(process.execPath, [START], {
+      env: { ...process.env, TOKEN_SHADOW_HOME: home, PORT: '0', METRICS_PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      let out = '';
+      const command = await new Promise<RegExpMatchArray>((resolve, reject) => {
+        child.stdout.on('data', (chunk) => {
+          out += String(chunk);
+          const found = out.match(/Authorization: (PVEAPIToken=[^']+)' (\S+)\/version/);
+          if (found) resolve(found);
+        });
+        child.once('exit', (code) => reject(new Error(`npm start exited (${code}): ${out}`)));
+      });
+      const config = path.join(home, 'config');
+      assert.equal(existsSync(path.join(config, 'token.shadow')), false);
+      const reader = new TokenDatabaseReader(path.join(config, 'access.db'));
+      try {
+        assert.match(reader.lookup('root@pam!quickstart')?.hash ?? '', /^\$argon2id\$/);
+      } finally {
+        reader.close();
+      }
+      assert.doesNotMatch(readFileSync(path.join(config, 'user.cfg'), 'utf8'), /^token:/m);
+      // The printed command, as curl -k sends it (the certificate is self-signed).
+      const [, header, url] = command as unknown as [string, string, string];
+      const status = await new Promise<number | undefined>((resolve, reject) => {
+        https
+          .get(
+            `${url}/version`,
+            { headers: { authorization: header }, rejectUnauthorized: false },
+            (res) => {
+              res.resume();
+              resolve(res.statusCode);
+            },
+          )
+          .on('error', reject);
+      });
+      assert.equal(status, 200, 'the API answered the printed token');
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
 });

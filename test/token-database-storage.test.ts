@@ -15,11 +15,16 @@ import { setAcl } from '../src/config/acl.js';
 import { createUserConfig } from '../src/config/types.js';
 import { addToken, addUser, removeToken, removeUser } from '../src/config/users.js';
 import { ConfigError } from '../src/errors.js';
+import { previousSecretId } from '../src/ids.js';
 import type { DatabaseStorage } from '../src/service/database-storage.js';
 import { type Deployment, openDeployment } from '../src/service/deployment.js';
 import { resolveSettings } from '../src/service/settings.js';
 import { openStorageMode } from '../src/service/storage-mode.js';
-import { moveTokensToDatabase } from '../src/service/token-database-migration.js';
+import {
+  moveTokensToDatabase,
+  moveTokensToFiles,
+} from '../src/service/token-database-migration.js';
+import { readShadow, serializeShadow } from '../src/shadow/file.js';
 import { MAX_LOADED_TOKENS, StoredTokens } from '../src/store/stored-tokens.js';
 import {
   TokenDatabaseReader,
@@ -325,5 +330,46 @@ describe('moving the tokens into the database', { skip }, () => {
     assert.ok(refused[0]?.reason instanceof ConfigError, String(refused[0]?.reason));
     assert.match(String(refused[0]?.reason), /exists/);
     assert.deepEqual(rowsOf(settings.tokenDatabasePath, 'joe@pve'), ['joe@pve!ci']);
+  });
+  it('and back: the rows become token lines and token.shadow again, a process that had the database open refuses every token', async () => {
+    const settings = onFiles(tempDir());
+    writeFileSync(
+      settings.userCfgPath,
+      'user:joe@pve:1:0::::::\ntoken:joe@pve!ci:1:0:1:runner::\n\nacl:1:/:joe@pve!ci:PVEAuditor:\n',
+    );
+    writeFileSync(settings.shadowPath, serializeShadow(new Map([['joe@pve!ci', '$argon2id$ci']])));
+    await moveTokensToDatabase(settings, null);
+    const writer = new TokenDatabaseWriter(settings.tokenDatabasePath);
+    // What only the database had: a rotation's previous secret, a token of a user gone since.
+    writer.setSecret('joe@pve!ci', '$argon2id$ci2', true);
+    writer.put([
+      {
+        id: 'gone@pve!x',
+        userid: 'gone@pve',
+        hash: '$argon2id$x',
+        enable: true,
+        expire: 0,
+        privsep: true,
+        comment: '',
+        created: 1,
+      },
+    ]);
+    writer.close();
+    const before = new TokenDatabaseReader(settings.tokenDatabasePath); // a running process's
+    try {
+      assert.deepEqual(await moveTokensToFiles(settings, null), { tokens: 1, orphans: 1 });
+      assert.equal(existsSync(settings.tokenDatabasePath), false);
+      const userCfg = readFileSync(settings.userCfgPath, 'utf8');
+      assert.match(userCfg, /^token:joe@pve!ci:1:0:1:runner:/m);
+      assert.match(userCfg, /^acl:1:\/:joe@pve!ci:PVEAuditor:$/m, "the token's ACL entry stays");
+      const shadow = (await readShadow(settings.shadowPath)).entries;
+      assert.equal(shadow.get('joe@pve!ci'), '$argon2id$ci2');
+      assert.equal(shadow.get(previousSecretId('joe@pve!ci')), '$argon2id$ci');
+      assert.equal(shadow.has('gone@pve!x'), false);
+      assert.equal(before.lookup('joe@pve!ci'), undefined, 'the old database is emptied');
+    } finally {
+      before.close();
+    }
+    await assert.rejects(moveTokensToFiles(settings, null), /does not exist/);
   });
 });

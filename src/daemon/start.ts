@@ -3,17 +3,21 @@
  * `npm start`: the manager and the API cluster on an embedded configuration
  * inside the checkout (var/), created on first run with root@pam. Prints the
  * URL and a ready-to-paste curl command with a freshly rotated root token,
- * root@pam!quickstart. Ctrl-C stops everything cleanly, and so does any
+ * root@pam!quickstart. A new var/ keeps its tokens in the token database
+ * (access.db: a change costs what it changes); TOKEN_SHADOW_FILES=1 keeps them
+ * in user.cfg and token.shadow instead. An existing var/ keeps what it has.
+ * Ctrl-C stops everything cleanly, and so does any
  * failure: a daemon that started is never left behind. A port already in use
  * is named, with the variable that moves it (PORT, METRICS_PORT).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { hostRootToken } from '../service/bootstrap.js';
-import { resolveSettings } from '../service/settings.js';
+import { resolveSettings, type Settings } from '../service/settings.js';
+import { moveTokensToDatabase } from '../service/token-database-migration.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -93,8 +97,19 @@ function stop(children: ChildProcess[]): Promise<void> {
   ).then(() => undefined);
 }
 
+/** A configuration with nothing in it yet gets the token database (unless TOKEN_SHADOW_FILES=1). */
+async function tokenDatabaseForNewConfig(settings: Settings): Promise<void> {
+  if (process.env.TOKEN_SHADOW_FILES === '1') return;
+  const files = [settings.userCfgPath, settings.shadowPath, settings.tokenDatabasePath];
+  if (files.some((file) => existsSync(file))) return;
+  mkdirSync(settings.configDir, { recursive: true, mode: 0o750 });
+  await moveTokensToDatabase(settings, null);
+}
+
 async function main(): Promise<void> {
   mkdirSync(logDir, { recursive: true });
+  const settings = resolveSettings({ configDir, runtimeDir, workers: 1, hashThreads: 1 });
+  await tokenDatabaseForNewConfig(settings);
   const common = ['--config-dir', configDir, '--runtime-dir', runtimeDir];
   let stopping = false;
   const shutdown = () => {
@@ -109,7 +124,6 @@ async function main(): Promise<void> {
   await startDaemon('manager', common, 'manager ready');
 
   // A fresh secret for root@pam!quickstart, made as tokenctl would (the manager takes no identity on trust).
-  const settings = resolveSettings({ configDir, runtimeDir, workers: 1, hashThreads: 1 });
   const { secret } = await hostRootToken(settings, TOKEN.tokenName, 'created by npm start');
 
   const api = await startDaemon(

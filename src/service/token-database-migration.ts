@@ -19,13 +19,13 @@ import { DEFAULT_ACCESS_BACKEND } from '../config/access-control.js';
 import { parseUserConfig } from '../config/parse.js';
 import { writeUserConfig } from '../config/write.js';
 import { ConfigError } from '../errors.js';
-import { fsyncDirectory } from '../files/atomic.js';
+import { fsyncDirectory, writeFileAtomic } from '../files/atomic.js';
 import { withFileLock } from '../files/lock.js';
 import { publishUnderLock } from '../files/publish.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
-import { readShadow } from '../shadow/file.js';
-import { tokenRowsOf } from '../store/interop.js';
+import { readShadow, serializeShadow } from '../shadow/file.js';
+import { filesOf, tokenRowsOf } from '../store/interop.js';
 import { TokenDatabaseWriter } from '../store/token-database.js';
 import type { Settings } from './settings.js';
 
@@ -93,5 +93,80 @@ export async function moveTokensToDatabase(
     if (page !== null && !page.readOnly) page.increment(Slot.TOKEN_SHADOW);
     await fsp.rm(settings.shadowPath, { force: true });
     return migrated;
+  });
+}
+
+export interface MovedBack {
+  tokens: number;
+  /** Rows of users user.cfg no longer has (they authenticated nobody): not written. */
+  orphans: number;
+}
+
+/**
+ * The way back: the token database's rows become user.cfg's token lines and
+ * token.shadow again, and `access.db` goes. Run with the daemons stopped (or
+ * restart them after): processes that had the database open read an emptied
+ * one until they restart, so they refuse every token meanwhile, never
+ * accepting one a later change on the files revoked.
+ *
+ * Crash-safe by order: token.shadow and user.cfg are written complete first
+ * (neither is read for tokens while `access.db` exists), then the rename of
+ * `access.db` aside is the switch; what is left aside is emptied and removed.
+ */
+export async function moveTokensToFiles(
+  settings: Settings,
+  page: GenerationPage | null,
+): Promise<MovedBack> {
+  const target = settings.tokenDatabasePath;
+  const aside = `${target}.old`;
+  const gid = settings.gid === undefined ? {} : { gid: settings.gid };
+  return withFileLock(settings.shadowPath, async () => {
+    const exists = await fsp.stat(target).then(
+      () => true,
+      () => false,
+    );
+    if (!exists)
+      throw new ConfigError('invalid', `${target} does not exist: the tokens are on the files`);
+    const userCfg = {
+      path: settings.userCfgPath,
+      page,
+      slot: Slot.USER_AND_ACL,
+      mode: 0o640,
+      ...gid,
+    };
+    const moved = await publishUnderLock(userCfg, async (publish) => {
+      const { config } = parseUserConfig(await readOrEmpty(settings.userCfgPath), {
+        tokensElsewhere: true,
+      });
+      DEFAULT_ACCESS_BACKEND.initUserConfig(config);
+      const writer = new TokenDatabaseWriter(target, gid);
+      let files: ReturnType<typeof filesOf>;
+      try {
+        files = filesOf(config, writer.rows());
+      } finally {
+        writer.close();
+      }
+      await writeFileAtomic(settings.shadowPath, serializeShadow(files.shadow), {
+        mode: settings.gid === undefined ? 0o600 : 0o640,
+        ...gid,
+      });
+      await publish(writeUserConfig(files.config));
+      await fsp.rename(target, aside);
+      await fsyncDirectory(path.dirname(target));
+      let tokens = 0;
+      for (const user of files.config.users.values()) tokens += user.tokens.size;
+      return { tokens, orphans: files.orphans.length };
+    });
+    // Whoever still has the database open finds it empty: every token refused until it restarts.
+    const old = new TokenDatabaseWriter(aside, gid);
+    try {
+      old.remove([...old.rows()].map((row) => row.id));
+    } finally {
+      old.close();
+    }
+    if (page !== null && !page.readOnly) page.increment(Slot.TOKEN_SHADOW);
+    for (const suffix of ['', '-journal']) await fsp.rm(`${aside}${suffix}`, { force: true });
+    await fsp.rm(`${target}-journal`, { force: true });
+    return moved;
   });
 }

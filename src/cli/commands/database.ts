@@ -5,7 +5,7 @@
  * must be restarted after it: until then they refuse every token.
  */
 import type { Command } from 'commander';
-import { moveTokensToDatabase } from '../../service/token-database-migration.js';
+import { moveTokensToDatabase, moveTokensToFiles } from '../../service/token-database-migration.js';
 import type { Cli, CliContext } from '../context.js';
 
 async function migrate(ctx: CliContext): Promise<void> {
@@ -30,6 +30,27 @@ async function migrate(ctx: CliContext): Promise<void> {
   }
 }
 
+async function toFiles(ctx: CliContext): Promise<void> {
+  await ctx.writer();
+  const deployment = ctx.reader();
+  const params = { database: ctx.settings.tokenDatabasePath };
+  let moved: Awaited<ReturnType<typeof moveTokensToFiles>>;
+  try {
+    moved = await moveTokensToFiles(ctx.settings, deployment.page);
+  } catch (error) {
+    await ctx.recordChange('database.to-files', params, error);
+    throw error;
+  }
+  await ctx.recordChange('database.to-files', params);
+  ctx.printRecord({ ...params, ...moved }, [
+    ['tokens', String(moved.tokens)],
+    ['dropped (no such user)', String(moved.orphans)],
+  ]);
+  if (ctx.format === 'text') {
+    ctx.warn('restart the manager and the API daemon: until then they refuse every token');
+  }
+}
+
 export function registerDatabaseCommands(program: Command, cli: Cli): void {
   const database = program
     .command('database')
@@ -38,4 +59,8 @@ export function registerDatabaseCommands(program: Command, cli: Cli): void {
     .command('migrate')
     .description('move the tokens from user.cfg and token.shadow into the token database')
     .action(cli.action(async (ctx) => migrate(ctx)));
+  database
+    .command('to-files')
+    .description('move the tokens back into user.cfg and token.shadow (the way back from migrate)')
+    .action(cli.action(async (ctx) => toFiles(ctx)));
 }
