@@ -14,7 +14,16 @@ import { after, before, describe, it } from 'node:test';
 import { type Api, call, type Deployment, pveHeader } from '../harness/daemons.js';
 import { type EtcdCluster, etcdUnavailable, startEtcdCluster } from '../harness/etcd.js';
 import { addTokenIn, startClusterHosts, tokenctlIn } from '../harness/tokenctl.js';
-import { TokenDatabaseReader, tokenDatabaseAvailable } from '../src/store/token-database.js';
+import { createEtcdClient } from '../src/cluster/client.js';
+import { ClusterKeys } from '../src/cluster/keys.js';
+import { resolveClusterSettings } from '../src/cluster/settings.js';
+import { EtcdStore } from '../src/cluster/store.js';
+import { resyncPages } from '../src/cluster/token-replica.js';
+import {
+  TokenDatabaseReader,
+  TokenDatabaseWriter,
+  tokenDatabaseAvailable,
+} from '../src/store/token-database.js';
 import { tempDir } from './helpers/tmp.js';
 
 const noEtcd = etcdUnavailable();
@@ -160,5 +169,90 @@ describe('multi-host mode on the token database', { skip }, () => {
     assert.equal(rowIn(dirD, 'joe@pve!early')?.comment, 'before the cluster');
     assert.match(rowIn(dirD, 'joe@pve!rot')?.previousHash ?? '', /^\$argon2id\$/);
     assert.equal(rowIn(dirD, 'joe@pve!made-on-b'), undefined, 'a revoked token is not copied');
+  });
+});
+
+describe('a token replica resynchronised page by page', { skip }, () => {
+  let etcd: EtcdCluster;
+  before(async () => {
+    etcd = await startEtcdCluster({ size: 1 });
+  });
+  after(() => etcd?.stop());
+
+  it('pages and blocks of users cover every id once: rows equal the store, a second pass writes only what changed', async () => {
+    const keys = new ClusterKeys('pages');
+    const client = createEtcdClient(
+      resolveClusterSettings({ endpoints: etcd.endpoints, cluster: 'pages', host: 'x' }),
+    );
+    const store = new EtcdStore(client, keys, { deadlineMs: 10_000 });
+    const put = (kind: string, id: string, value: string) =>
+      client.put(`${keys.data}${kind}/${id}`).value(value);
+    // Users whose ids are prefixes of each other's, tokens around page and block edges.
+    const users = ['a@pve', 'a@pve2', 'a@pve0', 'b@pam', 'c@pve', 'd@pve', 'e@pve'];
+    const expected = new Map<string, { hash: string; previous: string; comment: string }>();
+    for (const [u, userid] of users.entries()) {
+      for (let t = 0; t < u + 1; t++) {
+        const id = `${userid}!t${t}`;
+        const hash = `$argon2id$${u}.${t}`;
+        const previous = t === 1 ? `$argon2id$old${u}` : '';
+        await put('token', id, `token:${id}:1:0:1:c${u}${t}:`);
+        await put('shadow', id, hash);
+        if (previous !== '') await put('shadow', `${id} previous`, previous);
+        expected.set(id, { hash, previous, comment: `c${u}${t}` });
+      }
+    }
+    // A token of a user the store does not have (a row, inert), a secret with no token (waits).
+    await put('token', 'zz@pve!lost', 'token:zz@pve!lost:1:0:1::');
+    expected.set('zz@pve!lost', { hash: '', previous: '', comment: '' });
+    await put('shadow', 'c@pve!none', '$argon2id$none');
+
+    const file = path.join(tempDir(), 'replica.db');
+    const writer = new TokenDatabaseWriter(file);
+    const pass = async () => {
+      const { revision } = await store.snapshot([]);
+      return resyncPages(
+        store,
+        revision,
+        users,
+        async (from, to, rows) => writer.resyncRange(from, to, rows),
+        { page: 2, usersPerBlock: 2 },
+      );
+    };
+    try {
+      const first = await pass();
+      assert.equal(first.changed, expected.size);
+      assert.deepEqual(first.waiting, [
+        { id: 'c@pve!none', previous: false, hash: '$argon2id$none' },
+      ]);
+      const rows = new Map([...writer.rows()].map((row) => [row.id, row]));
+      assert.deepEqual([...rows.keys()].sort(), [...expected.keys()].sort());
+      for (const [id, want] of expected) {
+        const row = rows.get(id);
+        assert.equal(row?.hash, want.hash, id);
+        assert.equal(row?.previousHash ?? '', want.previous, id);
+        assert.equal(row?.comment, want.comment, id);
+      }
+      // Changes in the store: one token gone, one disabled, one secret rotated; one row the
+      // store never had is in the database (it must go).
+      await client.delete().key(`${keys.data}token/a@pve2!t0`);
+      await put('token', 'd@pve!t3', 'token:d@pve!t3:0:0:1:c53:');
+      await put('shadow', 'e@pve!t6', '$argon2id$new');
+      writer.put([
+        {
+          ...(rows.get('b@pam!t0') as NonNullable<ReturnType<typeof rows.get>>),
+          id: 'b@pam!extra',
+        },
+      ]);
+      const second = await pass();
+      assert.equal(second.changed, 4);
+      assert.equal(writer.get('a@pve2!t0'), undefined);
+      assert.equal(writer.get('b@pam!extra'), undefined);
+      assert.equal(writer.get('d@pve!t3')?.enable, false);
+      assert.equal(writer.get('e@pve!t6')?.hash, '$argon2id$new');
+      assert.equal((await pass()).changed, 0, 'nothing left to write');
+    } finally {
+      writer.close();
+      client.close();
+    }
   });
 });

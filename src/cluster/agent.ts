@@ -225,9 +225,13 @@ export class SyncAgent {
       const entries = new Map<string, string>();
       for (const [entryId, entry] of snapshot.entries) entries.set(entryId, entry.value);
       if (replica !== null) {
+        const users = [...entries.keys()].flatMap((id) =>
+          id.startsWith('user/') ? [id.slice(5)] : [],
+        );
         const job = {
           settings,
           revision: snapshot.revision,
+          users,
           path: this.#options.tokens?.path as string,
           gid: this.#options.gid,
         };

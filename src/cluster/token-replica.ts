@@ -123,6 +123,8 @@ export class TokenReplica {
 export interface ResyncJob {
   settings: ClusterSettings;
   revision: number;
+  /** The store's users at `revision`: where the blocks of the read begin. */
+  users: string[];
   /** The token database and the writer's options (the deployment's group). */
   path: string;
   gid?: number | undefined;
@@ -135,50 +137,70 @@ export interface ResyncOutcome {
 }
 
 /**
- * Reads the store's tokens at `revision` page by page (ids in key order, the
- * database's order too) and hands each page's rows to `write` with the range
- * of ids it covers, (after, upTo] (null: open), for the database to hold
- * exactly those there.
+ * Users per block of a resynchronisation. etcd 3.4 counts every key of a
+ * range to answer a limited read of it, so pages read off one range of a
+ * million keys cost a million each: each read stays inside a block of users.
+ */
+const USERS_PER_BLOCK = 500;
+
+/**
+ * Reads the store's tokens at `revision` page by page and hands each page's
+ * rows to `write` with the ids it covers, [from, to) (null: open), for the
+ * database to hold exactly those there. Pages follow key order (the
+ * database's too), at most PAGE tokens each, never across a block of `users`
+ * (their token ids start with `USER!`; the blocks cover every id).
  */
 export async function resyncPages(
   store: EtcdStore,
   revision: number,
-  write: (after: string | null, upTo: string | null, rows: TokenRow[]) => Promise<number>,
+  users: readonly string[],
+  write: (from: string | null, to: string | null, rows: TokenRow[]) => Promise<number>,
+  sizes: { page?: number; usersPerBlock?: number } = {},
 ): Promise<ResyncOutcome> {
-  const waiting: ReplicatedSecret[] = [];
-  let after: string | null = null;
-  let changed = 0;
-  for (;;) {
-    const page = await store.range('token', revision, {
-      ...(after === null ? {} : { from: `${after}\0` }),
-      limit: PAGE,
-    });
-    // The last page reaches to the end: rows after the store's last token go.
-    const upTo = page.length < PAGE ? null : (page.at(-1)?.id ?? null);
-    // Secrets of the ids in (after, upTo]: `X` and `X previous` sort between them.
-    const secrets = await store.range('shadow', revision, {
-      ...(after === null ? {} : { from: `${after}${PREVIOUS}\0` }),
-      ...(upTo === null ? {} : { to: `${upTo}${PREVIOUS}\0` }),
-    });
-    const hashes = new Map<string, string>();
-    for (const { id, value } of secrets) hashes.set(id, value);
-    const rows: TokenRow[] = [];
-    for (const { id, value } of page) {
-      const entry = entryOfLine(id, value);
-      if (entry === null) continue;
-      rows.push(
-        rowOf(id, id.slice(0, id.lastIndexOf('!')), entry, {
-          hash: hashes.get(id) ?? '',
-          previousHash: hashes.get(previousSecretId(id)) ?? '',
-          created: 0,
-        }),
-      );
-      hashes.delete(id);
-      hashes.delete(previousSecretId(id));
-    }
-    for (const [id, hash] of hashes) waiting.push(secretOf(id, hash));
-    changed += await write(after, upTo, rows);
-    if (upTo === null) return { changed, waiting };
-    after = upTo;
+  const pageSize = sizes.page ?? PAGE;
+  const perBlock = sizes.usersPerBlock ?? USERS_PER_BLOCK;
+  const starts = users.map((userid) => `${userid}!`).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const bounds: Array<string | null> = [null];
+  for (let i = perBlock; i < starts.length; i += perBlock) {
+    bounds.push(starts[i] as string);
   }
+  bounds.push(null);
+  const waiting: ReplicatedSecret[] = [];
+  let changed = 0;
+  for (let b = 0; b + 1 < bounds.length; b++) {
+    const end = bounds[b + 1] ?? null;
+    let from = bounds[b] ?? null;
+    for (;;) {
+      const within = { ...(from === null ? {} : { from }), ...(end === null ? {} : { to: end }) };
+      const page = await store.range('token', revision, { ...within, limit: pageSize });
+      // A full page ends after its last token's secrets (`X` and `X previous` sort together).
+      const last = page.length < pageSize ? null : (page.at(-1)?.id ?? null);
+      const to = last === null ? end : `${last}${PREVIOUS}\0`;
+      const secrets = await store.range('shadow', revision, {
+        ...(from === null ? {} : { from }),
+        ...(to === null ? {} : { to }),
+      });
+      const hashes = new Map<string, string>();
+      for (const { id, value } of secrets) hashes.set(id, value);
+      const rows: TokenRow[] = [];
+      for (const { id, value } of page) {
+        const entry = entryOfLine(id, value);
+        if (entry === null) continue;
+        rows.push(
+          rowOf(id, id.slice(0, id.lastIndexOf('!')), entry, {
+            hash: hashes.get(id) ?? '',
+            previousHash: hashes.get(previousSecretId(id)) ?? '',
+            created: 0,
+          }),
+        );
+        hashes.delete(id);
+        hashes.delete(previousSecretId(id));
+      }
+      for (const [id, hash] of hashes) waiting.push(secretOf(id, hash));
+      changed += await write(from, to, rows);
+      if (last === null) break;
+      from = to;
+    }
+  }
+  return { changed, waiting };
 }

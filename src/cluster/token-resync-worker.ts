@@ -18,8 +18,8 @@ const members = new EtcdMembers(job.settings, keys.probe);
 const store = new EtcdStore(members, keys, { deadlineMs: job.settings.leaseSeconds * 1000 });
 const writer = new TokenDatabaseWriter(job.path, job.gid === undefined ? {} : { gid: job.gid });
 try {
-  const outcome = await resyncPages(store, job.revision, (after, upTo, rows) =>
-    withFileLock(job.path, async () => writer.resyncRange(after, upTo, rows)),
+  const outcome = await resyncPages(store, job.revision, job.users, (from, to, rows) =>
+    withFileLock(job.path, async () => writer.resyncRange(from, to, rows)),
   );
   parentPort?.postMessage(outcome);
 } finally {

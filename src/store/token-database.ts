@@ -509,8 +509,8 @@ export class TokenDatabaseWriter {
         setHash: opened.prepare('UPDATE tokens SET hash = ? WHERE id = ?'),
         setPrevious: opened.prepare('UPDATE tokens SET previous_hash = ? WHERE id = ?'),
         range: opened.prepare(
-          `SELECT * FROM tokens WHERE (:after IS NULL OR id > :after)
-             AND (:upTo IS NULL OR id <= :upTo) ORDER BY id`,
+          `SELECT * FROM tokens WHERE (:from IS NULL OR id >= :from)
+             AND (:to IS NULL OR id < :to) ORDER BY id`,
         ),
         log: opened.prepare('INSERT INTO changes (tokenid) VALUES (?)'),
         newest: opened.prepare('SELECT max(seq) AS v FROM changes'),
@@ -639,15 +639,15 @@ export class TokenDatabaseWriter {
   }
 
   /**
-   * Makes the rows whose ids are in (after, upTo] exactly `rows` (null bounds:
+   * Makes the rows whose ids are in [from, to) exactly `rows` (null bounds:
    * open), as one transaction; only rows that differ are written and logged.
    * Returns how many changed. A resynchronising replica calls it page by page.
    */
-  resyncRange(after: string | null, upTo: string | null, rows: readonly TokenRow[]): number {
+  resyncRange(from: string | null, to: string | null, rows: readonly TokenRow[]): number {
     let changed = 0;
     this.#commit(() => {
       const wanted = new Map(rows.map((row) => [row.id, toRaw(row)]));
-      for (const record of this.#statements.range.iterate({ after, upTo })) {
+      for (const record of this.#statements.range.iterate({ from, to })) {
         const stored = record as unknown as RawRow;
         const want = wanted.get(stored.id);
         if (want !== undefined && sameRaw(stored, want)) {

@@ -79,11 +79,11 @@ export class TokenStore {
 
   /** One page of a replica's resynchronisation (TokenDatabaseWriter.resyncRange). */
   resyncRange(
-    after: string | null,
-    upTo: string | null,
+    from: string | null,
+    to: string | null,
     rows: readonly TokenRow[],
   ): Promise<Committed<number>> {
-    return this.#publish((writer) => writer.resyncRange(after, upTo, rows));
+    return this.#publish((writer) => writer.resyncRange(from, to, rows));
   }
 
   /**
