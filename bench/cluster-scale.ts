@@ -13,10 +13,13 @@
  * - bulk: `POST /access/tokens/revoke` of whole users on A, min(10,000, N/10) tokens;
  * - nothing stale: 20 tokens of the bulk's users, each accepted by both of B's workers before
  *   (cached there), must all be refused by them once it returned;
- * - RSS of both managers and the largest worker at the end.
+ * - RSS of both managers and the largest worker at the end;
+ * - with `--crash-rounds K`: K times, A's manager is SIGKILLed at a random instant during a
+ *   stream of deletes through A's API, A's daemons start again (a new session: its copy is
+ *   resynchronised), and every delete answered 200 must be in effect on both hosts' workers.
  *
  *   npm run build:ts && node dist/bench/cluster-scale.js [--sizes 1000,10000,100000,1000000]
- *     [--revokes 50]
+ *     [--revokes 50] [--crash-rounds 0]
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -46,6 +49,7 @@ function option(name: string, fallback: string): string {
 
 const sizes = option('sizes', '1000,10000,100000,1000000').split(',').map(Number);
 const revokes = Number(option('revokes', '50'));
+const crashRounds = Number(option('crash-rounds', '0'));
 
 /**
  * etcd's defaults allow 128 operations and 1.5 MiB per transaction and 2 GiB
@@ -83,6 +87,7 @@ interface Row {
   workerMiB: number;
   checked: number;
   acceptedAfter: number;
+  crash: { rounds: number; acked: number; acceptedAfter: number } | null;
 }
 
 async function tokenctl(dir: string, ...args: string[]): Promise<void> {
@@ -165,6 +170,58 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
     let acceptedAfter = 0;
     for (const header of checks) if ((await onB(header)).some((s) => s === 200)) acceptedAfter++;
     const workers = [...a.api.workerPids, ...b.api.workerPids];
+    const managerAMiB = rss(a.deployment.manager.pid);
+    const managerBMiB = rss(b.deployment.manager.pid);
+    const workerMiB = Math.max(...workers.map((pid) => procMemory(pid).rssMiB));
+    let crash: Row['crash'] = null;
+    if (crashRounds > 0) {
+      stops.shift(); // A is stopped and started again by the rounds
+      await a.deployment.stop();
+      crash = { rounds: crashRounds, acked: 0, acceptedAfter: 0 };
+      for (let round = 0; round < crashRounds; round++) {
+        const again = await started(dirA);
+        const answered: string[] = [];
+        let stop = false;
+        const token = 10 + round; // t0.. and the checks' t50+ are the measurements'
+        const stream = (async () => {
+          for (let u = 0; u < users - bulkUsers && !stop; u++) {
+            const route = `/access/users/u${u}@pve/token/t${token}`;
+            const reply = await request(again.api, 'DELETE', route, null).catch(() => ({
+              status: 0,
+            }));
+            if (reply.status === 200) answered.push(headerOf(u, token, hashes.length));
+          }
+        })();
+        await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 400));
+        again.deployment.manager.kill('SIGKILL');
+        stop = true;
+        await stream;
+        await again.deployment.stop();
+        progress(
+          `${n}: crash round ${round + 1}: ${answered.length} deletes answered; restarting A`,
+        );
+        const restarted = await started(dirA);
+        try {
+          for (const header of answered) {
+            for (const api of [restarted.api, b.api]) {
+              const statuses: number[] = [];
+              for (let i = 0; i < 2; i++) {
+                statuses.push(
+                  (await request(api, 'GET', '/version', null, undefined, header)).status,
+                );
+              }
+              if (statuses.includes(200)) {
+                crash.acceptedAfter++;
+                break;
+              }
+            }
+          }
+        } finally {
+          await restarted.deployment.stop();
+        }
+        crash.acked += answered.length;
+      }
+    }
     failed = false;
     return {
       n,
@@ -187,11 +244,12 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
       bulkMs: bulk.ms,
       syncedAMiB,
       syncedBMiB,
-      managerAMiB: rss(a.deployment.manager.pid),
-      managerBMiB: rss(b.deployment.manager.pid),
-      workerMiB: Math.max(...workers.map((pid) => procMemory(pid).rssMiB)),
+      managerAMiB,
+      managerBMiB,
+      workerMiB,
       checked: checks.length,
       acceptedAfter,
+      crash,
     };
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
@@ -232,6 +290,7 @@ async function main(): Promise<void> {
       'bulk (tokens in ms)',
       'RSS manager A / B in sync, at the end; worker MiB',
       'accepted on B after bulk',
+      'SIGKILL rounds of A: acked deletes, accepted after (A or B)',
     ],
     rows.map((r) => [
       r.n,
@@ -244,6 +303,9 @@ async function main(): Promise<void> {
       `${r.bulkTokens} in ${fmt(r.bulkMs)}`,
       `${fmt(r.syncedAMiB)} / ${fmt(r.syncedBMiB)}, ${fmt(r.managerAMiB)} / ${fmt(r.managerBMiB)}; ${fmt(r.workerMiB)}`,
       `${r.acceptedAfter} of ${r.checked}`,
+      r.crash === null
+        ? '-'
+        : `${r.crash.rounds} rounds: ${r.crash.acked} acked, ${r.crash.acceptedAfter} accepted`,
     ]),
   );
 }

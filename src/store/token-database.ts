@@ -92,7 +92,7 @@ const JOURNAL_MODE = 'PERSIST';
 const SYNCHRONOUS = 'FULL';
 
 /** The writer's page cache, KiB (see TokenDatabaseWriter's constructor). */
-const WRITER_CACHE_KIB = 32 * 1024;
+const WRITER_CACHE_KIB = 8 * 1024;
 
 /** How many change sequences are kept for readers to catch up with. */
 export const DEFAULT_CHANGES_KEPT = 200_000;
@@ -469,7 +469,7 @@ export class TokenDatabaseWriter {
       opened.exec(`PRAGMA synchronous = ${SYNCHRONOUS}`);
       // A transaction larger than the page cache spills into the file before its commit, and
       // holds the exclusive lock from then on: readers wait for the whole of it, not just the
-      // commit. 32 MiB holds a bulk revocation's or a resync page's pages (used only as needed).
+      // commit. 8 MiB holds a bulk revocation's or a resync page's pages (used only as needed).
       opened.exec(`PRAGMA cache_size = -${WRITER_CACHE_KIB}`);
       opened.exec(SCHEMA);
       opened
