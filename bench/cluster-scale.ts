@@ -29,6 +29,7 @@ import { tokenctlIn } from '../harness/tokenctl.js';
 import { DEFAULT_ARGON2 } from '../src/hashing/params.js';
 import { tokenDatabaseAvailable } from '../src/store/token-database.js';
 import { keepTempDir, killTracked, removeTempDir, tempDir } from './lib/children.js';
+import { option } from './lib/options.js';
 import { procMemory } from './lib/proc.js';
 import {
   build,
@@ -41,11 +42,6 @@ import {
 } from './lib/scale-deployment.js';
 import { fmt, machineLine, percentile } from './lib/stats.js';
 import { printTable } from './lib/table.js';
-
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at >= 0 ? (process.argv[at + 1] ?? fallback) : fallback;
-}
 
 const sizes = option('sizes', '1000,10000,100000,1000000').split(',').map(Number);
 const revokes = Number(option('revokes', '50'));

@@ -25,6 +25,7 @@ import { moveTokensToDatabase } from '../src/service/token-database-migration.js
 import { serializeShadow } from '../src/shadow/file.js';
 import { tokenDatabaseAvailable } from '../src/store/token-database.js';
 import { removeTempDir, tempDir } from './lib/children.js';
+import { option } from './lib/options.js';
 import { fmt, machineLine, median } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 import { pastRacyWindow } from './lib/tokens.js';
@@ -33,11 +34,6 @@ const OPS = 1_000_000;
 const ID = 'bench@pve!cached';
 const SECRET = 'bench-secret-0123456789abcdef';
 let sink = 0;
-
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at >= 0 ? (process.argv[at + 1] ?? fallback) : fallback;
-}
 
 async function deploymentIn(dir: string, database: boolean): Promise<Deployment> {
   const settings = resolveSettings({

@@ -44,6 +44,24 @@ async function readOrEmpty(file: string): Promise<string> {
   }
 }
 
+function exists(file: string): Promise<boolean> {
+  return fsp.stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** user.cfg as both moves publish it. */
+function userCfgOf(settings: Settings, page: GenerationPage | null) {
+  return {
+    path: settings.userCfgPath,
+    page,
+    slot: Slot.USER_AND_ACL,
+    mode: 0o640,
+    ...(settings.gid === undefined ? {} : { gid: settings.gid }),
+  };
+}
+
 export async function moveTokensToDatabase(
   settings: Settings,
   page: GenerationPage | null,
@@ -55,20 +73,11 @@ export async function moveTokensToDatabase(
   // token.shadow's lock outside, user.cfg's inside: no writer of either runs meanwhile.
   return withFileLock(settings.shadowPath, async () => {
     // Under the lock: a migration that ran meanwhile must not be replaced by an empty one.
-    const exists = await fsp.stat(target).then(
-      () => true,
-      () => false,
-    );
-    if (exists) throw new ConfigError('exists', `${target} exists: the tokens are there already`);
+    if (await exists(target)) {
+      throw new ConfigError('exists', `${target} exists: the tokens are there already`);
+    }
     const secrets = (await readShadow(settings.shadowPath)).entries;
-    const userCfg = {
-      path: settings.userCfgPath,
-      page,
-      slot: Slot.USER_AND_ACL,
-      mode: 0o640,
-      ...gid,
-    };
-    const migrated = await publishUnderLock(userCfg, async (publish) => {
+    const migrated = await publishUnderLock(userCfgOf(settings, page), async (publish) => {
       const text = await readOrEmpty(settings.userCfgPath);
       const { config } = parseUserConfig(text, {});
       DEFAULT_ACCESS_BACKEND.initUserConfig(config);
@@ -121,20 +130,10 @@ export async function moveTokensToFiles(
   const aside = `${target}.old`;
   const gid = settings.gid === undefined ? {} : { gid: settings.gid };
   return withFileLock(settings.shadowPath, async () => {
-    const exists = await fsp.stat(target).then(
-      () => true,
-      () => false,
-    );
-    if (!exists)
+    if (!(await exists(target))) {
       throw new ConfigError('invalid', `${target} does not exist: the tokens are on the files`);
-    const userCfg = {
-      path: settings.userCfgPath,
-      page,
-      slot: Slot.USER_AND_ACL,
-      mode: 0o640,
-      ...gid,
-    };
-    const moved = await publishUnderLock(userCfg, async (publish) => {
+    }
+    const moved = await publishUnderLock(userCfgOf(settings, page), async (publish) => {
       const { config } = parseUserConfig(await readOrEmpty(settings.userCfgPath), {
         tokensElsewhere: true,
       });
