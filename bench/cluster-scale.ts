@@ -179,6 +179,10 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
         const answered: string[] = [];
         let stop = false;
         const token = 10 + round; // t0.. and the checks' t50+ are the measurements'
+        let first: () => void = () => undefined;
+        const answeredOnce = new Promise<void>((resolve) => {
+          first = resolve;
+        });
         const stream = (async () => {
           for (let u = 0; u < users - bulkUsers && !stop; u++) {
             const route = `/access/users/u${u}@pve/token/t${token}`;
@@ -186,8 +190,11 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
               status: 0,
             }));
             if (reply.status === 200) answered.push(headerOf(u, token, hashes.length));
+            first();
           }
         })();
+        // From the first answer (a fresh manager's first change loads what it looks at).
+        await answeredOnce;
         await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 400));
         again.deployment.manager.kill('SIGKILL');
         stop = true;
