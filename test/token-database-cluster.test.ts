@@ -4,8 +4,9 @@
  * APIs: two hosts on `access.db` and one on the files share one store. A
  * change made through any of them holds on every host once it returns (a
  * revoke refused everywhere, a rotation's grace kept everywhere), a user's
- * removal takes its tokens out of every database, and a host that joins
- * later copies the store's tokens into its own database.
+ * removal takes its tokens out of every database, a host that joins later
+ * copies the store's tokens into its own database, and a host cut off from
+ * the store (its manager dead) refuses every token, cached ones too.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -169,6 +170,21 @@ describe('multi-host mode on the token database', { skip }, () => {
     assert.equal(rowIn(dirD, 'joe@pve!early')?.comment, 'before the cluster');
     assert.match(rowIn(dirD, 'joe@pve!rot')?.previousHash ?? '', /^\$argon2id\$/);
     assert.equal(rowIn(dirD, 'joe@pve!made-on-b'), undefined, 'a revoked token is not copied');
+  });
+
+  it('a host whose manager died fences itself: its workers refuse every token (503), the others serve', async () => {
+    const b = running[1] as Deployment;
+    assert.deepEqual(await statuses([apis[1] as Api], early), [200], 'cached on B first');
+    b.manager.kill('SIGKILL');
+    // No agent renews B's fence: within the lease (2 s) and its margin every answer is a 503.
+    const deadline = Date.now() + 15_000;
+    let answer = 200;
+    while (answer !== 503 && Date.now() < deadline) {
+      answer = (await call(apis[1] as Api, 'GET', '/version', { auth: early })).status;
+    }
+    assert.equal(answer, 503, 'B refuses once its fence passed');
+    assert.deepEqual(await statuses([apis[1] as Api, apis[1] as Api], early), [503, 503]);
+    assert.deepEqual(await statuses([apis[0] as Api, apis[2] as Api], early), [200, 200]);
   });
 });
 

@@ -282,15 +282,19 @@ export class EtcdStorage implements AuditingStorage {
   #tokenChanges(diff: TokenDiff, gone: readonly string[]): Map<string, string | null> {
     const rows = (this.#local as LocalTokens).rows;
     const changes = new Map<string, string | null>();
-    const remove = (row: TokenRow | undefined) => {
-      if (row === undefined) return;
-      changes.set(`token/${row.id}`, null);
-      if (row.hash !== '') changes.set(`shadow/${row.id}`, null);
-      if (row.previousHash) changes.set(`shadow/${previousSecretId(row.id)}`, null);
+    // Only the secrets the row has (a bulk revocation is one delete per key, within etcd's
+    // limit per transaction); without a row here, every key the token may have.
+    const remove = (id: string, row: TokenRow | undefined) => {
+      changes.set(`token/${id}`, null);
+      if (row === undefined || row.hash !== '') changes.set(`shadow/${id}`, null);
+      if (row === undefined || row.previousHash) {
+        changes.set(`shadow/${previousSecretId(id)}`, null);
+      }
     };
-    for (const userid of [...gone, ...diff.replaced])
-      for (const row of rows.rowsOf(userid)) remove(row);
-    for (const id of diff.removed) remove(rows.lookup(id));
+    for (const userid of [...gone, ...diff.replaced]) {
+      for (const row of rows.rowsOf(userid)) remove(row.id, row);
+    }
+    for (const id of diff.removed) remove(id, rows.lookup(id));
     for (const { id, entry } of diff.put) {
       changes.set(`token/${id}`, tokenLine(id, entry));
       const hash = this.#pending.get(id);

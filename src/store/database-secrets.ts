@@ -18,10 +18,15 @@
  * - Slow path: one lookup (its own read transaction: the committed state),
  *   one hash verify in the pool; cached only if the slot did not move
  *   meanwhile, and re-checked against a fresh lookup if it did.
+ * - Multi-host mode: once this host's fence has passed (src/generations/fence.ts)
+ *   nothing is answered from the cache and every verify is a FencedError (a
+ *   503), before and after it hashed, as TokenShadow does: a copy that may be
+ *   stale never says yes.
  */
 import { randomUUID } from 'node:crypto';
-import { BusyError } from '../errors.js';
+import { BusyError, FencedError } from '../errors.js';
 import { Freshness } from '../files/freshness.js';
+import { fencePassed } from '../generations/fence.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import type { HashPool } from '../hashing/pool.js';
@@ -91,13 +96,14 @@ export class DatabaseSecrets implements SecretVerifier {
         return undefined; // the slow path says what is wrong with the database
       }
     }
-    if (this.#cache?.matches(id, secret) !== true) return undefined;
+    if (fencePassed(page) || this.#cache?.matches(id, secret) !== true) return undefined;
     this.#stats.hits++;
     return true;
   }
 
   async verifySecret(id: string, secret: string): Promise<boolean> {
     if (this.verifyCached(id, secret)) return true;
+    this.#refuseIfFenced();
     if (typeof secret !== 'string' || secret.length === 0 || secret.length > MAX_SECRET_LENGTH) {
       return false;
     }
@@ -116,6 +122,7 @@ export class DatabaseSecrets implements SecretVerifier {
         return false;
       }
       const ok = await this.#hashVerify(hash, secret);
+      if (ok) this.#refuseIfFenced();
       const page = this.#page;
       if (page === null || page.load(Slot.TOKEN_SHADOW) === generation) {
         if (ok && generation !== null && generation === this.#generation) {
@@ -132,6 +139,7 @@ export class DatabaseSecrets implements SecretVerifier {
 
   async verifyWithoutHashing(id: string, secret: string): Promise<true | undefined> {
     if (this.verifyCached(id, secret)) return true;
+    this.#refuseIfFenced();
     this.#catchUp();
     if (this.#page === null || this.#cache?.matches(id, secret) !== true) return undefined;
     this.#stats.hits++;
@@ -139,6 +147,7 @@ export class DatabaseSecrets implements SecretVerifier {
   }
 
   async verifyHashed(id: string | null, secret: string): Promise<boolean> {
+    this.#refuseIfFenced();
     const hash = id === null ? undefined : this.#hashOf(id);
     if (hash === undefined) {
       await this.#dummyVerify(secret);
@@ -159,6 +168,11 @@ export class DatabaseSecrets implements SecretVerifier {
   async warmUp(): Promise<void> {
     this.#dummyHash ??= this.#pool.hash(randomUUID());
     await this.#dummyHash;
+  }
+
+  #refuseIfFenced(): void {
+    const page = this.#page;
+    if (page !== null && fencePassed(page)) throw new FencedError();
   }
 
   /** The hash stored under `id` now (its own read transaction), undefined when none. */
