@@ -167,40 +167,57 @@ export async function resyncPages(
   bounds.push(null);
   const waiting: ReplicatedSecret[] = [];
   let changed = 0;
-  for (let b = 0; b + 1 < bounds.length; b++) {
-    const end = bounds[b + 1] ?? null;
-    let from = bounds[b] ?? null;
-    for (;;) {
-      const within = { ...(from === null ? {} : { from }), ...(end === null ? {} : { to: end }) };
-      const page = await store.range('token', revision, { ...within, limit: pageSize });
-      // A full page ends after its last token's secrets (`X` and `X previous` sort together).
-      const last = page.length < pageSize ? null : (page.at(-1)?.id ?? null);
-      const to = last === null ? end : `${last}${PREVIOUS}\0`;
-      const secrets = await store.range('shadow', revision, {
-        ...(from === null ? {} : { from }),
-        ...(to === null ? {} : { to }),
-      });
-      const hashes = new Map<string, string>();
-      for (const { id, value } of secrets) hashes.set(id, value);
-      const rows: TokenRow[] = [];
-      for (const { id, value } of page) {
-        const entry = entryOfLine(id, value);
-        if (entry === null) continue;
-        rows.push(
-          rowOf(id, id.slice(0, id.lastIndexOf('!')), entry, {
-            hash: hashes.get(id) ?? '',
-            previousHash: hashes.get(previousSecretId(id)) ?? '',
-            created: 0,
-          }),
-        );
-        hashes.delete(id);
-        hashes.delete(previousSecretId(id));
-      }
-      for (const [id, hash] of hashes) waiting.push(secretOf(id, hash));
-      changed += await write(from, to, rows);
-      if (last === null) break;
-      from = to;
+  // The next page of tokens is read while this one's secrets are read and its rows written.
+  type Page = Array<{ id: string; value: string }>;
+  const readTokens = (from: string | null, end: string | null): Promise<Page> => {
+    const read = store.range('token', revision, {
+      ...(from === null ? {} : { from }),
+      ...(end === null ? {} : { to: end }),
+      limit: pageSize,
+    });
+    read.catch(() => undefined); // awaited below; a failure then ends the resync
+    return read;
+  };
+  let block = 0;
+  let from = bounds[0] ?? null;
+  let end = bounds[1] ?? null;
+  let ahead: Promise<Page> | null = readTokens(from, end);
+  while (ahead !== null) {
+    const page: Page = await ahead;
+    // A full page ends after its last token's secrets (`X` and `X previous` sort together).
+    const last: string | null = page.length < pageSize ? null : (page.at(-1)?.id ?? null);
+    const to: string | null = last === null ? end : `${last}${PREVIOUS}\0`;
+    // Next: the rest of this block, else the next block, else nothing.
+    let next: { from: string | null; end: string | null } | null = null;
+    if (last !== null) next = { from: to, end };
+    else if (block + 2 < bounds.length) {
+      block++;
+      next = { from: bounds[block] ?? null, end: bounds[block + 1] ?? null };
     }
+    ahead = next === null ? null : readTokens(next.from, next.end);
+    const secrets = await store.range('shadow', revision, {
+      ...(from === null ? {} : { from }),
+      ...(to === null ? {} : { to }),
+    });
+    const hashes = new Map<string, string>();
+    for (const { id, value } of secrets) hashes.set(id, value);
+    const rows: TokenRow[] = [];
+    for (const { id, value } of page) {
+      const entry = entryOfLine(id, value);
+      if (entry === null) continue;
+      rows.push(
+        rowOf(id, id.slice(0, id.lastIndexOf('!')), entry, {
+          hash: hashes.get(id) ?? '',
+          previousHash: hashes.get(previousSecretId(id)) ?? '',
+          created: 0,
+        }),
+      );
+      hashes.delete(id);
+      hashes.delete(previousSecretId(id));
+    }
+    for (const [id, hash] of hashes) waiting.push(secretOf(id, hash));
+    changed += await write(from, to, rows);
+    if (next !== null) ({ from, end } = next);
   }
   return { changed, waiting };
 }

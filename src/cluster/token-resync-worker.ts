@@ -1,8 +1,8 @@
 /**
  * The thread a token replica's resynchronisation runs in (TokenReplica.resync):
  * its own connections to etcd and to the token database, each page one
- * transaction under the database's lock. It announces nothing: the agent
- * bumps TOKEN_SHADOW once it answered.
+ * transaction, all under the database's lock. It announces nothing: the
+ * agent bumps TOKEN_SHADOW once it answered.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { withFileLock } from '../files/lock.js';
@@ -18,8 +18,12 @@ const members = new EtcdMembers(job.settings, keys.probe);
 const store = new EtcdStore(members, keys, { deadlineMs: job.settings.leaseSeconds * 1000 });
 const writer = new TokenDatabaseWriter(job.path, job.gid === undefined ? {} : { gid: job.gid });
 try {
-  const outcome = await resyncPages(store, job.revision, job.users, (from, to, rows) =>
-    withFileLock(job.path, async () => writer.resyncRange(from, to, rows)),
+  // One hold of the database's lock for the whole read (the host is fenced meanwhile, and
+  // only the agent writes its copy): no lock file made and removed per page.
+  const outcome = await withFileLock(job.path, () =>
+    resyncPages(store, job.revision, job.users, async (from, to, rows) =>
+      writer.resyncRange(from, to, rows),
+    ),
   );
   parentPort?.postMessage(outcome);
 } finally {
