@@ -215,6 +215,10 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
               }
               if (statuses.includes(200)) {
                 crash.acceptedAfter++;
+                const host = api === b.api ? 'B' : 'A';
+                progress(
+                  `accepted after the crash on ${host}: ${header.slice(0, header.lastIndexOf('='))}`,
+                );
                 break;
               }
             }
@@ -225,7 +229,8 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
         crash.acked += answered.length;
       }
     }
-    failed = false;
+    // A run where an acknowledged delete was accepted again keeps its logs.
+    failed = (crash?.acceptedAfter ?? 0) > 0;
     return {
       n,
       initS,
