@@ -257,7 +257,9 @@ function parseTokenLine(context: LineContext): Problem {
 export function parseTokenEntry(
   line: string,
 ): { userid: string; name: string; entry: TokenEntry } | { problem: string } {
-  const config = createUserConfig();
+  // One config for every call (a host joining reads a million lines): holding only the
+  // line's user while the line is read.
+  const config = (scratch ??= createUserConfig());
   const warnings: ConfigWarning[] = [];
   const context = lineContext(config, accessConfigOrDefault(), line, 1, warnings);
   if (field(context.fields, 0) !== 'token') return { problem: 'not a token line' };
@@ -268,12 +270,19 @@ export function parseTokenEntry(
   } catch {
     return { problem: 'invalid token id' };
   }
-  config.users.set(userid, newUserEntry());
-  const problem = parseTokenLine(context);
-  const entry = config.users.get(userid)?.tokens.get(name);
-  if (problem !== undefined || entry === undefined) return { problem: problem ?? 'dropped' };
-  return { userid, name, entry };
+  const user = newUserEntry();
+  config.users.set(userid, user);
+  try {
+    const problem = parseTokenLine(context);
+    const entry = user.tokens.get(name);
+    if (problem !== undefined || entry === undefined) return { problem: problem ?? 'dropped' };
+    return { userid, name, entry };
+  } finally {
+    config.users.delete(userid);
+  }
 }
+
+let scratch: UserConfig | null = null;
 
 function parseGroupLine(context: LineContext): Problem {
   const { fields, config } = context;
