@@ -250,6 +250,12 @@ function parseTokenLine(context: LineContext): Problem {
 }
 
 /**
+ * The config parseTokenEntry reads every line into (a host joining reads a
+ * million): it holds only the line's user, while the line is read.
+ */
+const scratch = createUserConfig();
+
+/**
  * One token line on its own (a token's entry in multi-host mode's store), by
  * the rules of a file: the problem a file would warn about when it would drop
  * the line.
@@ -257,9 +263,7 @@ function parseTokenLine(context: LineContext): Problem {
 export function parseTokenEntry(
   line: string,
 ): { userid: string; name: string; entry: TokenEntry } | { problem: string } {
-  // One config for every call (a host joining reads a million lines): holding only the
-  // line's user while the line is read.
-  const config = (scratch ??= createUserConfig());
+  const config = scratch;
   const warnings: ConfigWarning[] = [];
   const context = lineContext(config, accessConfigOrDefault(), line, 1, warnings);
   if (field(context.fields, 0) !== 'token') return { problem: 'not a token line' };
@@ -281,8 +285,6 @@ export function parseTokenEntry(
     config.users.delete(userid);
   }
 }
-
-let scratch: UserConfig | null = null;
 
 function parseGroupLine(context: LineContext): Problem {
   const { fields, config } = context;
