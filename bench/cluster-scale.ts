@@ -33,12 +33,14 @@ import { option } from './lib/options.js';
 import { procMemory } from './lib/proc.js';
 import {
   build,
+  bulkPlan,
   headerOf,
   ok,
   PER_USER,
   progress,
   request,
   started,
+  statusesOf,
 } from './lib/scale-deployment.js';
 import { fmt, machineLine, percentile } from './lib/stats.js';
 import { printTable } from './lib/table.js';
@@ -142,18 +144,8 @@ async function measure(n: number, hashes: string[]): Promise<Row> {
       const route = `/access/users/u${i % users}@pve/token/new${i}`;
       create.push(await ok(request(a.api, 'POST', route, { privsep: '1' })));
     }
-    const bulkUsers = Math.max(1, Math.min(10_000, n / 10) / PER_USER);
-    const first = users - bulkUsers;
-    const list = Array.from({ length: bulkUsers }, (_, i) => `u${first + i}@pve`).join(',');
-    const checks = Array.from({ length: 20 }, (_, i) =>
-      headerOf(first + (i % bulkUsers), 50 + Math.floor(i / bulkUsers), hashes.length),
-    );
-    const onB = async (header: string) => {
-      const out: number[] = [];
-      for (let i = 0; i < 4; i++)
-        out.push((await request(b.api, 'GET', '/version', null, undefined, header)).status);
-      return out;
-    };
+    const { bulkUsers, users: list, checks } = bulkPlan(n, hashes.length);
+    const onB = (header: string) => statusesOf(b.api, header);
     for (const header of checks) {
       const before = await onB(header);
       if (before.some((s) => s !== 200)) throw new Error(`before the bulk: ${before}`);

@@ -32,6 +32,7 @@ import { option } from './lib/options.js';
 import { procMemory } from './lib/proc.js';
 import {
   build,
+  bulkPlan,
   headerOf,
   ok,
   PER_USER,
@@ -39,6 +40,7 @@ import {
   request,
   type Store,
   started,
+  statusesOf,
 } from './lib/scale-deployment.js';
 import { fmt, machineLine, percentile } from './lib/stats.js';
 import { printTable } from './lib/table.js';
@@ -161,22 +163,11 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
         const route = `/access/users/u${i % (n / PER_USER)}@pve/token/new${i}`;
         create.push(await ok(request(api, 'POST', route, { privsep: '1' })));
       }
-      const bulkUsers = Math.max(1, Math.min(10_000, n / 10) / PER_USER);
-      const first = n / PER_USER - bulkUsers;
-      const users = Array.from({ length: bulkUsers }, (_, i) => `u${first + i}@pve`).join(',');
       // Tokens of the bulk's users, each verified on both workers first (cached there).
-      const checks = Array.from({ length: 20 }, (_, i) =>
-        headerOf(first + (i % bulkUsers), 50 + Math.floor(i / bulkUsers), hashes.length),
-      );
-      const statusesOf = async (header: string) => {
-        const out: number[] = [];
-        for (let i = 0; i < 4; i++)
-          out.push((await request(api, 'GET', '/version', null, undefined, header)).status);
-        return out;
-      };
+      const { users, checks } = bulkPlan(n, hashes.length);
       progress(`${store} ${n}: revokes and creates done, checking`);
       for (const header of checks) {
-        const before = await statusesOf(header);
+        const before = await statusesOf(api, header);
         if (before.some((s) => s !== 200)) throw new Error(`before the bulk: ${before}`);
       }
       progress(`${store} ${n}: manager RSS ${managerOf()} MiB after the creates and checks`);
@@ -187,7 +178,7 @@ async function measure(n: number, store: Store, hashes: string[], hashMs: number
         .length;
       let acceptedAfter = 0;
       for (const header of checks) {
-        if ((await statusesOf(header)).some((s) => s === 200)) acceptedAfter++;
+        if ((await statusesOf(api, header)).some((s) => s === 200)) acceptedAfter++;
       }
       const managerPid = deployment.manager.pid as number;
       const workerMiB = Math.max(...api.workerPids.map((pid) => procMemory(pid).rssMiB));

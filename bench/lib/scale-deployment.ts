@@ -169,3 +169,28 @@ export async function started(dir: string) {
 export function headerOf(u: number, t: number, hashCount: number): string {
   return `PVEAPIToken=u${u}@pve!t${t}=hash-${(u * PER_USER + t) % hashCount}`;
 }
+
+/**
+ * A bulk revocation's plan: the last users, min(10,000, N/10) tokens of them,
+ * and 20 of their tokens to verify before it (cached) and after (refused).
+ */
+export function bulkPlan(n: number, hashCount: number) {
+  const bulkUsers = Math.max(1, Math.min(10_000, n / 10) / PER_USER);
+  const first = n / PER_USER - bulkUsers;
+  return {
+    bulkUsers,
+    users: Array.from({ length: bulkUsers }, (_, i) => `u${first + i}@pve`).join(','),
+    checks: Array.from({ length: 20 }, (_, i) =>
+      headerOf(first + (i % bulkUsers), 50 + Math.floor(i / bulkUsers), hashCount),
+    ),
+  };
+}
+
+/** `times` answers of `api` to `header` (both workers, when more than one). */
+export async function statusesOf(api: Api, header: string, times = 4): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < times; i++) {
+    out.push((await request(api, 'GET', '/version', null, undefined, header)).status);
+  }
+  return out;
+}
