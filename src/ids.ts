@@ -194,6 +194,14 @@ export function previousSecretId(tokenid: string): string {
   return `${tokenid} previous`;
 }
 
+/** Which token, and which of its secrets, a key of token.shadow (or etcd's shadow/) names. */
+export function secretOwnerOf(id: string): { tokenid: string; previous: boolean } {
+  const suffix = previousSecretId('');
+  return id.endsWith(suffix)
+    ? { tokenid: id.slice(0, -suffix.length), previous: true }
+    : { tokenid: id, previous: false };
+}
+
 /** A token's keys in token.shadow: its secret and its previous one (rotation grace). */
 export function secretIdsOf(tokenid: string): [string, string] {
   return [tokenid, previousSecretId(tokenid)];

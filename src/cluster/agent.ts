@@ -203,16 +203,29 @@ export class SyncAgent {
       // A long first read (a million tokens take seconds) must not let the lease lapse: keep
       // it alive meanwhile, each confirmed keepalive waiting (as tick's do) for the copy to
       // reach the revision read after it before it may move the fence.
-      const keeper = setInterval(() => {
-        members
-          .call('keeping the lease', { ...deadline, write: true, idempotent: true }, async (c) => {
+      /**
+       * A keepalive, and when the lease is still there, the store's latest data revision read
+       * after it (linearizable: a partitioned leader still answers keepalives on its own until
+       * it steps down, a quorum read only with a quorum). `latest` is null for an expired lease.
+       */
+      const keepAlive = async (): Promise<{ sentUs: number; latest: number | null }> => {
+        // Each attempt carries its own send time: attempts may run at once (idempotent).
+        const { ttl, sentUs } = await members.call(
+          'keeping the lease',
+          { ...deadline, write: true, idempotent: true },
+          async (c) => {
             const sentUs = monotonicUs();
             return { ttl: await keepLeaseAlive(c, id, settings.callTimeoutMs), sentUs };
-          })
-          .then(async ({ ttl, sentUs }) => {
-            if (ttl <= 0) return;
-            const gens = await store.snapshot([], over.signal);
-            this.#pendingFence.push({ sentUs, revision: Math.max(0, ...gens.gens.values()) });
+          },
+        );
+        if (ttl <= 0) return { sentUs, latest: null };
+        const gens = await store.snapshot([], over.signal);
+        return { sentUs, latest: Math.max(0, ...gens.gens.values()) };
+      };
+      const keeper = setInterval(() => {
+        keepAlive()
+          .then(({ sentUs, latest }) => {
+            if (latest !== null) this.#pendingFence.push({ sentUs, revision: latest });
           })
           .catch(() => undefined);
       }, leaseMs / 6);
@@ -329,23 +342,11 @@ export class SyncAgent {
       /** True when the lease was confirmed; false sends the next keepalive at once. */
       const tick = async (): Promise<boolean> => {
         try {
-          // Each attempt carries its own send time: attempts may run at once (idempotent).
-          const { ttl, sentUs } = await members.call(
-            'keeping the lease',
-            { ...deadline, write: true, idempotent: true },
-            async (c) => {
-              const sentUs = monotonicUs();
-              return { ttl: await keepLeaseAlive(c, id, settings.callTimeoutMs), sentUs };
-            },
-          );
-          if (ttl <= 0) {
+          const { sentUs, latest } = await keepAlive();
+          if (latest === null) {
             end('lease expired');
             return false;
           }
-          // A partitioned leader still answers keepalives on its own until it steps down; a
-          // linearizable read needs a quorum, so only then is the copy known to be current.
-          const gens = await store.snapshot([], over.signal);
-          const latest = Math.max(0, ...gens.gens.values());
           this.#seen(latest);
           this.#confirmedAtUs = sentUs;
           this.#pendingFence.push({ sentUs, revision: latest });

@@ -13,7 +13,7 @@
 import { Worker } from 'node:worker_threads';
 import { parseTokenEntry } from '../config/parse.js';
 import type { TokenEntry } from '../config/types.js';
-import { previousSecretId } from '../ids.js';
+import { previousSecretId, secretOwnerOf } from '../ids.js';
 import { rowOf } from '../store/interop.js';
 import type { ReplicatedSecret, TokenRow } from '../store/token-database.js';
 import type { TokenStore } from '../store/token-store.js';
@@ -34,9 +34,8 @@ export interface ReplicaEvent {
 
 /** A `shadow/` key's id and value as the secret it is. */
 function secretOf(id: string, hash: string): ReplicatedSecret {
-  return id.endsWith(PREVIOUS)
-    ? { id: id.slice(0, -PREVIOUS.length), previous: true, hash }
-    : { id, previous: false, hash };
+  const { tokenid, previous } = secretOwnerOf(id);
+  return { id: tokenid, previous, hash };
 }
 
 function slotKey(secret: { id: string; previous: boolean }): string {

@@ -30,7 +30,7 @@ import { fencePassed } from '../generations/fence.js';
 import type { GenerationPage } from '../generations/page.js';
 import { Slot } from '../generations/slots.js';
 import type { HashPool } from '../hashing/pool.js';
-import { previousSecretId } from '../ids.js';
+import { previousSecretId, secretOwnerOf } from '../ids.js';
 import type { SecretVerifier } from '../shadow/secret-verifier.js';
 import {
   MAX_SECRET_LENGTH,
@@ -42,7 +42,6 @@ import type { TokenDatabaseReader } from './token-database.js';
 
 const MAX_ATTEMPTS = 3;
 const NO_HASHES: ReadonlyMap<string, string> = new Map();
-const PREVIOUS = ' previous';
 
 export interface DatabaseSecretsOptions {
   database: TokenDatabaseReader;
@@ -177,8 +176,7 @@ export class DatabaseSecrets implements SecretVerifier {
 
   /** The hash stored under `id` now (its own read transaction), undefined when none. */
   #hashOf(id: string): string | undefined {
-    const previous = id.endsWith(PREVIOUS);
-    const tokenid = previous ? id.slice(0, -PREVIOUS.length) : id;
+    const { tokenid, previous } = secretOwnerOf(id);
     const row = this.#db.lookup(tokenid);
     const hash = previous ? row?.previousHash : row?.hash;
     return hash ? hash : undefined;
