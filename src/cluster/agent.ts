@@ -29,7 +29,7 @@ import { dropWatcher, EtcdMembers, isTransient, keepLeaseAlive, watchOn } from '
 import { entriesToText } from './entries.js';
 import { type ClusterKeys, CONFIG_KINDS, type EntryKind, slotOf } from './keys.js';
 import type { ClusterSettings } from './settings.js';
-import { EtcdStore } from './store.js';
+import { EtcdStore, latestRevisionOf } from './store.js';
 import { type ReplicaEvent, TokenReplica } from './token-replica.js';
 
 export interface AgentLog {
@@ -220,7 +220,7 @@ export class SyncAgent {
         );
         if (ttl <= 0) return { sentUs, latest: null };
         const gens = await store.snapshot([], over.signal);
-        return { sentUs, latest: Math.max(0, ...gens.gens.values()) };
+        return { sentUs, latest: latestRevisionOf(gens) };
       };
       const keeper = setInterval(() => {
         keepAlive()
@@ -255,7 +255,7 @@ export class SyncAgent {
       clearInterval(keeper);
       timers.delete(keeper);
       await this.#ack(members, snapshot.revision, over.signal);
-      this.#seen(Math.max(0, ...snapshot.gens.values()));
+      this.#seen(latestRevisionOf(snapshot));
       // The snapshot was read after the grant was sent, and is published.
       this.#confirmedAtUs = grantSentUs;
       this.#extendFence(grantSentUs);
@@ -372,7 +372,7 @@ export class SyncAgent {
       const stallCheck = async () => {
         try {
           const gens = await store.snapshot([], over.signal);
-          const latest = Math.max(0, ...gens.gens.values());
+          const latest = latestRevisionOf(gens);
           this.#seen(latest);
           if (latest <= received || (behind !== null && received >= behind.revision)) {
             behind = null;

@@ -31,7 +31,7 @@ import { createEtcdClient, EtcdMembers } from './client.js';
 import { configToEntries } from './entries.js';
 import { ClusterKeys } from './keys.js';
 import type { ClusterSettings } from './settings.js';
-import { EtcdStore, type StoreSnapshot } from './store.js';
+import { EtcdStore, latestRevisionOf, type StoreSnapshot } from './store.js';
 
 /** One confirmed change: how long the commit took, and the wait for every host after it. */
 export interface Confirmation {
@@ -254,7 +254,7 @@ export class EtcdStorage implements AuditingStorage {
             for (const id of before.keys()) if (!after.has(id)) changes.set(id, null);
           }
           // Nothing to store (a retried call whose first attempt committed): the latest covers it.
-          if (changes.size === 0) return { result: run.result, revision: latestOf(head) };
+          if (changes.size === 0) return { result: run.result, revision: latestRevisionOf(head) };
           const mark = randomUUID();
           tried.last = { mark, result: run.result };
           const revision = await this.store.commitEntries(head, changes, mark, audit);
@@ -309,7 +309,7 @@ export class EtcdStorage implements AuditingStorage {
    */
   async #caughtUp(): Promise<StoreSnapshot> {
     const head = await this.store.snapshot([]);
-    const latest = latestOf(head);
+    const latest = latestRevisionOf(head);
     const page = (this.#local as LocalTokens).page;
     const deadline = performance.now() + this.#waitMs;
     for (let pause = 1; page.load(Slot.CLUSTER_ACKED) < latest; pause = Math.min(50, pause * 2)) {
@@ -352,8 +352,4 @@ export class EtcdStorage implements AuditingStorage {
 function landedAt(snapshot: StoreSnapshot, mark: string): number | undefined {
   for (const [slot, value] of snapshot.marks) if (value === mark) return snapshot.gens.get(slot);
   return undefined;
-}
-
-function latestOf(snapshot: StoreSnapshot): number {
-  return Math.max(0, ...snapshot.gens.values());
 }

@@ -38,6 +38,11 @@ export interface StoreSnapshot {
   auditHead: ClusterAuditHead;
 }
 
+/** The store's latest data revision in a snapshot: every data change bumps a gen/ key. */
+export function latestRevisionOf(snapshot: StoreSnapshot): number {
+  return Math.max(0, ...snapshot.gens.values());
+}
+
 /**
  * What a change returns: the revision every host must confirm before the call
  * may return (the commit's; when nothing needed writing, the slot's latest
